@@ -1,0 +1,116 @@
+//! The replicated command: what the leader proposes to Raft and every replica applies.
+//!
+//! A [`Command`] carries the caller's request id (for exactly-once retries), the leader's clock
+//! reading (the only time the state machine ever sees) and the operation. Its [`Response`] is
+//! stored in the deduplication table under the request id, so a retry gets the original answer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApplyError, ValidationError};
+use crate::limits::REQUEST_ID_BYTES_MAX;
+use crate::locator::{LocatorEntry, LocatorKey, LocatorRegister};
+use crate::time::Timestamp;
+
+/// A caller-chosen id that makes a write idempotent across retries (typically a UUID).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// Validates a request id: 1..=[`REQUEST_ID_BYTES_MAX`] bytes of `A-Z a-z 0-9 - _`.
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        if s.is_empty() || s.len() > REQUEST_ID_BYTES_MAX {
+            return Err(ValidationError::new(
+                "request_id",
+                format!("must be 1 to {REQUEST_ID_BYTES_MAX} bytes"),
+            ));
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(ValidationError::new(
+                "request_id",
+                "allowed are A-Z a-z 0-9 - _",
+            ));
+        }
+        Ok(RequestId(s.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One replicated command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// Deduplication key; `None` for internal commands that are naturally idempotent.
+    pub request_id: Option<RequestId>,
+    /// The leader's clock when it accepted the command.
+    pub stamped_at: Timestamp,
+    /// What to do.
+    pub op: Op,
+}
+
+/// The operations the state machine knows. New record families add variants here (append
+/// only: the log stores them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Does nothing; used to commit an entry in a new term.
+    Noop,
+    /// Register (upsert) a locator entry.
+    LocatorRegister(LocatorRegister),
+    /// Retire a locator entry.
+    LocatorRetire(LocatorKey),
+}
+
+impl Op {
+    /// A short name for metrics and logs (never contains patient data).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Noop => "noop",
+            Op::LocatorRegister(_) => "locator_register",
+            Op::LocatorRetire(_) => "locator_retire",
+        }
+    }
+}
+
+/// What a successful command produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Nothing to report.
+    None,
+    /// A locator entry after the command, and whether the command changed it.
+    Locator {
+        /// The entry as stored.
+        entry: LocatorEntry,
+        /// False for an idempotent repeat.
+        changed: bool,
+    },
+}
+
+/// The state machine's answer to a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// State revision after the command.
+    pub revision: u64,
+    /// The outcome, or why the command could not take effect.
+    pub result: Result<Outcome, ApplyError>,
+    /// True when this answer was replayed from the deduplication table: the command had
+    /// already been applied under the same request id.
+    pub deduplicated: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids() {
+        assert!(RequestId::parse("3f1c0d9e-8a63-4a8e-9b7e-0c6a1d2e3f40").is_ok());
+        assert!(RequestId::parse("").is_err());
+        assert!(RequestId::parse(&"a".repeat(65)).is_err());
+        assert!(RequestId::parse("a b").is_err());
+    }
+}

@@ -1,0 +1,26 @@
+//! Kartotek's domain: identifiers, records, replicated commands and the pure rules that apply
+//! them.
+//!
+//! Nothing here does I/O. The API edge (`node`) turns requests into validated [`command::Command`]s;
+//! the leader stamps them with its clock and proposes them to Raft; every replica's state machine
+//! (`storage`) applies them with the functions here, so all replicas compute the same result from
+//! the same log.
+//!
+//! - [`ids`]: national ids, org numbers and HPR numbers, validated exactly as specified.
+//! - [`limits`]: every named maximum (strings, lists, requests).
+//! - [`locator`]: patient information locator entries.
+//! - [`command`]: the replicated command and its response.
+//! - [`error`]: validation and apply errors.
+
+pub mod command;
+pub mod error;
+pub mod ids;
+pub mod limits;
+pub mod locator;
+pub mod time;
+
+pub use command::{Command, Op, Outcome, RequestId, Response};
+pub use error::{ApplyError, ValidationError};
+pub use ids::{HprNumber, IdError, NationalId, OrgNumber};
+pub use locator::{LocatorEntry, LocatorKey, LocatorRegister, LocatorStatus, SystemId};
+pub use time::Timestamp;

@@ -1,0 +1,200 @@
+//! `kartotek admin status|init|add-learner|promote|remove|snapshot`.
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use kartotek_proto::v1::{AddLearnerRequest, Member, MembershipResponse};
+use serde::Serialize;
+
+use super::Cli;
+use super::output::{MemberView, NodeStatusView, opt, print_json, table};
+
+/// Admin subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Show every endpoint's role, term, log and applied index, leader and membership.
+    Status,
+    /// Initialise a new cluster with the nodes at `--endpoints` as voters.
+    Init,
+    /// Add a node as a learner (it catches up from the log or a snapshot).
+    AddLearner(AddLearnerArgs),
+    /// Make a learner a voter.
+    Promote(NodeIdArg),
+    /// Remove a node from the cluster.
+    Remove(NodeIdArg),
+    /// Build a snapshot now (on the leader, or on `--node`).
+    Snapshot(SnapshotArgs),
+}
+
+/// Arguments of `admin add-learner`.
+#[derive(Debug, Args)]
+pub struct AddLearnerArgs {
+    /// The new node's id (never reuse the id of a wiped node).
+    #[arg(long)]
+    pub node_id: u64,
+    /// The new node's gRPC address (host:port).
+    #[arg(long)]
+    pub addr: String,
+    /// Return at once instead of waiting until the learner has caught up.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// A node id argument.
+#[derive(Debug, Args)]
+pub struct NodeIdArg {
+    /// The node's id.
+    #[arg(long)]
+    pub node_id: u64,
+}
+
+/// Arguments of `admin snapshot`.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Endpoint of the node to snapshot (default: the leader).
+    #[arg(long)]
+    pub node: Option<String>,
+}
+
+#[derive(Serialize)]
+struct EndpointStatus {
+    endpoint: String,
+    status: Option<NodeStatusView>,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct MembershipView {
+    log_index: u64,
+    members: Vec<MemberView>,
+}
+
+/// Runs an admin subcommand.
+pub async fn run(cli: &Cli, cmd: &AdminCommand) -> anyhow::Result<()> {
+    let client = cli.client()?;
+    match cmd {
+        AdminCommand::Status => {
+            let all = client.status_all().await;
+            let views: Vec<EndpointStatus> = all
+                .iter()
+                .map(|(ep, r)| match r {
+                    Ok(s) => EndpointStatus {
+                        endpoint: ep.clone(),
+                        status: Some(s.into()),
+                        error: None,
+                    },
+                    Err(e) => EndpointStatus {
+                        endpoint: ep.clone(),
+                        status: None,
+                        error: Some(e.to_string()),
+                    },
+                })
+                .collect();
+            if cli.json {
+                return print_json(&views);
+            }
+            let mut t = table(&["ENDPOINT", "NODE", "ROLE", "TERM", "LAST LOG", "APPLIED", "LEADER", "MEMBERS"]);
+            for v in &views {
+                match &v.status {
+                    Some(s) => {
+                        let members = s
+                            .members
+                            .iter()
+                            .map(|m| format!("{}{}", m.node_id, if m.voter { "" } else { "(learner)" }))
+                            .collect::<Vec<_>>()
+                            .join(",");
+                        t.add_row(vec![
+                            v.endpoint.clone(),
+                            s.node_id.to_string(),
+                            s.role.clone(),
+                            s.term.to_string(),
+                            opt(s.last_log_index),
+                            opt(s.applied_index),
+                            opt(s.leader_id),
+                            members,
+                        ]);
+                    }
+                    None => {
+                        t.add_row(vec![
+                            v.endpoint.clone(),
+                            "-".into(),
+                            format!("unreachable: {}", v.error.clone().unwrap_or_default()),
+                        ]);
+                    }
+                }
+            }
+            println!("{t}");
+            Ok(())
+        }
+        AdminCommand::Init => {
+            let mut members = Vec::new();
+            for ep in &cli.endpoints {
+                let s = client
+                    .status(ep)
+                    .await
+                    .with_context(|| format!("asking {ep} for its node id"))?;
+                if s.initialized {
+                    bail!("node {} at {ep} is already part of an initialised cluster", s.node_id);
+                }
+                members.push(Member {
+                    node_id: s.node_id,
+                    addr: s.addr,
+                    voter: true,
+                });
+            }
+            let first = cli.endpoints.first().context("no endpoints")?;
+            let resp = client.init(first, members).await?;
+            let view = MembershipView {
+                log_index: 0,
+                members: resp.members.iter().map(MemberView::from).collect(),
+            };
+            print_membership(cli, &view, "initialised")
+        }
+        AdminCommand::AddLearner(a) => {
+            let resp = client
+                .add_learner(AddLearnerRequest {
+                    node_id: a.node_id,
+                    addr: a.addr.clone(),
+                    wait_caught_up: !a.no_wait,
+                })
+                .await?;
+            print_membership(cli, &membership(&resp), "learner added")
+        }
+        AdminCommand::Promote(n) => {
+            let resp = client.promote(n.node_id).await?;
+            print_membership(cli, &membership(&resp), "promoted")
+        }
+        AdminCommand::Remove(n) => {
+            let resp = client.remove(n.node_id).await?;
+            print_membership(cli, &membership(&resp), "removed")
+        }
+        AdminCommand::Snapshot(s) => {
+            let resp = client.snapshot(s.node.as_deref()).await?;
+            if cli.json {
+                print_json(&serde_json::json!({ "snapshot_index": resp.snapshot_index }))
+            } else {
+                println!("snapshot at log index {}", opt(resp.snapshot_index));
+                Ok(())
+            }
+        }
+    }
+}
+
+fn membership(r: &MembershipResponse) -> MembershipView {
+    MembershipView {
+        log_index: r.log_index,
+        members: r.members.iter().map(MemberView::from).collect(),
+    }
+}
+
+fn print_membership(cli: &Cli, view: &MembershipView, verb: &str) -> anyhow::Result<()> {
+    if cli.json {
+        return print_json(view);
+    }
+    let mut t = table(&["NODE", "ADDR", "VOTER"]);
+    for m in &view.members {
+        t.add_row(vec![m.node_id.to_string(), m.addr.clone(), m.voter.to_string()]);
+    }
+    println!("{t}");
+    println!("{verb}");
+    Ok(())
+}

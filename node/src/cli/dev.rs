@@ -1,0 +1,366 @@
+//! `kartotek dev`: a local cluster for development, one OS process per node.
+//!
+//! Writes `node-<id>/node.toml` per node and `<data-dir>/cluster.json` (ids, pids, addresses),
+//! starts `kartotek node` for each, initialises the cluster on first start and resumes it from
+//! disk on later starts. A node that dies (e.g. `kill -9`) is restarted after a short pause
+//! (unless `--no-restart`) and its new pid is written to `cluster.json`. Ctrl-C (or SIGTERM)
+//! stops every node cleanly. Nodes run in their own process group and die with the supervisor.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use kartotek_client::{ClientConfig, KartotekClient};
+use kartotek_proto::v1::Member;
+use serde::{Deserialize, Serialize};
+use tokio::process::{Child, Command};
+
+use crate::config::NodeConfig;
+
+/// Most nodes `kartotek dev` runs.
+pub const DEV_NODES_MAX: u64 = 9;
+/// How long nodes get to come up.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long nodes get to stop after SIGTERM before SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Arguments of `kartotek dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Number of nodes (used on first start; later starts resume what cluster.json says).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=DEV_NODES_MAX as i64))]
+    pub nodes: u64,
+    /// Directory for all nodes' data, logs and cluster.json.
+    #[arg(long, default_value = "./kartotek-dev")]
+    pub data_dir: PathBuf,
+    /// gRPC port of node 1; node n gets base + n - 1.
+    #[arg(long, default_value_t = 7401)]
+    pub base_port: u16,
+    /// Metrics port of node 1; node n gets base + n - 1.
+    #[arg(long, default_value_t = 9401)]
+    pub metrics_base_port: u16,
+    /// Do not restart nodes that exit.
+    #[arg(long)]
+    pub no_restart: bool,
+}
+
+/// `cluster.json`: what runs where.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterFile {
+    /// Cluster name.
+    pub cluster_name: String,
+    /// Whether the cluster has been initialised.
+    pub initialized: bool,
+    /// Pid of the `kartotek dev` supervisor.
+    pub supervisor_pid: Option<u32>,
+    /// The nodes.
+    pub nodes: Vec<NodeEntry>,
+    /// The HTTP frontend, once it exists.
+    pub frontend: Option<String>,
+}
+
+/// One node in `cluster.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeEntry {
+    /// Node id.
+    pub id: u64,
+    /// Pid of the running process, if any.
+    pub pid: Option<u32>,
+    /// gRPC address (public API and Raft).
+    pub grpc_addr: String,
+    /// Metrics endpoint (`http://…/metrics`).
+    pub metrics_addr: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Node configuration file.
+    pub config_file: PathBuf,
+    /// Log file.
+    pub log_file: PathBuf,
+}
+
+impl ClusterFile {
+    fn load(path: &Path) -> anyhow::Result<Option<ClusterFile>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(Some(
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
+        ))
+    }
+
+    fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(self)?)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    i32::try_from(pid)
+        .ok()
+        .map(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
+        .unwrap_or(false)
+}
+
+fn new_cluster(args: &DevArgs, data_dir: &Path) -> anyhow::Result<ClusterFile> {
+    let mut nodes = Vec::new();
+    for id in 1..=args.nodes {
+        let offset = u16::try_from(id - 1)?;
+        let grpc_port = args.base_port.checked_add(offset).context("port out of range")?;
+        let metrics_port = args.metrics_base_port.checked_add(offset).context("port out of range")?;
+        let dir = data_dir.join(format!("node-{id}"));
+        nodes.push(NodeEntry {
+            id,
+            pid: None,
+            grpc_addr: format!("127.0.0.1:{grpc_port}"),
+            metrics_addr: format!("127.0.0.1:{metrics_port}"),
+            config_file: dir.join("node.toml"),
+            log_file: dir.join("node.log"),
+            data_dir: dir,
+        });
+    }
+    Ok(ClusterFile {
+        cluster_name: "kartotek-dev".into(),
+        initialized: false,
+        supervisor_pid: None,
+        nodes,
+        frontend: None,
+    })
+}
+
+fn write_node_config(cluster: &ClusterFile, node: &NodeEntry) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&node.data_dir)?;
+    let config = NodeConfig {
+        node_id: node.id,
+        cluster_name: cluster.cluster_name.clone(),
+        listen_addr: node.grpc_addr.parse().context("grpc address")?,
+        advertise_addr: Some(node.grpc_addr.clone()),
+        metrics_addr: Some(node.metrics_addr.parse().context("metrics address")?),
+        data_dir: node.data_dir.clone(),
+        ..NodeConfig::default()
+    };
+    config.validate()?;
+    let text = format!(
+        "# Written by `kartotek dev`; edit freely, it is rewritten only when missing.\n{}",
+        toml::to_string_pretty(&config)?
+    );
+    if !node.config_file.exists() {
+        std::fs::write(&node.config_file, text)?;
+    }
+    Ok(())
+}
+
+fn spawn_node(exe: &Path, node: &NodeEntry) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&node.log_file)
+        .with_context(|| format!("opening {}", node.log_file.display()))?;
+    let log_err = log.try_clone()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("node")
+        .arg("--config")
+        .arg(&node.config_file)
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0)
+        .kill_on_drop(false);
+    // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGTERM the child when
+    // the supervisor dies, so no node outlives `kartotek dev`.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .with_context(|| format!("starting node {}", node.id))
+}
+
+/// Runs the dev cluster until Ctrl-C.
+pub async fn run(args: &DevArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize()?;
+    let cluster_path = data_dir.join("cluster.json");
+    let mut cluster = match ClusterFile::load(&cluster_path)? {
+        Some(c) => {
+            if let Some(pid) = c.supervisor_pid
+                && pid != std::process::id()
+                && pid_alive(pid)
+            {
+                bail!(
+                    "a dev cluster is already running from {} (supervisor pid {pid})",
+                    data_dir.display()
+                );
+            }
+            if c.nodes.len() as u64 != args.nodes {
+                tracing::warn!(
+                    nodes = c.nodes.len(),
+                    "resuming the existing cluster; --nodes applies only to a new data dir"
+                );
+            }
+            c
+        }
+        None => new_cluster(args, &data_dir)?,
+    };
+    cluster.supervisor_pid = Some(std::process::id());
+    let exe = std::env::current_exe().context("locating the kartotek binary")?;
+
+    let mut children: Vec<Option<Child>> = Vec::new();
+    for node in &cluster.nodes {
+        write_node_config(&cluster, node)?;
+    }
+    for i in 0..cluster.nodes.len() {
+        let child = spawn_node(&exe, &cluster.nodes[i])?;
+        cluster.nodes[i].pid = child.id();
+        children.push(Some(child));
+    }
+    cluster.save(&cluster_path)?;
+
+    let endpoints: Vec<String> = cluster.nodes.iter().map(|n| n.grpc_addr.clone()).collect();
+    let client = KartotekClient::new(ClientConfig {
+        endpoints: endpoints.clone(),
+        ..ClientConfig::default()
+    })?;
+    let result = tokio::select! {
+        r = bring_up(&client, &mut cluster, &cluster_path) => r,
+        _ = super::shutdown_signal() => Err(anyhow::anyhow!("interrupted during start-up")),
+    };
+    if let Err(e) = result {
+        stop_all(&mut children).await;
+        cluster.supervisor_pid = None;
+        let _ = cluster.save(&cluster_path);
+        return Err(e);
+    }
+
+    println!("Kartotek dev cluster {:?} is running:", cluster.cluster_name);
+    for n in &cluster.nodes {
+        println!(
+            "  node {}  gRPC {}  metrics http://{}/metrics  pid {}  log {}",
+            n.id,
+            n.grpc_addr,
+            n.metrics_addr,
+            n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            n.log_file.display()
+        );
+    }
+    println!("  cluster file: {}", cluster_path.display());
+    println!("  endpoints:    {}", endpoints.join(","));
+    println!("Try `kartotek admin status` in another terminal. Ctrl-C stops the cluster.");
+
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let shutdown = super::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {
+                for i in 0..children.len() {
+                    let exited = match children[i].as_mut().map(|c| c.try_wait()) {
+                        Some(Ok(Some(status))) => Some(status),
+                        _ => None,
+                    };
+                    if let Some(status) = exited {
+                        let node = &cluster.nodes[i];
+                        children[i] = None;
+                        cluster.nodes[i].pid = None;
+                        if args.no_restart {
+                            println!("node {} exited ({status}); not restarting (--no-restart)", node.id);
+                        } else {
+                            println!("node {} exited ({status}); restarting in 1 s", node.id);
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            match spawn_node(&exe, &cluster.nodes[i]) {
+                                Ok(child) => {
+                                    cluster.nodes[i].pid = child.id();
+                                    children[i] = Some(child);
+                                }
+                                Err(e) => println!("node {} could not be restarted: {e:#}", cluster.nodes[i].id),
+                            }
+                        }
+                        cluster.save(&cluster_path)?;
+                    }
+                }
+            }
+        }
+    }
+    println!("stopping {} nodes…", children.iter().flatten().count());
+    stop_all(&mut children).await;
+    for n in &mut cluster.nodes {
+        n.pid = None;
+    }
+    cluster.supervisor_pid = None;
+    cluster.save(&cluster_path)?;
+    println!("stopped; data kept in {} (run `kartotek dev` again to resume)", data_dir.display());
+    Ok(())
+}
+
+/// Waits for every node to answer, initialises the cluster if needed, waits for a leader.
+async fn bring_up(client: &KartotekClient, cluster: &mut ClusterFile, path: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let mut statuses = Vec::new();
+    for n in &cluster.nodes {
+        loop {
+            match client.status(&n.grpc_addr).await {
+                Ok(s) => {
+                    statuses.push(s);
+                    break;
+                }
+                Err(e) if Instant::now() > deadline => {
+                    bail!("node {} at {} did not come up: {e} (see {})", n.id, n.grpc_addr, n.log_file.display())
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+    if !statuses.iter().any(|s| s.initialized) {
+        let members = cluster
+            .nodes
+            .iter()
+            .map(|n| Member {
+                node_id: n.id,
+                addr: n.grpc_addr.clone(),
+                voter: true,
+            })
+            .collect();
+        let first = &cluster.nodes.first().context("no nodes")?.grpc_addr;
+        client.init(first, members).await.context("initialising the cluster")?;
+        println!("initialised a new cluster of {} nodes", cluster.nodes.len());
+    }
+    cluster.initialized = true;
+    cluster.save(path)?;
+    loop {
+        for n in &cluster.nodes {
+            if let Ok(s) = client.status(&n.grpc_addr).await
+                && s.leader_id.is_some()
+            {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("no leader was elected within {} s", STARTUP_TIMEOUT.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SIGTERM to every node, then SIGKILL to those still running after [`STOP_TIMEOUT`].
+async fn stop_all(children: &mut [Option<Child>]) {
+    for child in children.iter().flatten() {
+        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    for child in children.iter_mut().flatten() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if tokio::time::timeout(left, child.wait()).await.is_err() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+}

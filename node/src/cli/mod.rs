@@ -1,0 +1,129 @@
+//! The `kartotek` command line: one binary for running nodes, a local dev cluster, cluster
+//! administration and the domain commands.
+//!
+//! Global flags: `--endpoints` (or `KARTOTEK_ENDPOINTS`), `--token` (or `KARTOTEK_TOKEN`),
+//! `--json`. Results go to stdout (tables, or JSON with `--json`); errors go to stderr with a
+//! non-zero exit code.
+
+pub mod admin;
+pub mod dev;
+pub mod locator;
+pub mod node;
+pub mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kartotek_client::{ClientConfig, KartotekClient};
+
+/// Default endpoints: the `kartotek dev` cluster.
+pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7401,127.0.0.1:7402,127.0.0.1:7403";
+
+/// Kartotek: a Raft-replicated patient information locator and privacy registry.
+#[derive(Debug, Parser)]
+#[command(name = "kartotek", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Cluster endpoints (host:port, comma separated).
+    #[arg(long, global = true, env = "KARTOTEK_ENDPOINTS", default_value = DEFAULT_ENDPOINTS, value_delimiter = ',')]
+    pub endpoints: Vec<String>,
+    /// Bearer token sent with every request.
+    #[arg(long, global = true, env = "KARTOTEK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Machine-readable JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one production node.
+    Node(node::NodeArgs),
+    /// Run a local cluster (one OS process per node) on embedded defaults.
+    Dev(dev::DevArgs),
+    /// Cluster operations.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Patient information locator entries.
+    #[command(subcommand)]
+    Locator(locator::LocatorCommand),
+}
+
+impl Cli {
+    /// A client for the global endpoints and token.
+    pub fn client(&self) -> anyhow::Result<KartotekClient> {
+        let config = ClientConfig {
+            endpoints: self.endpoints.clone(),
+            token: self.token.clone(),
+            ..ClientConfig::default()
+        };
+        Ok(KartotekClient::new(config)?)
+    }
+}
+
+fn init_tracing(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parses the command line and runs it.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Node(args) => node::run(args).await,
+            Command::Dev(args) => {
+                init_tracing("info");
+                dev::run(args).await
+            }
+            Command::Admin(cmd) => {
+                init_tracing("warn");
+                admin::run(&cli, cmd).await
+            }
+            Command::Locator(cmd) => {
+                init_tracing("warn");
+                locator::run(&cli, cmd).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves when the process gets SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

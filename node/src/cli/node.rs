@@ -1,0 +1,32 @@
+//! `kartotek node --config node.toml`: one production node.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::config::NodeConfig;
+use crate::server::run_node;
+
+/// Arguments of `kartotek node`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// TOML configuration file (see deploy/node.example.toml); `KARTOTEK_*` variables override
+    /// it (nested keys with `__`, e.g. `KARTOTEK_RAFT__PROFILE=wan`).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// Runs the node until SIGINT/SIGTERM.
+pub async fn run(args: &NodeArgs) -> anyhow::Result<()> {
+    let config = NodeConfig::load(args.config.as_deref())?;
+    if args.print_config {
+        print!("{}", toml::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    super::init_tracing(&config.log_filter);
+    run_node(config, super::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,369 @@
+//! A node's configuration: TOML file plus `KARTOTEK_*` environment overrides, validated before
+//! anything starts. The defaults are those of `kartotek dev`'s first node on one machine.
+//!
+//! Raft timing comes from a profile (`lan`, the default, or `wan` for sites 10–30 ms apart);
+//! any timing set explicitly overrides the profile's value.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Errors in a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or environment could not be read or parsed.
+    #[error("reading configuration: {0}")]
+    Load(String),
+    /// A value is out of range or inconsistent with another.
+    #[error("invalid configuration: {field}: {reason}")]
+    Invalid {
+        /// The setting, dotted (`raft.heartbeat_interval_ms`).
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Raft timing profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RaftProfile {
+    /// One site or a LAN: sub-millisecond round trips.
+    #[default]
+    Lan,
+    /// Several sites, 10–30 ms round trips.
+    Wan,
+}
+
+/// Raft settings. Timings left unset take the profile's value.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSettings {
+    /// Timing profile.
+    pub profile: RaftProfile,
+    /// Leader heartbeat interval.
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Lower bound of the randomized election timeout.
+    pub election_timeout_min_ms: Option<u64>,
+    /// Upper bound of the randomized election timeout.
+    pub election_timeout_max_ms: Option<u64>,
+    /// Deadline of one append-entries or vote RPC.
+    pub rpc_timeout_ms: Option<u64>,
+    /// Deadline of one snapshot chunk.
+    pub install_snapshot_timeout_ms: Option<u64>,
+    /// Most log entries in one append-entries RPC.
+    pub entries_per_request_max: Option<u64>,
+    /// Build a snapshot after this many applied entries since the last one.
+    pub snapshot_logs_since_last: Option<u64>,
+    /// Log entries kept behind a snapshot (lets slow followers catch up without a snapshot).
+    pub logs_kept_after_snapshot: Option<u64>,
+    /// Size of one snapshot chunk on the wire.
+    pub snapshot_chunk_bytes: Option<u64>,
+}
+
+/// Raft settings with every value resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedRaft {
+    /// See [`RaftSettings`].
+    pub heartbeat_interval_ms: u64,
+    /// See [`RaftSettings`].
+    pub election_timeout_min_ms: u64,
+    /// See [`RaftSettings`].
+    pub election_timeout_max_ms: u64,
+    /// See [`RaftSettings`].
+    pub rpc_timeout_ms: u64,
+    /// See [`RaftSettings`].
+    pub install_snapshot_timeout_ms: u64,
+    /// See [`RaftSettings`].
+    pub entries_per_request_max: u64,
+    /// See [`RaftSettings`].
+    pub snapshot_logs_since_last: u64,
+    /// See [`RaftSettings`].
+    pub logs_kept_after_snapshot: u64,
+    /// See [`RaftSettings`].
+    pub snapshot_chunk_bytes: u64,
+}
+
+impl RaftSettings {
+    /// Fills unset timings from the profile.
+    pub fn resolve(&self) -> ResolvedRaft {
+        let (hb, emin, emax, rpc) = match self.profile {
+            RaftProfile::Lan => (50, 300, 600, 500),
+            RaftProfile::Wan => (150, 1500, 3000, 1500),
+        };
+        ResolvedRaft {
+            heartbeat_interval_ms: self.heartbeat_interval_ms.unwrap_or(hb),
+            election_timeout_min_ms: self.election_timeout_min_ms.unwrap_or(emin),
+            election_timeout_max_ms: self.election_timeout_max_ms.unwrap_or(emax),
+            rpc_timeout_ms: self.rpc_timeout_ms.unwrap_or(rpc),
+            install_snapshot_timeout_ms: self.install_snapshot_timeout_ms.unwrap_or(5_000),
+            entries_per_request_max: self.entries_per_request_max.unwrap_or(1_000),
+            snapshot_logs_since_last: self.snapshot_logs_since_last.unwrap_or(50_000),
+            logs_kept_after_snapshot: self.logs_kept_after_snapshot.unwrap_or(5_000),
+            snapshot_chunk_bytes: self.snapshot_chunk_bytes.unwrap_or(1 << 20),
+        }
+    }
+}
+
+/// Storage settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// RocksDB block cache for the state machine.
+    pub block_cache_bytes: u64,
+    /// How long a request id is remembered for exactly-once retries (leader time).
+    pub dedup_ttl_ms: u64,
+    /// Most request ids remembered.
+    pub dedup_entries_max: u64,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            block_cache_bytes: 128 << 20,
+            dedup_ttl_ms: 600_000,
+            dedup_entries_max: 1_000_000,
+        }
+    }
+}
+
+/// Public API settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Largest request message accepted.
+    pub request_size_bytes_max: u64,
+    /// Deadline for a write to commit and apply.
+    pub write_timeout_ms: u64,
+    /// Deadline for a read (including confirming leadership).
+    pub read_timeout_ms: u64,
+    /// Most requests served at once; more wait (bounded by the client's deadline).
+    pub concurrent_requests_max: u64,
+    /// Most linearizable reads that share one leadership confirmation round.
+    pub reads_per_round_max: u64,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            request_size_bytes_max: 1 << 20,
+            write_timeout_ms: 5_000,
+            read_timeout_ms: 5_000,
+            concurrent_requests_max: 4_096,
+            reads_per_round_max: 4_096,
+        }
+    }
+}
+
+/// One node's configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// This node's id; unique in the cluster, never reused for a wiped node.
+    pub node_id: u64,
+    /// Name shared by all nodes of one cluster; nodes refuse Raft traffic from other clusters.
+    pub cluster_name: String,
+    /// Address the gRPC server (public API and Raft transport) listens on.
+    pub listen_addr: SocketAddr,
+    /// Address other nodes and clients use to reach this node (`host:port`); defaults to
+    /// `listen_addr`.
+    pub advertise_addr: Option<String>,
+    /// Address of the HTTP endpoint with `/metrics`, `/healthz` and `/readyz`; none if unset.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Where the node keeps its data.
+    pub data_dir: PathBuf,
+    /// Log filter (`tracing` env-filter syntax) when `RUST_LOG` is unset.
+    pub log_filter: String,
+    /// Raft settings.
+    pub raft: RaftSettings,
+    /// Storage settings.
+    pub storage: StorageSettings,
+    /// Public API settings.
+    pub api: ApiSettings,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            node_id: 1,
+            cluster_name: "kartotek-dev".into(),
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 7401)),
+            advertise_addr: None,
+            metrics_addr: None,
+            data_dir: PathBuf::from("./kartotek-data"),
+            log_filter: "info".into(),
+            raft: RaftSettings::default(),
+            storage: StorageSettings::default(),
+            api: ApiSettings::default(),
+        }
+    }
+}
+
+/// Names of `KARTOTEK_*` variables that belong to the CLI, not to the node.
+const CLI_ENV: &[&str] = &["endpoints", "token", "json"];
+
+impl NodeConfig {
+    /// Loads defaults, then the TOML file (if given), then `KARTOTEK_*` variables (nested keys
+    /// with `__`, e.g. `KARTOTEK_RAFT__PROFILE=wan`), and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<NodeConfig, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(NodeConfig::default()));
+        if let Some(p) = path {
+            if !p.exists() {
+                return Err(ConfigError::Load(format!("{} does not exist", p.display())));
+            }
+            fig = fig.merge(Toml::file(p));
+        }
+        fig = fig.merge(Env::prefixed("KARTOTEK_").split("__").ignore(CLI_ENV));
+        let cfg: NodeConfig = fig.extract().map_err(|e| ConfigError::Load(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The address others reach this node at.
+    pub fn advertise(&self) -> String {
+        self.advertise_addr
+            .clone()
+            .unwrap_or_else(|| self.listen_addr.to_string())
+    }
+
+    /// Checks ranges and relations between settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(invalid("node_id", "must be at least 1"));
+        }
+        if self.cluster_name.is_empty() || self.cluster_name.len() > 64 {
+            return Err(invalid("cluster_name", "must be 1 to 64 bytes"));
+        }
+        if !self
+            .cluster_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return Err(invalid("cluster_name", "allowed are A-Z a-z 0-9 - _ ."));
+        }
+        if let Some(a) = &self.advertise_addr
+            && (a.is_empty() || a.len() > 256 || !a.contains(':'))
+        {
+            return Err(invalid("advertise_addr", "must be host:port"));
+        }
+        let r = self.raft.resolve();
+        if r.heartbeat_interval_ms == 0 {
+            return Err(invalid("raft.heartbeat_interval_ms", "must be positive"));
+        }
+        if r.election_timeout_min_ms < 2 * r.heartbeat_interval_ms {
+            return Err(invalid(
+                "raft.election_timeout_min_ms",
+                "must be at least twice the heartbeat interval",
+            ));
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            return Err(invalid(
+                "raft.election_timeout_max_ms",
+                "must be greater than election_timeout_min_ms",
+            ));
+        }
+        if r.rpc_timeout_ms == 0 || r.install_snapshot_timeout_ms == 0 {
+            return Err(invalid("raft.rpc_timeout_ms", "timeouts must be positive"));
+        }
+        if !(1..=10_000).contains(&r.entries_per_request_max) {
+            return Err(invalid("raft.entries_per_request_max", "must be 1 to 10000"));
+        }
+        if r.snapshot_logs_since_last == 0 {
+            return Err(invalid("raft.snapshot_logs_since_last", "must be positive"));
+        }
+        if !(4096..=(64 << 20)).contains(&r.snapshot_chunk_bytes) {
+            return Err(invalid("raft.snapshot_chunk_bytes", "must be 4 KiB to 64 MiB"));
+        }
+        if !(1024..=(64 << 20)).contains(&self.api.request_size_bytes_max) {
+            return Err(invalid("api.request_size_bytes_max", "must be 1 KiB to 64 MiB"));
+        }
+        if self.api.write_timeout_ms == 0 || self.api.read_timeout_ms == 0 {
+            return Err(invalid("api.write_timeout_ms", "timeouts must be positive"));
+        }
+        if self.api.concurrent_requests_max == 0 || self.api.reads_per_round_max == 0 {
+            return Err(invalid("api.concurrent_requests_max", "must be positive"));
+        }
+        if self.storage.dedup_ttl_ms < 1000 || self.storage.dedup_entries_max == 0 {
+            return Err(invalid(
+                "storage.dedup_ttl_ms",
+                "dedup must remember ids for at least 1 s and at least 1 id",
+            ));
+        }
+        Ok(())
+    }
+
+    /// openraft's configuration from these settings.
+    pub fn openraft(&self) -> Result<openraft::Config, ConfigError> {
+        let r = self.raft.resolve();
+        let cfg = openraft::Config {
+            cluster_name: self.cluster_name.clone(),
+            heartbeat_interval: r.heartbeat_interval_ms,
+            election_timeout_min: r.election_timeout_min_ms,
+            election_timeout_max: r.election_timeout_max_ms,
+            install_snapshot_timeout: r.install_snapshot_timeout_ms,
+            max_payload_entries: r.entries_per_request_max,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_logs_since_last),
+            max_in_snapshot_log_to_keep: r.logs_kept_after_snapshot,
+            snapshot_max_chunk_size: r.snapshot_chunk_bytes,
+            replication_lag_threshold: r.logs_kept_after_snapshot.max(1),
+            ..Default::default()
+        };
+        cfg.validate()
+            .map_err(|e| invalid("raft", e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_profiles_differ() {
+        let c = NodeConfig::default();
+        assert!(c.validate().is_ok());
+        assert!(c.openraft().is_ok());
+        let mut w = c.clone();
+        w.raft.profile = RaftProfile::Wan;
+        assert!(w.validate().is_ok());
+        assert!(w.raft.resolve().election_timeout_min_ms > c.raft.resolve().election_timeout_min_ms);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut c = NodeConfig::default();
+        c.node_id = 0;
+        assert!(matches!(c.validate(), Err(ConfigError::Invalid { field: "node_id", .. })));
+        let mut c = NodeConfig::default();
+        c.raft.election_timeout_min_ms = Some(60);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid { field: "raft.election_timeout_min_ms", .. })
+        ));
+        let mut c = NodeConfig::default();
+        c.raft.entries_per_request_max = Some(0);
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn toml_and_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = dir.path().join("n.toml");
+        let _ = std::fs::write(&p, "node_id = 3\n[raft]\nprofile = \"wan\"\n");
+        let c = NodeConfig::load(Some(&p)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.node_id, 3);
+        assert_eq!(c.raft.profile, RaftProfile::Wan);
+        let _ = std::fs::write(&p, "node_id = 3\nnode_idd = 4\n");
+        assert!(NodeConfig::load(Some(&p)).is_err());
+        assert!(NodeConfig::load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! Everything a request handler needs from its node, in one cheap-to-clone value.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kartotek_domain::{Command, Op, RequestId, Response, Timestamp};
+use kartotek_proto::v1::ResponseHeader;
+use kartotek_storage::{StateReader, TypeConfig};
+use openraft::Raft;
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::Semaphore;
+
+use crate::config::NodeConfig;
+use crate::error::NodeError;
+use crate::metrics::Metrics;
+use crate::raft_service::forward_to_leader;
+use crate::read_barrier::ReadBarrier;
+use crate::staleness::StalenessTracker;
+
+/// Shared state of a running node.
+#[derive(Clone)]
+pub struct NodeContext {
+    /// The node's configuration.
+    pub config: Arc<NodeConfig>,
+    /// The Raft handle.
+    pub raft: Raft<TypeConfig>,
+    /// Reads of the state machine.
+    pub reader: StateReader,
+    /// Linearizable-read batcher.
+    pub barrier: ReadBarrier,
+    /// Bounded-staleness proofs.
+    pub staleness: StalenessTracker,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Bounds the requests served at once.
+    pub inflight: Arc<Semaphore>,
+}
+
+impl NodeContext {
+    /// Proposes a command (stamped with this node's clock, as leader) and waits for its
+    /// answer, within the configured write timeout.
+    pub async fn write(&self, request_id: Option<RequestId>, op: Op) -> Result<Response, NodeError> {
+        let cmd = Command {
+            request_id,
+            stamped_at: Timestamp::now(),
+            op,
+        };
+        let timeout = Duration::from_millis(self.config.api.write_timeout_ms);
+        let result = tokio::time::timeout(timeout, self.raft.client_write(cmd))
+            .await
+            .map_err(|_| {
+                NodeError::Timeout(
+                    "the write was not committed in time; it may still take effect: retry with the same request id".into(),
+                )
+            })?;
+        match result {
+            Ok(resp) => Ok(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(forward_to_leader(&f))
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(NodeError::Internal(e.to_string()))
+            }
+            Err(RaftError::Fatal(f)) => Err(NodeError::Unavailable(format!("raft stopped: {f}"))),
+        }
+    }
+
+    /// The header for an answer made at `revision` / `applied_index`.
+    pub fn header(&self, revision: u64, applied_index: u64) -> ResponseHeader {
+        let term = self.raft.metrics().borrow().current_term;
+        ResponseHeader {
+            revision,
+            node_id: self.config.node_id,
+            raft_term: term,
+            applied_index,
+        }
+    }
+
+    /// Takes an in-flight slot, waiting at most the read timeout.
+    pub async fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, NodeError> {
+        let timeout = Duration::from_millis(self.config.api.read_timeout_ms);
+        match tokio::time::timeout(timeout, self.inflight.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(NodeError::Unavailable("node is shutting down".into())),
+            Err(_) => Err(NodeError::Unavailable("node overloaded: too many requests in flight".into())),
+        }
+    }
+
+    /// Records a finished request in the metrics.
+    pub fn observe<T>(&self, method: &str, started: Instant, result: &Result<T, tonic::Status>) {
+        let code = match result {
+            Ok(_) => tonic::Code::Ok,
+            Err(s) => s.code(),
+        };
+        self.metrics
+            .observe(method, code, started.elapsed().as_secs_f64());
+    }
+}

@@ -1,0 +1,23 @@
+//! Conversions between domain records and `kartotek.v1` messages.
+
+use kartotek_domain::{LocatorEntry, LocatorStatus};
+use kartotek_proto::v1;
+
+/// A stored locator entry as an API message.
+pub fn locator_entry(e: &LocatorEntry) -> v1::LocatorEntry {
+    v1::LocatorEntry {
+        patient: e.key.patient.as_str().to_owned(),
+        org: e.key.org.as_str().to_owned(),
+        system: e.key.system.as_str().to_owned(),
+        categories: e.categories.clone(),
+        endpoint_ref: e.endpoint_ref.clone().unwrap_or_default(),
+        status: match e.status {
+            LocatorStatus::Active => v1::LocatorStatus::Active,
+            LocatorStatus::Retired => v1::LocatorStatus::Retired,
+        } as i32,
+        first_registered: e.first_registered.to_rfc3339(),
+        last_updated: e.last_updated.to_rfc3339(),
+        create_revision: e.create_revision,
+        mod_revision: e.mod_revision,
+    }
+}

@@ -1,0 +1,118 @@
+//! Errors of the node's services and their mapping onto gRPC status codes.
+//!
+//! The mapping is part of the API contract: clients retry `UNAVAILABLE` (following the leader
+//! hint in the metadata), never `INVALID_ARGUMENT` or `FAILED_PRECONDITION`.
+
+use kartotek_domain::{ApplyError, ValidationError};
+use kartotek_proto::{FIELD_HEADER, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
+use tonic::metadata::MetadataValue;
+use tonic::{Code, Status};
+
+/// What can go wrong serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The request is malformed; nothing was written.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// This node is not the leader.
+    #[error("not the leader{}", leader_text(.leader_id, .leader_addr))]
+    NotLeader {
+        /// The leader, if known.
+        leader_id: Option<u64>,
+        /// Its address, if known.
+        leader_addr: Option<String>,
+    },
+    /// The command was valid but could not take effect.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// A bounded-staleness read could not be proven fresh enough here.
+    #[error("cannot prove this replica is within max_staleness_ms: {0}; retry with a linearizable read on the leader")]
+    StalenessUnprovable(String),
+    /// The cluster cannot serve the request now (no quorum, shutting down).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The request's deadline passed; a write may still take effect (retry with the same
+    /// request id).
+    #[error("deadline exceeded: {0}")]
+    Timeout(String),
+    /// An operation that needs the cluster to be uninitialised, or similar.
+    #[error("failed precondition: {0}")]
+    Precondition(String),
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Storage(#[from] kartotek_storage::StoreError),
+    /// A bug or an unexpected Raft state.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+fn leader_text(id: &Option<u64>, addr: &Option<String>) -> String {
+    match (id, addr) {
+        (Some(id), Some(a)) => format!("; the leader is node {id} at {a}"),
+        (Some(id), None) => format!("; the leader is node {id}"),
+        _ => "; no leader is known yet (election in progress)".into(),
+    }
+}
+
+impl From<NodeError> for Status {
+    fn from(e: NodeError) -> Status {
+        let msg = e.to_string();
+        match e {
+            NodeError::Invalid(v) => {
+                let mut s = Status::invalid_argument(msg);
+                if let Ok(val) = MetadataValue::try_from(v.field.as_str()) {
+                    s.metadata_mut().insert(FIELD_HEADER, val);
+                }
+                s
+            }
+            NodeError::NotLeader {
+                leader_id,
+                leader_addr,
+            } => {
+                let mut s = Status::unavailable(msg);
+                if let Some(id) = leader_id
+                    && let Ok(val) = MetadataValue::try_from(id.to_string())
+                {
+                    s.metadata_mut().insert(LEADER_ID_HEADER, val);
+                }
+                if let Some(a) = leader_addr
+                    && let Ok(val) = MetadataValue::try_from(a.as_str())
+                {
+                    s.metadata_mut().insert(LEADER_ADDR_HEADER, val);
+                }
+                s
+            }
+            NodeError::Apply(ApplyError::NotFound(_)) => Status::not_found(msg),
+            NodeError::Apply(ApplyError::Conflict(_)) => Status::failed_precondition(msg),
+            NodeError::StalenessUnprovable(_) => Status::failed_precondition(msg),
+            NodeError::Unavailable(_) => Status::unavailable(msg),
+            NodeError::Timeout(_) => Status::new(Code::DeadlineExceeded, msg),
+            NodeError::Precondition(_) => Status::failed_precondition(msg),
+            NodeError::Storage(_) | NodeError::Internal(_) => Status::internal(msg),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_hints() {
+        let s: Status = NodeError::NotLeader {
+            leader_id: Some(2),
+            leader_addr: Some("127.0.0.1:7402".into()),
+        }
+        .into();
+        assert_eq!(s.code(), Code::Unavailable);
+        assert_eq!(
+            s.metadata().get(LEADER_ADDR_HEADER).and_then(|v| v.to_str().ok()),
+            Some("127.0.0.1:7402")
+        );
+        let s: Status = NodeError::Invalid(ValidationError::new("patient", "bad")).into();
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(s.metadata().get(FIELD_HEADER).and_then(|v| v.to_str().ok()), Some("patient"));
+        let s: Status = NodeError::Apply(ApplyError::NotFound("x".into())).into();
+        assert_eq!(s.code(), Code::NotFound);
+    }
+}

@@ -1,0 +1,23 @@
+//! The Kartotek node and command-line tool, as a library; `main.rs` only calls [`cli::run`].
+//!
+//! - [`server`] wires a node: storage ([`kartotek_storage`]), openraft, the gRPC services and
+//!   the metrics endpoint.
+//! - [`raft_network`] / [`raft_service`]: the Raft transport over tonic, client and server.
+//! - [`read_barrier`] (linearizable reads) and [`staleness`] (bounded-staleness reads).
+//! - [`locator_service`], [`admin_service`]: the public `kartotek.v1` API.
+//! - [`cli`]: `kartotek node`, `kartotek dev`, `kartotek admin …`, `kartotek locator …`.
+
+pub mod admin_service;
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod convert;
+pub mod error;
+pub mod locator_service;
+pub mod metrics;
+pub mod peers;
+pub mod raft_network;
+pub mod raft_service;
+pub mod read_barrier;
+pub mod server;
+pub mod staleness;

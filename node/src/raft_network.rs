@@ -1,0 +1,154 @@
+//! The client side of the Raft transport: openraft's `RaftNetwork` over tonic.
+//!
+//! Messages are openraft's own types encoded with postcard in a `RaftPayload`; the reply is
+//! the encoded `Result` of the remote call, so remote Raft errors arrive as such. Transport
+//! failures become `Unreachable` (openraft backs off) and every call carries the cluster name
+//! and a deadline from openraft's `RPCOption`.
+
+use std::time::Duration;
+
+use kartotek_proto::CLUSTER_HEADER;
+use kartotek_proto::raft::v1::RaftPayload;
+use kartotek_proto::raft::v1::raft_service_client::RaftServiceClient;
+use kartotek_storage::TypeConfig;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+use crate::peers::Peers;
+
+/// Creates a [`PeerClient`] per target; channels are shared through [`Peers`].
+#[derive(Clone)]
+pub struct NetworkFactory {
+    peers: Peers,
+    cluster: String,
+}
+
+impl NetworkFactory {
+    /// A factory for the cluster named `cluster`.
+    pub fn new(peers: Peers, cluster: String) -> Self {
+        NetworkFactory { peers, cluster }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
+        PeerClient {
+            target,
+            addr: node.addr.clone(),
+            client: self.peers.raft_client(&node.addr).map_err(|e| e.to_string()),
+            cluster: self.cluster.clone(),
+        }
+    }
+}
+
+/// Transport to one peer.
+pub struct PeerClient {
+    target: u64,
+    addr: String,
+    client: Result<RaftServiceClient<Channel>, String>,
+    cluster: String,
+}
+
+/// The kinds of Raft RPC, for dispatch.
+#[derive(Clone, Copy)]
+enum Rpc {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<u64, BasicNode, E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match &mut self.client {
+            Ok(c) => c,
+            Err(e) => {
+                let err = std::io::Error::other(format!("bad address {}: {e}", self.addr));
+                return Err(RPCError::Unreachable(Unreachable::new(&err)));
+            }
+        };
+        let data = postcard::to_allocvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut request = tonic::Request::new(RaftPayload { data });
+        request.set_timeout(timeout);
+        if let Ok(v) = MetadataValue::try_from(self.cluster.as_str()) {
+            request.metadata_mut().insert(CLUSTER_HEADER, v);
+        }
+        let result = match rpc {
+            Rpc::Append => client.append_entries(request).await,
+            Rpc::Vote => client.vote(request).await,
+            Rpc::Snapshot => client.install_snapshot(request).await,
+        };
+        let reply = match result {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                let err = std::io::Error::other(format!(
+                    "node {} at {}: {}: {}",
+                    self.target,
+                    self.addr,
+                    status.code(),
+                    status.message()
+                ));
+                return Err(match status.code() {
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+                        RPCError::Unreachable(Unreachable::new(&err))
+                    }
+                    _ => RPCError::Network(NetworkError::new(&err)),
+                });
+            }
+        };
+        let decoded: Result<Resp, E> = postcard::from_bytes(&reply.data)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        decoded.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        self.call(Rpc::Append, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        self.call(Rpc::Snapshot, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
+    }
+}

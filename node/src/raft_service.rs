@@ -1,0 +1,101 @@
+//! The server side of the Raft transport (`kartotek.raft.v1.RaftService`).
+//!
+//! Decodes openraft messages, hands them to the local Raft, and returns the encoded `Result`.
+//! Calls from another cluster (wrong `x-kartotek-cluster`) and undecodable payloads are
+//! refused with an error; nothing a peer sends can crash the node.
+
+use kartotek_proto::CLUSTER_HEADER;
+use kartotek_proto::raft::v1::raft_service_server::RaftService;
+use kartotek_proto::raft::v1::{RaftPayload, ReadIndexRequest, ReadIndexResponse};
+use kartotek_storage::TypeConfig;
+use openraft::Raft;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::{Request, Response, Status};
+
+use crate::error::NodeError;
+use crate::read_barrier::ReadBarrier;
+
+/// Serves Raft RPCs for one node.
+pub struct RaftServiceImpl {
+    raft: Raft<TypeConfig>,
+    cluster: String,
+    barrier: ReadBarrier,
+}
+
+impl RaftServiceImpl {
+    /// Serves `raft` for the cluster named `cluster`.
+    pub fn new(raft: Raft<TypeConfig>, cluster: String, barrier: ReadBarrier) -> Self {
+        RaftServiceImpl {
+            raft,
+            cluster,
+            barrier,
+        }
+    }
+
+    fn check_cluster<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        match req.metadata().get(CLUSTER_HEADER).map(|v| v.to_str()) {
+            Some(Ok(name)) if name == self.cluster => Ok(()),
+            Some(Ok(name)) => Err(Status::permission_denied(format!(
+                "this node belongs to cluster {:?}, not {:?}",
+                self.cluster, name
+            ))),
+            _ => Err(Status::permission_denied("missing cluster name")),
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(payload: &RaftPayload) -> Result<T, Status> {
+    postcard::from_bytes(&payload.data)
+        .map_err(|e| Status::invalid_argument(format!("undecodable raft payload: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
+    postcard::to_allocvec(value)
+        .map(|data| Response::new(RaftPayload { data }))
+        .map_err(|e| Status::internal(format!("encoding raft reply: {e}")))
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftServiceImpl {
+    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.check_cluster(&req)?;
+        let rpc = decode(req.get_ref())?;
+        let result = self.raft.append_entries(rpc).await;
+        encode(&result)
+    }
+
+    async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.check_cluster(&req)?;
+        let rpc = decode(req.get_ref())?;
+        let result = self.raft.vote(rpc).await;
+        encode(&result)
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        self.check_cluster(&req)?;
+        let rpc = decode(req.get_ref())?;
+        let result = self.raft.install_snapshot(rpc).await;
+        encode(&result)
+    }
+
+    async fn read_index(
+        &self,
+        req: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexResponse>, Status> {
+        self.check_cluster(&req)?;
+        let read_index = self.barrier.read_index().await.map_err(Status::from)?;
+        Ok(Response::new(ReadIndexResponse { read_index }))
+    }
+}
+
+/// Maps openraft's "forward to leader" into [`NodeError::NotLeader`].
+pub fn forward_to_leader(fwd: &openraft::error::ForwardToLeader<u64, openraft::BasicNode>) -> NodeError {
+    NodeError::NotLeader {
+        leader_id: fwd.leader_id,
+        leader_addr: fwd.leader_node.as_ref().map(|n| n.addr.clone()),
+    }
+}

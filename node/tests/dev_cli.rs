@@ -1,0 +1,171 @@
+//! The README quick start as a test: `kartotek dev` runs a 3-process cluster; the CLI
+//! registers and looks up an entry; `kill -9` of the leader's pid from `cluster.json` is
+//! survived; `kartotek admin status` shows the new leader; Ctrl-C stops everything.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{org, patient};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+fn kartotek(endpoints: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kartotek"))
+        .args(args)
+        .env("KARTOTEK_ENDPOINTS", endpoints)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running kartotek: {e}"))
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn free_base() -> u16 {
+    // Three consecutive free ports.
+    for _ in 0..200 {
+        let base = common::free_port();
+        if base < 60_000 && (1..3).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no three consecutive free ports");
+}
+
+fn cluster_file(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("cluster.json")).unwrap_or_default();
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+}
+
+fn leader_of(endpoints: &str) -> Option<u64> {
+    let out = kartotek(endpoints, &["admin", "status", "--json"]);
+    if !out.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v.as_array()?
+        .iter()
+        .filter_map(|e| e.get("status")?.get("leader_id")?.as_u64())
+        .next()
+}
+
+#[test]
+fn dev_cluster_quick_start_survives_leader_kill() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data = dir.path().join("dev");
+    let base = free_base();
+    let metrics_base = free_base();
+    let endpoints = (0..3).map(|i| format!("127.0.0.1:{}", base + i)).collect::<Vec<_>>().join(",");
+    let mut dev = Command::new(env!("CARGO_BIN_EXE_kartotek"))
+        .args(["dev", "--data-dir"])
+        .arg(&data)
+        .args(["--base-port", &base.to_string(), "--metrics-base-port", &metrics_base.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let guard = scopeguard(dev.id());
+
+    // Up: cluster.json says initialised with three pids, and there is a leader.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let cf = cluster_file(&data);
+        let pids = cf["nodes"].as_array().map(|n| n.iter().filter(|n| n["pid"].is_u64()).count());
+        if cf["initialized"] == true && pids == Some(3) && leader_of(&endpoints).is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dev cluster did not come up: {cf}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    let p = patient(42);
+    let o = org(42);
+    let out = kartotek(
+        &endpoints,
+        &["locator", "register", "--patient", &p, "--org", &o, "--system", "dips-arena", "--category", "Observation,Condition", "--json"],
+    );
+    let v = json(&out);
+    assert_eq!(v["changed"], true);
+    let v = json(&kartotek(&endpoints, &["locator", "lookup", "--patient", &p, "--json"]));
+    assert_eq!(v["entries"][0]["system"], "dips-arena");
+    assert_eq!(v["entries"][0]["status"], "active");
+
+    // kill -9 the leader by its pid from cluster.json.
+    let leader = leader_of(&endpoints).unwrap_or_else(|| panic!("no leader"));
+    let cf = cluster_file(&data);
+    let pid = cf["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["id"] == leader))
+        .and_then(|n| n["pid"].as_i64())
+        .unwrap_or_else(|| panic!("no pid for leader {leader} in {cf}"));
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    let killed_at = Instant::now();
+    loop {
+        let out = kartotek(&endpoints, &["locator", "lookup", "--patient", &p, "--json"]);
+        if out.status.success() {
+            let v = json(&out);
+            assert_eq!(v["entries"][0]["system"], "dips-arena");
+            break;
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(20), "lookup did not recover after leader kill");
+    }
+    let recovered = killed_at.elapsed();
+    eprintln!("lookup answered again {} ms after kill -9 of the leader", recovered.as_millis());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(l) = leader_of(&endpoints)
+            && l != leader
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "admin status never showed a new leader");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let table = kartotek(&endpoints, &["admin", "status"]);
+    assert!(table.status.success());
+    assert!(String::from_utf8_lossy(&table.stdout).contains("leader"));
+
+    // Bad input: clear error on stderr, non-zero exit.
+    let bad = kartotek(&endpoints, &["locator", "lookup", "--patient", "123"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("patient"));
+
+    // Ctrl-C stops everything cleanly.
+    let _ = kill(Pid::from_raw(dev.id() as i32), Signal::SIGINT);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Ok(Some(s)) = dev.try_wait() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "kartotek dev did not stop on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "kartotek dev exited with {status}");
+    let cf = cluster_file(&data);
+    assert!(cf["nodes"].as_array().is_some_and(|n| n.iter().all(|n| n["pid"].is_null())));
+    drop(guard);
+}
+
+/// Kills the dev supervisor (and so, by PDEATHSIG, its nodes) if the test panics.
+struct Guard(u32);
+fn scopeguard(pid: u32) -> Guard {
+    Guard(pid)
+}
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = kill(Pid::from_raw(self.0 as i32), Signal::SIGKILL);
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Generates the gRPC types with the vendored protoc, so no system package is needed.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // SAFETY: build scripts are single-threaded; nothing else reads the environment concurrently.
+    unsafe { std::env::set_var("PROTOC", protoc) };
+    tonic_prost_build::configure().compile_protos(
+        &["proto/kartotek/v1/kartotek.proto", "proto/kartotek/raft/v1/raft.proto"],
+        &["proto"],
+    )?;
+    Ok(())
+}

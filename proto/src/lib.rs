@@ -1,0 +1,32 @@
+//! Protobuf messages and gRPC stubs for Kartotek.
+//!
+//! - [`v1`]: the public API (`kartotek.v1`): locator entries and cluster administration.
+//! - [`raft::v1`]: the node-to-node Raft transport (`kartotek.raft.v1`).
+//!
+//! Both are generated at build time from `proto/` with a vendored `protoc`.
+
+#![allow(clippy::all, clippy::pedantic, missing_docs)]
+
+/// Public API, package `kartotek.v1`.
+pub mod v1 {
+    tonic::include_proto!("kartotek.v1");
+}
+
+/// Node-to-node transport, package `kartotek.raft.v1`.
+pub mod raft {
+    /// Version 1 of the transport.
+    pub mod v1 {
+        tonic::include_proto!("kartotek.raft.v1");
+    }
+}
+
+/// Metadata key carrying the leader's node id on a "not leader" error.
+pub const LEADER_ID_HEADER: &str = "x-kartotek-leader-id";
+/// Metadata key carrying the leader's gRPC address on a "not leader" error.
+pub const LEADER_ADDR_HEADER: &str = "x-kartotek-leader-addr";
+/// Metadata key naming the offending request field on INVALID_ARGUMENT.
+pub const FIELD_HEADER: &str = "x-kartotek-field";
+/// Metadata key carrying the cluster name on every node-to-node call.
+pub const CLUSTER_HEADER: &str = "x-kartotek-cluster";
+/// Metadata key carrying the caller's request id (for tracing); writes also carry it in the body.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";

@@ -1,0 +1,62 @@
+//! Opening the RocksDB instance that holds the log, Raft's metadata and the state machine.
+//!
+//! One database, three column families, one write-ahead log. Sharing the WAL is what makes the
+//! durability contract cheap: a synced write makes every earlier write of any family durable
+//! too (the WAL is a single sequential file), so state machine writes need no fsync of their
+//! own. See the crate docs.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
+
+use crate::error::StoreError;
+use crate::keys::{CF_LOG, CF_RAFT, CF_SM};
+
+/// Opens (creating if missing) the database at `path`.
+pub fn open(path: &Path, block_cache_bytes: usize) -> Result<Arc<DB>, StoreError> {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_keep_log_file_num(4);
+    opts.set_max_total_wal_size(256 << 20);
+    opts.increase_parallelism(2);
+
+    let mut table = rocksdb::BlockBasedOptions::default();
+    let cache = rocksdb::Cache::new_lru_cache(block_cache_bytes);
+    table.set_block_cache(&cache);
+    table.set_bloom_filter(10.0, false);
+
+    let mut log_opts = Options::default();
+    log_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    let mut sm_opts = Options::default();
+    sm_opts.set_block_based_table_factory(&table);
+    sm_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+
+    let cfs = vec![
+        ColumnFamilyDescriptor::new(CF_LOG, log_opts),
+        ColumnFamilyDescriptor::new(CF_RAFT, Options::default()),
+        ColumnFamilyDescriptor::new(CF_SM, sm_opts),
+    ];
+    let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+    Ok(Arc::new(db))
+}
+
+/// A column family handle, or a clear error if the database lacks it.
+pub fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily, StoreError> {
+    db.cf_handle(name)
+        .ok_or_else(|| StoreError::Corrupt(format!("column family {name} missing")))
+}
+
+/// Write options that fsync the WAL before returning.
+pub fn synced() -> WriteOptions {
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    wo
+}
+
+/// Write options that leave the WAL in the OS page cache; a later synced write or the log
+/// flusher makes them durable.
+pub fn unsynced() -> WriteOptions {
+    WriteOptions::default()
+}

@@ -1,0 +1,53 @@
+//! Durable storage for a Kartotek node: the Raft log and the state machine on RocksDB, for
+//! openraft 0.9 (`storage-v2`).
+//!
+//! # Durability contract
+//!
+//! One RocksDB database with one write-ahead log (WAL) holds three column families: `log`
+//! (Raft entries), `raft` (vote, purge point, committed id, install marker) and `sm` (the state
+//! machine). The WAL is a single sequential file: syncing it makes *every* earlier write to any
+//! family durable. The rules, and why an acknowledged write survives `kill -9` and power loss:
+//!
+//! 1. **Log append** ([`LogStore`]): the entries go to RocksDB in one WriteBatch (readable at
+//!    once); openraft is told they are flushed only after the log flusher has fsynced the WAL.
+//!    A leader counts its own vote toward commit, and a follower answers AppendEntries, only
+//!    after that callback, so an entry acknowledged to a client is fsynced on a majority.
+//!    Appends that arrive while an fsync runs share the next one (group commit).
+//! 2. **Vote**: written with a synced write before `save_vote` returns, so a node never votes
+//!    twice in a term across a crash. **Truncate** is synced too.
+//! 3. **Apply** ([`StateMachine`]): each entry's data, the last-applied log id, the membership,
+//!    revision and state clock are one atomic WriteBatch, not synced. After a crash the state
+//!    machine is at some applied id ≤ the durable log's end (WAL order), never ahead of it, and
+//!    openraft re-applies the rest from the log. Apply never depends on how entries were
+//!    batched, so re-application is deterministic.
+//! 4. **Snapshots** ([`SnapshotStore`]): built from a RocksDB snapshot (consistent view) into a
+//!    temporary file that is fsynced and renamed (directory fsynced) before it is used.
+//!    Installed snapshots are verified (checksum), fsynced, and loaded under a synced marker
+//!    that makes the install restartable after a crash.
+//! 5. **Purge** deletes only log entries up to the id openraft asks for, which is always covered
+//!    by a durable snapshot (rule 4) and by the state machine (rule 3, WAL order).
+//!
+//! The state machine is not held in memory; reads go to RocksDB ([`StateReader`]), so the data
+//! set may exceed RAM.
+
+pub mod codec;
+pub mod db;
+pub mod error;
+pub mod keys;
+pub mod log_store;
+pub mod reader;
+pub mod snapshot_file;
+pub mod snapshot_store;
+pub mod state_machine;
+pub mod stats;
+pub mod store;
+pub mod types;
+
+pub use error::StoreError;
+pub use log_store::LogStore;
+pub use reader::{ReadResult, StateReader};
+pub use snapshot_store::SnapshotStore;
+pub use state_machine::{StateMachine, StateMachineConfig};
+pub use stats::StorageStats;
+pub use store::{Store, StoreConfig};
+pub use types::TypeConfig;

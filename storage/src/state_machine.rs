@@ -1,0 +1,344 @@
+//! The replicated state machine on RocksDB.
+//!
+//! Every log entry is applied in its own WriteBatch that also carries the new last-applied log
+//! id (and membership, revision and clock), so a crash can never leave data and "how far we
+//! applied" out of step. Batches are not synced: they share the WAL with the log, whose fsync
+//! (by the log flusher) covers them, and anything lost is re-applied from the log.
+//!
+//! Applying an entry reads only what earlier entries wrote, never anything that depends on how
+//! entries were grouped into `apply` calls, so every replica computes the same state.
+//!
+//! Exactly-once writes: a command with a request id stores its [`Response`] in the dedup table;
+//! the same id again gets that response back without being applied. The table is bounded by
+//! age (`dedup_ttl_ms`, measured in leader-stamped time) and size (`dedup_entries_max`); both
+//! evictions happen during apply, so all replicas evict the same entries.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kartotek_domain::locator::{apply_register, apply_retire};
+use kartotek_domain::{Command, LocatorEntry, Op, Outcome, Response, Timestamp};
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, RaftSnapshotBuilder, StorageError};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec::{decode, encode};
+use crate::db::{cf, unsynced};
+use crate::error::StoreError;
+use crate::keys::*;
+use crate::snapshot_store::SnapshotStore;
+use crate::stats::StorageStats;
+use crate::types::{Entry, LogId, NodeId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
+
+/// State machine settings.
+#[derive(Debug, Clone)]
+pub struct StateMachineConfig {
+    /// How long (leader time) a request id is remembered for deduplication.
+    pub dedup_ttl_ms: i64,
+    /// Most request ids remembered; the oldest are forgotten first.
+    pub dedup_entries_max: u64,
+    /// Most expired dedup entries removed while applying one entry (bounds apply latency).
+    pub dedup_evictions_per_entry_max: usize,
+}
+
+impl Default for StateMachineConfig {
+    fn default() -> Self {
+        StateMachineConfig {
+            dedup_ttl_ms: 10 * 60 * 1000,
+            dedup_entries_max: 1_000_000,
+            dedup_evictions_per_entry_max: 64,
+        }
+    }
+}
+
+/// The state machine. openraft owns it; reads go through [`crate::StateReader`].
+pub struct StateMachine {
+    db: Arc<DB>,
+    config: StateMachineConfig,
+    snapshots: SnapshotStore,
+    stats: Arc<StorageStats>,
+}
+
+/// Reads a meta value from the `sm` family.
+fn get_sm<T: DeserializeOwned>(db: &DB, key: &[u8]) -> Result<Option<T>, StoreError> {
+    let sm = cf(db, CF_SM)?;
+    match db.get_pinned_cf(sm, key)? {
+        Some(v) => Ok(Some(decode(&v)?)),
+        None => Ok(None),
+    }
+}
+
+/// One entry's writes: reads see the database, writes go to one batch.
+struct EntryTxn<'a> {
+    db: &'a DB,
+    batch: WriteBatch,
+}
+
+impl<'a> EntryTxn<'a> {
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        get_sm(self.db, key)
+    }
+
+    fn put<T: Serialize>(&mut self, key: &[u8], value: &T) -> Result<(), StoreError> {
+        let sm = cf(self.db, CF_SM)?;
+        self.batch.put_cf(sm, key, encode(value)?);
+        Ok(())
+    }
+
+    fn put_raw(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let sm = cf(self.db, CF_SM)?;
+        self.batch.put_cf(sm, key, value);
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        let sm = cf(self.db, CF_SM)?;
+        self.batch.delete_cf(sm, key);
+        Ok(())
+    }
+}
+
+/// The state-machine meta values carried from entry to entry.
+struct Meta {
+    applied: Option<LogId>,
+    revision: u64,
+    clock: Timestamp,
+    dedup_count: u64,
+}
+
+impl StateMachine {
+    pub(crate) fn new(
+        db: Arc<DB>,
+        config: StateMachineConfig,
+        snapshot_dir: PathBuf,
+        stats: Arc<StorageStats>,
+    ) -> Self {
+        let snapshots = SnapshotStore::new(db.clone(), snapshot_dir, stats.clone());
+        StateMachine {
+            db,
+            config,
+            snapshots,
+            stats,
+        }
+    }
+
+    pub(crate) fn snapshots(&self) -> &SnapshotStore {
+        &self.snapshots
+    }
+
+    fn read_meta(&self) -> Result<Meta, StoreError> {
+        Ok(Meta {
+            applied: get_sm::<Option<LogId>>(&self.db, SM_APPLIED)?.flatten(),
+            revision: get_sm(&self.db, SM_REVISION)?.unwrap_or(0),
+            clock: get_sm(&self.db, SM_CLOCK)?.unwrap_or_default(),
+            dedup_count: get_sm(&self.db, SM_DEDUP_COUNT)?.unwrap_or(0),
+        })
+    }
+
+    fn apply_entry(&self, meta: &mut Meta, entry: &Entry) -> Result<Response, StoreError> {
+        // Invariant: the applied log id only moves forward.
+        assert!(
+            Some(entry.log_id) > meta.applied,
+            "applying {} after {:?}: applied index went back",
+            entry.log_id,
+            meta.applied
+        );
+        let mut txn = EntryTxn {
+            db: &self.db,
+            batch: WriteBatch::default(),
+        };
+        let response = match &entry.payload {
+            EntryPayload::Blank => Response {
+                revision: meta.revision,
+                result: Ok(Outcome::None),
+                deduplicated: false,
+            },
+            EntryPayload::Membership(m) => {
+                txn.put(
+                    SM_MEMBERSHIP,
+                    &StoredMembership::new(Some(entry.log_id), m.clone()),
+                )?;
+                Response {
+                    revision: meta.revision,
+                    result: Ok(Outcome::None),
+                    deduplicated: false,
+                }
+            }
+            EntryPayload::Normal(cmd) => self.apply_command(&mut txn, meta, cmd)?,
+        };
+        meta.applied = Some(entry.log_id);
+        txn.put(SM_APPLIED, &meta.applied)?;
+        txn.put(SM_REVISION, &meta.revision)?;
+        txn.put(SM_CLOCK, &meta.clock)?;
+        txn.put(SM_DEDUP_COUNT, &meta.dedup_count)?;
+        self.db.write_opt(txn.batch, &unsynced())?;
+        Ok(response)
+    }
+
+    fn apply_command(
+        &self,
+        txn: &mut EntryTxn<'_>,
+        meta: &mut Meta,
+        cmd: &Command,
+    ) -> Result<Response, StoreError> {
+        // State time never goes back, whatever the new leader's clock says.
+        let now = cmd.stamped_at.max(meta.clock);
+        meta.clock = now;
+        self.evict_dedup(txn, meta, now)?;
+
+        if let Some(id) = &cmd.request_id
+            && let Some((_, earlier)) = txn.get::<(Timestamp, Response)>(&dedup_key(id))?
+        {
+            StorageStats::add(&self.stats.deduplicated_total, 1);
+            return Ok(Response {
+                deduplicated: true,
+                ..earlier
+            });
+        }
+
+        let next = meta.revision + 1;
+        let result = match &cmd.op {
+            Op::Noop => Ok(Outcome::None),
+            Op::LocatorRegister(reg) => {
+                let key = locator_key(&reg.key);
+                let existing: Option<LocatorEntry> = txn.get(&key)?;
+                let (entry, changed) = apply_register(existing.as_ref(), reg, now, next);
+                if changed {
+                    txn.put(&key, &entry)?;
+                    txn.put_raw(&locator_org_index_key(&reg.key), &[])?;
+                    meta.revision = next;
+                }
+                Ok(Outcome::Locator { entry, changed })
+            }
+            Op::LocatorRetire(k) => {
+                let key = locator_key(k);
+                let existing: Option<LocatorEntry> = txn.get(&key)?;
+                match apply_retire(existing.as_ref(), now, next) {
+                    Ok((entry, changed)) => {
+                        if changed {
+                            txn.put(&key, &entry)?;
+                            meta.revision = next;
+                        }
+                        Ok(Outcome::Locator { entry, changed })
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        let response = Response {
+            revision: meta.revision,
+            result,
+            deduplicated: false,
+        };
+        if let Some(id) = &cmd.request_id {
+            txn.put(&dedup_key(id), &(now, response.clone()))?;
+            txn.put_raw(&dedup_time_key(now, id), &[])?;
+            meta.dedup_count += 1;
+        }
+        Ok(response)
+    }
+
+    /// Forgets request ids older than the TTL, and the oldest ones beyond the size bound.
+    fn evict_dedup(
+        &self,
+        txn: &mut EntryTxn<'_>,
+        meta: &mut Meta,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let cutoff = Timestamp(now.0.saturating_sub(self.config.dedup_ttl_ms));
+        let sm = cf(&self.db, CF_SM)?;
+        let it = self
+            .db
+            .iterator_cf(sm, IteratorMode::From(DEDUP_TIME_PREFIX, Direction::Forward));
+        let mut evicted = 0usize;
+        for item in it {
+            if evicted >= self.config.dedup_evictions_per_entry_max {
+                break;
+            }
+            let (k, _) = item?;
+            let Some((stamp, dkey)) = split_dedup_time_key(&k) else {
+                break; // past the T table
+            };
+            let over_size = meta.dedup_count >= self.config.dedup_entries_max;
+            if stamp >= cutoff && !over_size {
+                break;
+            }
+            txn.delete(&k)?;
+            txn.delete(&dkey)?;
+            meta.dedup_count = meta.dedup_count.saturating_sub(1);
+            evicted += 1;
+        }
+        Ok(())
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotStore;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership), StorageError<NodeId>> {
+        let res = (|| {
+            let applied = get_sm::<Option<LogId>>(&self.db, SM_APPLIED)?.flatten();
+            let membership = get_sm(&self.db, SM_MEMBERSHIP)?.unwrap_or_default();
+            Ok::<_, StoreError>((applied, membership))
+        })();
+        res.map_err(StoreError::read_sm)
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        let res = (|| {
+            let mut meta = self.read_meta()?;
+            let mut out = Vec::new();
+            for entry in entries {
+                out.push(self.apply_entry(&mut meta, &entry)?);
+            }
+            StorageStats::add(&self.stats.applied_entries_total, out.len() as u64);
+            Ok::<_, StoreError>(out)
+        })();
+        res.map_err(StoreError::write_sm)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.snapshots.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
+        self.snapshots
+            .begin_receiving()
+            .await
+            .map_err(StoreError::write_snapshot)
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError<NodeId>> {
+        self.snapshots
+            .install(meta, snapshot)
+            .await
+            .map_err(StoreError::write_snapshot)
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError<NodeId>> {
+        self.snapshots
+            .current()
+            .await
+            .map_err(StoreError::read_snapshot)
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError<NodeId>> {
+        self.build().await.map_err(StoreError::write_snapshot)
+    }
+}

@@ -1,0 +1,65 @@
+//! Opening a node's storage: the database, crash recovery, and the three handles built on it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::db;
+use crate::error::StoreError;
+use crate::log_store::LogStore;
+use crate::reader::StateReader;
+use crate::state_machine::{StateMachine, StateMachineConfig};
+use crate::stats::StorageStats;
+
+/// Storage settings.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// RocksDB block cache for the state machine, in bytes.
+    pub block_cache_bytes: usize,
+    /// State machine settings.
+    pub state_machine: StateMachineConfig,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            block_cache_bytes: 128 << 20,
+            state_machine: StateMachineConfig::default(),
+        }
+    }
+}
+
+/// Everything a node needs from its storage.
+pub struct Store {
+    /// The Raft log (give to openraft).
+    pub log: LogStore,
+    /// The state machine (give to openraft).
+    pub state_machine: StateMachine,
+    /// Reads for the API.
+    pub reader: StateReader,
+    /// Counters for metrics.
+    pub stats: Arc<StorageStats>,
+}
+
+impl Store {
+    /// Opens (or creates) the storage under `dir` (`dir/db`, `dir/snapshots`), finishing any
+    /// snapshot install a crash interrupted.
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let db = db::open(&dir.join("db"), config.block_cache_bytes)?;
+        let stats = Arc::new(StorageStats::default());
+        let state_machine = StateMachine::new(
+            db.clone(),
+            config.state_machine,
+            dir.join("snapshots"),
+            stats.clone(),
+        );
+        state_machine.snapshots().recover()?;
+        let log = LogStore::new(db.clone(), stats.clone())?;
+        Ok(Store {
+            log,
+            state_machine,
+            reader: StateReader::new(db),
+            stats,
+        })
+    }
+}

@@ -1,0 +1,236 @@
+//! State machine behaviour that the openraft suite cannot see: domain commands, exactly-once
+//! request ids with bounded expiry, determinism across apply batching, persistence across a
+//! reopen, and snapshot transfer of real data.
+
+use kartotek_domain::ids::NationalIdKind;
+use kartotek_domain::ids::testing::{national_id_from_parts, org_number_from_prefix};
+use kartotek_domain::{Command, LocatorRegister, Op, RequestId, Response, Timestamp};
+use kartotek_storage::{StateMachineConfig, Store, StoreConfig};
+use openraft::storage::{RaftStateMachine, RaftSnapshotBuilder};
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use proptest::prelude::*;
+
+fn patient(n: u16) -> String {
+    let date = chrono_date();
+    (n..1000)
+        .find_map(|i| national_id_from_parts(date, i, NationalIdKind::Ordinary))
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+fn chrono_date() -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(1985, 6, 15).unwrap_or_default()
+}
+
+fn org() -> String {
+    (90_000_000..90_000_100u32)
+        .find_map(org_number_from_prefix)
+        .map(|o| o.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+fn register(patient_n: u16, system: &str, req: Option<&str>, at: i64) -> Command {
+    let reg = LocatorRegister::parse(&patient(patient_n), &org(), system, &["Observation".into()], "")
+        .unwrap_or_else(|e| panic!("fixture: {e}"));
+    Command {
+        request_id: req.map(|r| RequestId::parse(r).unwrap_or_else(|e| panic!("{e}"))),
+        stamped_at: Timestamp(at),
+        op: Op::LocatorRegister(reg),
+    }
+}
+
+fn entry(index: u64, cmd: Command) -> Entry<kartotek_storage::TypeConfig> {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(cmd),
+    }
+}
+
+fn open(dir: &std::path::Path, sm: StateMachineConfig) -> Store {
+    Store::open(
+        dir,
+        StoreConfig {
+            state_machine: sm,
+            ..StoreConfig::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("open: {e}"))
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn retried_request_id_applies_once_and_replays_the_answer() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut store = open(dir.path(), StateMachineConfig::default());
+        let first = store
+            .state_machine
+            .apply([entry(1, register(1, "a", Some("req-1"), 1000))])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // A different command in between, then the retry of the first.
+        let _ = store
+            .state_machine
+            .apply([entry(2, register(2, "b", None, 1001))])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let retry = store
+            .state_machine
+            .apply([entry(3, register(1, "a", Some("req-1"), 1002))])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!first[0].deduplicated);
+        assert!(retry[0].deduplicated);
+        assert_eq!(retry[0].result, first[0].result);
+        assert_eq!(retry[0].revision, first[0].revision);
+        assert_eq!(store.stats.deduplicated_total.load(std::sync::atomic::Ordering::Relaxed), 1);
+    });
+}
+
+#[test]
+fn request_ids_expire_by_leader_time_and_by_count() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cfg = StateMachineConfig {
+            dedup_ttl_ms: 1000,
+            dedup_entries_max: 3,
+            dedup_evictions_per_entry_max: 64,
+        };
+        let mut store = open(dir.path(), cfg);
+        let sm = &mut store.state_machine;
+        let _ = sm.apply([entry(1, register(1, "a", Some("old"), 0))]).await;
+        // Past the TTL: "old" is forgotten, so the same id applies again (not deduplicated).
+        let r = sm
+            .apply([entry(2, register(1, "a", Some("old"), 5000))])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!r[0].deduplicated);
+        // Count bound: ids a, b, c, d within the TTL; only the newest 3 are kept.
+        for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
+            let _ = sm
+                .apply([entry(3 + i as u64, register(1, "a", Some(id), 5001 + i as i64))])
+                .await;
+        }
+        let r = sm
+            .apply([entry(7, register(1, "a", Some("d"), 5010))])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(r[0].deduplicated, "newest id must still be remembered");
+        let r = sm
+            .apply([entry(8, register(1, "a", Some("old"), 5011))])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!r[0].deduplicated, "oldest id must have been evicted by the count bound");
+    });
+}
+
+fn run_batched(commands: &[Command], split: &[usize]) -> Vec<Response> {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cfg = StateMachineConfig {
+            dedup_ttl_ms: 50,
+            dedup_entries_max: 4,
+            dedup_evictions_per_entry_max: 2,
+        };
+        let mut store = open(dir.path(), cfg);
+        let entries: Vec<_> = commands
+            .iter()
+            .enumerate()
+            .map(|(i, c)| entry(i as u64 + 1, c.clone()))
+            .collect();
+        let mut out = Vec::new();
+        let mut rest = entries.as_slice();
+        let mut splits = split.iter().cycle();
+        while !rest.is_empty() {
+            let n = (*splits.next().unwrap_or(&1)).clamp(1, rest.len());
+            let (now, later) = rest.split_at(n);
+            out.extend(
+                store
+                    .state_machine
+                    .apply(now.to_vec())
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
+            rest = later;
+        }
+        out
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// Replicas group entries into apply calls differently; the answers must not depend on it.
+    #[test]
+    fn apply_is_independent_of_batching(
+        ops in proptest::collection::vec((0u16..3, 0u8..3, proptest::option::of(0u8..4), 0i64..40), 1..40),
+        split_a in proptest::collection::vec(1usize..8, 1..4),
+        split_b in proptest::collection::vec(1usize..8, 1..4),
+    ) {
+        let mut t = 0i64;
+        let commands: Vec<Command> = ops.iter().map(|(p, s, req, dt)| {
+            t += dt;
+            let req = req.map(|r| format!("r{r}"));
+            register(*p, &format!("sys{s}"), req.as_deref(), t)
+        }).collect();
+        prop_assert_eq!(run_batched(&commands, &split_a), run_batched(&commands, &split_b));
+    }
+}
+
+#[test]
+fn state_survives_reopen_and_snapshot_installs_elsewhere() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        {
+            let mut store = open(dir.path(), StateMachineConfig::default());
+            let entries: Vec<_> = (1..=50u64)
+                .map(|i| entry(i, register((i % 7) as u16, &format!("s{i}"), None, i as i64)))
+                .collect();
+            let _ = store.state_machine.apply(entries).await;
+        }
+        let mut store = open(dir.path(), StateMachineConfig::default());
+        let (applied, _) = store
+            .state_machine
+            .applied_state()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(applied.map(|l| l.index), Some(50));
+        let (_, revision) = store.reader.position().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(revision, 50);
+
+        let snap = store
+            .state_machine
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let other_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut other = open(other_dir.path(), StateMachineConfig::default());
+        let mut recv = other
+            .state_machine
+            .begin_receiving_snapshot()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut src = snap.snapshot;
+        tokio::io::copy(&mut src, &mut *recv)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        other
+            .state_machine
+            .install_snapshot(&snap.meta, recv)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let p = kartotek_domain::NationalId::parse(&patient(1)).unwrap_or_else(|e| panic!("{e}"));
+        let here = store.reader.lookup_locator(&p, None, true, 1000).unwrap_or_else(|e| panic!("{e}"));
+        let there = other.reader.lookup_locator(&p, None, true, 1000).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!here.value.is_empty());
+        assert_eq!(here, there);
+        assert_eq!(here.value[0].categories, vec!["Observation".to_string()]);
+    });
+}
