@@ -14,7 +14,8 @@ use kartotek_proto::v1::{
 };
 use kartotek_storage::TypeConfig;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, ChangeMembers, ClientWriteResponse, ServerState};
+use openraft::raft::ClientWriteResponse;
+use openraft::{BasicNode, ChangeMembers, ServerState};
 use tonic::{Request, Response, Status};
 
 use crate::context::NodeContext;

@@ -51,10 +51,15 @@ pub struct Metrics {
     pub reads_coalesced_total: Counter,
 }
 
-#[derive(Debug)]
 struct RaftCollector {
     raft: Raft<TypeConfig>,
     stats: Arc<StorageStats>,
+}
+
+impl std::fmt::Debug for RaftCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RaftCollector")
+    }
 }
 
 impl Collector for RaftCollector {

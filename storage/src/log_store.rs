@@ -34,8 +34,24 @@ pub const FLUSH_QUEUE_MAX: usize = 4096;
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
-    flush_tx: mpsc::Sender<LogFlushed<TypeConfig>>,
+    flusher: Arc<Flusher>,
     stats: Arc<StorageStats>,
+}
+
+/// The flusher thread and its queue. Dropping the last handle closes the queue and joins the
+/// thread, so the database is released when the store is.
+struct Flusher {
+    tx: Option<mpsc::Sender<LogFlushed<TypeConfig>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl LogStore {
@@ -44,12 +60,15 @@ impl LogStore {
         let (flush_tx, flush_rx) = mpsc::channel(FLUSH_QUEUE_MAX);
         let flusher_db = db.clone();
         let flusher_stats = stats.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("kartotek-log-flusher".into())
             .spawn(move || run_flusher(flusher_db, flush_rx, flusher_stats))?;
         Ok(LogStore {
             db,
-            flush_tx,
+            flusher: Arc::new(Flusher {
+                tx: Some(flush_tx),
+                thread: Some(thread),
+            }),
             stats,
         })
     }
@@ -82,7 +101,7 @@ impl LogStore {
             .db
             .iterator_cf(log, IteratorMode::From(&start_key, Direction::Forward));
         let mut out = Vec::new();
-        let mut expected = start;
+        let mut expected: Option<u64> = None;
         for item in it {
             let (k, v) = item?;
             let index = log_index(&k)
@@ -96,13 +115,15 @@ impl LogStore {
                 break;
             }
             // The log never has holes: a gap here is a bug or corruption.
-            if index != expected {
-                break;
+            if expected.is_some_and(|e| e != index) {
+                return Err(StoreError::Corrupt(format!(
+                    "hole in the log before index {index}"
+                )));
             }
             let entry: Entry = decode(&v)?;
             debug_assert_eq!(entry.log_id.index, index, "log entry stored under wrong key");
             out.push(entry);
-            expected = index.saturating_add(1);
+            expected = Some(index.saturating_add(1));
         }
         Ok(out)
     }
@@ -227,9 +248,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })();
         res.map_err(StoreError::write_logs)?;
         // Durable only once the flusher has synced the WAL; openraft waits for the callback.
-        self.flush_tx.send(callback).await.map_err(|_| {
-            StoreError::Task("log flusher stopped".into()).write_logs()
-        })
+        let stopped = || StoreError::Task("log flusher stopped".into()).write_logs();
+        match &self.flusher.tx {
+            Some(tx) => tx.send(callback).await.map_err(|_| stopped()),
+            None => Err(stopped()),
+        }
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {

@@ -228,7 +228,7 @@ fn load_into_sm(db: &DB, path: &Path, meta: Option<&SnapshotMeta>) -> Result<(),
     let mut reader = SnapshotReader::open(path)?;
     let meta = meta.cloned().unwrap_or_else(|| reader.meta().clone());
     let mut batch = WriteBatch::default();
-    batch.delete_range_cf(sm, b"", SM_END);
+    batch.delete_range_cf(sm, &b""[..], SM_END);
     while let Some((k, v)) = reader.next_frame()? {
         batch.put_cf(sm, k, v);
         if batch.size_in_bytes() >= INSTALL_BATCH_BYTES_MAX {

@@ -13,6 +13,7 @@
 //! age (`dedup_ttl_ms`, measured in leader-stamped time) and size (`dedup_entries_max`); both
 //! evictions happen during apply, so all replicas evict the same entries.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -70,32 +71,46 @@ fn get_sm<T: DeserializeOwned>(db: &DB, key: &[u8]) -> Result<Option<T>, StoreEr
     }
 }
 
-/// One entry's writes: reads see the database, writes go to one batch.
+/// One entry's writes: they go to one batch, and reads see them (read-your-writes within the
+/// entry) before falling back to the database.
 struct EntryTxn<'a> {
     db: &'a DB,
     batch: WriteBatch,
+    written: HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl<'a> EntryTxn<'a> {
+    fn new(db: &'a DB) -> Self {
+        EntryTxn {
+            db,
+            batch: WriteBatch::default(),
+            written: HashMap::new(),
+        }
+    }
+
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
-        get_sm(self.db, key)
+        match self.written.get(key) {
+            Some(Some(v)) => Ok(Some(decode(v)?)),
+            Some(None) => Ok(None),
+            None => get_sm(self.db, key),
+        }
     }
 
     fn put<T: Serialize>(&mut self, key: &[u8], value: &T) -> Result<(), StoreError> {
-        let sm = cf(self.db, CF_SM)?;
-        self.batch.put_cf(sm, key, encode(value)?);
-        Ok(())
+        self.put_raw(key, &encode(value)?)
     }
 
     fn put_raw(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let sm = cf(self.db, CF_SM)?;
         self.batch.put_cf(sm, key, value);
+        self.written.insert(key.to_vec(), Some(value.to_vec()));
         Ok(())
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
         let sm = cf(self.db, CF_SM)?;
         self.batch.delete_cf(sm, key);
+        self.written.insert(key.to_vec(), None);
         Ok(())
     }
 }
@@ -145,10 +160,7 @@ impl StateMachine {
             entry.log_id,
             meta.applied
         );
-        let mut txn = EntryTxn {
-            db: &self.db,
-            batch: WriteBatch::default(),
-        };
+        let mut txn = EntryTxn::new(&self.db);
         let response = match &entry.payload {
             EntryPayload::Blank => Response {
                 revision: meta.revision,

@@ -29,7 +29,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Args)]
 pub struct DevArgs {
     /// Number of nodes (used on first start; later starts resume what cluster.json says).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=DEV_NODES_MAX as i64))]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=DEV_NODES_MAX))]
     pub nodes: u64,
     /// Directory for all nodes' data, logs and cluster.json.
     #[arg(long, default_value = "./kartotek-dev")]
@@ -266,13 +266,13 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<()> {
                         _ => None,
                     };
                     if let Some(status) = exited {
-                        let node = &cluster.nodes[i];
+                        let id = cluster.nodes[i].id;
                         children[i] = None;
                         cluster.nodes[i].pid = None;
                         if args.no_restart {
-                            println!("node {} exited ({status}); not restarting (--no-restart)", node.id);
+                            println!("node {id} exited ({status}); not restarting (--no-restart)");
                         } else {
-                            println!("node {} exited ({status}); restarting in 1 s", node.id);
+                            println!("node {id} exited ({status}); restarting in 1 s");
                             tokio::time::sleep(Duration::from_secs(1)).await;
                             match spawn_node(&exe, &cluster.nodes[i]) {
                                 Ok(child) => {

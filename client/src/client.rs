@@ -1,0 +1,478 @@
+//! The Kartotek client: typed calls with leader discovery and retries.
+//!
+//! [`KartotekClient`] sends writes, linearizable reads and membership changes to the leader,
+//! following the `x-kartotek-leader-addr` hint a follower returns, and retries transient
+//! failures with exponential backoff until the call's deadline. Writes keep the same
+//! `request_id` across all their attempts, so the server applies them at most once.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kartotek_proto::REQUEST_ID_HEADER;
+use kartotek_proto::v1::{
+    AddLearnerRequest, Consistency, InitRequest, InitResponse, LookupLocatorRequest,
+    LookupLocatorResponse, Member, MembershipResponse, NodeStatus, PromoteRequest,
+    RegisterLocatorRequest, RegisterLocatorResponse, RemoveRequest, RetireLocatorRequest,
+    RetireLocatorResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    admin_service_client::AdminServiceClient, locator_service_client::LocatorServiceClient,
+};
+use tokio::time::Instant;
+use tonic::metadata::{AsciiMetadataValue, MetadataKey};
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+use tracing::debug;
+
+use crate::config::{ClientConfig, ENDPOINTS_MAX, normalize_endpoint};
+use crate::endpoints::Endpoints;
+use crate::error::ClientError;
+use crate::retry::{Backoff, Verdict, classify, is_attempt_timeout, is_connect_failure};
+
+/// Where the attempts of a call go.
+#[derive(Debug, Clone)]
+enum Route {
+    /// The last known leader (else the preferred endpoint); leader hints are followed and,
+    /// without a hint, the next endpoint is tried round robin.
+    Leader,
+    /// Always the preferred endpoint; hints are ignored.
+    Preferred,
+    /// Always this endpoint (canonical form); hints are ignored.
+    Fixed(String),
+}
+
+/// Which failures a call retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Persistence {
+    /// Every retryable failure, until the deadline.
+    UntilDeadline,
+    /// None: one attempt.
+    Once,
+    /// Only failures to connect (the request never reached the node), until the deadline.
+    UntilConnected,
+}
+
+/// How one call is carried out.
+#[derive(Debug)]
+struct Plan<'a> {
+    /// Operation name, for logs.
+    op: &'static str,
+    route: Route,
+    persistence: Persistence,
+    /// Request id of a write, sent as `x-request-id` metadata on every attempt.
+    request_id: Option<&'a str>,
+}
+
+impl<'a> Plan<'a> {
+    fn to_leader(op: &'static str) -> Self {
+        Self {
+            op,
+            route: Route::Leader,
+            persistence: Persistence::UntilDeadline,
+            request_id: None,
+        }
+    }
+
+    fn write(op: &'static str, request_id: &'a str) -> Self {
+        Self {
+            request_id: Some(request_id),
+            ..Self::to_leader(op)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ClientConfig,
+    endpoints: Endpoints,
+    /// `Bearer <token>`, marked sensitive so that it is never printed.
+    authorization: Option<AsciiMetadataValue>,
+}
+
+/// A client of a Kartotek cluster.
+///
+/// Cheap to clone: clones share the connections and the knowledge of the leader. Building
+/// one opens no connection; each node's channel connects on first use (inside a Tokio
+/// runtime).
+///
+/// Every call runs until it succeeds, fails with a final error, or its deadline
+/// ([`ClientConfig::deadline_ms`]) passes; each attempt is limited by
+/// [`ClientConfig::attempt_timeout_ms`]. Retried: Unavailable (following the leader hint if
+/// there is one, else trying the next endpoint), attempt timeouts and transport failures.
+/// Never retried: InvalidArgument, NotFound, AlreadyExists, FailedPrecondition,
+/// PermissionDenied, Unauthenticated, ResourceExhausted, OutOfRange and other answers of
+/// the server.
+#[derive(Debug, Clone)]
+pub struct KartotekClient {
+    inner: Arc<Inner>,
+}
+
+impl KartotekClient {
+    /// A client for the cluster described by `config`, which is validated first.
+    pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        config.validate()?;
+        let endpoints = Endpoints::new(&config)?;
+        let authorization = match &config.token {
+            Some(token) => {
+                let mut value = AsciiMetadataValue::try_from(format!("Bearer {token}"))
+                    .map_err(|_| ClientError::Config("token is not a valid header value".into()))?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                endpoints,
+                authorization,
+            }),
+        })
+    }
+
+    /// The configuration this client was built with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// Every endpoint the client knows, canonical (`http://host:port`): the configured ones,
+    /// then those learned from leader hints (at most [`ENDPOINTS_MAX`]).
+    pub fn endpoints(&self) -> Vec<String> {
+        self.inner.endpoints.all()
+    }
+
+    /// The last known leader endpoint (canonical), if any.
+    pub fn leader(&self) -> Option<String> {
+        self.inner.endpoints.leader()
+    }
+
+    // ---- locator ----
+
+    /// Registers (upserts) a locator entry on the leader.
+    ///
+    /// An empty `request_id` is replaced by a fresh UUID v4; the id stays the same for every
+    /// retry of this call, so the write is applied at most once.
+    pub async fn register_locator(
+        &self,
+        mut request: RegisterLocatorRequest,
+    ) -> Result<RegisterLocatorResponse, ClientError> {
+        ensure_request_id(&mut request.request_id);
+        let request_id = request.request_id.clone();
+        self.execute(
+            Plan::write("register_locator", &request_id),
+            request,
+            |channel, request| async move {
+                LocatorServiceClient::new(channel).register(request).await
+            },
+        )
+        .await
+    }
+
+    /// Retires a locator entry on the leader. `request_id` is handled as in
+    /// [`register_locator`](Self::register_locator).
+    pub async fn retire_locator(
+        &self,
+        mut request: RetireLocatorRequest,
+    ) -> Result<RetireLocatorResponse, ClientError> {
+        ensure_request_id(&mut request.request_id);
+        let request_id = request.request_id.clone();
+        self.execute(
+            Plan::write("retire_locator", &request_id),
+            request,
+            |channel, request| async move {
+                LocatorServiceClient::new(channel).retire(request).await
+            },
+        )
+        .await
+    }
+
+    /// Looks up the locator entries of a patient.
+    ///
+    /// Linearizable reads (the default) go to the leader like writes. Bounded-staleness
+    /// reads go to the preferred endpoint (the first configured) only, never follow leader
+    /// hints, and return [`ClientError::FailedPrecondition`] without retrying when that
+    /// node is too far behind: the caller may then read linearizably.
+    pub async fn lookup_locator(
+        &self,
+        request: LookupLocatorRequest,
+    ) -> Result<LookupLocatorResponse, ClientError> {
+        let bounded = request
+            .read
+            .as_ref()
+            .is_some_and(|r| r.consistency == Consistency::BoundedStaleness as i32);
+        let plan = if bounded {
+            Plan {
+                route: Route::Preferred,
+                ..Plan::to_leader("lookup_locator_bounded")
+            }
+        } else {
+            Plan::to_leader("lookup_locator")
+        };
+        self.execute(plan, request, |channel, request| async move {
+            LocatorServiceClient::new(channel).lookup(request).await
+        })
+        .await
+    }
+
+    // ---- administration ----
+
+    /// The status of one node (`host:port` or `http://host:port`): a single attempt, no
+    /// retry and no hint following.
+    pub async fn status(&self, endpoint: &str) -> Result<NodeStatus, ClientError> {
+        let uri = normalize_endpoint(endpoint)?;
+        self.status_of(uri).await
+    }
+
+    /// The status of every known endpoint, asked concurrently; results in the order of
+    /// [`endpoints`](Self::endpoints), each with its canonical endpoint.
+    pub async fn status_all(&self) -> Vec<(String, Result<NodeStatus, ClientError>)> {
+        let endpoints = self.inner.endpoints.all();
+        let results =
+            futures::future::join_all(endpoints.iter().map(|uri| self.status_of(uri.clone())))
+                .await;
+        endpoints.into_iter().zip(results).collect()
+    }
+
+    async fn status_of(&self, uri: String) -> Result<NodeStatus, ClientError> {
+        let plan = Plan {
+            route: Route::Fixed(uri),
+            persistence: Persistence::Once,
+            ..Plan::to_leader("status")
+        };
+        self.execute(plan, StatusRequest {}, |channel, request| async move {
+            AdminServiceClient::new(channel).status(request).await
+        })
+        .await
+    }
+
+    /// Initializes a new cluster with `members`, on the node at `endpoint` only.
+    ///
+    /// Retried (until the deadline) only while the node cannot be connected to (refused or
+    /// connect timeout), i.e. when the request certainly did not reach it, so that an init that was applied is not sent
+    /// twice.
+    pub async fn init(
+        &self,
+        endpoint: &str,
+        members: Vec<Member>,
+    ) -> Result<InitResponse, ClientError> {
+        let plan = Plan {
+            route: Route::Fixed(normalize_endpoint(endpoint)?),
+            persistence: Persistence::UntilConnected,
+            ..Plan::to_leader("init")
+        };
+        self.execute(
+            plan,
+            InitRequest { members },
+            |channel, request| async move { AdminServiceClient::new(channel).init(request).await },
+        )
+        .await
+    }
+
+    /// Adds a learner, on the leader (following hints). With `wait_caught_up`, make sure
+    /// [`ClientConfig::attempt_timeout_ms`] leaves the learner time to catch up.
+    pub async fn add_learner(
+        &self,
+        request: AddLearnerRequest,
+    ) -> Result<MembershipResponse, ClientError> {
+        self.execute(
+            Plan::to_leader("add_learner"),
+            request,
+            |channel, request| async move {
+                AdminServiceClient::new(channel).add_learner(request).await
+            },
+        )
+        .await
+    }
+
+    /// Promotes learner `node_id` to voter, on the leader (following hints).
+    pub async fn promote(&self, node_id: u64) -> Result<MembershipResponse, ClientError> {
+        self.execute(
+            Plan::to_leader("promote"),
+            PromoteRequest { node_id },
+            |channel, request| async move {
+                AdminServiceClient::new(channel).promote(request).await
+            },
+        )
+        .await
+    }
+
+    /// Removes node `node_id` from the cluster, on the leader (following hints).
+    pub async fn remove(&self, node_id: u64) -> Result<MembershipResponse, ClientError> {
+        self.execute(
+            Plan::to_leader("remove"),
+            RemoveRequest { node_id },
+            |channel, request| async move {
+                AdminServiceClient::new(channel).remove(request).await
+            },
+        )
+        .await
+    }
+
+    /// Asks a node to build a snapshot: the leader (following hints) when `endpoint` is
+    /// `None`, else that node (retried on transient failures, hints not followed).
+    pub async fn snapshot(&self, endpoint: Option<&str>) -> Result<SnapshotResponse, ClientError> {
+        let route = match endpoint {
+            Some(endpoint) => Route::Fixed(normalize_endpoint(endpoint)?),
+            None => Route::Leader,
+        };
+        let plan = Plan {
+            route,
+            ..Plan::to_leader("snapshot")
+        };
+        self.execute(plan, SnapshotRequest {}, |channel, request| async move {
+            AdminServiceClient::new(channel).snapshot(request).await
+        })
+        .await
+    }
+
+    // ---- retry loop ----
+
+    /// Runs one call according to `plan`: picks the endpoint, sends attempts through `send`,
+    /// and retries as the plan and the failures allow, until the deadline.
+    async fn execute<Req, Resp, F, Fut>(
+        &self,
+        plan: Plan<'_>,
+        body: Req,
+        send: F,
+    ) -> Result<Resp, ClientError>
+    where
+        Req: Clone,
+        F: Fn(Channel, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let config = &self.inner.config;
+        let endpoints = &self.inner.endpoints;
+        let deadline = Instant::now() + config.deadline();
+        let mut backoff = Backoff::new(
+            Duration::from_millis(config.backoff_initial_ms),
+            Duration::from_millis(config.backoff_max_ms),
+        );
+        let mut target = match &plan.route {
+            Route::Leader => endpoints.leader_or_preferred(),
+            Route::Preferred => endpoints.preferred(),
+            Route::Fixed(uri) => uri.clone(),
+        };
+        // Hints followed at once (without backoff) during this call.
+        let mut followed: Vec<String> = Vec::new();
+        let mut attempts: u32 = 0;
+        let mut last: Option<(Status, String)> = None;
+
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let attempt_timeout = config.attempt_timeout().min(deadline - now);
+            attempts = attempts.saturating_add(1);
+            let channel = endpoints.channel(&target)?;
+            let request = self.request(body.clone(), attempt_timeout, plan.request_id);
+            let status = match tokio::time::timeout(attempt_timeout, send(channel, request)).await {
+                Ok(Ok(response)) => {
+                    if matches!(plan.route, Route::Leader) {
+                        endpoints.set_leader(&target);
+                    }
+                    return Ok(response.into_inner());
+                }
+                // tonic enforces the `grpc-timeout` it sends and reports its expiry as Cancelled.
+                Ok(Err(status)) if !is_attempt_timeout(&status) => status,
+                Ok(Err(_)) | Err(_) => Status::deadline_exceeded(format!(
+                    "attempt timed out after {} ms",
+                    attempt_timeout.as_millis()
+                )),
+            };
+
+            let leader_hint = match classify(&status) {
+                Verdict::Fatal => return Err(ClientError::from_status(status, attempts, &target)),
+                Verdict::Retry { leader_hint } => leader_hint,
+            };
+            let retry = match plan.persistence {
+                Persistence::UntilDeadline => true,
+                Persistence::Once => false,
+                Persistence::UntilConnected => is_connect_failure(&status),
+            };
+            if !retry {
+                return Err(ClientError::from_status(status, attempts, &target));
+            }
+
+            let code = status.code();
+            let failed = std::mem::take(&mut target);
+            let mut pause = true;
+            target = match &plan.route {
+                Route::Leader => {
+                    match leader_hint.and_then(|hint| normalize_endpoint(&hint).ok()) {
+                        Some(leader) => {
+                            endpoints.set_leader(&leader);
+                            if leader != failed
+                                && !followed.contains(&leader)
+                                && followed.len() < ENDPOINTS_MAX
+                            {
+                                followed.push(leader.clone());
+                                pause = false;
+                            }
+                            leader
+                        }
+                        None => {
+                            endpoints.forget_leader(&failed);
+                            endpoints.next_after(&failed)
+                        }
+                    }
+                }
+                Route::Preferred | Route::Fixed(_) => failed.clone(),
+            };
+            let delay = if pause {
+                backoff
+                    .next_delay()
+                    .min(deadline.saturating_duration_since(Instant::now()))
+            } else {
+                Duration::ZERO
+            };
+            // Codes and endpoints only: messages and bodies may carry patient ids.
+            debug!(
+                op = plan.op,
+                attempt = attempts,
+                code = ?code,
+                failed = %failed,
+                next = %target,
+                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                "kartotek call failed, retrying"
+            );
+            last = Some((status, failed));
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
+
+        Err(match last {
+            Some((status, endpoint)) => ClientError::from_status(status, attempts, &endpoint),
+            None => ClientError::DeadlineExceeded {
+                attempts,
+                last: "deadline passed before the first attempt".into(),
+            },
+        })
+    }
+
+    /// One attempt's request: body, `grpc-timeout`, authorization and request id.
+    fn request<T>(&self, body: T, timeout: Duration, request_id: Option<&str>) -> Request<T> {
+        let mut request = Request::new(body);
+        request.set_timeout(timeout);
+        let metadata = request.metadata_mut();
+        if let Some(authorization) = &self.inner.authorization {
+            metadata.insert(
+                MetadataKey::from_static("authorization"),
+                authorization.clone(),
+            );
+        }
+        // An id that is not a valid header value still travels in the body, where the
+        // server validates it.
+        if let Some(value) = request_id.and_then(|id| AsciiMetadataValue::try_from(id).ok()) {
+            metadata.insert(MetadataKey::from_static(REQUEST_ID_HEADER), value);
+        }
+        request
+    }
+}
+
+/// Fills an empty request id with a fresh UUID v4.
+fn ensure_request_id(request_id: &mut String) {
+    if request_id.is_empty() {
+        *request_id = uuid::Uuid::new_v4().to_string();
+    }
+}
