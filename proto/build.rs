@@ -4,7 +4,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: build scripts are single-threaded; nothing else reads the environment concurrently.
     unsafe { std::env::set_var("PROTOC", protoc) };
     tonic_prost_build::configure().compile_protos(
-        &["proto/kartotek/v1/kartotek.proto", "proto/kartotek/raft/v1/raft.proto"],
+        &[
+            "proto/kartotek/v1/kartotek.proto",
+            "proto/kartotek/raft/v1/raft.proto",
+        ],
         &["proto"],
     )?;
     Ok(())

@@ -69,8 +69,8 @@ pub struct LocatorKey {
 impl LocatorKey {
     /// Validates the three key fields as sent by a caller.
     pub fn parse(patient: &str, org: &str, system: &str) -> Result<Self, ValidationError> {
-        let patient =
-            NationalId::parse(patient).map_err(|e| ValidationError::new("patient", e.to_string()))?;
+        let patient = NationalId::parse(patient)
+            .map_err(|e| ValidationError::new("patient", e.to_string()))?;
         let org = OrgNumber::parse(org).map_err(|e| ValidationError::new("org", e.to_string()))?;
         let system = SystemId::parse("system", system)?;
         Ok(LocatorKey {
@@ -281,7 +281,8 @@ mod tests {
             apply_retire(None, Timestamp(11), 2),
             Err(ApplyError::NotFound("locator entry".into()))
         );
-        let (e2, changed) = apply_retire(Some(&e1), Timestamp(12), 2).unwrap_or((e1.clone(), false));
+        let (e2, changed) =
+            apply_retire(Some(&e1), Timestamp(12), 2).unwrap_or((e1.clone(), false));
         assert!(changed);
         assert_eq!(e2.status, LocatorStatus::Retired);
         let (e3, changed) = apply_retire(Some(&e2), Timestamp(13), 3).unwrap_or((e1.clone(), true));
@@ -298,14 +299,70 @@ mod tests {
     #[test]
     fn bad_input_names_the_field() {
         let cases: Vec<BadCase> = vec![
-            ("123".into(), org(), "s".into(), vec![], String::new(), "patient"),
-            (patient(), "123456789".into(), "s".into(), vec![], String::new(), "org"),
-            (patient(), org(), String::new(), vec![], String::new(), "system"),
-            (patient(), org(), "x".repeat(129), vec![], String::new(), "system"),
-            (patient(), org(), "a b".into(), vec![], String::new(), "system"),
-            (patient(), org(), "s".into(), vec!["ok".into(), "no way".into()], String::new(), "categories[1]"),
-            (patient(), org(), "s".into(), vec!["c".into(); 33], String::new(), "categories"),
-            (patient(), org(), "s".into(), vec![], "x\n".into(), "endpoint_ref"),
+            (
+                "123".into(),
+                org(),
+                "s".into(),
+                vec![],
+                String::new(),
+                "patient",
+            ),
+            (
+                patient(),
+                "123456789".into(),
+                "s".into(),
+                vec![],
+                String::new(),
+                "org",
+            ),
+            (
+                patient(),
+                org(),
+                String::new(),
+                vec![],
+                String::new(),
+                "system",
+            ),
+            (
+                patient(),
+                org(),
+                "x".repeat(129),
+                vec![],
+                String::new(),
+                "system",
+            ),
+            (
+                patient(),
+                org(),
+                "a b".into(),
+                vec![],
+                String::new(),
+                "system",
+            ),
+            (
+                patient(),
+                org(),
+                "s".into(),
+                vec!["ok".into(), "no way".into()],
+                String::new(),
+                "categories[1]",
+            ),
+            (
+                patient(),
+                org(),
+                "s".into(),
+                vec!["c".into(); 33],
+                String::new(),
+                "categories",
+            ),
+            (
+                patient(),
+                org(),
+                "s".into(),
+                vec![],
+                "x\n".into(),
+                "endpoint_ref",
+            ),
         ];
         for (p, o, s, c, e, field) in cases {
             match LocatorRegister::parse(&p, &o, &s, &c, &e) {

@@ -106,7 +106,12 @@ impl AdminServiceImpl {
         };
         let leader_addr = m
             .current_leader
-            .and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()))
+            .and_then(|l| {
+                m.membership_config
+                    .membership()
+                    .get_node(&l)
+                    .map(|n| n.addr.clone())
+            })
             .unwrap_or_default();
         Ok(NodeStatus {
             node_id: self.ctx.config.node_id,
@@ -129,28 +134,39 @@ impl AdminServiceImpl {
 
     async fn init(&self, r: InitRequest) -> Result<InitResponse, NodeError> {
         if r.members.is_empty() || r.members.len() > VOTERS_MAX {
-            return Err(ValidationError::new("members", format!("must have 1 to {VOTERS_MAX} nodes")).into());
+            return Err(ValidationError::new(
+                "members",
+                format!("must have 1 to {VOTERS_MAX} nodes"),
+            )
+            .into());
         }
         let mut nodes = BTreeMap::new();
         for (i, m) in r.members.iter().enumerate() {
             check_id(&format!("members[{i}].node_id"), m.node_id)?;
             check_addr(&format!("members[{i}].addr"), &m.addr)?;
             if nodes.insert(m.node_id, BasicNode::new(&m.addr)).is_some() {
-                return Err(ValidationError::new(format!("members[{i}].node_id"), "duplicate node id").into());
+                return Err(ValidationError::new(
+                    format!("members[{i}].node_id"),
+                    "duplicate node id",
+                )
+                .into());
             }
         }
         if !nodes.contains_key(&self.ctx.config.node_id) {
             return Err(ValidationError::new(
                 "members",
-                format!("must include the node receiving the request (node {})", self.ctx.config.node_id),
+                format!(
+                    "must include the node receiving the request (node {})",
+                    self.ctx.config.node_id
+                ),
             )
             .into());
         }
         match self.ctx.raft.initialize(nodes).await {
             Ok(()) => Ok(InitResponse { members: r.members }),
-            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
-                Err(NodeError::Precondition(format!("cluster already initialised: {e}")))
-            }
+            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => Err(
+                NodeError::Precondition(format!("cluster already initialised: {e}")),
+            ),
             Err(RaftError::APIError(InitializeError::NotInMembers(e))) => {
                 Err(NodeError::Precondition(e.to_string()))
             }
@@ -175,7 +191,10 @@ impl AdminServiceImpl {
         let resp = self
             .ctx
             .raft
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([r.node_id])), false)
+            .change_membership(
+                ChangeMembers::AddVoterIds(BTreeSet::from([r.node_id])),
+                false,
+            )
             .await
             .map_err(write_error)?;
         Ok(self.membership_response(resp))
@@ -183,7 +202,10 @@ impl AdminServiceImpl {
 
     async fn remove(&self, r: RemoveRequest) -> Result<MembershipResponse, NodeError> {
         check_id("node_id", r.node_id)?;
-        let is_voter = self.members().iter().any(|m| m.node_id == r.node_id && m.voter);
+        let is_voter = self
+            .members()
+            .iter()
+            .any(|m| m.node_id == r.node_id && m.voter);
         let ids = BTreeSet::from([r.node_id]);
         let change = if is_voter {
             ChangeMembers::RemoveVoters(ids)
@@ -200,7 +222,13 @@ impl AdminServiceImpl {
     }
 
     async fn snapshot(&self, _r: SnapshotRequest) -> Result<SnapshotResponse, NodeError> {
-        let target = self.ctx.raft.metrics().borrow().last_applied.map(|l| l.index);
+        let target = self
+            .ctx
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|l| l.index);
         self.ctx
             .raft
             .trigger()
@@ -212,10 +240,7 @@ impl AdminServiceImpl {
             .ctx
             .raft
             .wait(Some(timeout))
-            .metrics(
-                |m| m.snapshot.map(|l| l.index) >= target,
-                "snapshot built",
-            )
+            .metrics(|m| m.snapshot.map(|l| l.index) >= target, "snapshot built")
             .await
             .map_err(|e| NodeError::Timeout(e.to_string()))?;
         Ok(SnapshotResponse {
@@ -226,7 +251,10 @@ impl AdminServiceImpl {
 
 #[tonic::async_trait]
 impl AdminService for AdminServiceImpl {
-    async fn status(&self, request: Request<StatusRequest>) -> Result<Response<NodeStatus>, Status> {
+    async fn status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<NodeStatus>, Status> {
         handle!(self, "Admin/Status", request, status)
     }
 
@@ -262,4 +290,3 @@ impl AdminService for AdminServiceImpl {
         handle!(self, "Admin/Snapshot", request, snapshot)
     }
 }
-

@@ -224,7 +224,9 @@ impl NodeConfig {
             fig = fig.merge(Toml::file(p));
         }
         fig = fig.merge(Env::prefixed("KARTOTEK_").split("__").ignore(CLI_ENV));
-        let cfg: NodeConfig = fig.extract().map_err(|e| ConfigError::Load(e.to_string()))?;
+        let cfg: NodeConfig = fig
+            .extract()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -276,16 +278,25 @@ impl NodeConfig {
             return Err(invalid("raft.rpc_timeout_ms", "timeouts must be positive"));
         }
         if !(1..=10_000).contains(&r.entries_per_request_max) {
-            return Err(invalid("raft.entries_per_request_max", "must be 1 to 10000"));
+            return Err(invalid(
+                "raft.entries_per_request_max",
+                "must be 1 to 10000",
+            ));
         }
         if r.snapshot_logs_since_last == 0 {
             return Err(invalid("raft.snapshot_logs_since_last", "must be positive"));
         }
         if !(4096..=(64 << 20)).contains(&r.snapshot_chunk_bytes) {
-            return Err(invalid("raft.snapshot_chunk_bytes", "must be 4 KiB to 64 MiB"));
+            return Err(invalid(
+                "raft.snapshot_chunk_bytes",
+                "must be 4 KiB to 64 MiB",
+            ));
         }
         if !(1024..=(64 << 20)).contains(&self.api.request_size_bytes_max) {
-            return Err(invalid("api.request_size_bytes_max", "must be 1 KiB to 64 MiB"));
+            return Err(invalid(
+                "api.request_size_bytes_max",
+                "must be 1 KiB to 64 MiB",
+            ));
         }
         if self.api.write_timeout_ms == 0 || self.api.read_timeout_ms == 0 {
             return Err(invalid("api.write_timeout_ms", "timeouts must be positive"));
@@ -318,8 +329,7 @@ impl NodeConfig {
             replication_lag_threshold: r.logs_kept_after_snapshot.max(1),
             ..Default::default()
         };
-        cfg.validate()
-            .map_err(|e| invalid("raft", e.to_string()))
+        cfg.validate().map_err(|e| invalid("raft", e.to_string()))
     }
 }
 
@@ -335,19 +345,32 @@ mod tests {
         let mut w = c.clone();
         w.raft.profile = RaftProfile::Wan;
         assert!(w.validate().is_ok());
-        assert!(w.raft.resolve().election_timeout_min_ms > c.raft.resolve().election_timeout_min_ms);
+        assert!(
+            w.raft.resolve().election_timeout_min_ms > c.raft.resolve().election_timeout_min_ms
+        );
     }
 
     #[test]
     fn bad_values_are_named() {
-        let mut c = NodeConfig::default();
-        c.node_id = 0;
-        assert!(matches!(c.validate(), Err(ConfigError::Invalid { field: "node_id", .. })));
+        let c = NodeConfig {
+            node_id: 0,
+            ..NodeConfig::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                field: "node_id",
+                ..
+            })
+        ));
         let mut c = NodeConfig::default();
         c.raft.election_timeout_min_ms = Some(60);
         assert!(matches!(
             c.validate(),
-            Err(ConfigError::Invalid { field: "raft.election_timeout_min_ms", .. })
+            Err(ConfigError::Invalid {
+                field: "raft.election_timeout_min_ms",
+                ..
+            })
         ));
         let mut c = NodeConfig::default();
         c.raft.entries_per_request_max = Some(0);

@@ -39,7 +39,11 @@ pub struct NodeContext {
 impl NodeContext {
     /// Proposes a command (stamped with this node's clock, as leader) and waits for its
     /// answer, within the configured write timeout.
-    pub async fn write(&self, request_id: Option<RequestId>, op: Op) -> Result<Response, NodeError> {
+    pub async fn write(
+        &self,
+        request_id: Option<RequestId>,
+        op: Op,
+    ) -> Result<Response, NodeError> {
         let cmd = Command {
             request_id,
             stamped_at: Timestamp::now(),
@@ -82,7 +86,9 @@ impl NodeContext {
         match tokio::time::timeout(timeout, self.inflight.clone().acquire_owned()).await {
             Ok(Ok(p)) => Ok(p),
             Ok(Err(_)) => Err(NodeError::Unavailable("node is shutting down".into())),
-            Err(_) => Err(NodeError::Unavailable("node overloaded: too many requests in flight".into())),
+            Err(_) => Err(NodeError::Unavailable(
+                "node overloaded: too many requests in flight".into(),
+            )),
         }
     }
 

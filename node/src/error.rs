@@ -26,7 +26,9 @@ pub enum NodeError {
     #[error(transparent)]
     Apply(#[from] ApplyError),
     /// A bounded-staleness read could not be proven fresh enough here.
-    #[error("cannot prove this replica is within max_staleness_ms: {0}; retry with a linearizable read on the leader")]
+    #[error(
+        "cannot prove this replica is within max_staleness_ms: {0}; retry with a linearizable read on the leader"
+    )]
     StalenessUnprovable(String),
     /// The cluster cannot serve the request now (no quorum, shutting down).
     #[error("unavailable: {0}")]
@@ -106,12 +108,17 @@ mod tests {
         .into();
         assert_eq!(s.code(), Code::Unavailable);
         assert_eq!(
-            s.metadata().get(LEADER_ADDR_HEADER).and_then(|v| v.to_str().ok()),
+            s.metadata()
+                .get(LEADER_ADDR_HEADER)
+                .and_then(|v| v.to_str().ok()),
             Some("127.0.0.1:7402")
         );
         let s: Status = NodeError::Invalid(ValidationError::new("patient", "bad")).into();
         assert_eq!(s.code(), Code::InvalidArgument);
-        assert_eq!(s.metadata().get(FIELD_HEADER).and_then(|v| v.to_str().ok()), Some("patient"));
+        assert_eq!(
+            s.metadata().get(FIELD_HEADER).and_then(|v| v.to_str().ok()),
+            Some("patient")
+        );
         let s: Status = NodeError::Apply(ApplyError::NotFound("x".into())).into();
         assert_eq!(s.code(), Code::NotFound);
     }

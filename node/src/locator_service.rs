@@ -45,7 +45,9 @@ pub fn request_id(s: &str) -> Result<Option<RequestId>, NodeError> {
     }
 }
 
-fn locator_outcome(answer: Answer) -> Result<(kartotek_domain::LocatorEntry, bool, u64), NodeError> {
+fn locator_outcome(
+    answer: Answer,
+) -> Result<(kartotek_domain::LocatorEntry, bool, u64), NodeError> {
     match answer.result {
         Ok(Outcome::Locator { entry, changed }) => Ok((entry, changed, answer.revision)),
         Ok(other) => Err(NodeError::Internal(format!("unexpected outcome {other:?}"))),
@@ -97,16 +99,29 @@ impl NodeContext {
 }
 
 impl LocatorServiceImpl {
-    async fn register(&self, r: RegisterLocatorRequest) -> Result<RegisterLocatorResponse, NodeError> {
+    async fn register(
+        &self,
+        r: RegisterLocatorRequest,
+    ) -> Result<RegisterLocatorResponse, NodeError> {
         let rid = request_id(&r.request_id)?;
-        let reg = LocatorRegister::parse(&r.patient, &r.org, &r.system, &r.categories, &r.endpoint_ref)?;
+        let reg = LocatorRegister::parse(
+            &r.patient,
+            &r.org,
+            &r.system,
+            &r.categories,
+            &r.endpoint_ref,
+        )?;
         let span = tracing::info_span!(
             "locator.register",
             request_id = %r.request_id,
             patient = %reg.key.patient.log_hash(),
             org = %reg.key.org.as_str(),
         );
-        let answer = self.ctx.write(rid, Op::LocatorRegister(reg)).instrument(span).await?;
+        let answer = self
+            .ctx
+            .write(rid, Op::LocatorRegister(reg))
+            .instrument(span)
+            .await?;
         let (entry, changed, revision) = locator_outcome(answer)?;
         let applied = self.ctx.reader.position()?.0;
         Ok(RegisterLocatorResponse {
@@ -124,7 +139,11 @@ impl LocatorServiceImpl {
             request_id = %r.request_id,
             patient = %key.patient.log_hash(),
         );
-        let answer = self.ctx.write(rid, Op::LocatorRetire(key)).instrument(span).await?;
+        let answer = self
+            .ctx
+            .write(rid, Op::LocatorRetire(key))
+            .instrument(span)
+            .await?;
         let (entry, changed, revision) = locator_outcome(answer)?;
         let applied = self.ctx.reader.position()?.0;
         Ok(RetireLocatorResponse {
@@ -144,10 +163,12 @@ impl LocatorServiceImpl {
         };
         let mode = read_mode(r.read.as_ref())?;
         self.ctx.prepare_read(mode).await?;
-        let found = self
-            .ctx
-            .reader
-            .lookup_locator(&patient, org.as_ref(), r.include_retired, LOOKUP_ENTRIES_MAX)?;
+        let found = self.ctx.reader.lookup_locator(
+            &patient,
+            org.as_ref(),
+            r.include_retired,
+            LOOKUP_ENTRIES_MAX,
+        )?;
         tracing::debug!(patient = %patient.log_hash(), entries = found.value.len(), "locator.lookup");
         Ok(LookupLocatorResponse {
             header: Some(self.ctx.header(found.revision, found.applied_index)),

@@ -78,9 +78,21 @@ impl Collector for RaftCollector {
         let gauges = [
             ("kartotek_raft_term", "Current Raft term", term),
             ("kartotek_raft_last_log_index", "Last log index", last_log),
-            ("kartotek_raft_applied_index", "Last applied log index", applied),
-            ("kartotek_raft_is_leader", "1 if this node is the leader", leader),
-            ("kartotek_raft_snapshot_index", "Log index of the latest snapshot", snapshot),
+            (
+                "kartotek_raft_applied_index",
+                "Last applied log index",
+                applied,
+            ),
+            (
+                "kartotek_raft_is_leader",
+                "1 if this node is the leader",
+                leader,
+            ),
+            (
+                "kartotek_raft_snapshot_index",
+                "Log index of the latest snapshot",
+                snapshot,
+            ),
         ];
         for (name, help, v) in gauges {
             let g = ConstGauge::new(v);
@@ -88,14 +100,46 @@ impl Collector for RaftCollector {
         }
         let s = &self.stats;
         let counters = [
-            ("kartotek_storage_append_batches", "Log append WriteBatches", &s.append_batches_total),
-            ("kartotek_storage_appended_entries", "Log entries appended", &s.appended_entries_total),
-            ("kartotek_storage_wal_syncs", "WAL fsyncs (each covers a group of appends)", &s.wal_syncs_total),
-            ("kartotek_storage_wal_sync_micros", "Time spent in WAL fsync, microseconds", &s.wal_sync_micros_total),
-            ("kartotek_storage_applied_entries", "Entries applied to the state machine", &s.applied_entries_total),
-            ("kartotek_storage_deduplicated_writes", "Writes answered from the dedup table", &s.deduplicated_total),
-            ("kartotek_storage_snapshots_built", "Snapshots built", &s.snapshots_built_total),
-            ("kartotek_storage_snapshots_installed", "Snapshots installed", &s.snapshots_installed_total),
+            (
+                "kartotek_storage_append_batches",
+                "Log append WriteBatches",
+                &s.append_batches_total,
+            ),
+            (
+                "kartotek_storage_appended_entries",
+                "Log entries appended",
+                &s.appended_entries_total,
+            ),
+            (
+                "kartotek_storage_wal_syncs",
+                "WAL fsyncs (each covers a group of appends)",
+                &s.wal_syncs_total,
+            ),
+            (
+                "kartotek_storage_wal_sync_micros",
+                "Time spent in WAL fsync, microseconds",
+                &s.wal_sync_micros_total,
+            ),
+            (
+                "kartotek_storage_applied_entries",
+                "Entries applied to the state machine",
+                &s.applied_entries_total,
+            ),
+            (
+                "kartotek_storage_deduplicated_writes",
+                "Writes answered from the dedup table",
+                &s.deduplicated_total,
+            ),
+            (
+                "kartotek_storage_snapshots_built",
+                "Snapshots built",
+                &s.snapshots_built_total,
+            ),
+            (
+                "kartotek_storage_snapshots_installed",
+                "Snapshots installed",
+                &s.snapshots_installed_total,
+            ),
         ];
         for (name, help, c) in counters {
             let c = ConstCounter::new(StorageStats::get(c));
@@ -199,7 +243,9 @@ pub fn router(metrics: Metrics, raft: Raft<TypeConfig>) -> Router {
         .with_state(HttpState { metrics, raft })
 }
 
-async fn serve_metrics(State(s): State<HttpState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+async fn serve_metrics(
+    State(s): State<HttpState>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -30,7 +30,10 @@ impl Peers {
     }
 
     /// A Raft transport client for `addr` (`host:port`).
-    pub fn raft_client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, tonic::transport::Error> {
+    pub fn raft_client(
+        &self,
+        addr: &str,
+    ) -> Result<RaftServiceClient<Channel>, tonic::transport::Error> {
         let channel = self.channel(addr)?;
         Ok(RaftServiceClient::new(channel)
             .max_decoding_message_size(256 << 20)

@@ -11,6 +11,7 @@ use kartotek_proto::CLUSTER_HEADER;
 use kartotek_proto::raft::v1::RaftPayload;
 use kartotek_proto::raft::v1::raft_service_client::RaftServiceClient;
 use kartotek_storage::TypeConfig;
+use openraft::BasicNode;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -19,7 +20,6 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::metadata::MetadataValue;
@@ -48,7 +48,10 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         PeerClient {
             target,
             addr: node.addr.clone(),
-            client: self.peers.raft_client(&node.addr).map_err(|e| e.to_string()),
+            client: self
+                .peers
+                .raft_client(&node.addr)
+                .map_err(|e| e.to_string()),
             cluster: self.cluster.clone(),
         }
     }
@@ -89,7 +92,8 @@ impl PeerClient {
                 return Err(RPCError::Unreachable(Unreachable::new(&err)));
             }
         };
-        let data = postcard::to_allocvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let data =
+            postcard::to_allocvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = tonic::Request::new(RaftPayload { data });
         request.set_timeout(timeout);
         if let Ok(v) = MetadataValue::try_from(self.cluster.as_str()) {

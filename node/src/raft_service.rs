@@ -58,7 +58,10 @@ fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
 
 #[tonic::async_trait]
 impl RaftService for RaftServiceImpl {
-    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn append_entries(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         self.check_cluster(&req)?;
         let rpc = decode(req.get_ref())?;
         let result = self.raft.append_entries(rpc).await;
@@ -93,7 +96,9 @@ impl RaftService for RaftServiceImpl {
 }
 
 /// Maps openraft's "forward to leader" into [`NodeError::NotLeader`].
-pub fn forward_to_leader(fwd: &openraft::error::ForwardToLeader<u64, openraft::BasicNode>) -> NodeError {
+pub fn forward_to_leader(
+    fwd: &openraft::error::ForwardToLeader<u64, openraft::BasicNode>,
+) -> NodeError {
     NodeError::NotLeader {
         leader_id: fwd.leader_id,
         leader_addr: fwd.leader_node.as_ref().map(|n| n.addr.clone()),

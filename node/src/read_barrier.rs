@@ -30,7 +30,12 @@ pub struct ReadBarrier {
 
 impl ReadBarrier {
     /// Starts the batching task. `queue_max` bounds the reads waiting for a round.
-    pub fn start(raft: Raft<TypeConfig>, queue_max: usize, timeout: Duration, metrics: Metrics) -> Self {
+    pub fn start(
+        raft: Raft<TypeConfig>,
+        queue_max: usize,
+        timeout: Duration,
+        metrics: Metrics,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(queue_max.max(1));
         tokio::spawn(run(raft.clone(), rx, queue_max.max(1), metrics));
         ReadBarrier { tx, raft, timeout }
@@ -76,7 +81,12 @@ impl ReadBarrier {
     }
 }
 
-async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Waiter>, batch_max: usize, metrics: Metrics) {
+async fn run(
+    raft: Raft<TypeConfig>,
+    mut rx: mpsc::Receiver<Waiter>,
+    batch_max: usize,
+    metrics: Metrics,
+) {
     let mut batch: Vec<Waiter> = Vec::with_capacity(64);
     while let Some(first) = rx.recv().await {
         batch.push(first);

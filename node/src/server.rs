@@ -57,7 +57,8 @@ pub async fn run_node(
     let store = Store::open(
         &config.data_dir,
         StoreConfig {
-            block_cache_bytes: usize::try_from(config.storage.block_cache_bytes).unwrap_or(usize::MAX),
+            block_cache_bytes: usize::try_from(config.storage.block_cache_bytes)
+                .unwrap_or(usize::MAX),
             state_machine: StateMachineConfig {
                 dedup_ttl_ms: i64::try_from(config.storage.dedup_ttl_ms).unwrap_or(i64::MAX),
                 dedup_entries_max: config.storage.dedup_entries_max,
@@ -72,9 +73,15 @@ pub async fn run_node(
     let resolved = config.raft.resolve();
     let peers = Peers::new(Duration::from_millis(resolved.rpc_timeout_ms));
     let network = NetworkFactory::new(peers.clone(), config.cluster_name.clone());
-    let raft = Raft::new(config.node_id, raft_config, network, store.log, store.state_machine)
-        .await
-        .map_err(|e| StartError::Raft(e.to_string()))?;
+    let raft = Raft::new(
+        config.node_id,
+        raft_config,
+        network,
+        store.log,
+        store.state_machine,
+    )
+    .await
+    .map_err(|e| StartError::Raft(e.to_string()))?;
 
     let metrics = Metrics::new().with_raft(raft.clone(), store.stats.clone());
     let read_timeout = Duration::from_millis(config.api.read_timeout_ms);
@@ -127,8 +134,8 @@ pub async fn run_node(
     .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
     let locator_svc = LocatorServiceServer::new(LocatorServiceImpl::new(ctx.clone()))
         .max_decoding_message_size(request_max);
-    let admin_svc =
-        AdminServiceServer::new(AdminServiceImpl::new(ctx.clone())).max_decoding_message_size(request_max);
+    let admin_svc = AdminServiceServer::new(AdminServiceImpl::new(ctx.clone()))
+        .max_decoding_message_size(request_max);
 
     tracing::info!(
         node_id = config.node_id,

@@ -52,7 +52,12 @@ fn systems(entries: &[kartotek_proto::v1::LocatorEntry]) -> BTreeSet<String> {
 async fn write_then_linearizable_read_on_another_node() {
     let c = TestCluster::start(3, |_| {}).await;
     let leader = c.leader().await;
-    let follower = c.nodes.iter().map(|n| n.id).find(|id| *id != leader).unwrap_or(1);
+    let follower = c
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|id| *id != leader)
+        .unwrap_or(1);
     let p = patient(1);
     let resp = c
         .client_for(&[leader])
@@ -69,7 +74,10 @@ async fn write_then_linearizable_read_on_another_node() {
     assert_eq!(systems(&got.entries), BTreeSet::from(["ehr-a".to_string()]));
     let h = got.header.unwrap_or_default();
     assert!(h.revision >= 1);
-    assert_eq!(got.entries[0].categories, vec!["Condition".to_string(), "Observation".to_string()]);
+    assert_eq!(
+        got.entries[0].categories,
+        vec!["Condition".to_string(), "Observation".to_string()]
+    );
 }
 
 /// kill -9 of the leader during a stream of concurrent writes loses no acknowledged write,
@@ -111,7 +119,10 @@ async fn kill_leader_during_writes_loses_no_acknowledged_write() {
         results.push(t.await.unwrap_or_else(|e| panic!("writer: {e}")));
     }
     let total: usize = results.iter().map(|(_, a, _)| a.len()).sum();
-    assert!(total > 50, "too few writes acknowledged ({total}) to mean anything");
+    assert!(
+        total > 50,
+        "too few writes acknowledged ({total}) to mean anything"
+    );
     let new_leader = c.leader().await;
     assert_ne!(new_leader, leader);
     for (p, acked, _) in &results {
@@ -121,7 +132,10 @@ async fn kill_leader_during_writes_loses_no_acknowledged_write() {
             .unwrap_or_else(|e| panic!("lookup after failover: {e}"));
         let have = systems(&got.entries);
         let lost: Vec<_> = acked.difference(&have).collect();
-        assert!(lost.is_empty(), "acknowledged writes lost after failover: {lost:?}");
+        assert!(
+            lost.is_empty(),
+            "acknowledged writes lost after failover: {lost:?}"
+        );
     }
     // The killed node restarts from its own disk and catches up.
     c.restart(leader);
@@ -139,7 +153,10 @@ async fn kill_leader_during_writes_loses_no_acknowledged_write() {
             .unwrap_or_else(|e| panic!("lookup on restarted node: {e}"));
         assert_eq!(got.header.as_ref().map(|h| h.node_id), Some(leader));
         let have = systems(&got.entries);
-        assert!(acked.is_subset(&have), "restarted node misses acknowledged writes");
+        assert!(
+            acked.is_subset(&have),
+            "restarted node misses acknowledged writes"
+        );
     }
 }
 
@@ -155,7 +172,10 @@ async fn full_restart_keeps_state() {
             .await
             .unwrap_or_else(|e| panic!("register: {e}"));
     }
-    let before = client.lookup_locator(lookup(&p)).await.unwrap_or_else(|e| panic!("{e}"));
+    let before = client
+        .lookup_locator(lookup(&p))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     for id in 1..=3 {
         c.stop(id);
     }
@@ -163,7 +183,10 @@ async fn full_restart_keeps_state() {
         c.restart(id);
     }
     c.leader().await;
-    let after = client.lookup_locator(lookup(&p)).await.unwrap_or_else(|e| panic!("{e}"));
+    let after = client
+        .lookup_locator(lookup(&p))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(after.entries, before.entries);
     let h = after.header.unwrap_or_default();
     assert_eq!(h.revision, before.header.unwrap_or_default().revision);
@@ -191,7 +214,10 @@ async fn learner_catches_up_by_snapshot_then_replaces_a_voter() {
             .unwrap_or_else(|e| panic!("register: {e}"));
     }
     let leader = c.leader().await;
-    client.snapshot(None).await.unwrap_or_else(|e| panic!("snapshot: {e}"));
+    client
+        .snapshot(None)
+        .await
+        .unwrap_or_else(|e| panic!("snapshot: {e}"));
     // Wait until the leader has purged its log past the start.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -199,7 +225,10 @@ async fn learner_catches_up_by_snapshot_then_replaces_a_voter() {
         if s.purged_index.unwrap_or(0) > 10 {
             break;
         }
-        assert!(Instant::now() < deadline, "leader never purged its log: {s:?}");
+        assert!(
+            Instant::now() < deadline,
+            "leader never purged its log: {s:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let idx = c.add_node_process(4);
@@ -229,17 +258,39 @@ async fn learner_catches_up_by_snapshot_then_replaces_a_voter() {
         .unwrap_or_else(|e| panic!("read on learner: {e}"));
     assert_eq!(got.entries.len(), 300);
 
-    client.promote(4).await.unwrap_or_else(|e| panic!("promote: {e}"));
-    let victim = c.nodes.iter().map(|n| n.id).find(|id| *id != leader && *id != 4).unwrap_or(1);
-    let m = client.remove(victim).await.unwrap_or_else(|e| panic!("remove: {e}"));
-    let voters: BTreeSet<u64> = m.members.iter().filter(|m| m.voter).map(|m| m.node_id).collect();
-    assert!(voters.contains(&4) && !voters.contains(&victim), "membership: {voters:?}");
+    client
+        .promote(4)
+        .await
+        .unwrap_or_else(|e| panic!("promote: {e}"));
+    let victim = c
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|id| *id != leader && *id != 4)
+        .unwrap_or(1);
+    let m = client
+        .remove(victim)
+        .await
+        .unwrap_or_else(|e| panic!("remove: {e}"));
+    let voters: BTreeSet<u64> = m
+        .members
+        .iter()
+        .filter(|m| m.voter)
+        .map(|m| m.node_id)
+        .collect();
+    assert!(
+        voters.contains(&4) && !voters.contains(&victim),
+        "membership: {voters:?}"
+    );
     c.kill9(victim);
     client
         .register_locator(register(&p, &org(4), "after-change", ""))
         .await
         .unwrap_or_else(|e| panic!("write after membership change: {e}"));
-    let got = client.lookup_locator(lookup(&p)).await.unwrap_or_else(|e| panic!("{e}"));
+    let got = client
+        .lookup_locator(lookup(&p))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(got.entries.len(), 301);
 }
 
@@ -249,7 +300,12 @@ async fn learner_catches_up_by_snapshot_then_replaces_a_voter() {
 async fn follower_read_honours_its_staleness_bound() {
     let c = TestCluster::start(3, |_| {}).await;
     let leader = c.leader().await;
-    let ids: Vec<u64> = c.nodes.iter().map(|n| n.id).filter(|id| *id != leader).collect();
+    let ids: Vec<u64> = c
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|id| *id != leader)
+        .collect();
     let (f, other) = (ids[0], ids[1]);
     let p = patient(11);
     c.client()
@@ -261,8 +317,16 @@ async fn follower_read_honours_its_staleness_bound() {
         .lookup_locator(bounded(&p, 2_000))
         .await
         .unwrap_or_else(|e| panic!("bounded read: {e}"));
-    assert_eq!(got.header.as_ref().map(|h| h.node_id), Some(f), "served by the follower");
-    assert_eq!(got.entries.len(), 1, "the read reflects the acknowledged write");
+    assert_eq!(
+        got.header.as_ref().map(|h| h.node_id),
+        Some(f),
+        "served by the follower"
+    );
+    assert_eq!(
+        got.entries.len(),
+        1,
+        "the read reflects the acknowledged write"
+    );
 
     // Cut the follower off from everyone: it can no longer prove freshness.
     c.signal(leader, Signal::SIGSTOP);
@@ -274,7 +338,10 @@ async fn follower_read_honours_its_staleness_bound() {
         Err(ClientError::FailedPrecondition(msg)) => assert!(msg.contains("staleness"), "{msg}"),
         other => panic!("expected FAILED_PRECONDITION, got {other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(3), "refusal must be prompt");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "refusal must be prompt"
+    );
     // A generous bound is still provable from the earlier proof (< 60 s old).
     let got = local
         .lookup_locator(bounded(&p, 60_000))
@@ -311,12 +378,18 @@ async fn retried_write_with_same_request_id_applies_once() {
         .register_locator(register(&p, &org(6), "ehr", rid))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(retry.entry, first.entry, "the retry gets the original answer");
+    assert_eq!(
+        retry.entry, first.entry,
+        "the retry gets the original answer"
+    );
     assert_eq!(
         retry.header.as_ref().map(|h| h.revision),
         first.header.as_ref().map(|h| h.revision)
     );
-    let now = client.lookup_locator(lookup(&p)).await.unwrap_or_else(|e| panic!("{e}"));
+    let now = client
+        .lookup_locator(lookup(&p))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(now.entries.len(), 1);
     assert_eq!(
         now.entries[0].status,
@@ -329,9 +402,14 @@ async fn retried_write_with_same_request_id_applies_once() {
         .register_locator(register("12345678901", &org(6), "ehr", ""))
         .await;
     match err {
-        Err(ClientError::InvalidArgument { field, .. }) => assert_eq!(field.as_deref(), Some("patient")),
+        Err(ClientError::InvalidArgument { field, .. }) => {
+            assert_eq!(field.as_deref(), Some("patient"))
+        }
         other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
     }
-    let after = client.lookup_locator(lookup(&p)).await.unwrap_or_else(|e| panic!("{e}"));
+    let after = client
+        .lookup_locator(lookup(&p))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(after.header.map(|h| h.revision), before);
 }

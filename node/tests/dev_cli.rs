@@ -28,14 +28,17 @@ fn json(out: &Output) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn free_base() -> u16 {
     // Three consecutive free ports.
     for _ in 0..200 {
         let base = common::free_port();
-        if base < 60_000 && (1..3).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+        if base < 60_000
+            && (1..3).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        {
             return base;
         }
     }
@@ -65,11 +68,19 @@ fn dev_cluster_quick_start_survives_leader_kill() {
     let data = dir.path().join("dev");
     let base = free_base();
     let metrics_base = free_base();
-    let endpoints = (0..3).map(|i| format!("127.0.0.1:{}", base + i)).collect::<Vec<_>>().join(",");
+    let endpoints = (0..3)
+        .map(|i| format!("127.0.0.1:{}", base + i))
+        .collect::<Vec<_>>()
+        .join(",");
     let mut dev = Command::new(env!("CARGO_BIN_EXE_kartotek"))
         .args(["dev", "--data-dir"])
         .arg(&data)
-        .args(["--base-port", &base.to_string(), "--metrics-base-port", &metrics_base.to_string()])
+        .args([
+            "--base-port",
+            &base.to_string(),
+            "--metrics-base-port",
+            &metrics_base.to_string(),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -81,11 +92,16 @@ fn dev_cluster_quick_start_survives_leader_kill() {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let cf = cluster_file(&data);
-        let pids = cf["nodes"].as_array().map(|n| n.iter().filter(|n| n["pid"].is_u64()).count());
+        let pids = cf["nodes"]
+            .as_array()
+            .map(|n| n.iter().filter(|n| n["pid"].is_u64()).count());
         if cf["initialized"] == true && pids == Some(3) && leader_of(&endpoints).is_some() {
             break;
         }
-        assert!(Instant::now() < deadline, "dev cluster did not come up: {cf}");
+        assert!(
+            Instant::now() < deadline,
+            "dev cluster did not come up: {cf}"
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
 
@@ -93,11 +109,26 @@ fn dev_cluster_quick_start_survives_leader_kill() {
     let o = org(42);
     let out = kartotek(
         &endpoints,
-        &["locator", "register", "--patient", &p, "--org", &o, "--system", "dips-arena", "--category", "Observation,Condition", "--json"],
+        &[
+            "locator",
+            "register",
+            "--patient",
+            &p,
+            "--org",
+            &o,
+            "--system",
+            "dips-arena",
+            "--category",
+            "Observation,Condition",
+            "--json",
+        ],
     );
     let v = json(&out);
     assert_eq!(v["changed"], true);
-    let v = json(&kartotek(&endpoints, &["locator", "lookup", "--patient", &p, "--json"]));
+    let v = json(&kartotek(
+        &endpoints,
+        &["locator", "lookup", "--patient", &p, "--json"],
+    ));
     assert_eq!(v["entries"][0]["system"], "dips-arena");
     assert_eq!(v["entries"][0]["status"], "active");
 
@@ -112,16 +143,25 @@ fn dev_cluster_quick_start_survives_leader_kill() {
     let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
     let killed_at = Instant::now();
     loop {
-        let out = kartotek(&endpoints, &["locator", "lookup", "--patient", &p, "--json"]);
+        let out = kartotek(
+            &endpoints,
+            &["locator", "lookup", "--patient", &p, "--json"],
+        );
         if out.status.success() {
             let v = json(&out);
             assert_eq!(v["entries"][0]["system"], "dips-arena");
             break;
         }
-        assert!(killed_at.elapsed() < Duration::from_secs(20), "lookup did not recover after leader kill");
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(20),
+            "lookup did not recover after leader kill"
+        );
     }
     let recovered = killed_at.elapsed();
-    eprintln!("lookup answered again {} ms after kill -9 of the leader", recovered.as_millis());
+    eprintln!(
+        "lookup answered again {} ms after kill -9 of the leader",
+        recovered.as_millis()
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(l) = leader_of(&endpoints)
@@ -129,7 +169,10 @@ fn dev_cluster_quick_start_survives_leader_kill() {
         {
             break;
         }
-        assert!(Instant::now() < deadline, "admin status never showed a new leader");
+        assert!(
+            Instant::now() < deadline,
+            "admin status never showed a new leader"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let table = kartotek(&endpoints, &["admin", "status"]);
@@ -148,12 +191,19 @@ fn dev_cluster_quick_start_survives_leader_kill() {
         if let Ok(Some(s)) = dev.try_wait() {
             break s;
         }
-        assert!(Instant::now() < deadline, "kartotek dev did not stop on Ctrl-C");
+        assert!(
+            Instant::now() < deadline,
+            "kartotek dev did not stop on Ctrl-C"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "kartotek dev exited with {status}");
     let cf = cluster_file(&data);
-    assert!(cf["nodes"].as_array().is_some_and(|n| n.iter().all(|n| n["pid"].is_null())));
+    assert!(
+        cf["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().all(|n| n["pid"].is_null()))
+    );
     drop(guard);
 }
 

@@ -145,7 +145,10 @@ mod tests {
     fn dedup_time_keys_round_trip() {
         let id = RequestId::parse("abc-1").unwrap_or_else(|e| panic!("{e}"));
         let k = dedup_time_key(Timestamp(1234), &id);
-        assert_eq!(split_dedup_time_key(&k), Some((Timestamp(1234), dedup_key(&id))));
+        assert_eq!(
+            split_dedup_time_key(&k),
+            Some((Timestamp(1234), dedup_key(&id)))
+        );
         assert!(dedup_time_key(Timestamp(1), &id) < dedup_time_key(Timestamp(2), &id));
     }
 

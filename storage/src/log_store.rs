@@ -73,7 +73,10 @@ impl LogStore {
         })
     }
 
-    fn get_raft<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+    fn get_raft<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
         let raft = cf(&self.db, CF_RAFT)?;
         match self.db.get_pinned_cf(raft, key)? {
             Some(v) => Ok(Some(decode(&v)?)),
@@ -121,7 +124,10 @@ impl LogStore {
                 )));
             }
             let entry: Entry = decode(&v)?;
-            debug_assert_eq!(entry.log_id.index, index, "log entry stored under wrong key");
+            debug_assert_eq!(
+                entry.log_id.index, index,
+                "log entry stored under wrong key"
+            );
             out.push(entry);
             expected = Some(index.saturating_add(1));
         }
@@ -183,8 +189,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
-        let last_purged: Option<LogId> =
-            self.get_raft(RAFT_LAST_PURGED).map_err(StoreError::read_logs)?;
+        let last_purged: Option<LogId> = self
+            .get_raft(RAFT_LAST_PURGED)
+            .map_err(StoreError::read_logs)?;
         let last = self.last_log_id().map_err(StoreError::read_logs)?;
         Ok(LogState {
             last_purged_log_id: last_purged,
@@ -199,7 +206,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError<NodeId>> {
         let res = (|| {
             let raft = cf(&self.db, CF_RAFT)?;
-            self.db.put_cf_opt(raft, RAFT_VOTE, encode(vote)?, &synced())?;
+            self.db
+                .put_cf_opt(raft, RAFT_VOTE, encode(vote)?, &synced())?;
             Ok::<_, StoreError>(())
         })();
         res.map_err(StoreError::write_vote)
@@ -209,7 +217,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get_raft(RAFT_VOTE).map_err(StoreError::read_vote)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError<NodeId>> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId>,
+    ) -> Result<(), StorageError<NodeId>> {
         let res = (|| {
             let raft = cf(&self.db, CF_RAFT)?;
             self.db
@@ -220,7 +231,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError<NodeId>> {
-        let v: Option<Option<LogId>> = self.get_raft(RAFT_COMMITTED).map_err(StoreError::read_logs)?;
+        let v: Option<Option<LogId>> = self
+            .get_raft(RAFT_COMMITTED)
+            .map_err(StoreError::read_logs)?;
         Ok(v.flatten())
     }
 

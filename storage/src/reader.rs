@@ -12,7 +12,9 @@ use rocksdb::{DB, Direction, IteratorMode};
 use crate::codec::decode;
 use crate::db::cf;
 use crate::error::StoreError;
-use crate::keys::{CF_SM, SM_APPLIED, SM_REVISION, locator_patient_org_prefix, locator_patient_prefix};
+use crate::keys::{
+    CF_SM, SM_APPLIED, SM_REVISION, locator_patient_org_prefix, locator_patient_prefix,
+};
 use crate::types::LogId;
 
 /// A read answer with the point of history it reflects.

@@ -66,7 +66,9 @@ impl SnapshotWriter {
         let k = len32(key.len())?;
         let v = len32(value.len())?;
         if k > KEY_BYTES_MAX || v > VALUE_BYTES_MAX {
-            return Err(StoreError::Corrupt(format!("frame too large: key {k} value {v}")));
+            return Err(StoreError::Corrupt(format!(
+                "frame too large: key {k} value {v}"
+            )));
         }
         self.put(&k.to_le_bytes())?;
         self.put(key)?;
@@ -83,7 +85,10 @@ impl SnapshotWriter {
         self.put(&frames.to_le_bytes())?;
         let hash = self.hasher.finalize();
         self.out.write_all(&hash)?;
-        let file = self.out.into_inner().map_err(|e| StoreError::Io(e.into_error()))?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| StoreError::Io(e.into_error()))?;
         file.sync_all()?;
         Ok(frames)
     }
@@ -92,6 +97,9 @@ impl SnapshotWriter {
 fn len32(n: usize) -> Result<u32, StoreError> {
     u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("length {n} exceeds u32")))
 }
+
+/// One key/value pair of the `sm` family.
+pub type Frame = (Vec<u8>, Vec<u8>);
 
 /// Reads and verifies a snapshot file, frame by frame.
 pub struct SnapshotReader<R: Read> {
@@ -122,11 +130,15 @@ impl<R: Read> SnapshotReader<R> {
         let mut magic = [0u8; 8];
         r.take(&mut magic)?;
         if &magic != MAGIC {
-            return Err(StoreError::Corrupt("not a Kartotek snapshot (bad magic)".into()));
+            return Err(StoreError::Corrupt(
+                "not a Kartotek snapshot (bad magic)".into(),
+            ));
         }
         let meta_len = r.u32()?;
         if meta_len > META_BYTES_MAX {
-            return Err(StoreError::Corrupt(format!("snapshot meta of {meta_len} bytes")));
+            return Err(StoreError::Corrupt(format!(
+                "snapshot meta of {meta_len} bytes"
+            )));
         }
         let meta = r.bytes(meta_len)?;
         r.meta = decode(&meta)?;
@@ -163,7 +175,7 @@ impl<R: Read> SnapshotReader<R> {
     }
 
     /// The next key/value frame, or `None` after the verified end.
-    pub fn next_frame(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, StoreError> {
         if self.done {
             return Ok(None);
         }
@@ -191,7 +203,9 @@ impl<R: Read> SnapshotReader<R> {
         let key = self.bytes(klen)?;
         let vlen = self.u32()?;
         if vlen > VALUE_BYTES_MAX {
-            return Err(StoreError::Corrupt(format!("snapshot value of {vlen} bytes")));
+            return Err(StoreError::Corrupt(format!(
+                "snapshot value of {vlen} bytes"
+            )));
         }
         let value = self.bytes(vlen)?;
         self.frames += 1;

@@ -45,14 +45,12 @@ pub struct SnapshotStore {
     stats: Arc<StorageStats>,
 }
 
-fn blocking<T: Send + 'static>(
+async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> impl Future<Output = Result<T, StoreError>> {
-    async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
-    }
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
 }
 
 impl SnapshotStore {
@@ -107,12 +105,7 @@ impl SnapshotStore {
                 None => StoredMembership::default(),
             };
             let id = match applied {
-                Some(l) => format!(
-                    "{}-{}-{}",
-                    l.leader_id.term,
-                    l.index,
-                    chrono_free_millis()
-                ),
+                Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, chrono_free_millis()),
                 None => format!("0-0-{}", chrono_free_millis()),
             };
             let meta = SnapshotMeta {
@@ -208,7 +201,12 @@ impl SnapshotStore {
                 )));
             }
             let raft = cf(&db, CF_RAFT)?;
-            db.put_cf_opt(raft, RAFT_INSTALLING, encode(&expected.snapshot_id)?, &synced())?;
+            db.put_cf_opt(
+                raft,
+                RAFT_INSTALLING,
+                encode(&expected.snapshot_id)?,
+                &synced(),
+            )?;
             std::fs::rename(&incoming, dir.join(CURRENT))?;
             sync_dir(&dir)?;
             load_into_sm(&db, &dir.join(CURRENT), Some(&expected))?;

@@ -261,11 +261,11 @@ impl StateMachine {
     ) -> Result<(), StoreError> {
         let cutoff = Timestamp(now.0.saturating_sub(self.config.dedup_ttl_ms));
         let sm = cf(&self.db, CF_SM)?;
-        let it = self
-            .db
-            .iterator_cf(sm, IteratorMode::From(DEDUP_TIME_PREFIX, Direction::Forward));
-        let mut evicted = 0usize;
-        for item in it {
+        let it = self.db.iterator_cf(
+            sm,
+            IteratorMode::From(DEDUP_TIME_PREFIX, Direction::Forward),
+        );
+        for (evicted, item) in it.enumerate() {
             if evicted >= self.config.dedup_evictions_per_entry_max {
                 break;
             }
@@ -280,7 +280,6 @@ impl StateMachine {
             txn.delete(&k)?;
             txn.delete(&dkey)?;
             meta.dedup_count = meta.dedup_count.saturating_sub(1);
-            evicted += 1;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use kartotek_domain::ids::NationalIdKind;
 use kartotek_domain::ids::testing::{national_id_from_parts, org_number_from_prefix};
 use kartotek_domain::{Command, LocatorRegister, Op, RequestId, Response, Timestamp};
 use kartotek_storage::{StateMachineConfig, Store, StoreConfig};
-use openraft::storage::{RaftStateMachine, RaftSnapshotBuilder};
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use proptest::prelude::*;
 
@@ -30,8 +30,14 @@ fn org() -> String {
 }
 
 fn register(patient_n: u16, system: &str, req: Option<&str>, at: i64) -> Command {
-    let reg = LocatorRegister::parse(&patient(patient_n), &org(), system, &["Observation".into()], "")
-        .unwrap_or_else(|e| panic!("fixture: {e}"));
+    let reg = LocatorRegister::parse(
+        &patient(patient_n),
+        &org(),
+        system,
+        &["Observation".into()],
+        "",
+    )
+    .unwrap_or_else(|e| panic!("fixture: {e}"));
     Command {
         request_id: req.map(|r| RequestId::parse(r).unwrap_or_else(|e| panic!("{e}"))),
         stamped_at: Timestamp(at),
@@ -89,7 +95,13 @@ fn retried_request_id_applies_once_and_replays_the_answer() {
         assert!(retry[0].deduplicated);
         assert_eq!(retry[0].result, first[0].result);
         assert_eq!(retry[0].revision, first[0].revision);
-        assert_eq!(store.stats.deduplicated_total.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            store
+                .stats
+                .deduplicated_total
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
     });
 }
 
@@ -114,7 +126,10 @@ fn request_ids_expire_by_leader_time_and_by_count() {
         // Count bound: ids a, b, c, d within the TTL; only the newest 3 are kept.
         for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
             let _ = sm
-                .apply([entry(3 + i as u64, register(1, "a", Some(id), 5001 + i as i64))])
+                .apply([entry(
+                    3 + i as u64,
+                    register(1, "a", Some(id), 5001 + i as i64),
+                )])
                 .await;
         }
         let r = sm
@@ -126,7 +141,10 @@ fn request_ids_expire_by_leader_time_and_by_count() {
             .apply([entry(8, register(1, "a", Some("old"), 5011))])
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(!r[0].deduplicated, "oldest id must have been evicted by the count bound");
+        assert!(
+            !r[0].deduplicated,
+            "oldest id must have been evicted by the count bound"
+        );
     });
 }
 
@@ -189,7 +207,12 @@ fn state_survives_reopen_and_snapshot_installs_elsewhere() {
         {
             let mut store = open(dir.path(), StateMachineConfig::default());
             let entries: Vec<_> = (1..=50u64)
-                .map(|i| entry(i, register((i % 7) as u16, &format!("s{i}"), None, i as i64)))
+                .map(|i| {
+                    entry(
+                        i,
+                        register((i % 7) as u16, &format!("s{i}"), None, i as i64),
+                    )
+                })
                 .collect();
             let _ = store.state_machine.apply(entries).await;
         }
@@ -227,8 +250,14 @@ fn state_survives_reopen_and_snapshot_installs_elsewhere() {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let p = kartotek_domain::NationalId::parse(&patient(1)).unwrap_or_else(|e| panic!("{e}"));
-        let here = store.reader.lookup_locator(&p, None, true, 1000).unwrap_or_else(|e| panic!("{e}"));
-        let there = other.reader.lookup_locator(&p, None, true, 1000).unwrap_or_else(|e| panic!("{e}"));
+        let here = store
+            .reader
+            .lookup_locator(&p, None, true, 1000)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let there = other
+            .reader
+            .lookup_locator(&p, None, true, 1000)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(!here.value.is_empty());
         assert_eq!(here, there);
         assert_eq!(here.value[0].categories, vec!["Observation".to_string()]);

@@ -92,14 +92,18 @@ pub async fn run(cli: &Cli, cmd: &AdminCommand) -> anyhow::Result<()> {
             if cli.json {
                 return print_json(&views);
             }
-            let mut t = table(&["ENDPOINT", "NODE", "ROLE", "TERM", "LAST LOG", "APPLIED", "LEADER", "MEMBERS"]);
+            let mut t = table(&[
+                "ENDPOINT", "NODE", "ROLE", "TERM", "LAST LOG", "APPLIED", "LEADER", "MEMBERS",
+            ]);
             for v in &views {
                 match &v.status {
                     Some(s) => {
                         let members = s
                             .members
                             .iter()
-                            .map(|m| format!("{}{}", m.node_id, if m.voter { "" } else { "(learner)" }))
+                            .map(|m| {
+                                format!("{}{}", m.node_id, if m.voter { "" } else { "(learner)" })
+                            })
                             .collect::<Vec<_>>()
                             .join(",");
                         t.add_row(vec![
@@ -133,7 +137,10 @@ pub async fn run(cli: &Cli, cmd: &AdminCommand) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("asking {ep} for its node id"))?;
                 if s.initialized {
-                    bail!("node {} at {ep} is already part of an initialised cluster", s.node_id);
+                    bail!(
+                        "node {} at {ep} is already part of an initialised cluster",
+                        s.node_id
+                    );
                 }
                 members.push(Member {
                     node_id: s.node_id,
@@ -192,7 +199,11 @@ fn print_membership(cli: &Cli, view: &MembershipView, verb: &str) -> anyhow::Res
     }
     let mut t = table(&["NODE", "ADDR", "VOTER"]);
     for m in &view.members {
-        t.add_row(vec![m.node_id.to_string(), m.addr.clone(), m.voter.to_string()]);
+        t.add_row(vec![
+            m.node_id.to_string(),
+            m.addr.clone(),
+            m.voter.to_string(),
+        ]);
     }
     println!("{t}");
     println!("{verb}");

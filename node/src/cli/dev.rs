@@ -84,7 +84,8 @@ impl ClusterFile {
         if !path.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Ok(Some(
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
         ))
@@ -109,8 +110,14 @@ fn new_cluster(args: &DevArgs, data_dir: &Path) -> anyhow::Result<ClusterFile> {
     let mut nodes = Vec::new();
     for id in 1..=args.nodes {
         let offset = u16::try_from(id - 1)?;
-        let grpc_port = args.base_port.checked_add(offset).context("port out of range")?;
-        let metrics_port = args.metrics_base_port.checked_add(offset).context("port out of range")?;
+        let grpc_port = args
+            .base_port
+            .checked_add(offset)
+            .context("port out of range")?;
+        let metrics_port = args
+            .metrics_base_port
+            .checked_add(offset)
+            .context("port out of range")?;
         let dir = data_dir.join(format!("node-{id}"));
         nodes.push(NodeEntry {
             id,
@@ -238,7 +245,10 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<()> {
         return Err(e);
     }
 
-    println!("Kartotek dev cluster {:?} is running:", cluster.cluster_name);
+    println!(
+        "Kartotek dev cluster {:?} is running:",
+        cluster.cluster_name
+    );
     for n in &cluster.nodes {
         println!(
             "  node {}  gRPC {}  metrics http://{}/metrics  pid {}  log {}",
@@ -260,30 +270,33 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<()> {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tick.tick() => {
-                for i in 0..children.len() {
-                    let exited = match children[i].as_mut().map(|c| c.try_wait()) {
+                let mut changed = false;
+                for (slot, node) in children.iter_mut().zip(cluster.nodes.iter_mut()) {
+                    let exited = match slot.as_mut().map(|c| c.try_wait()) {
                         Some(Ok(Some(status))) => Some(status),
                         _ => None,
                     };
-                    if let Some(status) = exited {
-                        let id = cluster.nodes[i].id;
-                        children[i] = None;
-                        cluster.nodes[i].pid = None;
-                        if args.no_restart {
-                            println!("node {id} exited ({status}); not restarting (--no-restart)");
-                        } else {
-                            println!("node {id} exited ({status}); restarting in 1 s");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            match spawn_node(&exe, &cluster.nodes[i]) {
-                                Ok(child) => {
-                                    cluster.nodes[i].pid = child.id();
-                                    children[i] = Some(child);
-                                }
-                                Err(e) => println!("node {} could not be restarted: {e:#}", cluster.nodes[i].id),
-                            }
-                        }
-                        cluster.save(&cluster_path)?;
+                    let Some(status) = exited else { continue };
+                    let id = node.id;
+                    *slot = None;
+                    node.pid = None;
+                    changed = true;
+                    if args.no_restart {
+                        println!("node {id} exited ({status}); not restarting (--no-restart)");
+                        continue;
                     }
+                    println!("node {id} exited ({status}); restarting in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    match spawn_node(&exe, node) {
+                        Ok(child) => {
+                            node.pid = child.id();
+                            *slot = Some(child);
+                        }
+                        Err(e) => println!("node {id} could not be restarted: {e:#}"),
+                    }
+                }
+                if changed {
+                    cluster.save(&cluster_path)?;
                 }
             }
         }
@@ -295,12 +308,19 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<()> {
     }
     cluster.supervisor_pid = None;
     cluster.save(&cluster_path)?;
-    println!("stopped; data kept in {} (run `kartotek dev` again to resume)", data_dir.display());
+    println!(
+        "stopped; data kept in {} (run `kartotek dev` again to resume)",
+        data_dir.display()
+    );
     Ok(())
 }
 
 /// Waits for every node to answer, initialises the cluster if needed, waits for a leader.
-async fn bring_up(client: &KartotekClient, cluster: &mut ClusterFile, path: &Path) -> anyhow::Result<()> {
+async fn bring_up(
+    client: &KartotekClient,
+    cluster: &mut ClusterFile,
+    path: &Path,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     let mut statuses = Vec::new();
     for n in &cluster.nodes {
@@ -311,7 +331,12 @@ async fn bring_up(client: &KartotekClient, cluster: &mut ClusterFile, path: &Pat
                     break;
                 }
                 Err(e) if Instant::now() > deadline => {
-                    bail!("node {} at {} did not come up: {e} (see {})", n.id, n.grpc_addr, n.log_file.display())
+                    bail!(
+                        "node {} at {} did not come up: {e} (see {})",
+                        n.id,
+                        n.grpc_addr,
+                        n.log_file.display()
+                    )
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
@@ -328,7 +353,10 @@ async fn bring_up(client: &KartotekClient, cluster: &mut ClusterFile, path: &Pat
             })
             .collect();
         let first = &cluster.nodes.first().context("no nodes")?.grpc_addr;
-        client.init(first, members).await.context("initialising the cluster")?;
+        client
+            .init(first, members)
+            .await
+            .context("initialising the cluster")?;
         println!("initialised a new cluster of {} nodes", cluster.nodes.len());
     }
     cluster.initialized = true;
@@ -342,7 +370,10 @@ async fn bring_up(client: &KartotekClient, cluster: &mut ClusterFile, path: &Pat
             }
         }
         if Instant::now() > deadline {
-            bail!("no leader was elected within {} s", STARTUP_TIMEOUT.as_secs());
+            bail!(
+                "no leader was elected within {} s",
+                STARTUP_TIMEOUT.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -352,7 +383,10 @@ async fn bring_up(client: &KartotekClient, cluster: &mut ClusterFile, path: &Pat
 async fn stop_all(children: &mut [Option<Child>]) {
     for child in children.iter().flatten() {
         if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
     }
     let deadline = Instant::now() + STOP_TIMEOUT;

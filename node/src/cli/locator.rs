@@ -97,7 +97,13 @@ pub async fn run(cli: &Cli, cmd: &LocatorCommand) -> anyhow::Result<()> {
                     endpoint_ref: a.endpoint_ref.clone(),
                 })
                 .await?;
-            print_write(cli, resp.header.as_ref(), resp.changed, resp.entry.as_ref(), "registered")
+            print_write(
+                cli,
+                resp.header.as_ref(),
+                resp.changed,
+                resp.entry.as_ref(),
+                "registered",
+            )
         }
         LocatorCommand::Retire(k) => {
             let resp = client
@@ -108,7 +114,13 @@ pub async fn run(cli: &Cli, cmd: &LocatorCommand) -> anyhow::Result<()> {
                     system: k.system.clone(),
                 })
                 .await?;
-            print_write(cli, resp.header.as_ref(), resp.changed, resp.entry.as_ref(), "retired")
+            print_write(
+                cli,
+                resp.header.as_ref(),
+                resp.changed,
+                resp.entry.as_ref(),
+                "retired",
+            )
         }
         LocatorCommand::Lookup(a) => {
             let read = a.max_staleness_ms.map(|ms| ReadOptions {

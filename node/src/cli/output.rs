@@ -171,7 +171,16 @@ pub fn table(header: &[&str]) -> Table {
 
 /// Prints locator entries as a table.
 pub fn print_locator_table(entries: &[LocatorEntryView]) {
-    let mut t = table(&["PATIENT", "ORG", "SYSTEM", "STATUS", "CATEGORIES", "ENDPOINT", "LAST UPDATED", "REV"]);
+    let mut t = table(&[
+        "PATIENT",
+        "ORG",
+        "SYSTEM",
+        "STATUS",
+        "CATEGORIES",
+        "ENDPOINT",
+        "LAST UPDATED",
+        "REV",
+    ]);
     for e in entries {
         t.add_row(vec![
             e.patient.clone(),

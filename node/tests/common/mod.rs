@@ -128,7 +128,9 @@ impl TestCluster {
         let mut cfg = NodeConfig {
             node_id: id,
             cluster_name: "kartotek-test".into(),
-            listen_addr: format!("127.0.0.1:{port}").parse().unwrap_or_else(|e| panic!("{e}")),
+            listen_addr: format!("127.0.0.1:{port}")
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}")),
             advertise_addr: None,
             metrics_addr: None,
             data_dir: data_dir.clone(),
@@ -186,7 +188,10 @@ impl TestCluster {
 
     /// A client over the given nodes only (first = preferred).
     pub fn client_for(&self, ids: &[u64]) -> KartotekClient {
-        let endpoints = ids.iter().map(|id| self.nodes[self.idx(*id)].addr.clone()).collect();
+        let endpoints = ids
+            .iter()
+            .map(|id| self.nodes[self.idx(*id)].addr.clone())
+            .collect();
         KartotekClient::new(ClientConfig {
             endpoints,
             deadline_ms: 20_000,
@@ -199,7 +204,12 @@ impl TestCluster {
         let deadline = Instant::now() + Duration::from_secs(60);
         for n in &self.nodes {
             while client.status(&n.addr).await.is_err() {
-                assert!(Instant::now() < deadline, "node {} did not come up; log:\n{}", n.id, self.log(n.id));
+                assert!(
+                    Instant::now() < deadline,
+                    "node {} did not come up; log:\n{}",
+                    n.id,
+                    self.log(n.id)
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -207,7 +217,10 @@ impl TestCluster {
 
     /// Status of node `id`.
     pub async fn status(&self, id: u64) -> Option<NodeStatus> {
-        self.client_for(&[id]).status(&self.nodes[self.idx(id)].addr).await.ok()
+        self.client_for(&[id])
+            .status(&self.nodes[self.idx(id)].addr)
+            .await
+            .ok()
     }
 
     /// Waits for a leader that every running node agrees on; returns its id.
