@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use kartotek_domain::{LocatorEntry, LocatorStatus, NationalId, OrgNumber};
-use rocksdb::{DB, Direction, IteratorMode};
+use rocksdb::{DB, Direction, IteratorMode, SnapshotWithThreadMode};
 
 use crate::codec::decode;
 use crate::db::cf;
@@ -41,17 +41,7 @@ impl StateReader {
 
     /// The applied log index and the revision, as of now.
     pub fn position(&self) -> Result<(u64, u64), StoreError> {
-        let sm = cf(&self.db, CF_SM)?;
-        let view = self.db.snapshot();
-        let applied: Option<LogId> = match view.get_cf(sm, SM_APPLIED)? {
-            Some(v) => decode(&v)?,
-            None => None,
-        };
-        let revision: u64 = match view.get_cf(sm, SM_REVISION)? {
-            Some(v) => decode(&v)?,
-            None => 0,
-        };
-        Ok((applied.map(|l| l.index).unwrap_or(0), revision))
+        view_position(&self.db, &self.db.snapshot())
     }
 
     /// The locator entries of a patient (optionally at one organisation), at most `limit`.
@@ -79,18 +69,25 @@ impl StateReader {
                 out.push(entry);
             }
         }
-        let applied: Option<LogId> = match view.get_cf(sm, SM_APPLIED)? {
-            Some(v) => decode(&v)?,
-            None => None,
-        };
-        let revision: u64 = match view.get_cf(sm, SM_REVISION)? {
-            Some(v) => decode(&v)?,
-            None => 0,
-        };
+        let (applied_index, revision) = view_position(&self.db, &view)?;
         Ok(ReadResult {
             value: out,
             revision,
-            applied_index: applied.map(|l| l.index).unwrap_or(0),
+            applied_index,
         })
     }
+}
+
+/// The applied log index and the revision in a view.
+fn view_position(db: &DB, view: &SnapshotWithThreadMode<'_, DB>) -> Result<(u64, u64), StoreError> {
+    let sm = cf(db, CF_SM)?;
+    let applied: Option<LogId> = match view.get_cf(sm, SM_APPLIED)? {
+        Some(v) => decode(&v)?,
+        None => None,
+    };
+    let revision: u64 = match view.get_cf(sm, SM_REVISION)? {
+        Some(v) => decode(&v)?,
+        None => 0,
+    };
+    Ok((applied.map(|l| l.index).unwrap_or(0), revision))
 }
