@@ -413,3 +413,46 @@ async fn retried_write_with_same_request_id_applies_once() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(after.header.map(|h| h.revision), before);
 }
+
+/// Garbage and foreign-cluster Raft traffic gets an error, never a crash; the cluster keeps
+/// serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_foreign_raft_traffic_is_refused() {
+    use kartotek_proto::CLUSTER_HEADER;
+    use kartotek_proto::raft::v1::RaftPayload;
+    use kartotek_proto::raft::v1::raft_service_client::RaftServiceClient;
+
+    let c = TestCluster::start(3, |_| {}).await;
+    let leader = c.leader().await;
+    let addr = format!("http://{}", c.nodes[c.idx(leader)].addr);
+    let mut raw = RaftServiceClient::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let payload = |data: Vec<u8>, cluster: &str| {
+        let mut r = tonic::Request::new(RaftPayload { data });
+        if let Ok(v) = cluster.parse() {
+            r.metadata_mut().insert(CLUSTER_HEADER, v);
+        }
+        r
+    };
+    let e = raw
+        .append_entries(payload(vec![0xff; 64], "kartotek-test"))
+        .await
+        .err()
+        .map(|s| s.code());
+    assert_eq!(e, Some(tonic::Code::InvalidArgument));
+    let e = raw.vote(payload(vec![], "other-cluster")).await.err().map(|s| s.code());
+    assert_eq!(e, Some(tonic::Code::PermissionDenied));
+    let e = raw
+        .install_snapshot(tonic::Request::new(RaftPayload { data: vec![1, 2, 3] }))
+        .await
+        .err()
+        .map(|s| s.code());
+    assert_eq!(e, Some(tonic::Code::PermissionDenied));
+    // Still the same leader, still serving.
+    assert_eq!(c.leader().await, leader);
+    c.client()
+        .register_locator(register(&patient(15), &org(7), "after-garbage", ""))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
