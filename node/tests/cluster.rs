@@ -441,10 +441,16 @@ async fn garbage_and_foreign_raft_traffic_is_refused() {
         .err()
         .map(|s| s.code());
     assert_eq!(e, Some(tonic::Code::InvalidArgument));
-    let e = raw.vote(payload(vec![], "other-cluster")).await.err().map(|s| s.code());
+    let e = raw
+        .vote(payload(vec![], "other-cluster"))
+        .await
+        .err()
+        .map(|s| s.code());
     assert_eq!(e, Some(tonic::Code::PermissionDenied));
     let e = raw
-        .install_snapshot(tonic::Request::new(RaftPayload { data: vec![1, 2, 3] }))
+        .install_snapshot(tonic::Request::new(RaftPayload {
+            data: vec![1, 2, 3],
+        }))
         .await
         .err()
         .map(|s| s.code());
