@@ -55,6 +55,16 @@ fn check_token(field: &str, s: &str, max_bytes: usize) -> Result<(), ValidationE
     Ok(())
 }
 
+/// Validates a national id sent in `field`, naming the field in the error.
+pub fn parse_national_id(field: &str, s: &str) -> Result<NationalId, ValidationError> {
+    NationalId::parse(s).map_err(|e| ValidationError::new(field, e.to_string()))
+}
+
+/// Validates an org number sent in `field`, naming the field in the error.
+pub fn parse_org_number(field: &str, s: &str) -> Result<OrgNumber, ValidationError> {
+    OrgNumber::parse(s).map_err(|e| ValidationError::new(field, e.to_string()))
+}
+
 /// Identifies one locator entry.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LocatorKey {
@@ -69,9 +79,8 @@ pub struct LocatorKey {
 impl LocatorKey {
     /// Validates the three key fields as sent by a caller.
     pub fn parse(patient: &str, org: &str, system: &str) -> Result<Self, ValidationError> {
-        let patient = NationalId::parse(patient)
-            .map_err(|e| ValidationError::new("patient", e.to_string()))?;
-        let org = OrgNumber::parse(org).map_err(|e| ValidationError::new("org", e.to_string()))?;
+        let patient = parse_national_id("patient", patient)?;
+        let org = parse_org_number("org", org)?;
         let system = SystemId::parse("system", system)?;
         Ok(LocatorKey {
             patient,

@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use kartotek_domain::limits::{LOOKUP_ENTRIES_MAX, MAX_STALENESS_MS_MAX};
+use kartotek_domain::locator::{parse_national_id, parse_org_number};
 use kartotek_domain::{
-    LocatorKey, LocatorRegister, NationalId, Op, OrgNumber, Outcome, RequestId, Response as Answer,
-    ValidationError,
+    LocatorKey, LocatorRegister, Op, Outcome, RequestId, Response as Answer, ValidationError,
 };
 use kartotek_proto::v1::locator_service_server::LocatorService;
 use kartotek_proto::v1::{
@@ -154,12 +154,11 @@ impl LocatorServiceImpl {
     }
 
     async fn lookup(&self, r: LookupLocatorRequest) -> Result<LookupLocatorResponse, NodeError> {
-        let patient = NationalId::parse(&r.patient)
-            .map_err(|e| ValidationError::new("patient", e.to_string()))?;
+        let patient = parse_national_id("patient", &r.patient)?;
         let org = if r.org.is_empty() {
             None
         } else {
-            Some(OrgNumber::parse(&r.org).map_err(|e| ValidationError::new("org", e.to_string()))?)
+            Some(parse_org_number("org", &r.org)?)
         };
         let mode = read_mode(r.read.as_ref())?;
         self.ctx.prepare_read(mode).await?;

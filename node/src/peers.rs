@@ -13,6 +13,16 @@ use tonic::transport::{Channel, Endpoint};
 /// Most peer channels kept.
 pub const PEER_CHANNELS_MAX: usize = 64;
 
+/// Marks a node-to-node request with the cluster name (checked by the receiving node).
+pub fn with_cluster<T>(mut request: tonic::Request<T>, cluster: &str) -> tonic::Request<T> {
+    if let Ok(v) = tonic::metadata::MetadataValue::try_from(cluster) {
+        request
+            .metadata_mut()
+            .insert(kartotek_proto::CLUSTER_HEADER, v);
+    }
+    request
+}
+
 /// Pool of channels to peers. Cheap to clone.
 #[derive(Clone)]
 pub struct Peers {

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use kartotek_proto::CLUSTER_HEADER;
 use kartotek_proto::raft::v1::RaftPayload;
 use kartotek_proto::raft::v1::raft_service_client::RaftServiceClient;
 use kartotek_storage::TypeConfig;
@@ -22,10 +21,9 @@ use openraft::raft::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
-use crate::peers::Peers;
+use crate::peers::{Peers, with_cluster};
 
 /// Creates a [`PeerClient`] per target; channels are shared through [`Peers`].
 #[derive(Clone)]
@@ -94,11 +92,8 @@ impl PeerClient {
         };
         let data =
             postcard::to_allocvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut request = tonic::Request::new(RaftPayload { data });
+        let mut request = with_cluster(tonic::Request::new(RaftPayload { data }), &self.cluster);
         request.set_timeout(timeout);
-        if let Ok(v) = MetadataValue::try_from(self.cluster.as_str()) {
-            request.metadata_mut().insert(CLUSTER_HEADER, v);
-        }
         let result = match rpc {
             Rpc::Append => client.append_entries(request).await,
             Rpc::Vote => client.vote(request).await,

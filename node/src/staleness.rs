@@ -12,15 +12,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kartotek_proto::CLUSTER_HEADER;
 use kartotek_proto::raft::v1::ReadIndexRequest;
 use kartotek_storage::TypeConfig;
 use openraft::Raft;
 use tokio::sync::Mutex;
-use tonic::metadata::MetadataValue;
 
 use crate::error::NodeError;
-use crate::peers::Peers;
+use crate::peers::{Peers, with_cluster};
 use crate::read_barrier::ReadBarrier;
 
 /// Tracks the newest proof of freshness. Cheap to clone.
@@ -120,11 +118,8 @@ impl StalenessTracker {
                     .peers
                     .raft_client(&addr)
                     .map_err(|e| NodeError::StalenessUnprovable(e.to_string()))?;
-                let mut req = tonic::Request::new(ReadIndexRequest {});
+                let mut req = with_cluster(tonic::Request::new(ReadIndexRequest {}), &self.cluster);
                 req.set_timeout(self.rpc_timeout);
-                if let Ok(v) = MetadataValue::try_from(self.cluster.as_str()) {
-                    req.metadata_mut().insert(CLUSTER_HEADER, v);
-                }
                 let resp = client.read_index(req).await.map_err(|s| {
                     NodeError::StalenessUnprovable(format!("leader at {addr}: {}", s.message()))
                 })?;

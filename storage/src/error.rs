@@ -1,6 +1,6 @@
 //! Errors of the storage layer and their mapping onto openraft's [`openraft::StorageError`].
 
-use openraft::{ErrorSubject, ErrorVerb, StorageIOError};
+use openraft::StorageIOError;
 
 use crate::types::RaftStorageError;
 
@@ -25,11 +25,6 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Maps to openraft's error for the given subject and verb.
-    pub fn into_raft(self, subject: ErrorSubject<u64>, verb: ErrorVerb) -> RaftStorageError {
-        StorageIOError::new(subject, verb, &self).into()
-    }
-
     /// Log read failure.
     pub fn read_logs(self) -> RaftStorageError {
         StorageIOError::read_logs(&self).into()

@@ -1,7 +1,5 @@
 //! The openraft type configuration shared by the storage, the transport and the node.
 
-use std::io::Cursor;
-
 use kartotek_domain::{Command, Response};
 
 openraft::declare_raft_types!(
@@ -35,7 +33,3 @@ pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Node>;
 pub type Snapshot = openraft::Snapshot<TypeConfig>;
 /// openraft's storage error.
 pub type RaftStorageError = openraft::StorageError<NodeId>;
-
-// Keeps the import used when the snapshot type is switched for tests.
-#[allow(dead_code)]
-type InMemorySnapshot = Cursor<Vec<u8>>;
