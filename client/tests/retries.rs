@@ -42,6 +42,7 @@ fn register_request() -> RegisterLocatorRequest {
         system: "ehr".into(),
         categories: vec!["Observation".into()],
         endpoint_ref: "fhir-1".into(),
+        expected_mod_revision: None,
     }
 }
 

@@ -63,6 +63,14 @@ pub enum Op {
     LocatorRegister(LocatorRegister),
     /// Retire a locator entry.
     LocatorRetire(LocatorKey),
+    /// Register a locator entry only if its current `mod_revision` is the expected one
+    /// (0: it must not exist).
+    LocatorCompareAndRegister {
+        /// The register.
+        register: LocatorRegister,
+        /// The `mod_revision` the entry must have.
+        expected_mod_revision: u64,
+    },
 }
 
 impl Op {
@@ -72,6 +80,7 @@ impl Op {
             Op::Noop => "noop",
             Op::LocatorRegister(_) => "locator_register",
             Op::LocatorRetire(_) => "locator_retire",
+            Op::LocatorCompareAndRegister { .. } => "locator_compare_and_register",
         }
     }
 }

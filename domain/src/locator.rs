@@ -215,6 +215,25 @@ pub fn apply_register(
     }
 }
 
+/// Applies a compare-and-set register: like [`apply_register`], but only when the existing
+/// entry's `mod_revision` is `expected` (0: the entry must not exist); otherwise
+/// [`ApplyError::Conflict`] and nothing changes.
+pub fn apply_compare_and_register(
+    existing: Option<&LocatorEntry>,
+    reg: &LocatorRegister,
+    expected: u64,
+    now: Timestamp,
+    next_revision: u64,
+) -> Result<(LocatorEntry, bool), ApplyError> {
+    let found = existing.map_or(0, |e| e.mod_revision);
+    if found != expected {
+        return Err(ApplyError::Conflict(format!(
+            "expected mod_revision {expected}, the entry has {found}"
+        )));
+    }
+    Ok(apply_register(existing, reg, now, next_revision))
+}
+
 /// Applies a retire. Retiring a retired entry changes nothing; retiring an unknown entry is
 /// [`ApplyError::NotFound`].
 pub fn apply_retire(
@@ -280,6 +299,24 @@ mod tests {
         assert_eq!(e3.first_registered, Timestamp(10));
         assert_eq!(e3.last_updated, Timestamp(30));
         assert_eq!((e3.create_revision, e3.mod_revision), (1, 3));
+    }
+
+    #[test]
+    fn compare_and_register_checks_the_revision() {
+        let r = reg(&["Observation"]);
+        assert!(apply_compare_and_register(None, &r, 5, Timestamp(1), 1).is_err());
+        let (e1, changed) = apply_compare_and_register(None, &r, 0, Timestamp(1), 1)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(changed);
+        assert!(matches!(
+            apply_compare_and_register(Some(&e1), &r, 0, Timestamp(2), 2),
+            Err(ApplyError::Conflict(_))
+        ));
+        let (e2, changed) =
+            apply_compare_and_register(Some(&e1), &reg(&["Condition"]), 1, Timestamp(2), 2)
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert!(changed);
+        assert_eq!(e2.mod_revision, 2);
     }
 
     #[test]

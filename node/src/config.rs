@@ -165,6 +165,24 @@ impl Default for ApiSettings {
     }
 }
 
+/// Switches for the fault-injection harness's self-check. Each one breaks a guarantee on
+/// purpose, so that the harness can prove its checkers catch the anomaly. Never set in
+/// production: the node logs an error at start when any is on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestingSettings {
+    /// Serve linearizable reads from local state without confirming leadership (a partitioned
+    /// node answers stale data as if it were linearizable).
+    pub unsafe_stale_reads: bool,
+}
+
+impl TestingSettings {
+    /// True when any unsafe switch is on.
+    pub fn any_unsafe(&self) -> bool {
+        self.unsafe_stale_reads
+    }
+}
+
 /// One node's configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -190,6 +208,8 @@ pub struct NodeConfig {
     pub storage: StorageSettings,
     /// Public API settings.
     pub api: ApiSettings,
+    /// Unsafe switches for the fault-injection harness (all off by default).
+    pub testing: TestingSettings,
 }
 
 impl Default for NodeConfig {
@@ -205,6 +225,7 @@ impl Default for NodeConfig {
             raft: RaftSettings::default(),
             storage: StorageSettings::default(),
             api: ApiSettings::default(),
+            testing: TestingSettings::default(),
         }
     }
 }

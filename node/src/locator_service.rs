@@ -92,6 +92,7 @@ impl NodeContext {
     /// Makes the local state fit to serve a read in `mode`.
     pub async fn prepare_read(&self, mode: ReadMode) -> Result<(), NodeError> {
         match mode {
+            ReadMode::Linearizable if self.config.testing.unsafe_stale_reads => Ok(()),
             ReadMode::Linearizable => self.barrier.linearize().await,
             ReadMode::Bounded(bound) => self.staleness.ensure_within(bound).await,
         }
@@ -116,12 +117,16 @@ impl LocatorServiceImpl {
             request_id = %r.request_id,
             patient = %reg.key.patient.log_hash(),
             org = %reg.key.org.as_str(),
+            expected_mod_revision = ?r.expected_mod_revision,
         );
-        let answer = self
-            .ctx
-            .write(rid, Op::LocatorRegister(reg))
-            .instrument(span)
-            .await?;
+        let op = match r.expected_mod_revision {
+            Some(expected_mod_revision) => Op::LocatorCompareAndRegister {
+                register: reg,
+                expected_mod_revision,
+            },
+            None => Op::LocatorRegister(reg),
+        };
+        let answer = self.ctx.write(rid, op).instrument(span).await?;
         let (entry, changed, revision) = locator_outcome(answer)?;
         let applied = self.ctx.reader.position()?.0;
         Ok(RegisterLocatorResponse {

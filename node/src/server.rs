@@ -53,6 +53,12 @@ pub async fn run_node(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     config.validate()?;
+    if config.testing.any_unsafe() {
+        tracing::error!(
+            testing = ?config.testing,
+            "UNSAFE TEST MODE: this node breaks its guarantees on purpose (fault-harness self-check); never use it in production"
+        );
+    }
     let raft_config = Arc::new(config.openraft()?);
     let store = Store::open(
         &config.data_dir,

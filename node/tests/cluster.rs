@@ -21,6 +21,7 @@ fn register(p: &str, o: &str, system: &str, request_id: &str) -> RegisterLocator
         system: system.into(),
         categories: vec!["Observation".into(), "Condition".into()],
         endpoint_ref: "fhir-api-1".into(),
+        expected_mod_revision: None,
     }
 }
 
@@ -412,6 +413,25 @@ async fn retried_write_with_same_request_id_applies_once() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(after.header.map(|h| h.revision), before);
+
+    // Compare-and-set: a stale expected revision is refused and writes nothing; the current
+    // one takes effect.
+    let current = after.entries[0].mod_revision;
+    let cas = |expected: u64| RegisterLocatorRequest {
+        expected_mod_revision: Some(expected),
+        categories: vec!["Condition".into()],
+        ..register(&p, &org(6), "ehr", "")
+    };
+    match client.register_locator(cas(current - 1)).await {
+        Err(ClientError::FailedPrecondition(_)) => {}
+        other => panic!("expected FAILED_PRECONDITION for a stale CAS, got {other:?}"),
+    }
+    let done = client
+        .register_locator(cas(current))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(done.changed);
+    assert!(done.entry.is_some_and(|e| e.mod_revision > current));
 }
 
 /// Garbage and foreign-cluster Raft traffic gets an error, never a crash; the cluster keeps

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use kartotek_domain::locator::{apply_register, apply_retire};
+use kartotek_domain::locator::{apply_compare_and_register, apply_register, apply_retire};
 use kartotek_domain::{Command, LocatorEntry, Op, Outcome, Response, Timestamp};
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageError};
@@ -113,6 +113,27 @@ impl<'a> EntryTxn<'a> {
         self.written.insert(key.to_vec(), None);
         Ok(())
     }
+}
+
+/// Writes a locator entry a command produced (and its by-org index key when `index`), and
+/// moves the revision when it changed.
+fn store_locator(
+    txn: &mut EntryTxn<'_>,
+    meta: &mut Meta,
+    entry: &LocatorEntry,
+    changed: bool,
+    index: bool,
+) -> Result<(), StoreError> {
+    if !changed {
+        return Ok(());
+    }
+    debug_assert_eq!(entry.mod_revision, meta.revision + 1);
+    txn.put(&locator_key(&entry.key), entry)?;
+    if index {
+        txn.put_raw(&locator_org_index_key(&entry.key), &[])?;
+    }
+    meta.revision = entry.mod_revision;
+    Ok(())
 }
 
 /// The state-machine meta values carried from entry to entry.
@@ -214,25 +235,35 @@ impl StateMachine {
         let result = match &cmd.op {
             Op::Noop => Ok(Outcome::None),
             Op::LocatorRegister(reg) => {
-                let key = locator_key(&reg.key);
-                let existing: Option<LocatorEntry> = txn.get(&key)?;
+                let existing: Option<LocatorEntry> = txn.get(&locator_key(&reg.key))?;
                 let (entry, changed) = apply_register(existing.as_ref(), reg, now, next);
-                if changed {
-                    txn.put(&key, &entry)?;
-                    txn.put_raw(&locator_org_index_key(&reg.key), &[])?;
-                    meta.revision = next;
-                }
+                store_locator(txn, meta, &entry, changed, true)?;
                 Ok(Outcome::Locator { entry, changed })
             }
+            Op::LocatorCompareAndRegister {
+                register,
+                expected_mod_revision,
+            } => {
+                let existing: Option<LocatorEntry> = txn.get(&locator_key(&register.key))?;
+                match apply_compare_and_register(
+                    existing.as_ref(),
+                    register,
+                    *expected_mod_revision,
+                    now,
+                    next,
+                ) {
+                    Ok((entry, changed)) => {
+                        store_locator(txn, meta, &entry, changed, true)?;
+                        Ok(Outcome::Locator { entry, changed })
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             Op::LocatorRetire(k) => {
-                let key = locator_key(k);
-                let existing: Option<LocatorEntry> = txn.get(&key)?;
+                let existing: Option<LocatorEntry> = txn.get(&locator_key(k))?;
                 match apply_retire(existing.as_ref(), now, next) {
                     Ok((entry, changed)) => {
-                        if changed {
-                            txn.put(&key, &entry)?;
-                            meta.revision = next;
-                        }
+                        store_locator(txn, meta, &entry, changed, false)?;
                         Ok(Outcome::Locator { entry, changed })
                     }
                     Err(e) => Err(e),

@@ -95,6 +95,7 @@ pub async fn run(cli: &Cli, cmd: &LocatorCommand) -> anyhow::Result<()> {
                     system: a.key.system.clone(),
                     categories: a.categories.clone(),
                     endpoint_ref: a.endpoint_ref.clone(),
+                    expected_mod_revision: None,
                 })
                 .await?;
             print_write(
