@@ -71,6 +71,9 @@ pub enum Op {
         /// The `mod_revision` the entry must have.
         expected_mod_revision: u64,
     },
+    /// Register (upsert) a batch of locator entries atomically (bulk import; at most
+    /// [`crate::limits::IMPORT_ENTRIES_PER_BATCH_MAX`]).
+    LocatorImport(Vec<LocatorRegister>),
 }
 
 impl Op {
@@ -81,6 +84,7 @@ impl Op {
             Op::LocatorRegister(_) => "locator_register",
             Op::LocatorRetire(_) => "locator_retire",
             Op::LocatorCompareAndRegister { .. } => "locator_compare_and_register",
+            Op::LocatorImport(_) => "locator_import",
         }
     }
 }
@@ -96,6 +100,13 @@ pub enum Outcome {
         entry: LocatorEntry,
         /// False for an idempotent repeat.
         changed: bool,
+    },
+    /// A bulk-import batch: how many entries it changed and how many were already as sent.
+    Imported {
+        /// Entries created or changed.
+        changed: u64,
+        /// Entries already registered with the same content.
+        unchanged: u64,
     },
 }
 

@@ -10,8 +10,10 @@
 //! - [`limits`]: every named maximum (strings, lists, requests).
 //! - [`locator`]: patient information locator entries.
 //! - [`command`]: the replicated command and its response.
+//! - [`change`]: the change feed's events.
 //! - [`error`]: validation and apply errors.
 
+pub mod change;
 pub mod command;
 pub mod error;
 pub mod ids;
@@ -19,6 +21,7 @@ pub mod limits;
 pub mod locator;
 pub mod time;
 
+pub use change::{Change, ChangeEvent, ChangeFilter};
 pub use command::{Command, Op, Outcome, RequestId, Response};
 pub use error::{ApplyError, ValidationError};
 pub use ids::{HprNumber, IdError, NationalId, OrgNumber};

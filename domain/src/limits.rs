@@ -15,3 +15,13 @@ pub const REQUEST_ID_BYTES_MAX: usize = 64;
 pub const LOOKUP_ENTRIES_MAX: usize = 10_000;
 /// Longest follower-read staleness bound a caller may ask for.
 pub const MAX_STALENESS_MS_MAX: u64 = 3_600_000;
+/// Most locator entries in one bulk-import batch (one Raft entry, applied atomically).
+pub const IMPORT_ENTRIES_PER_BATCH_MAX: usize = 1_000;
+/// Largest page a list call returns.
+pub const LIST_PAGE_SIZE_MAX: usize = 1_000;
+/// Page size of a list call that does not ask for one.
+pub const LIST_PAGE_SIZE_DEFAULT: usize = 100;
+/// Longest list cursor (page token), in bytes.
+pub const PAGE_TOKEN_BYTES_MAX: usize = 512;
+/// Most change events in one watch message.
+pub const WATCH_EVENTS_PER_MESSAGE_MAX: usize = 256;

@@ -9,7 +9,9 @@
 //!   - `L` locator entries: `patient(11) org(9) system` (lookup by patient = prefix scan);
 //!   - `O` locator index by org: `org(9) patient(11) system` → empty;
 //!   - `D` dedup table: `request id` → (stamp, response);
-//!   - `T` dedup expiry index: `stamp (u64 BE) request id` → empty.
+//!   - `T` dedup expiry index: `stamp (u64 BE) request id` → empty;
+//!   - `C` change history: `revision (u64 BE)` → change event (the watch feed), oldest
+//!     compacted first.
 
 use kartotek_domain::{LocatorKey, NationalId, OrgNumber, RequestId, Timestamp};
 
@@ -39,6 +41,9 @@ pub const SM_REVISION: &[u8] = b"M:revision";
 pub const SM_CLOCK: &[u8] = b"M:clock";
 /// `sm` key of the number of entries in the dedup table.
 pub const SM_DEDUP_COUNT: &[u8] = b"M:dedup_count";
+
+/// `sm` key of the newest compacted revision of the change history (0: nothing compacted).
+pub const SM_COMPACTED: &[u8] = b"M:compacted";
 
 /// Smallest key after every `sm` key (all `sm` keys start with an ASCII letter).
 pub const SM_END: &[u8] = b"\xff";
@@ -83,6 +88,21 @@ pub fn locator_org_index_key(key: &LocatorKey) -> Vec<u8> {
     k.extend_from_slice(key.org.as_str().as_bytes());
     k.extend_from_slice(key.patient.as_str().as_bytes());
     k.extend_from_slice(key.system.as_str().as_bytes());
+    k
+}
+
+/// Key of the change event at `revision`.
+pub fn change_key(revision: u64) -> [u8; 9] {
+    let mut k = [b'C'; 9];
+    k[1..].copy_from_slice(&revision.to_be_bytes());
+    k
+}
+
+/// Prefix of the by-org locator index for one organisation.
+pub fn locator_org_prefix(org: &OrgNumber) -> Vec<u8> {
+    let mut k = Vec::with_capacity(10);
+    k.push(b'O');
+    k.extend_from_slice(org.as_str().as_bytes());
     k
 }
 
@@ -150,6 +170,13 @@ mod tests {
             Some((Timestamp(1234), dedup_key(&id)))
         );
         assert!(dedup_time_key(Timestamp(1), &id) < dedup_time_key(Timestamp(2), &id));
+    }
+
+    #[test]
+    fn change_keys_order_like_revisions() {
+        assert!(change_key(1) < change_key(2));
+        assert!(change_key(255) < change_key(256));
+        assert_eq!(change_key(0)[0], b'C');
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub mod types;
 
 pub use error::StoreError;
 pub use log_store::LogStore;
-pub use reader::{ReadResult, StateReader};
+pub use reader::{ChangeSlice, HistoryError, Page, ReadResult, StateReader};
 pub use snapshot_store::SnapshotStore;
 pub use state_machine::{StateMachine, StateMachineConfig};
 pub use stats::StorageStats;

@@ -6,14 +6,15 @@
 
 use std::sync::Arc;
 
-use kartotek_domain::{LocatorEntry, LocatorStatus, NationalId, OrgNumber};
+use kartotek_domain::{ChangeEvent, LocatorEntry, LocatorStatus, NationalId, OrgNumber};
 use rocksdb::{DB, Direction, IteratorMode, SnapshotWithThreadMode};
 
 use crate::codec::decode;
 use crate::db::cf;
 use crate::error::StoreError;
 use crate::keys::{
-    CF_SM, SM_APPLIED, SM_REVISION, locator_patient_org_prefix, locator_patient_prefix,
+    CF_SM, SM_APPLIED, SM_COMPACTED, SM_REVISION, change_key, locator_org_prefix,
+    locator_patient_org_prefix, locator_patient_prefix,
 };
 use crate::types::LogId;
 
@@ -28,15 +29,158 @@ pub struct ReadResult<T> {
     pub applied_index: u64,
 }
 
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Where the next page starts (opaque to callers); `None` on the last page.
+    pub next_cursor: Option<Vec<u8>>,
+}
+
+/// A slice of the change history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSlice {
+    /// Events from the requested revision on, in revision order, without gaps.
+    pub events: Vec<ChangeEvent>,
+    /// The state revision of the view: every event up to it has been read when `events` ran
+    /// to the end.
+    pub revision: u64,
+}
+
+/// Why a change-history read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// The requested revision was compacted away.
+    #[error("revision {requested} is compacted; the oldest revision still available is {oldest}")]
+    Compacted {
+        /// What the caller asked for.
+        requested: u64,
+        /// The oldest revision still kept.
+        oldest: u64,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Read handle on the state machine. Cheap to clone.
 #[derive(Clone)]
 pub struct StateReader {
     db: Arc<DB>,
+    revisions: tokio::sync::watch::Receiver<u64>,
 }
 
 impl StateReader {
-    pub(crate) fn new(db: Arc<DB>) -> Self {
-        StateReader { db }
+    pub(crate) fn new(db: Arc<DB>, revisions: tokio::sync::watch::Receiver<u64>) -> Self {
+        StateReader { db, revisions }
+    }
+
+    /// A receiver that changes whenever the applied state revision moves (for watchers).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revisions.clone()
+    }
+
+    /// The locator entries of an organisation in key order (patient, system), one page of at
+    /// most `limit`, starting after `cursor` (from the previous page). Each page is read from
+    /// one consistent view; pages of a long listing may reflect different revisions.
+    pub fn list_locator_by_org(
+        &self,
+        org: &OrgNumber,
+        include_retired: bool,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<ReadResult<Page<LocatorEntry>>, StoreError> {
+        let sm = cf(&self.db, CF_SM)?;
+        let view = self.db.snapshot();
+        let prefix = locator_org_prefix(org);
+        let mut start = prefix.clone();
+        if let Some(c) = cursor {
+            start.extend_from_slice(c);
+            start.push(0); // strictly after the cursor
+        }
+        let mut items = Vec::new();
+        let mut last = None;
+        let mut more = false;
+        // Retired entries are skipped without counting towards `limit`; bound the keys one page
+        // may examine so a long run of them cannot make a request unbounded.
+        let scan_max = limit.saturating_mul(8).max(1_000);
+        for (scanned, item) in view
+            .iterator_cf(sm, IteratorMode::From(&start, Direction::Forward))
+            .enumerate()
+        {
+            let (k, _) = item?;
+            let Some(rest) = k.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            if items.len() >= limit || scanned >= scan_max {
+                more = true;
+                break;
+            }
+            // rest = patient(11) system
+            let (patient, system) = rest
+                .split_at_checked(11)
+                .ok_or_else(|| StoreError::Corrupt("short locator org index key".into()))?;
+            let mut lk = Vec::with_capacity(1 + 11 + 9 + system.len());
+            lk.push(b'L');
+            lk.extend_from_slice(patient);
+            lk.extend_from_slice(org.as_str().as_bytes());
+            lk.extend_from_slice(system);
+            last = Some(rest.to_vec());
+            let Some(v) = view.get_cf(sm, &lk)? else {
+                return Err(StoreError::Corrupt(
+                    "locator org index points at a missing entry".into(),
+                ));
+            };
+            let entry: LocatorEntry = decode(&v)?;
+            if include_retired || entry.status == LocatorStatus::Active {
+                items.push(entry);
+            }
+        }
+        let next_cursor = if more { last } else { None };
+        let (applied_index, revision) = view_position(&self.db, &view)?;
+        Ok(ReadResult {
+            value: Page { items, next_cursor },
+            revision,
+            applied_index,
+        })
+    }
+
+    /// Change events from revision `from` (at least 1), at most `limit`, in revision order.
+    pub fn changes(&self, from: u64, limit: usize) -> Result<ChangeSlice, HistoryError> {
+        let sm = cf(&self.db, CF_SM)?;
+        let view = self.db.snapshot();
+        let compacted: u64 = match view.get_cf(sm, SM_COMPACTED).map_err(StoreError::from)? {
+            Some(v) => decode(&v)?,
+            None => 0,
+        };
+        if from <= compacted {
+            return Err(HistoryError::Compacted {
+                requested: from,
+                oldest: compacted + 1,
+            });
+        }
+        let (_, revision) = view_position(&self.db, &view)?;
+        let mut events = Vec::new();
+        let start = change_key(from);
+        for item in view.iterator_cf(sm, IteratorMode::From(&start, Direction::Forward)) {
+            let (k, v) = item.map_err(StoreError::from)?;
+            if k.first() != Some(&b'C') || events.len() >= limit {
+                break;
+            }
+            let event: ChangeEvent = decode(&v)?;
+            // Invariant: the history has no gaps.
+            let expected = from + events.len() as u64;
+            if event.revision != expected {
+                return Err(StoreError::Corrupt(format!(
+                    "change history gap: expected revision {expected}, found {}",
+                    event.revision
+                ))
+                .into());
+            }
+            events.push(event);
+        }
+        Ok(ChangeSlice { events, revision })
     }
 
     /// The applied log index and the revision, as of now.

@@ -18,7 +18,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use kartotek_domain::locator::{apply_compare_and_register, apply_register, apply_retire};
-use kartotek_domain::{Command, LocatorEntry, Op, Outcome, Response, Timestamp};
+use kartotek_domain::{
+    Change, ChangeEvent, Command, LocatorEntry, Op, Outcome, Response, Timestamp,
+};
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageError};
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
@@ -42,6 +44,9 @@ pub struct StateMachineConfig {
     pub dedup_entries_max: u64,
     /// Most expired dedup entries removed while applying one entry (bounds apply latency).
     pub dedup_evictions_per_entry_max: usize,
+    /// Most change events kept for the watch feed; older ones are compacted (a watch from a
+    /// compacted revision is refused).
+    pub change_history_max: u64,
 }
 
 impl Default for StateMachineConfig {
@@ -50,6 +55,7 @@ impl Default for StateMachineConfig {
             dedup_ttl_ms: 10 * 60 * 1000,
             dedup_entries_max: 1_000_000,
             dedup_evictions_per_entry_max: 64,
+            change_history_max: 1_000_000,
         }
     }
 }
@@ -60,6 +66,7 @@ pub struct StateMachine {
     config: StateMachineConfig,
     snapshots: SnapshotStore,
     stats: Arc<StorageStats>,
+    revisions: tokio::sync::watch::Sender<u64>,
 }
 
 /// Reads a meta value from the `sm` family.
@@ -115,11 +122,28 @@ impl<'a> EntryTxn<'a> {
     }
 }
 
+/// Moves the revision by one for a change and stores the change event under it.
+fn record_change(
+    txn: &mut EntryTxn<'_>,
+    meta: &mut Meta,
+    now: Timestamp,
+    change: Change,
+) -> Result<(), StoreError> {
+    meta.revision += 1;
+    let event = ChangeEvent {
+        revision: meta.revision,
+        at: now,
+        change,
+    };
+    txn.put(&change_key(meta.revision), &event)
+}
+
 /// Writes a locator entry a command produced (and its by-org index key when `index`), and
-/// moves the revision when it changed.
+/// records the change when there was one.
 fn store_locator(
     txn: &mut EntryTxn<'_>,
     meta: &mut Meta,
+    now: Timestamp,
     entry: &LocatorEntry,
     changed: bool,
     index: bool,
@@ -127,13 +151,17 @@ fn store_locator(
     if !changed {
         return Ok(());
     }
-    debug_assert_eq!(entry.mod_revision, meta.revision + 1);
+    // Invariant: a changed entry carries the revision its change is recorded under.
+    assert_eq!(
+        entry.mod_revision,
+        meta.revision + 1,
+        "locator entry revision out of step with the state revision"
+    );
     txn.put(&locator_key(&entry.key), entry)?;
     if index {
         txn.put_raw(&locator_org_index_key(&entry.key), &[])?;
     }
-    meta.revision = entry.mod_revision;
-    Ok(())
+    record_change(txn, meta, now, Change::Locator(entry.clone()))
 }
 
 /// The state-machine meta values carried from entry to entry.
@@ -142,6 +170,7 @@ struct Meta {
     revision: u64,
     clock: Timestamp,
     dedup_count: u64,
+    compacted: u64,
 }
 
 impl StateMachine {
@@ -150,6 +179,7 @@ impl StateMachine {
         config: StateMachineConfig,
         snapshot_dir: PathBuf,
         stats: Arc<StorageStats>,
+        revisions: tokio::sync::watch::Sender<u64>,
     ) -> Self {
         let snapshots = SnapshotStore::new(db.clone(), snapshot_dir, stats.clone());
         StateMachine {
@@ -157,7 +187,15 @@ impl StateMachine {
             config,
             snapshots,
             stats,
+            revisions,
         }
+    }
+
+    /// Tells watchers the revision the state has now reached.
+    fn notify(&self) -> Result<(), StoreError> {
+        let revision: u64 = get_sm(&self.db, SM_REVISION)?.unwrap_or(0);
+        self.revisions.send_replace(revision);
+        Ok(())
     }
 
     pub(crate) fn snapshots(&self) -> &SnapshotStore {
@@ -170,6 +208,7 @@ impl StateMachine {
             revision: get_sm(&self.db, SM_REVISION)?.unwrap_or(0),
             clock: get_sm(&self.db, SM_CLOCK)?.unwrap_or_default(),
             dedup_count: get_sm(&self.db, SM_DEDUP_COUNT)?.unwrap_or(0),
+            compacted: get_sm(&self.db, SM_COMPACTED)?.unwrap_or(0),
         })
     }
 
@@ -206,6 +245,7 @@ impl StateMachine {
         txn.put(SM_REVISION, &meta.revision)?;
         txn.put(SM_CLOCK, &meta.clock)?;
         txn.put(SM_DEDUP_COUNT, &meta.dedup_count)?;
+        self.compact_changes(&mut txn, meta)?;
         self.db.write_opt(txn.batch, &unsynced())?;
         Ok(response)
     }
@@ -237,7 +277,7 @@ impl StateMachine {
             Op::LocatorRegister(reg) => {
                 let existing: Option<LocatorEntry> = txn.get(&locator_key(&reg.key))?;
                 let (entry, changed) = apply_register(existing.as_ref(), reg, now, next);
-                store_locator(txn, meta, &entry, changed, true)?;
+                store_locator(txn, meta, now, &entry, changed, true)?;
                 Ok(Outcome::Locator { entry, changed })
             }
             Op::LocatorCompareAndRegister {
@@ -253,17 +293,35 @@ impl StateMachine {
                     next,
                 ) {
                     Ok((entry, changed)) => {
-                        store_locator(txn, meta, &entry, changed, true)?;
+                        store_locator(txn, meta, now, &entry, changed, true)?;
                         Ok(Outcome::Locator { entry, changed })
                     }
                     Err(e) => Err(e),
                 }
             }
+            Op::LocatorImport(regs) => {
+                let (mut changed_count, mut unchanged_count) = (0u64, 0u64);
+                for reg in regs {
+                    let existing: Option<LocatorEntry> = txn.get(&locator_key(&reg.key))?;
+                    let (entry, changed) =
+                        apply_register(existing.as_ref(), reg, now, meta.revision + 1);
+                    store_locator(txn, meta, now, &entry, changed, true)?;
+                    if changed {
+                        changed_count += 1;
+                    } else {
+                        unchanged_count += 1;
+                    }
+                }
+                Ok(Outcome::Imported {
+                    changed: changed_count,
+                    unchanged: unchanged_count,
+                })
+            }
             Op::LocatorRetire(k) => {
                 let existing: Option<LocatorEntry> = txn.get(&locator_key(k))?;
                 match apply_retire(existing.as_ref(), now, next) {
                     Ok((entry, changed)) => {
-                        store_locator(txn, meta, &entry, changed, false)?;
+                        store_locator(txn, meta, now, &entry, changed, false)?;
                         Ok(Outcome::Locator { entry, changed })
                     }
                     Err(e) => Err(e),
@@ -281,6 +339,23 @@ impl StateMachine {
             meta.dedup_count += 1;
         }
         Ok(response)
+    }
+
+    /// Drops the oldest change events beyond `change_history_max` (one range delete).
+    fn compact_changes(&self, txn: &mut EntryTxn<'_>, meta: &mut Meta) -> Result<(), StoreError> {
+        let kept = meta.revision - meta.compacted;
+        if kept <= self.config.change_history_max {
+            return Ok(());
+        }
+        let new_compacted = meta.revision - self.config.change_history_max;
+        let sm = cf(&self.db, CF_SM)?;
+        txn.batch.delete_range_cf(
+            sm,
+            change_key(meta.compacted + 1),
+            change_key(new_compacted + 1),
+        );
+        meta.compacted = new_compacted;
+        txn.put(SM_COMPACTED, &meta.compacted)
     }
 
     /// Forgets request ids older than the TTL, and the oldest ones beyond the size bound.
@@ -342,6 +417,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 out.push(self.apply_entry(&mut meta, &entry)?);
             }
             StorageStats::add(&self.stats.applied_entries_total, out.len() as u64);
+            self.revisions.send_replace(meta.revision);
             Ok::<_, StoreError>(out)
         })();
         res.map_err(StoreError::write_sm)
@@ -368,7 +444,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.snapshots
             .install(meta, snapshot)
             .await
-            .map_err(StoreError::write_snapshot)
+            .map_err(StoreError::write_snapshot)?;
+        self.notify().map_err(StoreError::read_sm)
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError<NodeId>> {

@@ -47,18 +47,22 @@ impl Store {
         std::fs::create_dir_all(dir)?;
         let db = db::open(&dir.join("db"), config.block_cache_bytes)?;
         let stats = Arc::new(StorageStats::default());
+        let (revisions, revisions_rx) = tokio::sync::watch::channel(0);
         let state_machine = StateMachine::new(
             db.clone(),
             config.state_machine,
             dir.join("snapshots"),
             stats.clone(),
+            revisions.clone(),
         );
         state_machine.snapshots().recover()?;
         let log = LogStore::new(db.clone(), stats.clone())?;
+        let reader = StateReader::new(db, revisions_rx);
+        revisions.send_replace(reader.position()?.1);
         Ok(Store {
             log,
             state_machine,
-            reader: StateReader::new(db),
+            reader,
             stats,
         })
     }
