@@ -151,6 +151,12 @@ pub struct ApiSettings {
     pub concurrent_requests_max: u64,
     /// Most linearizable reads that share one leadership confirmation round.
     pub reads_per_round_max: u64,
+    /// Most bulk-import batches of one stream being committed at once (pipelining).
+    pub import_batches_in_flight_max: u64,
+    /// Most watch streams served at once by this node.
+    pub watches_max: u64,
+    /// A watch stream with nothing to deliver sends a progress message this often.
+    pub watch_progress_interval_ms: u64,
 }
 
 impl Default for ApiSettings {
@@ -161,6 +167,9 @@ impl Default for ApiSettings {
             read_timeout_ms: 5_000,
             concurrent_requests_max: 4_096,
             reads_per_round_max: 4_096,
+            import_batches_in_flight_max: 4,
+            watches_max: 1_024,
+            watch_progress_interval_ms: 5_000,
         }
     }
 }
@@ -321,6 +330,15 @@ impl NodeConfig {
         }
         if self.api.write_timeout_ms == 0 || self.api.read_timeout_ms == 0 {
             return Err(invalid("api.write_timeout_ms", "timeouts must be positive"));
+        }
+        if !(1..=64).contains(&self.api.import_batches_in_flight_max) {
+            return Err(invalid("api.import_batches_in_flight_max", "must be 1 to 64"));
+        }
+        if self.api.watches_max == 0 || self.api.watch_progress_interval_ms == 0 {
+            return Err(invalid(
+                "api.watches_max",
+                "watches_max and watch_progress_interval_ms must be positive",
+            ));
         }
         if self.api.concurrent_requests_max == 0 || self.api.reads_per_round_max == 0 {
             return Err(invalid("api.concurrent_requests_max", "must be positive"));

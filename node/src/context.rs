@@ -34,6 +34,8 @@ pub struct NodeContext {
     pub metrics: Metrics,
     /// Bounds the requests served at once.
     pub inflight: Arc<Semaphore>,
+    /// Bounds the watch streams served at once.
+    pub watches: Arc<Semaphore>,
 }
 
 impl NodeContext {

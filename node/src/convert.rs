@@ -1,6 +1,6 @@
 //! Conversions between domain records and `kartotek.v1` messages.
 
-use kartotek_domain::{LocatorEntry, LocatorStatus};
+use kartotek_domain::{Change, ChangeEvent, LocatorEntry, LocatorStatus};
 use kartotek_proto::v1;
 
 /// A stored locator entry as an API message.
@@ -19,5 +19,16 @@ pub fn locator_entry(e: &LocatorEntry) -> v1::LocatorEntry {
         last_updated: e.last_updated.to_rfc3339(),
         create_revision: e.create_revision,
         mod_revision: e.mod_revision,
+    }
+}
+
+/// A change event as an API message.
+pub fn change_event(e: &ChangeEvent) -> v1::ChangeEvent {
+    v1::ChangeEvent {
+        revision: e.revision,
+        at: e.at.to_rfc3339(),
+        record: Some(match &e.change {
+            Change::Locator(entry) => v1::change_event::Record::Locator(locator_entry(entry)),
+        }),
     }
 }

@@ -4,7 +4,7 @@
 //! hint in the metadata), never `INVALID_ARGUMENT` or `FAILED_PRECONDITION`.
 
 use kartotek_domain::{ApplyError, ValidationError};
-use kartotek_proto::{FIELD_HEADER, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
+use kartotek_proto::{FIELD_HEADER, LEADER_ADDR_HEADER, LEADER_ID_HEADER, OLDEST_REVISION_HEADER};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
@@ -40,12 +40,33 @@ pub enum NodeError {
     /// An operation that needs the cluster to be uninitialised, or similar.
     #[error("failed precondition: {0}")]
     Precondition(String),
+    /// A watch asked for a revision the change history no longer keeps.
+    #[error(
+        "revision {requested} is compacted; the oldest revision still available is {oldest}: re-read the state and watch from its revision + 1"
+    )]
+    Compacted {
+        /// What the caller asked for.
+        requested: u64,
+        /// The oldest revision kept.
+        oldest: u64,
+    },
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(#[from] kartotek_storage::StoreError),
     /// A bug or an unexpected Raft state.
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl From<kartotek_storage::HistoryError> for NodeError {
+    fn from(e: kartotek_storage::HistoryError) -> Self {
+        match e {
+            kartotek_storage::HistoryError::Compacted { requested, oldest } => {
+                NodeError::Compacted { requested, oldest }
+            }
+            kartotek_storage::HistoryError::Store(s) => NodeError::Storage(s),
+        }
+    }
 }
 
 fn leader_text(id: &Option<u64>, addr: &Option<String>) -> String {
@@ -86,6 +107,15 @@ impl From<NodeError> for Status {
             }
             NodeError::Apply(ApplyError::NotFound(_)) => Status::not_found(msg),
             NodeError::Apply(ApplyError::Conflict(_)) => Status::failed_precondition(msg),
+            #[allow(unreachable_patterns)]
+            NodeError::Apply(_) => Status::failed_precondition(msg),
+            NodeError::Compacted { oldest, .. } => {
+                let mut s = Status::out_of_range(msg);
+                if let Ok(val) = MetadataValue::try_from(oldest.to_string()) {
+                    s.metadata_mut().insert(OLDEST_REVISION_HEADER, val);
+                }
+                s
+            }
             NodeError::StalenessUnprovable(_) => Status::failed_precondition(msg),
             NodeError::Unavailable(_) => Status::unavailable(msg),
             NodeError::Timeout(_) => Status::new(Code::DeadlineExceeded, msg),

@@ -4,7 +4,8 @@
 //!   the metrics endpoint.
 //! - [`raft_network`] / [`raft_service`]: the Raft transport over tonic, client and server.
 //! - [`read_barrier`] (linearizable reads) and [`staleness`] (bounded-staleness reads).
-//! - [`locator_service`], [`admin_service`]: the public `kartotek.v1` API.
+//! - [`locator_service`] (+ [`locator_stream`]: import and watch), [`admin_service`]: the public
+//!   `kartotek.v1` API.
 //! - [`cli`]: `kartotek node`, `kartotek dev`, `kartotek admin …`, `kartotek locator …`.
 
 pub mod admin_service;
@@ -14,6 +15,7 @@ pub mod context;
 pub mod convert;
 pub mod error;
 pub mod locator_service;
+pub mod locator_stream;
 pub mod metrics;
 pub mod peers;
 pub mod raft_network;

@@ -7,14 +7,18 @@
 
 use std::time::Duration;
 
-use kartotek_domain::limits::{LOOKUP_ENTRIES_MAX, MAX_STALENESS_MS_MAX};
+use kartotek_domain::limits::{
+    LIST_PAGE_SIZE_DEFAULT, LIST_PAGE_SIZE_MAX, LOOKUP_ENTRIES_MAX, MAX_STALENESS_MS_MAX,
+    PAGE_TOKEN_BYTES_MAX,
+};
 use kartotek_domain::locator::{parse_national_id, parse_org_number};
 use kartotek_domain::{
     LocatorKey, LocatorRegister, Op, Outcome, RequestId, Response as Answer, ValidationError,
 };
 use kartotek_proto::v1::locator_service_server::LocatorService;
 use kartotek_proto::v1::{
-    Consistency, LookupLocatorRequest, LookupLocatorResponse, ReadOptions, RegisterLocatorRequest,
+    Consistency, ImportLocatorsRequest, ListLocatorsRequest, ListLocatorsResponse,
+    WatchLocatorsRequest, LookupLocatorRequest, LookupLocatorResponse, ReadOptions, RegisterLocatorRequest,
     RegisterLocatorResponse, RetireLocatorRequest, RetireLocatorResponse,
 };
 use tonic::{Request, Response, Status};
@@ -22,6 +26,7 @@ use tracing::Instrument;
 
 use crate::context::NodeContext;
 use crate::convert::locator_entry;
+use crate::locator_stream;
 use crate::error::NodeError;
 
 /// The locator service of one node.
@@ -158,6 +163,44 @@ impl LocatorServiceImpl {
         })
     }
 
+    async fn list(&self, r: ListLocatorsRequest) -> Result<ListLocatorsResponse, NodeError> {
+        let org = parse_org_number("org", &r.org)?;
+        let limit = match r.page_size as usize {
+            0 => LIST_PAGE_SIZE_DEFAULT,
+            n if n > LIST_PAGE_SIZE_MAX => {
+                return Err(ValidationError::new(
+                    "page_size",
+                    format!("is {n}, at most {LIST_PAGE_SIZE_MAX}"),
+                )
+                .into());
+            }
+            n => n,
+        };
+        let cursor = if r.page_token.is_empty() {
+            None
+        } else {
+            if r.page_token.len() > PAGE_TOKEN_BYTES_MAX {
+                return Err(ValidationError::new("page_token", "is too long").into());
+            }
+            Some(hex::decode(&r.page_token).map_err(|_| {
+                ValidationError::new("page_token", "is not a token this API returned")
+            })?)
+        };
+        let mode = read_mode(r.read.as_ref())?;
+        self.ctx.prepare_read(mode).await?;
+        let page = self.ctx.reader.list_locator_by_org(
+            &org,
+            r.include_retired,
+            cursor.as_deref(),
+            limit,
+        )?;
+        Ok(ListLocatorsResponse {
+            header: Some(self.ctx.header(page.revision, page.applied_index)),
+            entries: page.value.items.iter().map(locator_entry).collect(),
+            next_page_token: page.value.next_cursor.map(hex::encode).unwrap_or_default(),
+        })
+    }
+
     async fn lookup(&self, r: LookupLocatorRequest) -> Result<LookupLocatorResponse, NodeError> {
         let patient = parse_national_id("patient", &r.patient)?;
         let org = if r.org.is_empty() {
@@ -219,5 +262,45 @@ impl LocatorService for LocatorServiceImpl {
         request: Request<LookupLocatorRequest>,
     ) -> Result<Response<LookupLocatorResponse>, Status> {
         handle!(self, "Locator/Lookup", request, lookup)
+    }
+
+    async fn list(
+        &self,
+        request: Request<ListLocatorsRequest>,
+    ) -> Result<Response<ListLocatorsResponse>, Status> {
+        handle!(self, "Locator/List", request, list)
+    }
+
+    type ImportStream = locator_stream::ImportStream;
+
+    async fn import(
+        &self,
+        request: Request<tonic::Streaming<ImportLocatorsRequest>>,
+    ) -> Result<Response<Self::ImportStream>, Status> {
+        let started = std::time::Instant::now();
+        let result = match self.ctx.admit().await {
+            Ok(_permit) => Ok(Response::new(locator_stream::import(
+                self.ctx.clone(),
+                request.into_inner(),
+            ))),
+            Err(e) => Err(Status::from(e)),
+        };
+        self.ctx.observe("Locator/Import", started, &result);
+        result
+    }
+
+    type WatchStream = locator_stream::WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<WatchLocatorsRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let started = std::time::Instant::now();
+        let result = locator_stream::watch(self.ctx.clone(), request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from);
+        self.ctx.observe("Locator/Watch", started, &result);
+        result
     }
 }

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub read_rounds_total: Counter,
     /// Reads served by those rounds (reads / rounds = coalescing factor).
     pub reads_coalesced_total: Counter,
+    /// Locator entries committed by bulk import.
+    pub import_entries_total: Counter,
 }
 
 struct RaftCollector {
@@ -159,7 +161,13 @@ impl Metrics {
             });
         let read_rounds_total = Counter::default();
         let reads_coalesced_total = Counter::default();
+        let import_entries_total = Counter::default();
         let mut registry = Registry::default();
+        registry.register(
+            "kartotek_locator_imported_entries",
+            "Locator entries committed by bulk import (changed or unchanged)",
+            import_entries_total.clone(),
+        );
         registry.register(
             "kartotek_api_requests",
             "API requests by method and status code",
@@ -186,7 +194,13 @@ impl Metrics {
             request_duration_seconds,
             read_rounds_total,
             reads_coalesced_total,
+            import_entries_total,
         }
+    }
+
+    /// Counts entries committed by a bulk-import batch.
+    pub fn import_entries(&self, n: u64) {
+        self.import_entries_total.inc_by(n);
     }
 
     /// Adds the Raft and storage collector (once Raft exists).

@@ -116,6 +116,9 @@ pub async fn run_node(
         inflight: Arc::new(Semaphore::new(
             usize::try_from(config.api.concurrent_requests_max).unwrap_or(4096),
         )),
+        watches: Arc::new(Semaphore::new(
+            usize::try_from(config.api.watches_max).unwrap_or(usize::MAX),
+        )),
     };
 
     if let Some(addr) = config.metrics_addr {

@@ -30,3 +30,5 @@ pub const FIELD_HEADER: &str = "x-kartotek-field";
 pub const CLUSTER_HEADER: &str = "x-kartotek-cluster";
 /// Metadata key carrying the caller's request id (for tracing); writes also carry it in the body.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Metadata key of the oldest revision still in the change history (with OUT_OF_RANGE).
+pub const OLDEST_REVISION_HEADER: &str = "x-kartotek-oldest-revision";
