@@ -33,4 +33,15 @@ pub enum ApplyError {
     /// The command conflicts with the record's current state.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The record is not in a state that allows the command (an illegal lifecycle transition,
+    /// a consent request past its deadline, a validity period already over, ...).
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
+    /// The caller may not change this record (e.g. a catalog entry owned by another
+    /// organisation).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// A per-record-owner bound would be exceeded (e.g. too many blocks on one patient).
+    #[error("resource exhausted: {0}")]
+    ResourceExhausted(String),
 }

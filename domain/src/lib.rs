@@ -12,10 +12,14 @@
 //! - [`command`]: the replicated command and its response.
 //! - [`change`]: the change feed's events.
 //! - [`error`]: validation and apply errors.
+//! - [`fields`]: shared validators and value types (tokens, text, scopes, validity, actors).
+//! - [`block`]: blocks (sperring / blokkering) of personnel, groups or organisations.
 
 pub mod change;
+pub mod block;
 pub mod command;
 pub mod error;
+pub mod fields;
 pub mod ids;
 pub mod limits;
 pub mod locator;
