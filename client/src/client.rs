@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use kartotek_proto::REQUEST_ID_HEADER;
 use kartotek_proto::v1::{
-    AddLearnerRequest, Consistency, InitRequest, InitResponse, LookupLocatorRequest,
+    AddLearnerRequest, Consistency, InitRequest, InitResponse, ListLocatorsRequest,
+    ListLocatorsResponse, LookupLocatorRequest,
     LookupLocatorResponse, Member, MembershipResponse, NodeStatus, PromoteRequest,
     RegisterLocatorRequest, RegisterLocatorResponse, RemoveRequest, RetireLocatorRequest,
     RetireLocatorResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
@@ -81,9 +82,9 @@ impl<'a> Plan<'a> {
 }
 
 #[derive(Debug)]
-struct Inner {
-    config: ClientConfig,
-    endpoints: Endpoints,
+pub(crate) struct Inner {
+    pub(crate) config: ClientConfig,
+    pub(crate) endpoints: Endpoints,
     /// `Bearer <token>`, marked sensitive so that it is never printed.
     authorization: Option<AsciiMetadataValue>,
 }
@@ -103,7 +104,7 @@ struct Inner {
 /// the server.
 #[derive(Debug, Clone)]
 pub struct KartotekClient {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl KartotekClient {
@@ -209,6 +210,30 @@ impl KartotekClient {
         };
         self.execute(plan, request, |channel, request| async move {
             LocatorServiceClient::new(channel).lookup(request).await
+        })
+        .await
+    }
+
+    /// One page of the locator entries of an organisation (`page_token` from the previous
+    /// page; empty for the first). Routed like [`lookup_locator`](Self::lookup_locator).
+    pub async fn list_locators(
+        &self,
+        request: ListLocatorsRequest,
+    ) -> Result<ListLocatorsResponse, ClientError> {
+        let bounded = request
+            .read
+            .as_ref()
+            .is_some_and(|r| r.consistency == Consistency::BoundedStaleness as i32);
+        let plan = if bounded {
+            Plan {
+                route: Route::Preferred,
+                ..Plan::to_leader("list_locators_bounded")
+            }
+        } else {
+            Plan::to_leader("list_locators")
+        };
+        self.execute(plan, request, |channel, request| async move {
+            LocatorServiceClient::new(channel).list(request).await
         })
         .await
     }
@@ -451,7 +476,12 @@ impl KartotekClient {
     }
 
     /// One attempt's request: body, `grpc-timeout`, authorization and request id.
-    fn request<T>(&self, body: T, timeout: Duration, request_id: Option<&str>) -> Request<T> {
+    pub(crate) fn request<T>(
+        &self,
+        body: T,
+        timeout: Duration,
+        request_id: Option<&str>,
+    ) -> Request<T> {
         let mut request = Request::new(body);
         request.set_timeout(timeout);
         let metadata = request.metadata_mut();

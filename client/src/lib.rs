@@ -28,8 +28,10 @@ mod config;
 mod endpoints;
 mod error;
 mod retry;
+mod streams;
 
 pub use client::KartotekClient;
+pub use streams::{IMPORT_WINDOW_BATCHES_MAX, LocatorWatch};
 pub use config::{
     ClientConfig, DEFAULT_ENDPOINTS, ENDPOINT_LEN_MAX, ENDPOINTS_MAX, normalize_endpoint,
 };

@@ -166,6 +166,8 @@ pub async fn watch(ctx: NodeContext, r: WatchLocatorsRequest) -> Result<WatchStr
         let mut revisions = ctx.reader.subscribe();
         let mut last_sent = tokio::time::Instant::now();
         let mut sent_progress = next.saturating_sub(1);
+        // The first message goes out at once, so the client learns where the feed starts.
+        let mut first = true;
         loop {
             revisions.borrow_and_update();
             let slice = match ctx.reader.changes(next, WATCH_EVENTS_PER_MESSAGE_MAX) {
@@ -187,7 +189,8 @@ pub async fn watch(ctx: NodeContext, r: WatchLocatorsRequest) -> Result<WatchStr
                 .collect();
             let progress = next - 1;
             let due = last_sent.elapsed() >= progress_every;
-            if !events.is_empty() || (due && progress > sent_progress) || (due && caught_up) {
+            if first || !events.is_empty() || (due && (progress > sent_progress || caught_up)) {
+                first = false;
                 let header = ctx.header(slice.revision, ctx.reader.position().map_or(0, |p| p.0));
                 let msg = WatchLocatorsResponse {
                     header: Some(header),

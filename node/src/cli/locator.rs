@@ -1,8 +1,8 @@
-//! `kartotek locator register|retire|lookup`.
+//! `kartotek locator register|retire|lookup|list|import|watch`.
 
 use clap::{Args, Subcommand};
 use kartotek_proto::v1::{
-    Consistency, LookupLocatorRequest, ReadOptions, RegisterLocatorRequest, RetireLocatorRequest,
+    Consistency, ListLocatorsRequest, WatchLocatorsRequest, LookupLocatorRequest, ReadOptions, RegisterLocatorRequest, RetireLocatorRequest,
 };
 use serde::Serialize;
 
@@ -18,6 +18,52 @@ pub enum LocatorCommand {
     Retire(KeyArgs),
     /// Look up where records about a patient are.
     Lookup(LookupArgs),
+    /// List an organisation's entries (for reconciliation), page by page.
+    List(ListArgs),
+    /// Bulk import entries from an NDJSON or CSV file (resumable).
+    Import(super::import::ImportArgs),
+    /// Follow the change feed from a revision (Ctrl-C to stop).
+    Watch(WatchArgs),
+}
+
+/// Arguments of `locator list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Organisation number (9 digits).
+    #[arg(long)]
+    pub org: String,
+    /// Entries per page (1 to 1000).
+    #[arg(long, default_value_t = 100)]
+    pub page_size: u32,
+    /// Start at this page token (from a previous `--json` answer).
+    #[arg(long)]
+    pub page_token: Option<String>,
+    /// Fetch every page, not just one.
+    #[arg(long)]
+    pub all: bool,
+    /// Include retired entries.
+    #[arg(long)]
+    pub include_retired: bool,
+    /// Only print the number of entries.
+    #[arg(long)]
+    pub count: bool,
+}
+
+/// Arguments of `locator watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// First revision to show (default: only changes from now on).
+    #[arg(long = "from", default_value_t = 0)]
+    pub from_revision: u64,
+    /// Only changes about this patient.
+    #[arg(long)]
+    pub patient: Option<String>,
+    /// Only changes at this organisation.
+    #[arg(long)]
+    pub org: Option<String>,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub limit: Option<u64>,
 }
 
 /// The key of an entry.
@@ -77,6 +123,20 @@ struct WriteView {
 }
 
 #[derive(Serialize)]
+struct ListView {
+    header: HeaderView,
+    entries: Vec<LocatorEntryView>,
+    next_page_token: String,
+}
+
+#[derive(Serialize)]
+struct EventView {
+    revision: u64,
+    at: String,
+    entry: Option<LocatorEntryView>,
+}
+
+#[derive(Serialize)]
 struct LookupView {
     header: HeaderView,
     entries: Vec<LocatorEntryView>,
@@ -86,6 +146,9 @@ struct LookupView {
 pub async fn run(cli: &Cli, cmd: &LocatorCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
     match cmd {
+        LocatorCommand::Import(a) => super::import::run(cli, a).await,
+        LocatorCommand::List(a) => list(cli, &client, a).await,
+        LocatorCommand::Watch(a) => watch(cli, &client, a).await,
         LocatorCommand::Register(a) => {
             let resp = client
                 .register_locator(RegisterLocatorRequest {
@@ -181,4 +244,109 @@ fn print_write(
         view.header.revision
     );
     Ok(())
+}
+
+async fn list(
+    cli: &Cli,
+    client: &kartotek_client::KartotekClient,
+    a: &ListArgs,
+) -> anyhow::Result<()> {
+    let mut token = a.page_token.clone().unwrap_or_default();
+    let mut total = 0u64;
+    loop {
+        let resp = client
+            .list_locators(ListLocatorsRequest {
+                org: a.org.clone(),
+                page_size: a.page_size,
+                page_token: token.clone(),
+                include_retired: a.include_retired,
+                read: None,
+            })
+            .await?;
+        total += resp.entries.len() as u64;
+        let view = ListView {
+            header: resp.header.as_ref().into(),
+            entries: resp.entries.iter().map(LocatorEntryView::from).collect(),
+            next_page_token: resp.next_page_token.clone(),
+        };
+        if a.count {
+            // printed at the end
+        } else if cli.json {
+            print_json(&view)?;
+        } else {
+            print_locator_table(&view.entries);
+        }
+        token = resp.next_page_token;
+        if token.is_empty() || !a.all {
+            break;
+        }
+    }
+    if a.count {
+        if cli.json {
+            return print_json(&serde_json::json!({ "org": a.org, "count": total }));
+        }
+        println!("{total}");
+    } else if !cli.json {
+        println!(
+            "{total} entries{}",
+            if token.is_empty() {
+                String::new()
+            } else {
+                format!("; more with --page-token {token}")
+            }
+        );
+    }
+    Ok(())
+}
+
+async fn watch(
+    cli: &Cli,
+    client: &kartotek_client::KartotekClient,
+    a: &WatchArgs,
+) -> anyhow::Result<()> {
+    let mut w = client.watch_locators(WatchLocatorsRequest {
+        from_revision: a.from_revision,
+        patient: a.patient.clone().unwrap_or_default(),
+        org: a.org.clone().unwrap_or_default(),
+    });
+    let mut shown = 0u64;
+    loop {
+        let msg = tokio::select! {
+            m = w.next() => m?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        for e in &msg.events {
+            let entry = match &e.record {
+                Some(kartotek_proto::v1::change_event::Record::Locator(l)) => {
+                    Some(LocatorEntryView::from(l))
+                }
+                None => None,
+            };
+            let view = EventView {
+                revision: e.revision,
+                at: e.at.clone(),
+                entry,
+            };
+            if cli.json {
+                println!("{}", serde_json::to_string(&view)?);
+            } else if let Some(en) = &view.entry {
+                println!(
+                    "rev {:>8}  {}  {} {} {} {} [{}]",
+                    view.revision,
+                    view.at,
+                    en.status,
+                    en.patient,
+                    en.org,
+                    en.system,
+                    en.categories.join(",")
+                );
+            }
+            shown += 1;
+            if a.limit.is_some_and(|l| shown >= l) {
+                return Ok(());
+            }
+        }
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+    }
 }

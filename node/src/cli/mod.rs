@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod dev;
+pub mod import;
 pub mod locator;
 pub mod node;
 pub mod output;
