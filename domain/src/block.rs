@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ApplyError, ValidationError};
 use crate::fields::{
-    Actor, ElementId, GroupId, ServiceName, Validity, ValidityInput, parse_hpr, parse_record_id,
-    parse_text, text_enum,
+    Actor, ElementId, GroupId, ServiceName, Validity, ValidityInput, parse_hpr, parse_person_actor,
+    parse_record_id, parse_text, text_enum,
 };
 use crate::ids::{HprNumber, NationalId, OrgNumber};
 use crate::limits::{BLOCKS_PER_PATIENT_MAX, REASON_BYTES_MAX};
@@ -235,7 +235,7 @@ impl BlockAdd {
         let scope = BlockScope::parse(input.scope_service, input.scope_element)?;
         let validity = ValidityInput::parse(input.valid_from, input.valid_to)?;
         let reason = parse_text("reason", input.reason, REASON_BYTES_MAX)?;
-        let registered_by = parse_block_actor(
+        let registered_by = parse_person_actor(
             "registered_by",
             input.registered_by_kind,
             input.registered_by,
@@ -249,19 +249,6 @@ impl BlockAdd {
             reason,
             registered_by,
         })
-    }
-}
-
-/// Parses who registers or revokes a block: a citizen (the patient or a representative) or
-/// personnel; clients and system actors are refused.
-fn parse_block_actor(field: &str, kind: &str, id: &str) -> Result<Actor, ValidationError> {
-    let actor = Actor::parse(field, kind, id)?;
-    match actor {
-        Actor::Citizen(_) | Actor::Personnel(_) => Ok(actor),
-        Actor::Client(_) | Actor::System(_) => Err(ValidationError::new(
-            format!("{field}_kind"),
-            "must be citizen (the patient or a representative) or personnel",
-        )),
     }
 }
 
@@ -287,7 +274,7 @@ impl BlockRevoke {
         Ok(BlockRevoke {
             patient: parse_national_id("patient", patient)?,
             block_id: parse_record_id("block_id", block_id)?,
-            revoked_by: parse_block_actor("revoked_by", revoked_by_kind, revoked_by)?,
+            revoked_by: parse_person_actor("revoked_by", revoked_by_kind, revoked_by)?,
         })
     }
 }

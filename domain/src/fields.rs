@@ -479,6 +479,20 @@ impl Actor {
     }
 }
 
+/// Parses an actor that must be a person: a citizen (the patient or someone acting for them)
+/// or health personnel. Clients and system actors are refused (the error names
+/// `{field}_kind`).
+pub fn parse_person_actor(field: &str, kind: &str, id: &str) -> Result<Actor, ValidationError> {
+    let actor = Actor::parse(field, kind, id)?;
+    match actor {
+        Actor::Citizen(_) | Actor::Personnel(_) => Ok(actor),
+        Actor::Client(_) | Actor::System(_) => Err(ValidationError::new(
+            format!("{field}_kind"),
+            "must be citizen (the patient or someone acting for them) or personnel",
+        )),
+    }
+}
+
 impl fmt::Display for Actor {
     /// `kind:id`, with a national id redacted.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -14,15 +14,19 @@
 //! - [`error`]: validation and apply errors.
 //! - [`fields`]: shared validators and value types (tokens, text, scopes, validity, actors).
 //! - [`block`]: blocks (sperring / blokkering) of personnel, groups or organisations.
+//! - [`consent`]: consents (request, grant, deny, withdraw, expire) and their checks.
+//! - [`reservation`]: reservations (opt-outs) from national services.
 
 pub mod change;
 pub mod block;
 pub mod command;
+pub mod consent;
 pub mod error;
 pub mod fields;
 pub mod ids;
 pub mod limits;
 pub mod locator;
+pub mod reservation;
 pub mod time;
 
 pub use change::{Change, ChangeEvent, ChangeFilter};
