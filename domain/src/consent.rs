@@ -854,7 +854,7 @@ mod tests {
             apply_consent_withdraw(Some(&c), &answer(&p, 3), day(6), 4),
             Err(ApplyError::FailedPrecondition(_))
         ));
-        let swept = apply_consent_expire_due_all(&[c.clone()], day(5), 4);
+        let swept = apply_consent_expire_due_all(std::slice::from_ref(&c), day(5), 4);
         assert_eq!(swept.len(), 1);
         assert_eq!(swept[0].status, ConsentStatus::Expired);
         // A future start: granted, but not yet permitting.

@@ -16,6 +16,7 @@
 //! - [`block`]: blocks (sperring / blokkering) of personnel, groups or organisations.
 //! - [`consent`]: consents (request, grant, deny, withdraw, expire) and their checks.
 //! - [`reservation`]: reservations (opt-outs) from national services.
+//! - [`representation`]: who may act for whom (power of attorney, parental responsibility, ...).
 
 pub mod change;
 pub mod block;
@@ -26,6 +27,7 @@ pub mod fields;
 pub mod ids;
 pub mod limits;
 pub mod locator;
+pub mod representation;
 pub mod reservation;
 pub mod time;
 
