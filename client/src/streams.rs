@@ -72,10 +72,7 @@ impl KartotekClient {
             if last_progress.elapsed() > config.deadline() {
                 return Err(ClientError::DeadlineExceeded {
                     attempts: 0,
-                    last: format!(
-                        "no batch answered for {} ms",
-                        config.deadline().as_millis()
-                    ),
+                    last: format!("no batch answered for {} ms", config.deadline().as_millis()),
                 });
             }
             let outcome = self
@@ -155,7 +152,11 @@ impl KartotekClient {
             .await
             .map_err(|s| broken(s, target))?
             .into_inner();
-        let attempt_timeout = self.inner.config.attempt_timeout().max(Duration::from_secs(10));
+        let attempt_timeout = self
+            .inner
+            .config
+            .attempt_timeout()
+            .max(Duration::from_secs(10));
         loop {
             let can_send = tx.is_some() && !*source_done && pending.len() < window;
             tokio::select! {

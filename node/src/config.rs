@@ -63,6 +63,9 @@ pub struct RaftSettings {
     pub install_snapshot_timeout_ms: Option<u64>,
     /// Most log entries in one append-entries RPC.
     pub entries_per_request_max: Option<u64>,
+    /// Largest append-entries RPC, in bytes: a larger one is split (openraft waits only one
+    /// heartbeat interval for an append, so a huge one would time out over and over).
+    pub append_bytes_max: Option<u64>,
     /// Build a snapshot after this many applied entries since the last one.
     pub snapshot_logs_since_last: Option<u64>,
     /// Log entries kept behind a snapshot (lets slow followers catch up without a snapshot).
@@ -76,6 +79,8 @@ pub struct RaftSettings {
 pub struct ResolvedRaft {
     /// See [`RaftSettings`].
     pub heartbeat_interval_ms: u64,
+    /// See [`RaftSettings`].
+    pub append_bytes_max: u64,
     /// See [`RaftSettings`].
     pub election_timeout_min_ms: u64,
     /// See [`RaftSettings`].
@@ -108,6 +113,10 @@ impl RaftSettings {
             rpc_timeout_ms: self.rpc_timeout_ms.unwrap_or(rpc),
             install_snapshot_timeout_ms: self.install_snapshot_timeout_ms.unwrap_or(5_000),
             entries_per_request_max: self.entries_per_request_max.unwrap_or(1_000),
+            append_bytes_max: self.append_bytes_max.unwrap_or(match self.profile {
+                RaftProfile::Lan => 256 << 10,
+                RaftProfile::Wan => 1 << 20,
+            }),
             snapshot_logs_since_last: self.snapshot_logs_since_last.unwrap_or(50_000),
             logs_kept_after_snapshot: self.logs_kept_after_snapshot.unwrap_or(5_000),
             snapshot_chunk_bytes: self.snapshot_chunk_bytes.unwrap_or(1 << 20),
@@ -307,6 +316,9 @@ impl NodeConfig {
         if r.rpc_timeout_ms == 0 || r.install_snapshot_timeout_ms == 0 {
             return Err(invalid("raft.rpc_timeout_ms", "timeouts must be positive"));
         }
+        if !((64 << 10)..=(64 << 20)).contains(&r.append_bytes_max) {
+            return Err(invalid("raft.append_bytes_max", "must be 64 KiB to 64 MiB"));
+        }
         if !(1..=10_000).contains(&r.entries_per_request_max) {
             return Err(invalid(
                 "raft.entries_per_request_max",
@@ -332,7 +344,10 @@ impl NodeConfig {
             return Err(invalid("api.write_timeout_ms", "timeouts must be positive"));
         }
         if !(1..=64).contains(&self.api.import_batches_in_flight_max) {
-            return Err(invalid("api.import_batches_in_flight_max", "must be 1 to 64"));
+            return Err(invalid(
+                "api.import_batches_in_flight_max",
+                "must be 1 to 64",
+            ));
         }
         if self.api.watches_max == 0 || self.api.watch_progress_interval_ms == 0 {
             return Err(invalid(

@@ -56,8 +56,13 @@ pub fn validate_batch(
     let mut valid = Vec::with_capacity(r.entries.len());
     let mut rejected = Vec::new();
     for (i, e) in r.entries.iter().enumerate() {
-        match LocatorRegister::parse(&e.patient, &e.org, &e.system, &e.categories, &e.endpoint_ref)
-        {
+        match LocatorRegister::parse(
+            &e.patient,
+            &e.org,
+            &e.system,
+            &e.categories,
+            &e.endpoint_ref,
+        ) {
             Ok(reg) => valid.push(reg),
             Err(err) => rejected.push(RejectedEntry {
                 index: u32::try_from(i).unwrap_or(u32::MAX),
@@ -75,7 +80,9 @@ async fn import_batch(
     r: ImportLocatorsRequest,
 ) -> Result<ImportLocatorsResponse, NodeError> {
     let Some(rid) = request_id(&r.batch_id)? else {
-        return Err(ValidationError::new("batch_id", "is required (the batch's request id)").into());
+        return Err(
+            ValidationError::new("batch_id", "is required (the batch's request id)").into(),
+        );
     };
     let (valid, rejected) = validate_batch(&r)?;
     let mut answer = ImportLocatorsResponse {
@@ -99,7 +106,8 @@ async fn import_batch(
     }
     answer.revision = response.revision;
     answer.deduplicated = response.deduplicated;
-    ctx.metrics.import_entries(u64::from(answer.changed) + u64::from(answer.unchanged));
+    ctx.metrics
+        .import_entries(u64::from(answer.changed) + u64::from(answer.unchanged));
     Ok(answer)
 }
 

@@ -12,7 +12,8 @@ use kartotek_proto::raft::v1::raft_service_client::RaftServiceClient;
 use kartotek_storage::TypeConfig;
 use openraft::BasicNode;
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -30,12 +31,18 @@ use crate::peers::{Peers, with_cluster};
 pub struct NetworkFactory {
     peers: Peers,
     cluster: String,
+    append_bytes_max: usize,
 }
 
 impl NetworkFactory {
-    /// A factory for the cluster named `cluster`.
-    pub fn new(peers: Peers, cluster: String) -> Self {
-        NetworkFactory { peers, cluster }
+    /// A factory for the cluster named `cluster`; appends larger than `append_bytes_max` are
+    /// split.
+    pub fn new(peers: Peers, cluster: String, append_bytes_max: usize) -> Self {
+        NetworkFactory {
+            peers,
+            cluster,
+            append_bytes_max,
+        }
     }
 }
 
@@ -51,6 +58,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
                 .raft_client(&node.addr)
                 .map_err(|e| e.to_string()),
             cluster: self.cluster.clone(),
+            append_bytes_max: self.append_bytes_max,
         }
     }
 }
@@ -61,6 +69,7 @@ pub struct PeerClient {
     addr: String,
     client: Result<RaftServiceClient<Channel>, String>,
     cluster: String,
+    append_bytes_max: usize,
 }
 
 /// The kinds of Raft RPC, for dispatch.
@@ -69,6 +78,13 @@ enum Rpc {
     Append,
     Vote,
     Snapshot,
+}
+
+/// Encodes a Raft message for the wire.
+fn encode<Req: Serialize, E: std::error::Error>(
+    req: &Req,
+) -> Result<Vec<u8>, RPCError<u64, BasicNode, E>> {
+    postcard::to_allocvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))
 }
 
 impl PeerClient {
@@ -83,6 +99,20 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        let data = encode(req)?;
+        self.send(rpc, data, timeout).await
+    }
+
+    async fn send<Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        data: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<u64, BasicNode, E>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let client = match &mut self.client {
             Ok(c) => c,
             Err(e) => {
@@ -90,8 +120,6 @@ impl PeerClient {
                 return Err(RPCError::Unreachable(Unreachable::new(&err)));
             }
         };
-        let data =
-            postcard::to_allocvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = with_cluster(tonic::Request::new(RaftPayload { data }), &self.cluster);
         request.set_timeout(timeout);
         let result = match rpc {
@@ -129,7 +157,18 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.call(Rpc::Append, &rpc, option.hard_ttl()).await
+        let data = encode(&rpc)?;
+        // openraft waits one heartbeat interval for an append; a large one would time out
+        // again and again. Ask openraft to send fewer entries instead (it keeps the hint for
+        // the next requests).
+        let entries = rpc.entries.len() as u64;
+        if data.len() > self.append_bytes_max && entries > 1 {
+            let fit = entries * self.append_bytes_max as u64 / data.len() as u64;
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(fit.clamp(1, entries - 1)),
+            ));
+        }
+        self.send(Rpc::Append, data, option.hard_ttl()).await
     }
 
     async fn install_snapshot(

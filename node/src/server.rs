@@ -78,7 +78,11 @@ pub async fn run_node(
     })?;
     let resolved = config.raft.resolve();
     let peers = Peers::new(Duration::from_millis(resolved.rpc_timeout_ms));
-    let network = NetworkFactory::new(peers.clone(), config.cluster_name.clone());
+    let network = NetworkFactory::new(
+        peers.clone(),
+        config.cluster_name.clone(),
+        usize::try_from(resolved.append_bytes_max).unwrap_or(usize::MAX),
+    );
     let raft = Raft::new(
         config.node_id,
         raft_config,

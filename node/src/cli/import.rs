@@ -374,7 +374,10 @@ pub async fn run(cli: &Cli, a: &ImportArgs) -> anyhow::Result<()> {
         anyhow::bail!("--batch-size must be 1 to {IMPORT_ENTRIES_PER_BATCH_MAX}");
     }
     let format = a.format.unwrap_or_else(|| {
-        if a.file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+        if a.file
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        {
             ImportFormat::Csv
         } else {
             ImportFormat::Ndjson
@@ -400,7 +403,10 @@ pub async fn run(cli: &Cli, a: &ImportArgs) -> anyhow::Result<()> {
     };
     let resumed_from = state.batches_done;
     if state.complete {
-        eprintln!("{} was imported completely before; nothing to do (use --restart to import it again)", a.file.display());
+        eprintln!(
+            "{} was imported completely before; nothing to do (use --restart to import it again)",
+            a.file.display()
+        );
     }
     let total_lines = {
         let f = a.file.clone();
@@ -418,7 +424,13 @@ pub async fn run(cli: &Cli, a: &ImportArgs) -> anyhow::Result<()> {
             (state.batches_done, state.lines_done, a.batch_size);
         let reader_task = tokio::task::spawn_blocking(move || {
             read_batches(
-                reader, &file_id, batch_size, first_batch, skip_lines, batch_tx, lines_tx,
+                reader,
+                &file_id,
+                batch_size,
+                first_batch,
+                skip_lines,
+                batch_tx,
+                lines_tx,
             )
         });
         let window = a.window;

@@ -2,7 +2,8 @@
 
 use clap::{Args, Subcommand};
 use kartotek_proto::v1::{
-    Consistency, ListLocatorsRequest, WatchLocatorsRequest, LookupLocatorRequest, ReadOptions, RegisterLocatorRequest, RetireLocatorRequest,
+    Consistency, ListLocatorsRequest, LookupLocatorRequest, ReadOptions, RegisterLocatorRequest,
+    RetireLocatorRequest, WatchLocatorsRequest,
 };
 use serde::Serialize;
 
