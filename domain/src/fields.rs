@@ -80,14 +80,20 @@ pub(crate) use text_enum;
 macro_rules! token_type {
     ($(#[$meta:meta])* $name:ident, $max:expr, lowercase = $lower:expr) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(
+            Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash,
+            serde::Serialize, serde::Deserialize,
+        )]
         pub struct $name(String);
 
         impl $name {
             /// Validates the token sent in `field`: 1 to the named maximum of bytes of
             /// `A-Z a-z 0-9 . _ - : /`.
-            pub fn parse(field: &str, s: &str) -> Result<Self, ValidationError> {
-                check_token(field, s, $max)?;
+            pub fn parse(
+                field: &str,
+                s: &str,
+            ) -> Result<Self, $crate::error::ValidationError> {
+                $crate::fields::check_token(field, s, $max)?;
                 Ok($name(if $lower { s.to_ascii_lowercase() } else { s.to_owned() }))
             }
 
@@ -97,13 +103,14 @@ macro_rules! token_type {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
     };
 }
+pub(crate) use token_type;
 
 token_type!(
     /// A national e-health service (e.g. `kjernejournal`, `e-resept`), lower case. Also the

@@ -17,9 +17,11 @@
 //! - [`consent`]: consents (request, grant, deny, withdraw, expire) and their checks.
 //! - [`reservation`]: reservations (opt-outs) from national services.
 //! - [`representation`]: who may act for whom (power of attorney, parental responsibility, ...).
+//! - [`catalog`]: the API catalog (register, update, lifecycle, search).
 
 pub mod change;
 pub mod block;
+pub mod catalog;
 pub mod command;
 pub mod consent;
 pub mod error;
@@ -32,7 +34,7 @@ pub mod reservation;
 pub mod time;
 
 pub use change::{Change, ChangeEvent, ChangeFilter};
-pub use command::{Command, Op, Outcome, RequestId, Response};
+pub use command::{BatchItem, Command, Op, Outcome, RequestId, Response};
 pub use error::{ApplyError, ValidationError};
 pub use ids::{HprNumber, IdError, NationalId, OrgNumber};
 pub use locator::{LocatorEntry, LocatorKey, LocatorRegister, LocatorStatus, SystemId};
