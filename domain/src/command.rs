@@ -74,6 +74,18 @@ pub enum Op {
     /// Register (upsert) a batch of locator entries atomically (bulk import; at most
     /// [`crate::limits::IMPORT_ENTRIES_PER_BATCH_MAX`]).
     LocatorImport(Vec<LocatorRegister>),
+    /// Several callers' commands in one log entry (the leader's proposal batching). Each item
+    /// is deduplicated and answered on its own, in order; items never nest.
+    Batch(Vec<BatchItem>),
+}
+
+/// One caller's command inside an [`Op::Batch`]; it shares the batch's leader stamp.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchItem {
+    /// Deduplication key, as in [`Command::request_id`].
+    pub request_id: Option<RequestId>,
+    /// What to do (never another batch).
+    pub op: Op,
 }
 
 impl Op {
@@ -85,6 +97,16 @@ impl Op {
             Op::LocatorRetire(_) => "locator_retire",
             Op::LocatorCompareAndRegister { .. } => "locator_compare_and_register",
             Op::LocatorImport(_) => "locator_import",
+            Op::Batch(_) => "batch",
+        }
+    }
+
+    /// A rough size of the operation in log bytes, for bounding proposal batches.
+    pub fn weight_bytes(&self) -> usize {
+        match self {
+            Op::LocatorImport(regs) => 64 + regs.len() * 128,
+            Op::Batch(items) => items.iter().map(|i| i.op.weight_bytes()).sum(),
+            _ => 256,
         }
     }
 }
@@ -108,6 +130,8 @@ pub enum Outcome {
         /// Entries already registered with the same content.
         unchanged: u64,
     },
+    /// The answers to the items of an [`Op::Batch`], in order.
+    Batch(Vec<Response>),
 }
 
 /// The state machine's answer to a command.

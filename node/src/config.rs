@@ -160,6 +160,12 @@ pub struct ApiSettings {
     pub concurrent_requests_max: u64,
     /// Most linearizable reads that share one leadership confirmation round.
     pub reads_per_round_max: u64,
+    /// Leader: proposals (each a batch of concurrent writes) committing at once.
+    pub proposals_in_flight_max: u64,
+    /// Leader: most writes packed into one proposal (one log entry).
+    pub proposal_items_max: u64,
+    /// Leader: most estimated bytes in one proposal.
+    pub proposal_bytes_max: u64,
     /// Most bulk-import batches of one stream being committed at once (pipelining).
     pub import_batches_in_flight_max: u64,
     /// Most watch streams served at once by this node.
@@ -176,6 +182,9 @@ impl Default for ApiSettings {
             read_timeout_ms: 5_000,
             concurrent_requests_max: 4_096,
             reads_per_round_max: 4_096,
+            proposals_in_flight_max: 4,
+            proposal_items_max: 512,
+            proposal_bytes_max: 1 << 20,
             import_batches_in_flight_max: 4,
             watches_max: 1_024,
             watch_progress_interval_ms: 5_000,
@@ -342,6 +351,18 @@ impl NodeConfig {
         }
         if self.api.write_timeout_ms == 0 || self.api.read_timeout_ms == 0 {
             return Err(invalid("api.write_timeout_ms", "timeouts must be positive"));
+        }
+        if !(1..=64).contains(&self.api.proposals_in_flight_max) {
+            return Err(invalid("api.proposals_in_flight_max", "must be 1 to 64"));
+        }
+        if !(1..=10_000).contains(&self.api.proposal_items_max) {
+            return Err(invalid("api.proposal_items_max", "must be 1 to 10000"));
+        }
+        if !((64 << 10)..=(16 << 20)).contains(&self.api.proposal_bytes_max) {
+            return Err(invalid(
+                "api.proposal_bytes_max",
+                "must be 64 KiB to 16 MiB",
+            ));
         }
         if !(1..=64).contains(&self.api.import_batches_in_flight_max) {
             return Err(invalid(

@@ -7,13 +7,12 @@ use kartotek_domain::{Command, Op, RequestId, Response, Timestamp};
 use kartotek_proto::v1::ResponseHeader;
 use kartotek_storage::{StateReader, TypeConfig};
 use openraft::Raft;
-use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::Semaphore;
 
 use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::metrics::Metrics;
-use crate::raft_service::forward_to_leader;
+use crate::proposer::Proposer;
 use crate::read_barrier::ReadBarrier;
 use crate::staleness::StalenessTracker;
 
@@ -36,11 +35,13 @@ pub struct NodeContext {
     pub inflight: Arc<Semaphore>,
     /// Bounds the watch streams served at once.
     pub watches: Arc<Semaphore>,
+    /// Batches concurrent writes into log entries.
+    pub proposer: Proposer,
 }
 
 impl NodeContext {
-    /// Proposes a command (stamped with this node's clock, as leader) and waits for its
-    /// answer, within the configured write timeout.
+    /// Proposes a command (batched with concurrent ones by the [`Proposer`], stamped with
+    /// this node's clock as leader) and waits for its answer, within the write timeout.
     pub async fn write(
         &self,
         request_id: Option<RequestId>,
@@ -52,23 +53,13 @@ impl NodeContext {
             op,
         };
         let timeout = Duration::from_millis(self.config.api.write_timeout_ms);
-        let result = tokio::time::timeout(timeout, self.raft.client_write(cmd))
+        tokio::time::timeout(timeout, self.proposer.propose(cmd.request_id, cmd.op))
             .await
             .map_err(|_| {
                 NodeError::Timeout(
                     "the write was not committed in time; it may still take effect: retry with the same request id".into(),
                 )
-            })?;
-        match result {
-            Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(forward_to_leader(&f))
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(NodeError::Internal(e.to_string()))
-            }
-            Err(RaftError::Fatal(f)) => Err(NodeError::Unavailable(format!("raft stopped: {f}"))),
-        }
+            })?
     }
 
     /// The header for an answer made at `revision` / `applied_index`.

@@ -58,6 +58,24 @@ pub enum NodeError {
     Internal(String),
 }
 
+impl NodeError {
+    /// The same failure for another caller (every item of a failed proposal batch gets one).
+    pub fn for_another_caller(&self) -> NodeError {
+        match self {
+            NodeError::NotLeader {
+                leader_id,
+                leader_addr,
+            } => NodeError::NotLeader {
+                leader_id: *leader_id,
+                leader_addr: leader_addr.clone(),
+            },
+            NodeError::Unavailable(m) => NodeError::Unavailable(m.clone()),
+            NodeError::Timeout(m) => NodeError::Timeout(m.clone()),
+            other => NodeError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<kartotek_storage::HistoryError> for NodeError {
     fn from(e: kartotek_storage::HistoryError) -> Self {
         match e {

@@ -18,6 +18,7 @@ pub mod locator_service;
 pub mod locator_stream;
 pub mod metrics;
 pub mod peers;
+pub mod proposer;
 pub mod raft_network;
 pub mod raft_service;
 pub mod read_barrier;

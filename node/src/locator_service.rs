@@ -18,16 +18,16 @@ use kartotek_domain::{
 use kartotek_proto::v1::locator_service_server::LocatorService;
 use kartotek_proto::v1::{
     Consistency, ImportLocatorsRequest, ListLocatorsRequest, ListLocatorsResponse,
-    WatchLocatorsRequest, LookupLocatorRequest, LookupLocatorResponse, ReadOptions, RegisterLocatorRequest,
-    RegisterLocatorResponse, RetireLocatorRequest, RetireLocatorResponse,
+    LookupLocatorRequest, LookupLocatorResponse, ReadOptions, RegisterLocatorRequest,
+    RegisterLocatorResponse, RetireLocatorRequest, RetireLocatorResponse, WatchLocatorsRequest,
 };
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::context::NodeContext;
 use crate::convert::locator_entry;
-use crate::locator_stream;
 use crate::error::NodeError;
+use crate::locator_stream;
 
 /// The locator service of one node.
 pub struct LocatorServiceImpl {

@@ -17,6 +17,7 @@ use crate::context::NodeContext;
 use crate::locator_service::LocatorServiceImpl;
 use crate::metrics::{self, Metrics};
 use crate::peers::Peers;
+use crate::proposer::{Proposer, ProposerLimits};
 use crate::raft_network::NetworkFactory;
 use crate::raft_service::RaftServiceImpl;
 use crate::read_barrier::ReadBarrier;
@@ -123,6 +124,17 @@ pub async fn run_node(
         watches: Arc::new(Semaphore::new(
             usize::try_from(config.api.watches_max).unwrap_or(usize::MAX),
         )),
+        proposer: Proposer::start(
+            raft.clone(),
+            ProposerLimits {
+                queue_len_max: usize::try_from(config.api.concurrent_requests_max).unwrap_or(4096),
+                proposals_in_flight_max: usize::try_from(config.api.proposals_in_flight_max)
+                    .unwrap_or(4),
+                proposal_items_max: usize::try_from(config.api.proposal_items_max).unwrap_or(512),
+                proposal_bytes_max: usize::try_from(config.api.proposal_bytes_max)
+                    .unwrap_or(1 << 20),
+            },
+        ),
     };
 
     if let Some(addr) = config.metrics_addr {

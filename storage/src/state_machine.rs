@@ -19,7 +19,8 @@ use std::sync::Arc;
 
 use kartotek_domain::locator::{apply_compare_and_register, apply_register, apply_retire};
 use kartotek_domain::{
-    Change, ChangeEvent, Command, LocatorEntry, Op, Outcome, Response, Timestamp,
+    ApplyError, Change, ChangeEvent, Command, LocatorEntry, Op, Outcome, RequestId, Response,
+    Timestamp,
 };
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageError};
@@ -260,8 +261,42 @@ impl StateMachine {
         let now = cmd.stamped_at.max(meta.clock);
         meta.clock = now;
         self.evict_dedup(txn, meta, now)?;
+        match &cmd.op {
+            Op::Batch(items) => {
+                let mut answers = Vec::with_capacity(items.len());
+                for item in items {
+                    let answer = if matches!(item.op, Op::Batch(_)) {
+                        Response {
+                            revision: meta.revision,
+                            result: Err(ApplyError::Conflict("batches do not nest".into())),
+                            deduplicated: false,
+                        }
+                    } else {
+                        self.apply_item(txn, meta, item.request_id.as_ref(), &item.op, now)?
+                    };
+                    answers.push(answer);
+                }
+                Ok(Response {
+                    revision: meta.revision,
+                    result: Ok(Outcome::Batch(answers)),
+                    deduplicated: false,
+                })
+            }
+            op => self.apply_item(txn, meta, cmd.request_id.as_ref(), op, now),
+        }
+    }
 
-        if let Some(id) = &cmd.request_id
+    /// Applies one caller's operation at `now`: replays the answer of an already applied
+    /// request id, or applies and remembers it.
+    fn apply_item(
+        &self,
+        txn: &mut EntryTxn<'_>,
+        meta: &mut Meta,
+        request_id: Option<&RequestId>,
+        op: &Op,
+        now: Timestamp,
+    ) -> Result<Response, StoreError> {
+        if let Some(id) = request_id
             && let Some((_, earlier)) = txn.get::<(Timestamp, Response)>(&dedup_key(id))?
         {
             StorageStats::add(&self.stats.deduplicated_total, 1);
@@ -272,8 +307,9 @@ impl StateMachine {
         }
 
         let next = meta.revision + 1;
-        let result = match &cmd.op {
+        let result = match op {
             Op::Noop => Ok(Outcome::None),
+            Op::Batch(_) => Err(ApplyError::Conflict("batches do not nest".into())),
             Op::LocatorRegister(reg) => {
                 let existing: Option<LocatorEntry> = txn.get(&locator_key(&reg.key))?;
                 let (entry, changed) = apply_register(existing.as_ref(), reg, now, next);
@@ -333,7 +369,7 @@ impl StateMachine {
             result,
             deduplicated: false,
         };
-        if let Some(id) = &cmd.request_id {
+        if let Some(id) = request_id {
             txn.put(&dedup_key(id), &(now, response.clone()))?;
             txn.put_raw(&dedup_time_key(now, id), &[])?;
             meta.dedup_count += 1;

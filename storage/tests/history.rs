@@ -211,3 +211,77 @@ fn listing_by_org_pages_through_every_entry_once() {
         }
     });
 }
+
+#[test]
+fn a_proposal_batch_answers_and_deduplicates_each_item() {
+    use kartotek_domain::{BatchItem, RequestId};
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut store = open(dir.path(), 1_000);
+        let rid = |s: &str| Some(RequestId::parse(s).unwrap_or_else(|e| panic!("{e}")));
+        let items = vec![
+            BatchItem {
+                request_id: rid("a"),
+                op: Op::LocatorRegister(reg(1, 1, "x")),
+            },
+            BatchItem {
+                request_id: rid("b"),
+                op: Op::LocatorRetire(
+                    LocatorKey::parse(&patient(9), &org(1), "nope")
+                        .unwrap_or_else(|e| panic!("{e}")),
+                ),
+            },
+            // The same request id again inside the batch: answered from the first.
+            BatchItem {
+                request_id: rid("a"),
+                op: Op::LocatorRegister(reg(1, 1, "x")),
+            },
+            BatchItem {
+                request_id: None,
+                op: Op::Batch(vec![]),
+            },
+            BatchItem {
+                request_id: rid("c"),
+                op: Op::LocatorRegister(reg(2, 1, "x")),
+            },
+        ];
+        let answers = store
+            .state_machine
+            .apply([entry(1, cmd(Op::Batch(items), 5))])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Ok(Outcome::Batch(items)) = &answers[0].result else {
+            panic!("expected a batch answer, got {:?}", answers[0]);
+        };
+        assert_eq!(items.len(), 5);
+        assert_eq!(items[0].revision, 1);
+        assert!(matches!(
+            items[0].result,
+            Ok(Outcome::Locator { changed: true, .. })
+        ));
+        assert!(matches!(
+            items[1].result,
+            Err(kartotek_domain::ApplyError::NotFound(_))
+        ));
+        assert!(items[2].deduplicated);
+        assert_eq!(items[2].result, items[0].result);
+        assert!(items[3].result.is_err(), "batches never nest");
+        assert_eq!(items[4].revision, 2);
+        assert_eq!(answers[0].revision, 2);
+        // A retry of an item in a later single command replays its answer.
+        let retry = store
+            .state_machine
+            .apply([entry(
+                2,
+                Command {
+                    request_id: rid("c"),
+                    stamped_at: Timestamp(6),
+                    op: Op::LocatorRegister(reg(2, 1, "x")),
+                },
+            )])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(retry[0].deduplicated);
+        assert_eq!(retry[0].result, items[4].result);
+    });
+}
