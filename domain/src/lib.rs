@@ -18,8 +18,11 @@
 //! - [`reservation`]: reservations (opt-outs) from national services.
 //! - [`representation`]: who may act for whom (power of attorney, parental responsibility, ...).
 //! - [`catalog`]: the API catalog (register, update, lifecycle, search).
+//! - [`access`]: the access decision over a patient's blocks, consents, reservations and
+//!   representations.
 
 pub mod change;
+pub mod access;
 pub mod block;
 pub mod catalog;
 pub mod command;
@@ -29,6 +32,7 @@ pub mod fields;
 pub mod ids;
 pub mod limits;
 pub mod locator;
+pub mod record_op;
 pub mod representation;
 pub mod reservation;
 pub mod time;
