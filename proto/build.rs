@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure().compile_protos(
         &[
             "proto/kartotek/v1/kartotek.proto",
+            "proto/kartotek/v1/records.proto",
             "proto/kartotek/raft/v1/raft.proto",
         ],
         &["proto"],

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ApplyError, ValidationError};
 use crate::limits::REQUEST_ID_BYTES_MAX;
 use crate::locator::{LocatorEntry, LocatorKey, LocatorRegister};
+use crate::record_op::{RecordOp, RecordOutcome};
 use crate::time::Timestamp;
 
 /// A caller-chosen id that makes a write idempotent across retries (typically a UUID).
@@ -77,6 +78,8 @@ pub enum Op {
     /// Several callers' commands in one log entry (the leader's proposal batching). Each item
     /// is deduplicated and answered on its own, in order; items never nest.
     Batch(Vec<BatchItem>),
+    /// An operation on a privacy-settings record, a catalog entry or a client.
+    Record(RecordOp),
 }
 
 /// One caller's command inside an [`Op::Batch`]; it shares the batch's leader stamp.
@@ -98,6 +101,7 @@ impl Op {
             Op::LocatorCompareAndRegister { .. } => "locator_compare_and_register",
             Op::LocatorImport(_) => "locator_import",
             Op::Batch(_) => "batch",
+            Op::Record(_) => "record",
         }
     }
 
@@ -132,6 +136,8 @@ pub enum Outcome {
     },
     /// The answers to the items of an [`Op::Batch`], in order.
     Batch(Vec<Response>),
+    /// What an [`Op::Record`] produced.
+    Record(RecordOutcome),
 }
 
 /// The state machine's answer to a command.

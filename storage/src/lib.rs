@@ -36,6 +36,7 @@ pub mod error;
 pub mod keys;
 pub mod log_store;
 pub mod reader;
+pub mod records;
 pub mod snapshot_file;
 pub mod snapshot_store;
 pub mod state_machine;

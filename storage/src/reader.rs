@@ -67,7 +67,7 @@ pub enum HistoryError {
 /// Read handle on the state machine. Cheap to clone.
 #[derive(Clone)]
 pub struct StateReader {
-    db: Arc<DB>,
+    pub(crate) db: Arc<DB>,
     revisions: tokio::sync::watch::Receiver<u64>,
 }
 
@@ -223,7 +223,7 @@ impl StateReader {
 }
 
 /// The applied log index and the revision in a view.
-fn view_position(db: &DB, view: &SnapshotWithThreadMode<'_, DB>) -> Result<(u64, u64), StoreError> {
+pub(crate) fn view_position(db: &DB, view: &SnapshotWithThreadMode<'_, DB>) -> Result<(u64, u64), StoreError> {
     let sm = cf(db, CF_SM)?;
     let applied: Option<LogId> = match view.get_cf(sm, SM_APPLIED)? {
         Some(v) => decode(&v)?,

@@ -81,7 +81,7 @@ fn get_sm<T: DeserializeOwned>(db: &DB, key: &[u8]) -> Result<Option<T>, StoreEr
 
 /// One entry's writes: they go to one batch, and reads see them (read-your-writes within the
 /// entry) before falling back to the database.
-struct EntryTxn<'a> {
+pub(crate) struct EntryTxn<'a> {
     db: &'a DB,
     batch: WriteBatch,
     written: HashMap<Vec<u8>, Option<Vec<u8>>>,
@@ -96,7 +96,7 @@ impl<'a> EntryTxn<'a> {
         }
     }
 
-    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+    pub(crate) fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
         match self.written.get(key) {
             Some(Some(v)) => Ok(Some(decode(v)?)),
             Some(None) => Ok(None),
@@ -104,18 +104,18 @@ impl<'a> EntryTxn<'a> {
         }
     }
 
-    fn put<T: Serialize>(&mut self, key: &[u8], value: &T) -> Result<(), StoreError> {
+    pub(crate) fn put<T: Serialize>(&mut self, key: &[u8], value: &T) -> Result<(), StoreError> {
         self.put_raw(key, &encode(value)?)
     }
 
-    fn put_raw(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+    pub(crate) fn put_raw(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let sm = cf(self.db, CF_SM)?;
         self.batch.put_cf(sm, key, value);
         self.written.insert(key.to_vec(), Some(value.to_vec()));
         Ok(())
     }
 
-    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+    pub(crate) fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
         let sm = cf(self.db, CF_SM)?;
         self.batch.delete_cf(sm, key);
         self.written.insert(key.to_vec(), None);
@@ -124,7 +124,7 @@ impl<'a> EntryTxn<'a> {
 }
 
 /// Moves the revision by one for a change and stores the change event under it.
-fn record_change(
+pub(crate) fn record_change(
     txn: &mut EntryTxn<'_>,
     meta: &mut Meta,
     now: Timestamp,
@@ -166,9 +166,9 @@ fn store_locator(
 }
 
 /// The state-machine meta values carried from entry to entry.
-struct Meta {
+pub(crate) struct Meta {
     applied: Option<LogId>,
-    revision: u64,
+    pub(crate) revision: u64,
     clock: Timestamp,
     dedup_count: u64,
     compacted: u64,
@@ -310,6 +310,7 @@ impl StateMachine {
         let result = match op {
             Op::Noop => Ok(Outcome::None),
             Op::Batch(_) => Err(ApplyError::Conflict("batches do not nest".into())),
+            Op::Record(r) => crate::records::apply_record(txn, meta, r, now)?.map(Outcome::Record),
             Op::LocatorRegister(reg) => {
                 let existing: Option<LocatorEntry> = txn.get(&locator_key(&reg.key))?;
                 let (entry, changed) = apply_register(existing.as_ref(), reg, now, next);
