@@ -18,6 +18,7 @@
 //! - [`reservation`]: reservations (opt-outs) from national services.
 //! - [`representation`]: who may act for whom (power of attorney, parental responsibility, ...).
 //! - [`catalog`]: the API catalog (register, update, lifecycle, search).
+//! - [`client_record`]: token-issuance clients (public keys, allowed scopes).
 //! - [`access`]: the access decision over a patient's blocks, consents, reservations and
 //!   representations.
 
@@ -25,6 +26,7 @@ pub mod change;
 pub mod access;
 pub mod block;
 pub mod catalog;
+pub mod client_record;
 pub mod command;
 pub mod consent;
 pub mod error;
