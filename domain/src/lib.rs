@@ -19,11 +19,13 @@
 //! - [`representation`]: who may act for whom (power of attorney, parental responsibility, ...).
 //! - [`catalog`]: the API catalog (register, update, lifecycle, search).
 //! - [`client_record`]: token-issuance clients (public keys, allowed scopes).
+//! - [`audit`]: audit events and their tamper-evident hash chain.
 //! - [`access`]: the access decision over a patient's blocks, consents, reservations and
 //!   representations.
 
 pub mod change;
 pub mod access;
+pub mod audit;
 pub mod block;
 pub mod catalog;
 pub mod client_record;
