@@ -134,6 +134,9 @@ pub struct StorageSettings {
     pub dedup_ttl_ms: u64,
     /// Most request ids remembered.
     pub dedup_entries_max: u64,
+    /// Change events kept for the watch feed (older revisions are compacted). Must be the
+    /// same on every node: it is applied in the replicated state machine.
+    pub change_history_max: u64,
 }
 
 impl Default for StorageSettings {
@@ -142,6 +145,7 @@ impl Default for StorageSettings {
             block_cache_bytes: 128 << 20,
             dedup_ttl_ms: 600_000,
             dedup_entries_max: 1_000_000,
+            change_history_max: 1_000_000,
         }
     }
 }
@@ -351,6 +355,9 @@ impl NodeConfig {
         }
         if self.api.write_timeout_ms == 0 || self.api.read_timeout_ms == 0 {
             return Err(invalid("api.write_timeout_ms", "timeouts must be positive"));
+        }
+        if self.storage.change_history_max == 0 {
+            return Err(invalid("storage.change_history_max", "must be positive"));
         }
         if !(1..=64).contains(&self.api.proposals_in_flight_max) {
             return Err(invalid("api.proposals_in_flight_max", "must be 1 to 64"));

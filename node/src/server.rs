@@ -69,6 +69,7 @@ pub async fn run_node(
             state_machine: StateMachineConfig {
                 dedup_ttl_ms: i64::try_from(config.storage.dedup_ttl_ms).unwrap_or(i64::MAX),
                 dedup_entries_max: config.storage.dedup_entries_max,
+                change_history_max: config.storage.change_history_max,
                 ..StateMachineConfig::default()
             },
         },
