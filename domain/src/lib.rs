@@ -23,11 +23,11 @@
 //! - [`access`]: the access decision over a patient's blocks, consents, reservations and
 //!   representations.
 
-pub mod change;
 pub mod access;
 pub mod audit;
 pub mod block;
 pub mod catalog;
+pub mod change;
 pub mod client_record;
 pub mod command;
 pub mod consent;
@@ -41,9 +41,41 @@ pub mod representation;
 pub mod reservation;
 pub mod time;
 
+pub use access::{
+    AccessDecision, AccessPolicy, AccessRequest, AccessRequestInput, Effect, Obligation,
+    PatientFacts, decide,
+};
+pub use audit::{
+    AuditAction, AuditEvent, AuditEventInput, AuditQuery, ChainBreak, ChainedAuditEvent,
+    GENESIS_PREV_HASH, verify_chain,
+};
+pub use block::{
+    Block, BlockAdd, BlockAddInput, BlockLevel, BlockRevoke, BlockScope, BlockStatus, BlockTarget,
+};
+pub use catalog::{
+    Audience, CatalogEntry, CatalogId, CatalogInput, CatalogLifecycle, CatalogQuery,
+    CatalogRegister, CatalogSetLifecycle, CatalogUpdate,
+};
 pub use change::{Change, ChangeEvent, ChangeFilter};
+pub use client_record::{ClientInput, ClientRecord, ClientRegister, ClientStatus, ClientUpdate};
 pub use command::{BatchItem, Command, Op, Outcome, RequestId, Response};
+pub use consent::{
+    Consent, ConsentAnswer, ConsentCheck, ConsentCheckQuery, ConsentFilter, ConsentGrant,
+    ConsentInput, ConsentRequest, ConsentStatus, Grantee,
+};
 pub use error::{ApplyError, ValidationError};
+pub use fields::{
+    Actor, ActorKind, Area, ClientId, ElementId, GroupId, Purpose, ServiceName, Validity,
+    ValidityInput,
+};
 pub use ids::{HprNumber, IdError, NationalId, OrgNumber};
 pub use locator::{LocatorEntry, LocatorKey, LocatorRegister, LocatorStatus, SystemId};
+pub use representation::{
+    Representation, RepresentationCheck, RepresentationGrant, RepresentationInput,
+    RepresentationKind, RepresentationPolicy, RepresentationQuery, RepresentationRevoke,
+    RepresentationSource,
+};
+pub use reservation::{
+    Reservation, ReservationKey, ReservationReserve, ReservationStatus, ReservationWithdraw,
+};
 pub use time::Timestamp;
