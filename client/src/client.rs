@@ -10,13 +10,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kartotek_proto::REQUEST_ID_HEADER;
+use kartotek_proto::v1::audit_service_client::AuditServiceClient;
 use kartotek_proto::v1::{
     AddLearnerRequest, Consistency, InitRequest, InitResponse, ListLocatorsRequest,
-    ListLocatorsResponse, LookupLocatorRequest,
-    LookupLocatorResponse, Member, MembershipResponse, NodeStatus, PromoteRequest,
-    RegisterLocatorRequest, RegisterLocatorResponse, RemoveRequest, RetireLocatorRequest,
-    RetireLocatorResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    ListLocatorsResponse, LookupLocatorRequest, LookupLocatorResponse, Member, MembershipResponse,
+    NodeStatus, PromoteRequest, RegisterLocatorRequest, RegisterLocatorResponse, RemoveRequest,
+    RetireLocatorRequest, RetireLocatorResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
     admin_service_client::AdminServiceClient, locator_service_client::LocatorServiceClient,
+};
+use kartotek_proto::v1::{
+    AuditHeadRequest, AuditHeadResponse, QueryAuditRequest, QueryAuditResponse,
+    RecordAuditEventsRequest, RecordAuditEventsResponse,
 };
 use tokio::time::Instant;
 use tonic::metadata::{AsciiMetadataValue, MetadataKey};
@@ -87,6 +91,22 @@ pub(crate) struct Inner {
     pub(crate) endpoints: Endpoints,
     /// `Bearer <token>`, marked sensitive so that it is never printed.
     authorization: Option<AsciiMetadataValue>,
+    /// Caller metadata (`x-kartotek-actor`, ...), sent on every call.
+    caller: Vec<(&'static str, AsciiMetadataValue)>,
+}
+
+/// Who is calling, sent as metadata on every call; the server records it in audit events.
+/// (Until verified security tokens carry these claims.)
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallerIdentity {
+    /// `personnel:<HPR>`, `citizen:<national id>`, `client:<id>` or `system:<name>`.
+    pub actor: Option<String>,
+    /// Organisation number acted for.
+    pub org: Option<String>,
+    /// Purpose of use, e.g. `treatment`.
+    pub purpose: Option<String>,
+    /// National id of the person acted for (representation).
+    pub on_behalf_of: Option<String>,
 }
 
 /// A client of a Kartotek cluster.
@@ -110,7 +130,26 @@ pub struct KartotekClient {
 impl KartotekClient {
     /// A client for the cluster described by `config`, which is validated first.
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        Self::new_as(config, CallerIdentity::default())
+    }
+
+    /// A client that tells the server who is calling (see [`CallerIdentity`]).
+    pub fn new_as(config: ClientConfig, identity: CallerIdentity) -> Result<Self, ClientError> {
         config.validate()?;
+        let mut caller = Vec::new();
+        for (key, value) in [
+            (kartotek_proto::ACTOR_HEADER, &identity.actor),
+            (kartotek_proto::ORG_HEADER, &identity.org),
+            (kartotek_proto::PURPOSE_HEADER, &identity.purpose),
+            (kartotek_proto::ON_BEHALF_OF_HEADER, &identity.on_behalf_of),
+        ] {
+            if let Some(v) = value {
+                let v = AsciiMetadataValue::try_from(v.as_str()).map_err(|_| {
+                    ClientError::Config(format!("{key} is not a valid header value"))
+                })?;
+                caller.push((key, v));
+            }
+        }
         let endpoints = Endpoints::new(&config)?;
         let authorization = match &config.token {
             Some(token) => {
@@ -126,6 +165,7 @@ impl KartotekClient {
                 config,
                 endpoints,
                 authorization,
+                caller,
             }),
         })
     }
@@ -234,6 +274,48 @@ impl KartotekClient {
         };
         self.execute(plan, request, |channel, request| async move {
             LocatorServiceClient::new(channel).list(request).await
+        })
+        .await
+    }
+
+    // ---- audit ----
+
+    /// Records audit events (from a frontend); durable (majority, fsynced) when it returns.
+    pub async fn record_audit(
+        &self,
+        request: RecordAuditEventsRequest,
+    ) -> Result<RecordAuditEventsResponse, ClientError> {
+        self.execute(
+            Plan::to_leader("record_audit"),
+            request,
+            |channel, request| async move { AuditServiceClient::new(channel).record(request).await },
+        )
+        .await
+    }
+
+    /// One page of audit events (by patient, by organisation, or all). The query itself is
+    /// audited.
+    pub async fn query_audit(
+        &self,
+        request: QueryAuditRequest,
+    ) -> Result<QueryAuditResponse, ClientError> {
+        self.execute(
+            Plan::to_leader("query_audit"),
+            request,
+            |channel, request| async move { AuditServiceClient::new(channel).query(request).await },
+        )
+        .await
+    }
+
+    /// The audit chain head of the node at `endpoint` (one attempt, no hint following).
+    pub async fn audit_head(&self, endpoint: &str) -> Result<AuditHeadResponse, ClientError> {
+        let plan = Plan {
+            route: Route::Fixed(normalize_endpoint(endpoint)?),
+            persistence: Persistence::Once,
+            ..Plan::to_leader("audit_head")
+        };
+        self.execute(plan, AuditHeadRequest {}, |channel, request| async move {
+            AuditServiceClient::new(channel).head(request).await
         })
         .await
     }
@@ -490,6 +572,9 @@ impl KartotekClient {
                 MetadataKey::from_static("authorization"),
                 authorization.clone(),
             );
+        }
+        for (key, value) in &self.inner.caller {
+            metadata.insert(MetadataKey::from_static(key), value.clone());
         }
         // An id that is not a valid header value still travels in the body, where the
         // server validates it.

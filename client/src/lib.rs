@@ -30,7 +30,7 @@ mod error;
 mod retry;
 mod streams;
 
-pub use client::KartotekClient;
+pub use client::{CallerIdentity, KartotekClient};
 pub use streams::{IMPORT_WINDOW_BATCHES_MAX, LocatorWatch};
 pub use config::{
     ClientConfig, DEFAULT_ENDPOINTS, ENDPOINT_LEN_MAX, ENDPOINTS_MAX, normalize_endpoint,

@@ -44,6 +44,10 @@ pub mod actions {
     pub const LOCATOR_LOOKUP: &str = "locator.lookup";
     /// Locator register or retire.
     pub const LOCATOR_WRITE: &str = "locator.write";
+    /// Listing an organisation's locator entries.
+    pub const LOCATOR_LIST: &str = "locator.list";
+    /// Following the locator change feed.
+    pub const LOCATOR_WATCH: &str = "locator.watch";
     /// An access decision.
     pub const ACCESS_DECIDE: &str = "access.decide";
     /// Listing a patient's blocks.

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit::AuditEvent;
 use crate::error::{ApplyError, ValidationError};
 use crate::limits::REQUEST_ID_BYTES_MAX;
 use crate::locator::{LocatorEntry, LocatorKey, LocatorRegister};
@@ -80,6 +81,9 @@ pub enum Op {
     Batch(Vec<BatchItem>),
     /// An operation on a privacy-settings record, a catalog entry or a client.
     Record(RecordOp),
+    /// Append audit events to the hash-chained audit log (at most
+    /// [`crate::limits::AUDIT_EVENTS_PER_APPEND_MAX`]).
+    AuditAppend(Vec<AuditEvent>),
 }
 
 /// One caller's command inside an [`Op::Batch`]; it shares the batch's leader stamp.
@@ -102,6 +106,7 @@ impl Op {
             Op::LocatorImport(_) => "locator_import",
             Op::Batch(_) => "batch",
             Op::Record(_) => "record",
+            Op::AuditAppend(_) => "audit_append",
         }
     }
 
@@ -109,6 +114,7 @@ impl Op {
     pub fn weight_bytes(&self) -> usize {
         match self {
             Op::LocatorImport(regs) => 64 + regs.len() * 128,
+            Op::AuditAppend(events) => 64 + events.len() * 192,
             Op::Batch(items) => items.iter().map(|i| i.op.weight_bytes()).sum(),
             _ => 256,
         }
@@ -138,6 +144,13 @@ pub enum Outcome {
     Batch(Vec<Response>),
     /// What an [`Op::Record`] produced.
     Record(RecordOutcome),
+    /// The sequence numbers an [`Op::AuditAppend`] gave its events.
+    AuditAppended {
+        /// Of the first event.
+        first_seq: u64,
+        /// Of the last event.
+        last_seq: u64,
+    },
 }
 
 /// The state machine's answer to a command.

@@ -112,3 +112,7 @@ pub const AUDIT_ACTION_BYTES_MAX: usize = 64;
 pub const AUDIT_RESOURCE_BYTES_MAX: usize = 512;
 /// Longest audit correlation id (request id, trace id), in bytes.
 pub const CORRELATION_ID_BYTES_MAX: usize = 128;
+/// Most audit events in one append (one `Record` call or one replicated append).
+pub const AUDIT_EVENTS_PER_APPEND_MAX: usize = 1_000;
+/// Most audit events one query returns.
+pub const AUDIT_QUERY_LIMIT_MAX: usize = 1_000;

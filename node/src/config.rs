@@ -262,7 +262,15 @@ impl Default for NodeConfig {
 }
 
 /// Names of `KARTOTEK_*` variables that belong to the CLI, not to the node.
-const CLI_ENV: &[&str] = &["endpoints", "token", "json"];
+const CLI_ENV: &[&str] = &[
+    "endpoints",
+    "token",
+    "json",
+    "actor",
+    "purpose",
+    "acting_org",
+    "on_behalf_of",
+];
 
 impl NodeConfig {
     /// Loads defaults, then the TOML file (if given), then `KARTOTEK_*` variables (nested keys

@@ -37,6 +37,8 @@ pub struct NodeContext {
     pub watches: Arc<Semaphore>,
     /// Batches concurrent writes into log entries.
     pub proposer: Proposer,
+    /// Channels to the other nodes (forwarding audit events to the leader).
+    pub peers: crate::peers::Peers,
 }
 
 impl NodeContext {
@@ -93,5 +95,22 @@ impl NodeContext {
         };
         self.metrics
             .observe(method, code, started.elapsed().as_secs_f64());
+    }
+}
+
+impl NodeContext {
+    /// Checks that `representative` may act for `represented` in `area` now.
+    ///
+    /// Representation records are wired by the record-family work; until a node can read
+    /// them this refuses, so that no representative ever sees data unchecked.
+    pub async fn check_representation(
+        &self,
+        _representative: &kartotek_domain::NationalId,
+        _represented: &kartotek_domain::NationalId,
+        _area: &str,
+    ) -> Result<(), NodeError> {
+        Err(NodeError::Precondition(
+            "representative access cannot be checked on this node version".into(),
+        ))
     }
 }

@@ -9,6 +9,8 @@
 //! - [`cli`]: `kartotek node`, `kartotek dev`, `kartotek admin …`, `kartotek locator …`.
 
 pub mod admin_service;
+pub mod audit_service;
+pub mod caller;
 pub mod cli;
 pub mod config;
 pub mod context;

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use kartotek_domain::audit::actions;
 use kartotek_domain::limits::{
     LIST_PAGE_SIZE_DEFAULT, LIST_PAGE_SIZE_MAX, LOOKUP_ENTRIES_MAX, MAX_STALENESS_MS_MAX,
     PAGE_TOKEN_BYTES_MAX,
@@ -24,6 +25,8 @@ use kartotek_proto::v1::{
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+use crate::audit_service::handle_caller;
+use crate::caller::Caller;
 use crate::context::NodeContext;
 use crate::convert::locator_entry;
 use crate::error::NodeError;
@@ -163,7 +166,11 @@ impl LocatorServiceImpl {
         })
     }
 
-    async fn list(&self, r: ListLocatorsRequest) -> Result<ListLocatorsResponse, NodeError> {
+    async fn list(
+        &self,
+        caller: Caller,
+        r: ListLocatorsRequest,
+    ) -> Result<ListLocatorsResponse, NodeError> {
         let org = parse_org_number("org", &r.org)?;
         let limit = match r.page_size as usize {
             0 => LIST_PAGE_SIZE_DEFAULT,
@@ -187,7 +194,12 @@ impl LocatorServiceImpl {
             })?)
         };
         let mode = read_mode(r.read.as_ref())?;
-        self.ctx.prepare_read(mode).await?;
+        let mut event = caller.event(actions::LOCATOR_LIST, "locator", None);
+        event.org = Some(org.clone());
+        let (ready, audited) =
+            tokio::join!(self.ctx.prepare_read(mode), self.ctx.audit(vec![event]));
+        ready?;
+        audited?;
         let page = self.ctx.reader.list_locator_by_org(
             &org,
             r.include_retired,
@@ -201,7 +213,11 @@ impl LocatorServiceImpl {
         })
     }
 
-    async fn lookup(&self, r: LookupLocatorRequest) -> Result<LookupLocatorResponse, NodeError> {
+    async fn lookup(
+        &self,
+        caller: Caller,
+        r: LookupLocatorRequest,
+    ) -> Result<LookupLocatorResponse, NodeError> {
         let patient = parse_national_id("patient", &r.patient)?;
         let org = if r.org.is_empty() {
             None
@@ -209,7 +225,12 @@ impl LocatorServiceImpl {
             Some(parse_org_number("org", &r.org)?)
         };
         let mode = read_mode(r.read.as_ref())?;
-        self.ctx.prepare_read(mode).await?;
+        // The audit event is committed alongside the read barrier; no answer without both.
+        let event = caller.event(actions::LOCATOR_LOOKUP, "locator", Some(&patient));
+        let (ready, audited) =
+            tokio::join!(self.ctx.prepare_read(mode), self.ctx.audit(vec![event]));
+        ready?;
+        audited?;
         let found = self.ctx.reader.lookup_locator(
             &patient,
             org.as_ref(),
@@ -261,14 +282,14 @@ impl LocatorService for LocatorServiceImpl {
         &self,
         request: Request<LookupLocatorRequest>,
     ) -> Result<Response<LookupLocatorResponse>, Status> {
-        handle!(self, "Locator/Lookup", request, lookup)
+        handle_caller!(self, "Locator/Lookup", request, lookup)
     }
 
     async fn list(
         &self,
         request: Request<ListLocatorsRequest>,
     ) -> Result<Response<ListLocatorsResponse>, Status> {
-        handle!(self, "Locator/List", request, list)
+        handle_caller!(self, "Locator/List", request, list)
     }
 
     type ImportStream = locator_stream::ImportStream;
@@ -296,10 +317,13 @@ impl LocatorService for LocatorServiceImpl {
         request: Request<WatchLocatorsRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let started = std::time::Instant::now();
-        let result = locator_stream::watch(self.ctx.clone(), request.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(Status::from);
+        let result = async {
+            let caller = Caller::from_metadata(request.metadata())?;
+            locator_stream::watch(self.ctx.clone(), caller, request.into_inner()).await
+        }
+        .await
+        .map(Response::new)
+        .map_err(Status::from);
         self.ctx.observe("Locator/Watch", started, &result);
         result
     }

@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use kartotek_domain::audit::actions;
 use kartotek_domain::limits::{IMPORT_ENTRIES_PER_BATCH_MAX, WATCH_EVENTS_PER_MESSAGE_MAX};
 use kartotek_domain::locator::{parse_national_id, parse_org_number};
 use kartotek_domain::{ChangeFilter, LocatorRegister, Op, Outcome, ValidationError};
@@ -26,6 +27,7 @@ use kartotek_proto::v1::{
 use tokio::sync::mpsc;
 use tonic::Status;
 
+use crate::caller::Caller;
 use crate::context::NodeContext;
 use crate::convert::change_event;
 use crate::error::NodeError;
@@ -153,8 +155,16 @@ pub fn watch_filter(r: &WatchLocatorsRequest) -> Result<ChangeFilter, NodeError>
 }
 
 /// Serves a watch stream until the client goes away or the node shuts down.
-pub async fn watch(ctx: NodeContext, r: WatchLocatorsRequest) -> Result<WatchStream, NodeError> {
+pub async fn watch(
+    ctx: NodeContext,
+    caller: Caller,
+    r: WatchLocatorsRequest,
+) -> Result<WatchStream, NodeError> {
     let filter = watch_filter(&r)?;
+    // A watch reads patient data: audited once, when it starts.
+    let mut event = caller.event(actions::LOCATOR_WATCH, "locator", filter.patient.as_ref());
+    event.org = filter.org.clone().or(event.org);
+    ctx.audit(vec![event]).await?;
     let permit = ctx
         .watches
         .clone()

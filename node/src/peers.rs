@@ -50,7 +50,8 @@ impl Peers {
             .max_encoding_message_size(256 << 20))
     }
 
-    fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+    /// The shared channel to `addr` (`host:port`), opened lazily.
+    pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
         let mut map = match self.channels.lock() {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use kartotek_proto::raft::v1::raft_service_server::RaftServiceServer;
 use kartotek_proto::v1::admin_service_server::AdminServiceServer;
+use kartotek_proto::v1::audit_service_server::AuditServiceServer;
 use kartotek_proto::v1::locator_service_server::LocatorServiceServer;
+
+use crate::audit_service::AuditServiceImpl;
 use kartotek_storage::{StateMachineConfig, Store, StoreConfig};
 use openraft::Raft;
 use tokio::sync::Semaphore;
@@ -106,7 +109,7 @@ pub async fn run_node(
     let staleness = StalenessTracker::new(
         raft.clone(),
         barrier.clone(),
-        peers,
+        peers.clone(),
         config.cluster_name.clone(),
         config.node_id,
         Duration::from_millis(resolved.rpc_timeout_ms),
@@ -125,6 +128,7 @@ pub async fn run_node(
         watches: Arc::new(Semaphore::new(
             usize::try_from(config.api.watches_max).unwrap_or(usize::MAX),
         )),
+        peers: peers.clone(),
         proposer: Proposer::start(
             raft.clone(),
             ProposerLimits {
@@ -162,6 +166,20 @@ pub async fn run_node(
         .max_decoding_message_size(request_max);
     let admin_svc = AdminServiceServer::new(AdminServiceImpl::new(ctx.clone()))
         .max_decoding_message_size(request_max);
+    let audit_svc = AuditServiceServer::new(AuditServiceImpl::new(ctx.clone()))
+        .max_decoding_message_size(request_max);
+    // grpc.health.v1: SERVING once the node serves (per service and overall "").
+    let (health_reporter, health_svc) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<LocatorServiceServer<LocatorServiceImpl>>()
+        .await;
+    health_reporter
+        .set_serving::<AuditServiceServer<AuditServiceImpl>>()
+        .await;
+    let reflection_svc = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(kartotek_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| StartError::Serve(format!("reflection: {e}")))?;
 
     tracing::info!(
         node_id = config.node_id,
@@ -178,6 +196,9 @@ pub async fn run_node(
         .add_service(raft_svc)
         .add_service(locator_svc)
         .add_service(admin_svc)
+        .add_service(audit_svc)
+        .add_service(health_svc)
+        .add_service(reflection_svc)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     tracing::info!("node stopping");

@@ -7,6 +7,9 @@
 
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
+/// Encoded `FileDescriptorSet` of every Kartotek proto (for gRPC server reflection).
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("kartotek_descriptor");
+
 /// Public API, package `kartotek.v1`.
 pub mod v1 {
     tonic::include_proto!("kartotek.v1");
@@ -30,5 +33,14 @@ pub const FIELD_HEADER: &str = "x-kartotek-field";
 pub const CLUSTER_HEADER: &str = "x-kartotek-cluster";
 /// Metadata key carrying the caller's request id (for tracing); writes also carry it in the body.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Metadata key naming who calls: `personnel:<HPR>`, `citizen:<national id>`,
+/// `client:<client id>` or `system:<name>` (until verified tokens carry it). Audited.
+pub const ACTOR_HEADER: &str = "x-kartotek-actor";
+/// Metadata key of the organisation number the caller acts for. Audited.
+pub const ORG_HEADER: &str = "x-kartotek-org";
+/// Metadata key of the purpose of use (e.g. `treatment`). Audited.
+pub const PURPOSE_HEADER: &str = "x-kartotek-purpose";
+/// Metadata key of the national id the caller acts on behalf of (representation). Audited.
+pub const ON_BEHALF_OF_HEADER: &str = "x-kartotek-on-behalf-of";
 /// Metadata key of the oldest revision still in the change history (with OUT_OF_RANGE).
 pub const OLDEST_REVISION_HEADER: &str = "x-kartotek-oldest-revision";

@@ -11,7 +11,9 @@
 //!   - `D` dedup table: `request id` → (stamp, response);
 //!   - `T` dedup expiry index: `stamp (u64 BE) request id` → empty;
 //!   - `C` change history: `revision (u64 BE)` → change event (the watch feed), oldest
-//!     compacted first.
+//!     compacted first;
+//!   - `A`, `P`, `G` audit log: events by seq, index by patient, index by org (see
+//!     `audit_log.rs`).
 
 use kartotek_domain::{LocatorKey, NationalId, OrgNumber, RequestId, Timestamp};
 

@@ -30,6 +30,7 @@
 //! The state machine is not held in memory; reads go to RocksDB ([`StateReader`]), so the data
 //! set may exceed RAM.
 
+pub mod audit_log;
 pub mod codec;
 pub mod db;
 pub mod error;
@@ -44,6 +45,7 @@ pub mod stats;
 pub mod store;
 pub mod types;
 
+pub use audit_log::{AuditHead, AuditPage, AuditSelector};
 pub use error::StoreError;
 pub use log_store::LogStore;
 pub use reader::{ChangeSlice, HistoryError, Page, ReadResult, StateReader};

@@ -311,6 +311,13 @@ impl StateMachine {
             Op::Noop => Ok(Outcome::None),
             Op::Batch(_) => Err(ApplyError::Conflict("batches do not nest".into())),
             Op::Record(r) => crate::records::apply_record(txn, meta, r, now)?.map(Outcome::Record),
+            Op::AuditAppend(events) => {
+                let (first_seq, last_seq) = crate::audit_log::append(txn, events)?;
+                Ok(Outcome::AuditAppended {
+                    first_seq,
+                    last_seq,
+                })
+            }
             Op::LocatorRegister(reg) => {
                 let existing: Option<LocatorEntry> = txn.get(&locator_key(&reg.key))?;
                 let (entry, changed) = apply_register(existing.as_ref(), reg, now, next);

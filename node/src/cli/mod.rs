@@ -6,6 +6,7 @@
 //! non-zero exit code.
 
 pub mod admin;
+pub mod audit;
 pub mod dev;
 pub mod import;
 pub mod locator;
@@ -15,7 +16,7 @@ pub mod output;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kartotek_client::{ClientConfig, KartotekClient};
+use kartotek_client::{CallerIdentity, ClientConfig, KartotekClient};
 
 /// Default endpoints: the `kartotek dev` cluster.
 pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7401,127.0.0.1:7402,127.0.0.1:7403";
@@ -33,6 +34,19 @@ pub struct Cli {
     /// Machine-readable JSON on stdout instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Who is calling, for the audit log: personnel:HPR, citizen:NATIONAL_ID, client:ID or
+    /// system:NAME.
+    #[arg(long, global = true, env = "KARTOTEK_ACTOR")]
+    pub actor: Option<String>,
+    /// Purpose of use recorded in the audit log (e.g. treatment).
+    #[arg(long, global = true, env = "KARTOTEK_PURPOSE")]
+    pub purpose: Option<String>,
+    /// Organisation number the caller acts for (audit log).
+    #[arg(long, global = true, env = "KARTOTEK_ACTING_ORG")]
+    pub acting_org: Option<String>,
+    /// National id of the person the caller acts for (representation; audit log).
+    #[arg(long, global = true, env = "KARTOTEK_ON_BEHALF_OF")]
+    pub on_behalf_of: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -51,6 +65,9 @@ pub enum Command {
     /// Patient information locator entries.
     #[command(subcommand)]
     Locator(locator::LocatorCommand),
+    /// The audit log: who looked at what, and a check of its hash chain.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 impl Cli {
@@ -61,7 +78,13 @@ impl Cli {
             token: self.token.clone(),
             ..ClientConfig::default()
         };
-        Ok(KartotekClient::new(config)?)
+        let identity = CallerIdentity {
+            actor: self.actor.clone(),
+            org: self.acting_org.clone(),
+            purpose: self.purpose.clone(),
+            on_behalf_of: self.on_behalf_of.clone(),
+        };
+        Ok(KartotekClient::new_as(config, identity)?)
     }
 }
 
@@ -101,6 +124,10 @@ pub fn run() -> ExitCode {
             Command::Locator(cmd) => {
                 init_tracing("warn");
                 locator::run(&cli, cmd).await
+            }
+            Command::Audit(cmd) => {
+                init_tracing("warn");
+                audit::run(&cli, cmd).await
             }
         }
     });

@@ -1,0 +1,321 @@
+//! The audit log on the node: recording events durably before an answer leaves the node, and
+//! `kartotek.v1.AuditService` (Record from frontends, Query, Head).
+//!
+//! **Durable before the answer.** A read of patient data (or an access decision) records its
+//! event with [`NodeContext::audit`], which commits an `Op::AuditAppend` through Raft: the
+//! event is on a majority's disk (fsynced) when it returns, exactly like a write. The read
+//! handler runs the audit commit concurrently with its own read barrier and answers only if
+//! both succeeded, so an audited read costs about max(read round, audit commit) rather than
+//! their sum. The leader's proposer packs the events of all concurrent reads into one log entry
+//! (group commit), so auditing adds one Raft round per *batch* of reads, not per read.
+//! A follower serving a bounded-staleness read forwards its event to the leader (`Record`);
+//! when no leader is reachable the read fails: no audit, no data.
+//!
+//! **Tamper evidence.** The state machine chains every event to the previous one
+//! (SHA-256); `Head` reports a node's chain head so that copies can be compared, and clients
+//! can recompute the chain from `Query` pages (`kartotek audit verify`).
+
+use kartotek_domain::audit::{AuditEvent, AuditEventInput, ChainedAuditEvent, actions};
+use kartotek_domain::limits::{AUDIT_EVENTS_PER_APPEND_MAX, AUDIT_QUERY_LIMIT_MAX};
+use kartotek_domain::locator::{parse_national_id, parse_org_number};
+use kartotek_domain::{Op, Outcome, Timestamp, ValidationError};
+use kartotek_proto::v1::audit_service_client::AuditServiceClient;
+use kartotek_proto::v1::audit_service_server::AuditService;
+use kartotek_proto::v1::{
+    self as v1, AuditHeadRequest, AuditHeadResponse, QueryAuditRequest, QueryAuditResponse,
+    RecordAuditEventsRequest, RecordAuditEventsResponse,
+};
+use kartotek_storage::AuditSelector;
+use tonic::{Request, Response, Status};
+
+use crate::caller::{Caller, actor_text, parse_actor};
+use crate::context::NodeContext;
+use crate::error::NodeError;
+use crate::locator_service::read_mode;
+use crate::peers::with_cluster;
+
+impl NodeContext {
+    /// Records `events` durably (committed by a majority) and returns their first and last seq.
+    /// On a follower the events are forwarded to the leader.
+    pub async fn audit(&self, events: Vec<AuditEvent>) -> Result<(u64, u64), NodeError> {
+        let forward = events.clone();
+        match self.write(None, Op::AuditAppend(events)).await {
+            Ok(answer) => match answer.result {
+                Ok(Outcome::AuditAppended {
+                    first_seq,
+                    last_seq,
+                }) => Ok((first_seq, last_seq)),
+                Ok(other) => Err(NodeError::Internal(format!("unexpected outcome {other:?}"))),
+                Err(e) => Err(e.into()),
+            },
+            Err(NodeError::NotLeader {
+                leader_addr: Some(addr),
+                ..
+            }) => self.forward_audit(&addr, forward).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn forward_audit(
+        &self,
+        leader: &str,
+        events: Vec<AuditEvent>,
+    ) -> Result<(u64, u64), NodeError> {
+        let channel = self.peers.channel(leader).map_err(|e| {
+            NodeError::Unavailable(format!(
+                "cannot reach the leader to record the audit event: {e}"
+            ))
+        })?;
+        let mut request = with_cluster(
+            Request::new(RecordAuditEventsRequest {
+                events: events
+                    .iter()
+                    .map(|e| audit_event_message(e, 0, &[0; 32], &[0; 32]))
+                    .collect(),
+            }),
+            &self.config.cluster_name,
+        );
+        request.set_timeout(std::time::Duration::from_millis(
+            self.config.api.write_timeout_ms,
+        ));
+        match AuditServiceClient::new(channel).record(request).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                Ok((r.first_seq, r.last_seq))
+            }
+            Err(s) => Err(NodeError::Unavailable(format!(
+                "the leader did not record the audit event: {}",
+                s.message()
+            ))),
+        }
+    }
+}
+
+/// An audit event as an API message.
+pub fn audit_event_message(
+    e: &AuditEvent,
+    seq: u64,
+    prev_hash: &[u8; 32],
+    hash: &[u8; 32],
+) -> v1::AuditEvent {
+    v1::AuditEvent {
+        seq,
+        time: e.time.to_rfc3339(),
+        actor: actor_text(&e.actor),
+        org: e
+            .org
+            .as_ref()
+            .map(|o| o.as_str().to_owned())
+            .unwrap_or_default(),
+        on_behalf_of: e
+            .on_behalf_of
+            .as_ref()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default(),
+        patient: e
+            .patient
+            .as_ref()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default(),
+        action: e.action.as_str().to_owned(),
+        resource: e.resource.clone(),
+        purpose: e
+            .purpose
+            .as_ref()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default(),
+        decision: e
+            .decision
+            .map(|d| d.as_str().to_owned())
+            .unwrap_or_default(),
+        emergency_override: e.emergency_override,
+        justification: e.justification.clone().unwrap_or_default(),
+        correlation_id: e.correlation_id.clone().unwrap_or_default(),
+        prev_hash: if seq == 0 {
+            String::new()
+        } else {
+            hex::encode(prev_hash)
+        },
+        hash: if seq == 0 {
+            String::new()
+        } else {
+            hex::encode(hash)
+        },
+    }
+}
+
+/// A stored (chained) audit event as an API message.
+pub fn chained_message(c: &ChainedAuditEvent) -> v1::AuditEvent {
+    audit_event_message(&c.event, c.seq, &c.prev_hash, &c.hash)
+}
+
+/// Validates an event sent by a caller (a frontend or a forwarding node), naming
+/// `events[i].field` in errors.
+pub fn parse_event(i: usize, m: &v1::AuditEvent, now: Timestamp) -> Result<AuditEvent, NodeError> {
+    let named =
+        |e: ValidationError| ValidationError::new(format!("events[{i}].{}", e.field), e.reason);
+    let actor = parse_actor("actor", &m.actor).map_err(named)?;
+    let input = AuditEventInput {
+        time: &m.time,
+        actor_kind: actor.kind().as_str(),
+        actor: &actor.id_text(),
+        org: &m.org,
+        on_behalf_of: &m.on_behalf_of,
+        patient: &m.patient,
+        action: &m.action,
+        resource: &m.resource,
+        purpose: &m.purpose,
+        decision: &m.decision,
+        emergency_override: m.emergency_override,
+        justification: &m.justification,
+        correlation_id: &m.correlation_id,
+    };
+    Ok(AuditEvent::parse(&input, now).map_err(named)?)
+}
+
+/// The audit service of one node.
+pub struct AuditServiceImpl {
+    ctx: NodeContext,
+}
+
+impl AuditServiceImpl {
+    /// Serves audit requests on `ctx`.
+    pub fn new(ctx: NodeContext) -> Self {
+        AuditServiceImpl { ctx }
+    }
+
+    async fn record(
+        &self,
+        _caller: Caller,
+        r: RecordAuditEventsRequest,
+    ) -> Result<RecordAuditEventsResponse, NodeError> {
+        if r.events.is_empty() || r.events.len() > AUDIT_EVENTS_PER_APPEND_MAX {
+            return Err(ValidationError::new(
+                "events",
+                format!("must hold 1 to {AUDIT_EVENTS_PER_APPEND_MAX} events"),
+            )
+            .into());
+        }
+        let now = Timestamp::now();
+        let events = r
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, m)| parse_event(i, m, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (first_seq, last_seq) = self.ctx.audit(events).await?;
+        Ok(RecordAuditEventsResponse {
+            first_seq,
+            last_seq,
+        })
+    }
+
+    async fn query(
+        &self,
+        caller: Caller,
+        r: QueryAuditRequest,
+    ) -> Result<QueryAuditResponse, NodeError> {
+        let selector = match (r.patient.is_empty(), r.org.is_empty()) {
+            (false, false) => {
+                return Err(ValidationError::new("org", "give patient or org, not both").into());
+            }
+            (false, true) => AuditSelector::Patient(parse_national_id("patient", &r.patient)?),
+            (true, false) => AuditSelector::Org(parse_org_number("org", &r.org)?),
+            (true, true) => AuditSelector::All,
+        };
+        if !r.representative.is_empty() {
+            let representative = parse_national_id("representative", &r.representative)?;
+            let AuditSelector::Patient(patient) = &selector else {
+                return Err(ValidationError::new("representative", "needs patient").into());
+            };
+            self.ctx
+                .check_representation(&representative, patient, "audit")
+                .await?;
+        }
+        let limit = match r.limit as usize {
+            0 => 100,
+            n if n > AUDIT_QUERY_LIMIT_MAX => {
+                return Err(ValidationError::new(
+                    "limit",
+                    format!("is {n}, at most {AUDIT_QUERY_LIMIT_MAX}"),
+                )
+                .into());
+            }
+            n => n,
+        };
+        let mode = read_mode(r.read.as_ref())?;
+        // Reading the audit log is itself audited.
+        let patient = match &selector {
+            AuditSelector::Patient(p) => Some(p.clone()),
+            _ => None,
+        };
+        let event = caller.event(actions::AUDIT_QUERY, "audit", patient.as_ref());
+        let (ready, audited) =
+            tokio::join!(self.ctx.prepare_read(mode), self.ctx.audit(vec![event]));
+        ready?;
+        audited?;
+        let page = self.ctx.reader.audit_events(&selector, r.from_seq, limit)?;
+        Ok(QueryAuditResponse {
+            header: Some(self.ctx.header(page.revision, page.applied_index)),
+            events: page.value.events.iter().map(chained_message).collect(),
+            next_seq: page.value.next_seq.unwrap_or(0),
+        })
+    }
+
+    async fn head(
+        &self,
+        _caller: Caller,
+        _r: AuditHeadRequest,
+    ) -> Result<AuditHeadResponse, NodeError> {
+        let h = self.ctx.reader.audit_head()?;
+        Ok(AuditHeadResponse {
+            node_id: self.ctx.config.node_id,
+            seq: h.seq,
+            hash: hex::encode(h.hash),
+            pruned_seq: h.pruned_seq,
+            pruned_hash: hex::encode(h.pruned_hash),
+        })
+    }
+}
+
+/// Runs a handler that needs the caller, with admission control and metrics.
+macro_rules! handle_caller {
+    ($self:ident, $method:literal, $req:ident, $f:ident) => {{
+        let started = ::std::time::Instant::now();
+        let result = async {
+            let _permit = $self.ctx.admit().await?;
+            let caller = $crate::caller::Caller::from_metadata($req.metadata())?;
+            $self.$f(caller, $req.into_inner()).await
+        }
+        .await
+        .map(::tonic::Response::new)
+        .map_err(::tonic::Status::from);
+        $self.ctx.observe($method, started, &result);
+        result
+    }};
+}
+pub(crate) use handle_caller;
+
+#[tonic::async_trait]
+impl AuditService for AuditServiceImpl {
+    async fn record(
+        &self,
+        request: Request<RecordAuditEventsRequest>,
+    ) -> Result<Response<RecordAuditEventsResponse>, Status> {
+        handle_caller!(self, "Audit/Record", request, record)
+    }
+
+    async fn query(
+        &self,
+        request: Request<QueryAuditRequest>,
+    ) -> Result<Response<QueryAuditResponse>, Status> {
+        handle_caller!(self, "Audit/Query", request, query)
+    }
+
+    async fn head(
+        &self,
+        request: Request<AuditHeadRequest>,
+    ) -> Result<Response<AuditHeadResponse>, Status> {
+        handle_caller!(self, "Audit/Head", request, head)
+    }
+}

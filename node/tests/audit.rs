@@ -1,0 +1,242 @@
+//! The audit log on a real multi-process cluster: every lookup made in the test — through the
+//! client on the leader, as a bounded-staleness read on a follower (whose event is forwarded
+//! to the leader), and through the CLI — shows up in `audit query` for the patient with its
+//! actor and purpose, and `kartotek audit verify` recomputes the chain and finds every node's
+//! head in agreement. A bad actor header is refused and records nothing.
+
+mod common;
+
+use std::process::Command;
+
+use common::{TestCluster, org, patient};
+use kartotek_client::{CallerIdentity, ClientConfig, ClientError, KartotekClient};
+use kartotek_proto::v1::{
+    Consistency, LookupLocatorRequest, QueryAuditRequest, ReadOptions, RegisterLocatorRequest,
+};
+
+fn client_as(c: &TestCluster, ids: &[u64], actor: &str) -> KartotekClient {
+    let endpoints = ids
+        .iter()
+        .map(|id| c.nodes[c.idx(*id)].addr.clone())
+        .collect();
+    KartotekClient::new_as(
+        ClientConfig {
+            endpoints,
+            deadline_ms: 20_000,
+            ..ClientConfig::default()
+        },
+        CallerIdentity {
+            actor: Some(actor.into()),
+            purpose: Some("treatment".into()),
+            org: Some(org(50)),
+            on_behalf_of: None,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn lookup(p: &str) -> LookupLocatorRequest {
+    LookupLocatorRequest {
+        patient: p.to_owned(),
+        org: String::new(),
+        include_retired: false,
+        read: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_lookup_is_audited_and_the_chain_verifies() {
+    let c = TestCluster::start(3, |_| {}).await;
+    let p = patient(77);
+    let other = patient(78);
+    let writer = c.client();
+    writer
+        .register_locator(RegisterLocatorRequest {
+            request_id: String::new(),
+            patient: p.clone(),
+            org: org(50),
+            system: "ehr".into(),
+            categories: vec!["Observation".into()],
+            endpoint_ref: String::new(),
+            expected_mod_revision: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Five linearizable lookups by one clinician, two of another patient.
+    let leader = c.leader().await;
+    let clinician = client_as(&c, &[leader], "personnel:1234567");
+    for _ in 0..5 {
+        let r = clinician
+            .lookup_locator(lookup(&p))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.entries.len(), 1);
+    }
+    for _ in 0..2 {
+        clinician
+            .lookup_locator(lookup(&other))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // A bounded-staleness lookup served by a follower: its event goes to the leader.
+    let follower = c
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|id| *id != leader)
+        .unwrap_or(1);
+    let nurse = client_as(&c, &[follower], "personnel:7654321");
+    let mut bounded_done = false;
+    for _ in 0..50 {
+        match nurse
+            .lookup_locator(LookupLocatorRequest {
+                read: Some(ReadOptions {
+                    consistency: Consistency::BoundedStaleness as i32,
+                    max_staleness_ms: 5_000,
+                }),
+                ..lookup(&p)
+            })
+            .await
+        {
+            Ok(r) => {
+                assert_eq!(r.header.map(|h| h.node_id), Some(follower));
+                bounded_done = true;
+                break;
+            }
+            Err(ClientError::FailedPrecondition(_)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("bounded read: {e}"),
+        }
+    }
+    assert!(bounded_done, "the follower never served the bounded read");
+    // One lookup through the CLI, as a citizen.
+    let endpoints = c
+        .nodes
+        .iter()
+        .map(|n| n.addr.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let out = Command::new(env!("CARGO_BIN_EXE_kartotek"))
+        .args([
+            "--endpoints",
+            &endpoints,
+            "--actor",
+            &format!("citizen:{p}"),
+        ])
+        .args(["locator", "lookup", "--patient", &p, "--json"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A malformed actor is refused, and records nothing.
+    let bad = KartotekClient::new_as(
+        ClientConfig {
+            endpoints: vec![c.nodes[c.idx(leader)].addr.clone()],
+            ..ClientConfig::default()
+        },
+        CallerIdentity {
+            actor: Some("personnel:not-a-number".into()),
+            ..CallerIdentity::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    match bad.lookup_locator(lookup(&p)).await {
+        Err(ClientError::InvalidArgument { field, .. }) => {
+            assert_eq!(field.as_deref(), Some("x-kartotek-actor"))
+        }
+        other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+    }
+
+    // "Who has looked at my data?" — through the CLI, as JSON lines.
+    let out = Command::new(env!("CARGO_BIN_EXE_kartotek"))
+        .args(["--endpoints", &endpoints, "--json"])
+        .args(["audit", "query", "--patient", &p])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let lookups: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["action"] == "locator.lookup")
+        .collect();
+    assert_eq!(
+        lookups.len(),
+        7,
+        "5 + 1 bounded + 1 CLI lookups: {events:?}"
+    );
+    let by = |actor: &str| lookups.iter().filter(|e| e["actor"] == actor).count();
+    assert_eq!(by("personnel:1234567"), 5);
+    assert_eq!(by("personnel:7654321"), 1);
+    assert_eq!(by(&format!("citizen:{p}")), 1);
+    assert!(
+        lookups
+            .iter()
+            .filter(|e| e["actor"] != format!("citizen:{p}"))
+            .all(|e| e["purpose"] == "treatment" && e["org"] == org(50))
+    );
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "events in chain order"
+    );
+
+    // By organisation: the clinician lookups (acting for org 50) of both patients.
+    let by_org = writer
+        .query_audit(QueryAuditRequest {
+            org: org(50),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        by_org
+            .events
+            .iter()
+            .filter(|e| e.action == "locator.lookup")
+            .count()
+            >= 8
+    );
+
+    // The chain verifies and every node's head agrees.
+    let out = Command::new(env!("CARGO_BIN_EXE_kartotek"))
+        .args(["--endpoints", &endpoints, "--json", "audit", "verify"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["events"].as_u64().unwrap_or(0) >= 10, "{v}");
+    assert!(
+        v["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().filter(|n| n["agrees"] == true).count() >= 1),
+        "{v}"
+    );
+
+    // National ids never appear in node logs.
+    for n in &c.nodes {
+        assert!(
+            !c.log(n.id).contains(&p),
+            "node {} logged a national id",
+            n.id
+        );
+    }
+}
