@@ -81,6 +81,7 @@ enum Rpc {
 }
 
 /// Encodes a Raft message for the wire.
+#[allow(clippy::result_large_err)] // openraft's error type, returned as is by the trait
 fn encode<Req: Serialize, E: std::error::Error>(
     req: &Req,
 ) -> Result<Vec<u8>, RPCError<u64, BasicNode, E>> {

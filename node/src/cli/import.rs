@@ -289,6 +289,10 @@ struct BatchLines {
     data_lines: u64,
 }
 
+/// What the reader tells the answer loop about each batch: its number, its lines, and the
+/// lines it could not read (line, reason).
+type BatchInfo = (u64, BatchLines, Vec<(u64, String)>);
+
 /// Reads the file from `skip_lines` on and sends batches; locally unreadable lines go to
 /// `local_rejects` with their batch number.
 #[allow(clippy::too_many_arguments)]
@@ -299,7 +303,7 @@ fn read_batches(
     first_batch: u64,
     skip_lines: u64,
     batches: mpsc::Sender<ImportLocatorsRequest>,
-    lines: std::sync::mpsc::SyncSender<(u64, BatchLines, Vec<(u64, String)>)>,
+    lines: std::sync::mpsc::SyncSender<BatchInfo>,
 ) -> anyhow::Result<()> {
     for _ in 0..skip_lines {
         if reader.next_line().is_none() {

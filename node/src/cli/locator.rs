@@ -317,12 +317,7 @@ async fn watch(
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         for e in &msg.events {
-            let entry = match &e.record {
-                Some(kartotek_proto::v1::change_event::Record::Locator(l)) => {
-                    Some(LocatorEntryView::from(l))
-                }
-                None => None,
-            };
+            let entry = e.record.as_ref().and_then(locator_of);
             let view = EventView {
                 revision: e.revision,
                 at: e.at.clone(),
@@ -349,5 +344,14 @@ async fn watch(
         }
         use std::io::Write as _;
         std::io::stdout().flush()?;
+    }
+}
+
+/// The locator entry of a change event, if it is one.
+fn locator_of(r: &kartotek_proto::v1::change_event::Record) -> Option<LocatorEntryView> {
+    #[allow(unreachable_patterns)]
+    match r {
+        kartotek_proto::v1::change_event::Record::Locator(l) => Some(LocatorEntryView::from(l)),
+        _ => None,
     }
 }
