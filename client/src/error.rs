@@ -95,11 +95,18 @@ impl ClientError {
         let message = truncate(status.message(), ERROR_TEXT_MAX);
         match status.code() {
             Code::InvalidArgument => Self::InvalidArgument {
-                field: status
-                    .metadata()
-                    .get(FIELD_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .map(|f| truncate(f, ERROR_TEXT_MAX)),
+                // The standard google.rpc.BadRequest detail first, then the metadata.
+                field: tonic_types::StatusExt::get_details_bad_request(&status)
+                    .and_then(|b| b.field_violations.into_iter().next())
+                    .map(|v| v.field)
+                    .or_else(|| {
+                        status
+                            .metadata()
+                            .get(FIELD_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    })
+                    .map(|f| truncate(&f, ERROR_TEXT_MAX)),
                 message,
             },
             Code::NotFound => Self::NotFound(message),

@@ -84,6 +84,14 @@ pub enum Op {
     /// Append audit events to the hash-chained audit log (at most
     /// [`crate::limits::AUDIT_EVENTS_PER_APPEND_MAX`]).
     AuditAppend(Vec<AuditEvent>),
+    /// Retention: remove the oldest audit events recorded before `before` (at most `max`
+    /// of them); the chain goes on from the last removed event's hash.
+    AuditPrune {
+        /// Events with a time before this are removed.
+        before: Timestamp,
+        /// Most events removed by this command.
+        max: u32,
+    },
 }
 
 /// One caller's command inside an [`Op::Batch`]; it shares the batch's leader stamp.
@@ -107,6 +115,7 @@ impl Op {
             Op::Batch(_) => "batch",
             Op::Record(_) => "record",
             Op::AuditAppend(_) => "audit_append",
+            Op::AuditPrune { .. } => "audit_prune",
         }
     }
 
@@ -150,6 +159,13 @@ pub enum Outcome {
         first_seq: u64,
         /// Of the last event.
         last_seq: u64,
+    },
+    /// How many audit events an [`Op::AuditPrune`] removed, and the seq pruned up to.
+    AuditPruned {
+        /// Events removed.
+        removed: u32,
+        /// The newest removed seq (the verification start point).
+        pruned_seq: u64,
     },
 }
 

@@ -91,6 +91,48 @@ impl NodeContext {
     }
 }
 
+/// Starts the retention task: while this node leads, it removes audit events older than
+/// `audit.retention_days` every `audit.prune_interval_ms` (no-op when retention is 0).
+pub fn spawn_retention(ctx: NodeContext) {
+    let settings = ctx.config.audit.clone();
+    if settings.retention_days == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let every = std::time::Duration::from_millis(settings.prune_interval_ms);
+        loop {
+            tokio::time::sleep(every).await;
+            let leading = {
+                let m = ctx.raft.metrics();
+                let m = m.borrow();
+                m.current_leader == Some(ctx.config.node_id)
+            };
+            if !leading {
+                continue;
+            }
+            let keep_ms = i64::from(settings.retention_days) * 86_400_000;
+            let before = Timestamp(Timestamp::now().0.saturating_sub(keep_ms));
+            let op = Op::AuditPrune {
+                before,
+                max: settings.prune_events_per_command_max,
+            };
+            match ctx.write(None, op).await {
+                Ok(r) => {
+                    if let Ok(Outcome::AuditPruned {
+                        removed,
+                        pruned_seq,
+                    }) = r.result
+                        && removed > 0
+                    {
+                        tracing::info!(removed, pruned_seq, "audit retention removed old events");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "audit retention"),
+            }
+        }
+    });
+}
+
 /// An audit event as an API message.
 pub fn audit_event_message(
     e: &AuditEvent,

@@ -196,6 +196,28 @@ impl Default for ApiSettings {
     }
 }
 
+/// Audit log settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Keep audit events this many days (0: forever). The leader removes older ones.
+    pub retention_days: u32,
+    /// How often the leader looks for events past retention.
+    pub prune_interval_ms: u64,
+    /// Most events one retention command removes.
+    pub prune_events_per_command_max: u32,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            retention_days: 0,
+            prune_interval_ms: 60_000,
+            prune_events_per_command_max: 10_000,
+        }
+    }
+}
+
 /// Switches for the fault-injection harness's self-check. Each one breaks a guarantee on
 /// purpose, so that the harness can prove its checkers catch the anomaly. Never set in
 /// production: the node logs an error at start when any is on.
@@ -239,6 +261,8 @@ pub struct NodeConfig {
     pub storage: StorageSettings,
     /// Public API settings.
     pub api: ApiSettings,
+    /// Audit log settings.
+    pub audit: AuditSettings,
     /// Unsafe switches for the fault-injection harness (all off by default).
     pub testing: TestingSettings,
 }
@@ -256,6 +280,7 @@ impl Default for NodeConfig {
             raft: RaftSettings::default(),
             storage: StorageSettings::default(),
             api: ApiSettings::default(),
+            audit: AuditSettings::default(),
             testing: TestingSettings::default(),
         }
     }
@@ -363,6 +388,12 @@ impl NodeConfig {
         }
         if self.api.write_timeout_ms == 0 || self.api.read_timeout_ms == 0 {
             return Err(invalid("api.write_timeout_ms", "timeouts must be positive"));
+        }
+        if self.audit.prune_interval_ms == 0 || self.audit.prune_events_per_command_max == 0 {
+            return Err(invalid(
+                "audit.prune_interval_ms",
+                "prune_interval_ms and prune_events_per_command_max must be positive",
+            ));
         }
         if self.storage.change_history_max == 0 {
             return Err(invalid("storage.change_history_max", "must be positive"));

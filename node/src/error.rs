@@ -7,6 +7,7 @@ use kartotek_domain::{ApplyError, ValidationError};
 use kartotek_proto::{FIELD_HEADER, LEADER_ADDR_HEADER, LEADER_ID_HEADER, OLDEST_REVISION_HEADER};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 /// What can go wrong serving a request.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +101,11 @@ impl From<NodeError> for Status {
         let msg = e.to_string();
         match e {
             NodeError::Invalid(v) => {
-                let mut s = Status::invalid_argument(msg);
+                // The field travels twice: as a google.rpc.BadRequest field violation in the
+                // status details (standard gRPC error model) and in `x-kartotek-field`.
+                let details =
+                    ErrorDetails::with_bad_request_violation(v.field.clone(), v.reason.clone());
+                let mut s = Status::with_error_details(Code::InvalidArgument, msg, details);
                 if let Ok(val) = MetadataValue::try_from(v.field.as_str()) {
                     s.metadata_mut().insert(FIELD_HEADER, val);
                 }
@@ -163,6 +168,12 @@ mod tests {
         );
         let s: Status = NodeError::Invalid(ValidationError::new("patient", "bad")).into();
         assert_eq!(s.code(), Code::InvalidArgument);
+        let violations = s
+            .get_details_bad_request()
+            .map(|b| b.field_violations)
+            .unwrap_or_default();
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].field, "patient");
         assert_eq!(
             s.metadata().get(FIELD_HEADER).and_then(|v| v.to_str().ok()),
             Some("patient")

@@ -166,6 +166,7 @@ pub async fn run_node(
         .max_decoding_message_size(request_max);
     let admin_svc = AdminServiceServer::new(AdminServiceImpl::new(ctx.clone()))
         .max_decoding_message_size(request_max);
+    crate::audit_service::spawn_retention(ctx.clone());
     let audit_svc = AuditServiceServer::new(AuditServiceImpl::new(ctx.clone()))
         .max_decoding_message_size(request_max);
     // grpc.health.v1: SERVING once the node serves (per service and overall "").

@@ -94,6 +94,42 @@ pub(crate) fn append(
     Ok((first, seq))
 }
 
+/// Removes up to `max` of the oldest events recorded before `before`, with their index
+/// entries, and moves the retention checkpoint; returns how many and the checkpoint seq.
+pub(crate) fn prune(
+    txn: &mut EntryTxn<'_>,
+    before: kartotek_domain::Timestamp,
+    max: u32,
+) -> Result<(u32, u64), StoreError> {
+    let (mut pruned_seq, mut pruned_hash): (u64, [u8; 32]) =
+        txn.get(SM_AUDIT_PRUNED)?.unwrap_or((0, GENESIS_PREV_HASH));
+    let (head_seq, _): (u64, [u8; 32]) = txn.get(SM_AUDIT_HEAD)?.unwrap_or((0, GENESIS_PREV_HASH));
+    let mut removed = 0u32;
+    while removed < max && pruned_seq < head_seq {
+        let seq = pruned_seq + 1;
+        let Some(e) = txn.get::<ChainedAuditEvent>(&audit_key(seq))? else {
+            return Err(StoreError::Corrupt(format!("audit event {seq} missing")));
+        };
+        if e.event.time >= before {
+            break;
+        }
+        txn.delete(&audit_key(seq))?;
+        if let Some(p) = &e.event.patient {
+            txn.delete(&with_seq(patient_index_prefix(p), seq))?;
+        }
+        if let Some(o) = &e.event.org {
+            txn.delete(&with_seq(org_index_prefix(o), seq))?;
+        }
+        pruned_seq = seq;
+        pruned_hash = e.hash;
+        removed += 1;
+    }
+    if removed > 0 {
+        txn.put(SM_AUDIT_PRUNED, &(pruned_seq, pruned_hash))?;
+    }
+    Ok((removed, pruned_seq))
+}
+
 /// Which events an audit read wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditSelector {

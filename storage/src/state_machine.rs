@@ -318,6 +318,13 @@ impl StateMachine {
                     last_seq,
                 })
             }
+            Op::AuditPrune { before, max } => {
+                let (removed, pruned_seq) = crate::audit_log::prune(txn, *before, *max)?;
+                Ok(Outcome::AuditPruned {
+                    removed,
+                    pruned_seq,
+                })
+            }
             Op::LocatorRegister(reg) => {
                 let existing: Option<LocatorEntry> = txn.get(&locator_key(&reg.key))?;
                 let (entry, changed) = apply_register(existing.as_ref(), reg, now, next);

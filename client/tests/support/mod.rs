@@ -147,6 +147,31 @@ impl LocatorService for FakeService {
             entries: vec![],
         }))
     }
+
+    async fn list(
+        &self,
+        _request: Request<proto::ListLocatorsRequest>,
+    ) -> Result<Response<proto::ListLocatorsResponse>, Status> {
+        Err(Status::unimplemented("the fake node does not list"))
+    }
+
+    type ImportStream = tokio_stream::Empty<Result<proto::ImportLocatorsResponse, Status>>;
+
+    async fn import(
+        &self,
+        _request: Request<tonic::Streaming<proto::ImportLocatorsRequest>>,
+    ) -> Result<Response<Self::ImportStream>, Status> {
+        Err(Status::unimplemented("the fake node does not import"))
+    }
+
+    type WatchStream = tokio_stream::Empty<Result<proto::WatchLocatorsResponse, Status>>;
+
+    async fn watch(
+        &self,
+        _request: Request<proto::WatchLocatorsRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented("the fake node does not watch"))
+    }
 }
 
 #[tonic::async_trait]
