@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_protos(
         &[
             "proto/kartotek/v1/kartotek.proto",
+            "proto/kartotek/v1/record_types.proto",
             "proto/kartotek/v1/records.proto",
             "proto/kartotek/raft/v1/raft.proto",
         ],

@@ -9,8 +9,15 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::block::{Block, BlockTarget};
+use crate::catalog::CatalogEntry;
+use crate::client_record::ClientRecord;
+use crate::consent::{Consent, Grantee};
 use crate::ids::{NationalId, OrgNumber};
 use crate::locator::LocatorEntry;
+use crate::notification::PatientNotification;
+use crate::representation::Representation;
+use crate::reservation::Reservation;
 use crate::time::Timestamp;
 
 /// What changed. New record families append variants (the log and the history store them).
@@ -18,6 +25,20 @@ use crate::time::Timestamp;
 pub enum Change {
     /// A locator entry as it is after the change (a retire shows status retired).
     Locator(LocatorEntry),
+    /// A block as it is after the change.
+    Block(Block),
+    /// A consent as it is after the change.
+    Consent(Consent),
+    /// A reservation as it is after the change.
+    Reservation(Reservation),
+    /// A representation as it is after the change (its patient is the represented person).
+    Representation(Representation),
+    /// An API catalog entry as it is after the change (about no patient).
+    CatalogEntry(CatalogEntry),
+    /// A token-issuance client as it is after the change (about no patient).
+    Client(ClientRecord),
+    /// A patient notification (emergency override) as it is after the change.
+    Notification(PatientNotification),
 }
 
 impl Change {
@@ -25,6 +46,12 @@ impl Change {
     pub fn patient(&self) -> Option<&NationalId> {
         match self {
             Change::Locator(e) => Some(&e.key.patient),
+            Change::Block(b) => Some(&b.patient),
+            Change::Consent(c) => Some(&c.patient),
+            Change::Reservation(r) => Some(&r.key.patient),
+            Change::Representation(r) => Some(&r.represented),
+            Change::CatalogEntry(_) | Change::Client(_) => None,
+            Change::Notification(n) => Some(&n.patient),
         }
     }
 
@@ -32,6 +59,18 @@ impl Change {
     pub fn org(&self) -> Option<&OrgNumber> {
         match self {
             Change::Locator(e) => Some(&e.key.org),
+            Change::Block(b) => match &b.target {
+                BlockTarget::Organisation(o) => Some(o),
+                _ => None,
+            },
+            Change::Consent(c) => match &c.grantee {
+                Grantee::Organisation(o) => Some(o),
+                _ => None,
+            },
+            Change::Reservation(_) | Change::Representation(_) => None,
+            Change::CatalogEntry(e) => Some(&e.owner),
+            Change::Client(c) => Some(&c.org),
+            Change::Notification(n) => n.org.as_ref(),
         }
     }
 }

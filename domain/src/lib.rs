@@ -20,6 +20,8 @@
 //! - [`catalog`]: the API catalog (register, update, lifecycle, search).
 //! - [`client_record`]: token-issuance clients (public keys, allowed scopes).
 //! - [`audit`]: audit events and their tamper-evident hash chain.
+//! - [`notification`]: patient notifications queued by emergency overrides.
+//! - [`record_op`]: the replicated operations on the record families.
 //! - [`access`]: the access decision over a patient's blocks, consents, reservations and
 //!   representations.
 
@@ -36,6 +38,7 @@ pub mod fields;
 pub mod ids;
 pub mod limits;
 pub mod locator;
+pub mod notification;
 pub mod record_op;
 pub mod representation;
 pub mod reservation;

@@ -1,13 +1,154 @@
 //! Replicated operations on the privacy-settings record families, the API catalog and
 //! clients, and their outcomes. [`crate::Op::Record`] carries a [`RecordOp`]; the state machine
 //! (`storage/src/records.rs`) applies it with the pure functions of each family's module.
+//!
+//! Every variant carries an already validated command (the node parses requests before it
+//! proposes them), so applying never fails on input, only on state ([`crate::ApplyError`]).
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::{AccessDecision, AccessPolicy, AccessRequest};
+use crate::block::{Block, BlockAdd, BlockRevoke};
+use crate::catalog::{CatalogEntry, CatalogRegister, CatalogSetLifecycle, CatalogUpdate};
+use crate::client_record::{ClientRecord, ClientRegister, ClientUpdate};
+use crate::consent::{Consent, ConsentAnswer, ConsentGrant, ConsentRequest};
+use crate::notification::{NotificationAck, PatientNotification};
+use crate::representation::{Representation, RepresentationGrant, RepresentationRevoke};
+use crate::reservation::{Reservation, ReservationReserve, ReservationWithdraw};
+
 /// An operation on one of the record families (append-only variants: the log stores them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RecordOp {}
+pub enum RecordOp {
+    /// Add a block.
+    BlockAdd(BlockAdd),
+    /// Revoke a block.
+    BlockRevoke(BlockRevoke),
+    /// A grantee asks the patient for consent (with a deadline).
+    ConsentRequest(ConsentRequest),
+    /// The patient grants a consent directly.
+    ConsentGrant(ConsentGrant),
+    /// The patient grants a pending request.
+    ConsentGrantRequest(ConsentAnswer),
+    /// The patient denies a pending request.
+    ConsentDeny(ConsentAnswer),
+    /// The patient withdraws a granted consent.
+    ConsentWithdraw(ConsentAnswer),
+    /// The patient opts out of a national service.
+    Reserve(ReservationReserve),
+    /// The patient opts back in.
+    ReservationWithdraw(ReservationWithdraw),
+    /// Grant a representation.
+    RepresentationGrant(RepresentationGrant),
+    /// Revoke a representation.
+    RepresentationRevoke(RepresentationRevoke),
+    /// Register an API catalog entry.
+    CatalogRegister(CatalogRegister),
+    /// Update an API catalog entry's content.
+    CatalogUpdate(CatalogUpdate),
+    /// Move an API catalog entry forward in its lifecycle.
+    CatalogSetLifecycle(CatalogSetLifecycle),
+    /// Register a token-issuance client.
+    ClientRegister(ClientRegister),
+    /// Update a token-issuance client.
+    ClientUpdate(ClientUpdate),
+    /// An access decision with an emergency override: decided on the state at this log
+    /// position with the policy carried here (so every replica decides alike); a permit by
+    /// override stores a patient notification in the same entry.
+    AccessOverride {
+        /// The validated request (its override justification is set).
+        request: AccessRequest,
+        /// The proposing node's access policy.
+        policy: AccessPolicy,
+    },
+    /// Acknowledge a patient notification.
+    NotificationAck(NotificationAck),
+}
 
-/// What a [`RecordOp`] produced (append-only variants: the dedup table stores them).
+impl RecordOp {
+    /// A short name for metrics and logs (never contains patient data).
+    pub fn name(&self) -> &'static str {
+        match self {
+            RecordOp::BlockAdd(_) => "block_add",
+            RecordOp::BlockRevoke(_) => "block_revoke",
+            RecordOp::ConsentRequest(_) => "consent_request",
+            RecordOp::ConsentGrant(_) => "consent_grant",
+            RecordOp::ConsentGrantRequest(_) => "consent_grant_request",
+            RecordOp::ConsentDeny(_) => "consent_deny",
+            RecordOp::ConsentWithdraw(_) => "consent_withdraw",
+            RecordOp::Reserve(_) => "reservation_reserve",
+            RecordOp::ReservationWithdraw(_) => "reservation_withdraw",
+            RecordOp::RepresentationGrant(_) => "representation_grant",
+            RecordOp::RepresentationRevoke(_) => "representation_revoke",
+            RecordOp::CatalogRegister(_) => "catalog_register",
+            RecordOp::CatalogUpdate(_) => "catalog_update",
+            RecordOp::CatalogSetLifecycle(_) => "catalog_set_lifecycle",
+            RecordOp::ClientRegister(_) => "client_register",
+            RecordOp::ClientUpdate(_) => "client_update",
+            RecordOp::AccessOverride { .. } => "access_override",
+            RecordOp::NotificationAck(_) => "notification_ack",
+        }
+    }
+}
+
+/// What a [`RecordOp`] produced (append-only variants: the dedup table stores them). `changed`
+/// is false for an idempotent repeat (nothing was written).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RecordOutcome {}
+pub enum RecordOutcome {
+    /// A block after the command.
+    Block {
+        /// As stored.
+        block: Block,
+        /// Whether the command changed it.
+        changed: bool,
+    },
+    /// A consent after the command.
+    Consent {
+        /// As stored.
+        consent: Consent,
+        /// Whether the command changed it.
+        changed: bool,
+    },
+    /// A reservation after the command.
+    Reservation {
+        /// As stored.
+        reservation: Reservation,
+        /// Whether the command changed it.
+        changed: bool,
+    },
+    /// A representation after the command.
+    Representation {
+        /// As stored.
+        representation: Representation,
+        /// Whether the command changed it.
+        changed: bool,
+    },
+    /// A catalog entry after the command.
+    Catalog {
+        /// As stored.
+        entry: CatalogEntry,
+        /// Whether the command changed it.
+        changed: bool,
+    },
+    /// A client after the command.
+    Client {
+        /// As stored.
+        client: ClientRecord,
+        /// Whether the command changed it.
+        changed: bool,
+    },
+    /// An overriding access decision and the notification it queued (permit by override
+    /// only).
+    AccessDecided {
+        /// The decision.
+        decision: AccessDecision,
+        /// The notification stored with it.
+        notification: Option<PatientNotification>,
+    },
+    /// A notification after an acknowledgement.
+    Notification {
+        /// As stored.
+        notification: PatientNotification,
+        /// Whether the command changed it.
+        changed: bool,
+    },
+}

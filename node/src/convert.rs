@@ -3,6 +3,8 @@
 use kartotek_domain::{Change, ChangeEvent, LocatorEntry, LocatorStatus};
 use kartotek_proto::v1;
 
+use crate::records::convert as rc;
+
 /// A stored locator entry as an API message.
 pub fn locator_entry(e: &LocatorEntry) -> v1::LocatorEntry {
     v1::LocatorEntry {
@@ -29,6 +31,15 @@ pub fn change_event(e: &ChangeEvent) -> v1::ChangeEvent {
         at: e.at.to_rfc3339(),
         record: Some(match &e.change {
             Change::Locator(entry) => v1::change_event::Record::Locator(locator_entry(entry)),
+            Change::Block(b) => v1::change_event::Record::Block(rc::block(b, e.at)),
+            Change::Consent(c) => v1::change_event::Record::Consent(rc::consent(c, e.at)),
+            Change::Reservation(r) => v1::change_event::Record::Reservation(rc::reservation(r)),
+            Change::Representation(r) => {
+                v1::change_event::Record::Representation(rc::representation(r, None))
+            }
+            Change::CatalogEntry(c) => v1::change_event::Record::CatalogEntry(rc::catalog_entry(c)),
+            Change::Client(c) => v1::change_event::Record::Client(rc::client(c)),
+            Change::Notification(n) => v1::change_event::Record::Notification(rc::notification(n)),
         }),
     }
 }

@@ -6,6 +6,8 @@
 //! - [`read_barrier`] (linearizable reads) and [`staleness`] (bounded-staleness reads).
 //! - [`locator_service`] (+ [`locator_stream`]: import and watch), [`admin_service`]: the public
 //!   `kartotek.v1` API.
+//! - [`records`]: the record families' services (blocks, access decision, notifications,
+//!   consents, reservations, representation, API catalog, clients).
 //! - [`cli`]: `kartotek node`, `kartotek dev`, `kartotek admin …`, `kartotek locator …`.
 
 pub mod admin_service;
@@ -24,5 +26,6 @@ pub mod proposer;
 pub mod raft_network;
 pub mod raft_service;
 pub mod read_barrier;
+pub mod records;
 pub mod server;
 pub mod staleness;

@@ -13,7 +13,10 @@
 //!   - `C` change history: `revision (u64 BE)` → change event (the watch feed), oldest
 //!     compacted first;
 //!   - `A`, `P`, `G` audit log: events by seq, index by patient, index by org (see
-//!     `audit_log.rs`).
+//!     `audit_log.rs`);
+//!   - `B`, `N`, `V`, `S`, `R`, `K`, `Q`, `W`, `I` the record families (blocks, consents,
+//!     reservations, representations and their by-representative index, API catalog, clients,
+//!     patient notifications, per-person id lists; see `record_keys.rs`).
 
 use kartotek_domain::{LocatorKey, NationalId, OrgNumber, RequestId, Timestamp};
 

@@ -113,6 +113,7 @@ fn every_change_gets_one_event_in_revision_order() {
                 assert_eq!(e.status, kartotek_domain::LocatorStatus::Retired);
                 assert_eq!(e.mod_revision, 4);
             }
+            other => panic!("unexpected change {other:?}"),
         }
         let tail = store.reader.changes(3, 1).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(tail.events.len(), 1);

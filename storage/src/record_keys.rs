@@ -1,0 +1,178 @@
+//! Key layout of the record families in the `sm` column family (see `keys.rs` for the rest).
+//!
+//! Ids are server-assigned revisions, written big-endian so that a prefix scan returns a
+//! person's records oldest first. National ids are 11 ASCII digits and org numbers 9, so the
+//! fixed-width prefixes never run into each other.
+//!
+//! - `B` blocks: `patient(11) id(u64 BE)` → [`kartotek_domain::Block`];
+//! - `N` consents: `patient(11) id(u64 BE)` → [`kartotek_domain::Consent`];
+//! - `V` reservations: `patient(11) service` → [`kartotek_domain::Reservation`];
+//! - `S` representations by the represented person: `represented(11) id(u64 BE)` →
+//!   [`kartotek_domain::Representation`];
+//! - `R` representations by representative: `representative(11) id(u64 BE)` → the
+//!   represented person's id (11 bytes), pointing at the `S` key;
+//! - `K` API catalog entries: `catalog id` → [`kartotek_domain::CatalogEntry`];
+//! - `Q` token-issuance clients: `client id` → [`kartotek_domain::ClientRecord`];
+//! - `W` patient notifications (emergency overrides): `patient(11) id(u64 BE)` →
+//!   [`kartotek_domain::notification::PatientNotification`];
+//! - `I` id lists for apply: `family(1) owner(11)` → the sorted ids (`Vec<u64>`) of one
+//!   person's blocks (`B`), consents (`N`) or representations as represented (`S`). Apply
+//!   reads a person's records through this list with point reads, which see the writes of
+//!   the same log entry (the entry transaction has no prefix scan).
+
+use kartotek_domain::{CatalogId, ClientId, NationalId, ServiceName};
+
+/// Which per-person id list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdList {
+    /// A patient's blocks.
+    Blocks,
+    /// A patient's consents.
+    Consents,
+    /// The representations naming a person as represented.
+    Represented,
+}
+
+impl IdList {
+    fn byte(self) -> u8 {
+        match self {
+            IdList::Blocks => b'B',
+            IdList::Consents => b'N',
+            IdList::Represented => b'S',
+        }
+    }
+}
+
+/// `table` + the person's national id.
+fn person_prefix(table: u8, person: &NationalId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + 11 + 8);
+    k.push(table);
+    k.extend_from_slice(person.as_str().as_bytes());
+    k
+}
+
+/// `prefix` + id (u64 BE).
+fn with_id(mut prefix: Vec<u8>, id: u64) -> Vec<u8> {
+    prefix.extend_from_slice(&id.to_be_bytes());
+    prefix
+}
+
+/// Prefix of every block of a patient.
+pub fn block_prefix(patient: &NationalId) -> Vec<u8> {
+    person_prefix(b'B', patient)
+}
+
+/// Key of one block.
+pub fn block_key(patient: &NationalId, id: u64) -> Vec<u8> {
+    with_id(block_prefix(patient), id)
+}
+
+/// Prefix of every consent of a patient.
+pub fn consent_prefix(patient: &NationalId) -> Vec<u8> {
+    person_prefix(b'N', patient)
+}
+
+/// Key of one consent.
+pub fn consent_key(patient: &NationalId, id: u64) -> Vec<u8> {
+    with_id(consent_prefix(patient), id)
+}
+
+/// Prefix of every reservation of a patient.
+pub fn reservation_prefix(patient: &NationalId) -> Vec<u8> {
+    person_prefix(b'V', patient)
+}
+
+/// Key of one reservation.
+pub fn reservation_key(patient: &NationalId, service: &ServiceName) -> Vec<u8> {
+    let mut k = reservation_prefix(patient);
+    k.extend_from_slice(service.as_str().as_bytes());
+    k
+}
+
+/// Prefix of every representation naming `represented`.
+pub fn represented_prefix(represented: &NationalId) -> Vec<u8> {
+    person_prefix(b'S', represented)
+}
+
+/// Key of one representation (stored under the represented person).
+pub fn representation_key(represented: &NationalId, id: u64) -> Vec<u8> {
+    with_id(represented_prefix(represented), id)
+}
+
+/// Prefix of the by-representative index of `representative`.
+pub fn representative_prefix(representative: &NationalId) -> Vec<u8> {
+    person_prefix(b'R', representative)
+}
+
+/// Key of one by-representative index entry.
+pub fn representative_index_key(representative: &NationalId, id: u64) -> Vec<u8> {
+    with_id(representative_prefix(representative), id)
+}
+
+/// Prefix of every catalog entry.
+pub const CATALOG_PREFIX: &[u8] = b"K";
+
+/// Key of one catalog entry.
+pub fn catalog_key(id: &CatalogId) -> Vec<u8> {
+    let mut k = CATALOG_PREFIX.to_vec();
+    k.extend_from_slice(id.as_str().as_bytes());
+    k
+}
+
+/// Prefix of every client.
+pub const CLIENT_PREFIX: &[u8] = b"Q";
+
+/// Key of one client.
+pub fn client_key(id: &ClientId) -> Vec<u8> {
+    let mut k = CLIENT_PREFIX.to_vec();
+    k.extend_from_slice(id.as_str().as_bytes());
+    k
+}
+
+/// Prefix of every notification of a patient.
+pub fn notification_prefix(patient: &NationalId) -> Vec<u8> {
+    person_prefix(b'W', patient)
+}
+
+/// Key of one notification.
+pub fn notification_key(patient: &NationalId, id: u64) -> Vec<u8> {
+    with_id(notification_prefix(patient), id)
+}
+
+/// Key of a person's id list.
+pub fn id_list_key(list: IdList, person: &NationalId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + 11);
+    k.push(b'I');
+    k.push(list.byte());
+    k.extend_from_slice(person.as_str().as_bytes());
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kartotek_domain::ids::NationalIdKind;
+    use kartotek_domain::ids::testing::national_id_from_parts;
+
+    fn person() -> NationalId {
+        let date = chrono::NaiveDate::from_ymd_opt(1990, 1, 1).unwrap_or_default();
+        match (0..1000u16).find_map(|i| national_id_from_parts(date, i, NationalIdKind::Ordinary)) {
+            Some(p) => p,
+            None => panic!("no id"),
+        }
+    }
+
+    #[test]
+    fn ids_order_within_a_person() {
+        let p = person();
+        assert!(block_key(&p, 255) < block_key(&p, 256));
+        assert!(block_key(&p, 1).starts_with(&block_prefix(&p)));
+        assert_eq!(block_key(&p, 1).len(), 1 + 11 + 8);
+        assert_ne!(
+            id_list_key(IdList::Blocks, &p),
+            id_list_key(IdList::Consents, &p)
+        );
+        assert!(representation_key(&p, 3).starts_with(b"S"));
+        assert!(representative_index_key(&p, 3).starts_with(b"R"));
+    }
+}
