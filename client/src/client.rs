@@ -35,7 +35,7 @@ use crate::retry::{Backoff, Verdict, classify, is_attempt_timeout, is_connect_fa
 
 /// Where the attempts of a call go.
 #[derive(Debug, Clone)]
-enum Route {
+pub(crate) enum Route {
     /// The last known leader (else the preferred endpoint); leader hints are followed and,
     /// without a hint, the next endpoint is tried round robin.
     Leader,
@@ -47,7 +47,7 @@ enum Route {
 
 /// Which failures a call retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Persistence {
+pub(crate) enum Persistence {
     /// Every retryable failure, until the deadline.
     UntilDeadline,
     /// None: one attempt.
@@ -58,17 +58,17 @@ enum Persistence {
 
 /// How one call is carried out.
 #[derive(Debug)]
-struct Plan<'a> {
+pub(crate) struct Plan<'a> {
     /// Operation name, for logs.
-    op: &'static str,
-    route: Route,
-    persistence: Persistence,
+    pub(crate) op: &'static str,
+    pub(crate) route: Route,
+    pub(crate) persistence: Persistence,
     /// Request id of a write, sent as `x-request-id` metadata on every attempt.
-    request_id: Option<&'a str>,
+    pub(crate) request_id: Option<&'a str>,
 }
 
 impl<'a> Plan<'a> {
-    fn to_leader(op: &'static str) -> Self {
+    pub(crate) fn to_leader(op: &'static str) -> Self {
         Self {
             op,
             route: Route::Leader,
@@ -77,7 +77,7 @@ impl<'a> Plan<'a> {
         }
     }
 
-    fn write(op: &'static str, request_id: &'a str) -> Self {
+    pub(crate) fn write(op: &'static str, request_id: &'a str) -> Self {
         Self {
             request_id: Some(request_id),
             ..Self::to_leader(op)
@@ -435,7 +435,7 @@ impl KartotekClient {
 
     /// Runs one call according to `plan`: picks the endpoint, sends attempts through `send`,
     /// and retries as the plan and the failures allow, until the deadline.
-    async fn execute<Req, Resp, F, Fut>(
+    pub(crate) async fn execute<Req, Resp, F, Fut>(
         &self,
         plan: Plan<'_>,
         body: Req,
@@ -586,7 +586,7 @@ impl KartotekClient {
 }
 
 /// Fills an empty request id with a fresh UUID v4.
-fn ensure_request_id(request_id: &mut String) {
+pub(crate) fn ensure_request_id(request_id: &mut String) {
     if request_id.is_empty() {
         *request_id = uuid::Uuid::new_v4().to_string();
     }

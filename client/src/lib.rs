@@ -1,6 +1,8 @@
 //! Rust client for Kartotek, the Raft-replicated health registry.
 //!
-//! [`KartotekClient`] wraps the `kartotek.v1` gRPC API (`LocatorService`, `AdminService`)
+//! [`KartotekClient`] wraps the `kartotek.v1` gRPC API (`LocatorService`, `AdminService`,
+//! `AuditService` and the record families' services: blocks, access decision, notifications,
+//! consents, reservations, representation, API catalog, clients)
 //! with leader discovery, retries with backoff until a deadline, and stable request ids for
 //! writes. Configure it with [`ClientConfig`]; failures are [`ClientError`]s.
 //!
@@ -27,6 +29,7 @@ mod client;
 mod config;
 mod endpoints;
 mod error;
+mod records;
 mod retry;
 mod streams;
 

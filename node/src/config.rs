@@ -263,6 +263,8 @@ pub struct NodeConfig {
     pub api: ApiSettings,
     /// Audit log settings.
     pub audit: AuditSettings,
+    /// Access decision and representation (parental age rules) policy.
+    pub policy: crate::records::policy::PolicySettings,
     /// Unsafe switches for the fault-injection harness (all off by default).
     pub testing: TestingSettings,
 }
@@ -281,6 +283,7 @@ impl Default for NodeConfig {
             storage: StorageSettings::default(),
             api: ApiSettings::default(),
             audit: AuditSettings::default(),
+            policy: crate::records::policy::PolicySettings::default(),
             testing: TestingSettings::default(),
         }
     }
@@ -394,6 +397,9 @@ impl NodeConfig {
                 "audit.prune_interval_ms",
                 "prune_interval_ms and prune_events_per_command_max must be positive",
             ));
+        }
+        if let Err(e) = self.policy.validate() {
+            return Err(invalid("policy", e.to_string()));
         }
         if self.storage.change_history_max == 0 {
             return Err(invalid("storage.change_history_max", "must be positive"));

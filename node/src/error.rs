@@ -130,6 +130,8 @@ impl From<NodeError> for Status {
             }
             NodeError::Apply(ApplyError::NotFound(_)) => Status::not_found(msg),
             NodeError::Apply(ApplyError::Conflict(_)) => Status::failed_precondition(msg),
+            NodeError::Apply(ApplyError::PermissionDenied(_)) => Status::permission_denied(msg),
+            NodeError::Apply(ApplyError::ResourceExhausted(_)) => Status::resource_exhausted(msg),
             #[allow(unreachable_patterns)]
             NodeError::Apply(_) => Status::failed_precondition(msg),
             NodeError::Compacted { oldest, .. } => {
@@ -180,5 +182,9 @@ mod tests {
         );
         let s: Status = NodeError::Apply(ApplyError::NotFound("x".into())).into();
         assert_eq!(s.code(), Code::NotFound);
+        let s: Status = NodeError::Apply(ApplyError::PermissionDenied("x".into())).into();
+        assert_eq!(s.code(), Code::PermissionDenied);
+        let s: Status = NodeError::Apply(ApplyError::ResourceExhausted("x".into())).into();
+        assert_eq!(s.code(), Code::ResourceExhausted);
     }
 }

@@ -193,13 +193,15 @@ pub async fn run_node(
         .await
         .map_err(|e| StartError::Serve(format!("gRPC on {}: {e}", config.listen_addr)))?;
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let served = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .add_service(raft_svc)
         .add_service(locator_svc)
         .add_service(admin_svc)
         .add_service(audit_svc)
         .add_service(health_svc)
-        .add_service(reflection_svc)
+        .add_service(reflection_svc);
+    let served = crate::records::add_services(router, &ctx, request_max, &health_reporter)
+        .await
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     tracing::info!("node stopping");

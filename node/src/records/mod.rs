@@ -12,10 +12,14 @@
 //! `// AUDIT:` marks every place where an audit event must be recorded (every access decision
 //! and every read of patient data).
 
+pub mod access;
+pub mod block;
 pub mod convert;
+pub mod policy;
 
+use kartotek_domain::limits::{LIST_PAGE_SIZE_DEFAULT, LIST_PAGE_SIZE_MAX};
 use kartotek_domain::record_op::{RecordOp, RecordOutcome};
-use kartotek_domain::{Op, Outcome, Response as Answer};
+use kartotek_domain::{Op, Outcome, Response as Answer, ValidationError};
 
 use crate::context::NodeContext;
 use crate::error::NodeError;
@@ -40,4 +44,57 @@ pub(crate) async fn write_record(
 /// The applied index now (for the header of a write's answer).
 pub(crate) fn applied(ctx: &NodeContext) -> Result<u64, NodeError> {
     Ok(ctx.reader.position()?.0)
+}
+
+/// The error for an outcome of the wrong family (a bug).
+pub(crate) fn unexpected(outcome: &RecordOutcome) -> NodeError {
+    NodeError::Internal(format!("unexpected record outcome {outcome:?}"))
+}
+
+/// A list limit sent as `field`: 0 means [`LIST_PAGE_SIZE_DEFAULT`], above
+/// [`LIST_PAGE_SIZE_MAX`] is refused.
+pub(crate) fn list_limit(field: &str, limit: u32) -> Result<usize, NodeError> {
+    match usize::try_from(limit).unwrap_or(usize::MAX) {
+        0 => Ok(LIST_PAGE_SIZE_DEFAULT),
+        n if n > LIST_PAGE_SIZE_MAX => {
+            Err(ValidationError::new(field, format!("is {n}, at most {LIST_PAGE_SIZE_MAX}")).into())
+        }
+        n => Ok(n),
+    }
+}
+
+/// Adds the record families' services to a node's gRPC router (each limited to
+/// `request_bytes_max` per request) and reports them serving on `grpc.health.v1`.
+pub async fn add_services(
+    router: tonic::transport::server::Router,
+    ctx: &NodeContext,
+    request_bytes_max: usize,
+    health: &tonic_health::server::HealthReporter,
+) -> tonic::transport::server::Router {
+    use kartotek_proto::v1::access_service_server::AccessServiceServer;
+    use kartotek_proto::v1::block_service_server::BlockServiceServer;
+    use kartotek_proto::v1::notification_service_server::NotificationServiceServer;
+
+    health
+        .set_serving::<BlockServiceServer<block::BlockServiceImpl>>()
+        .await;
+    health
+        .set_serving::<AccessServiceServer<access::AccessServiceImpl>>()
+        .await;
+    health
+        .set_serving::<NotificationServiceServer<access::NotificationServiceImpl>>()
+        .await;
+    router
+        .add_service(
+            BlockServiceServer::new(block::BlockServiceImpl::new(ctx.clone()))
+                .max_decoding_message_size(request_bytes_max),
+        )
+        .add_service(
+            AccessServiceServer::new(access::AccessServiceImpl::new(ctx.clone()))
+                .max_decoding_message_size(request_bytes_max),
+        )
+        .add_service(
+            NotificationServiceServer::new(access::NotificationServiceImpl::new(ctx.clone()))
+                .max_decoding_message_size(request_bytes_max),
+        )
 }

@@ -1,0 +1,201 @@
+//! `kartotek.v1.AccessService` (the access decision) and `kartotek.v1.NotificationService`
+//! (the patient-notification queue that emergency overrides fill).
+//!
+//! A decision without override is a read: after the read barrier (or a bounded-staleness
+//! proof) the node reads the patient's blocks, consents, reservations and representations and
+//! the service's catalog entry from one snapshot and calls the domain's `decide` with the
+//! configured policy. A decision with override is a replicated write
+//! ([`RecordOp::AccessOverride`]): the state machine decides it on the state at its log
+//! position and, for a permit by override, stores the patient notification in the same entry,
+//! so the answer never leaves the node before the notification is durable on a majority.
+
+use kartotek_domain::access::decide;
+use kartotek_domain::locator::parse_national_id;
+use kartotek_domain::notification::NotificationAck;
+use kartotek_domain::record_op::{RecordOp, RecordOutcome};
+use kartotek_domain::{AccessRequest, AccessRequestInput, Timestamp};
+use kartotek_proto::v1;
+use kartotek_proto::v1::access_service_server::AccessService;
+use kartotek_proto::v1::notification_service_server::NotificationService;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use super::convert::{self, actor_parts};
+use super::{applied, list_limit, unexpected, write_record};
+use crate::context::NodeContext;
+use crate::error::NodeError;
+use crate::locator_service::{handle, read_mode, request_id};
+
+/// The access-decision service of one node.
+pub struct AccessServiceImpl {
+    ctx: NodeContext,
+}
+
+impl AccessServiceImpl {
+    /// Serves access decisions on `ctx`.
+    pub fn new(ctx: NodeContext) -> Self {
+        AccessServiceImpl { ctx }
+    }
+
+    async fn decide(
+        &self,
+        r: v1::AccessDecisionRequest,
+    ) -> Result<v1::AccessDecisionResponse, NodeError> {
+        // An unset time is this node's clock; an override is only accepted by the leader, so
+        // there it is the leader's.
+        let req = AccessRequest::parse(
+            &AccessRequestInput {
+                patient: &r.patient,
+                personnel: &r.personnel,
+                org: &r.org,
+                groups: &r.groups,
+                service: &r.service,
+                element: &r.element,
+                purpose: &r.purpose,
+                time: &r.time,
+                client: &r.client,
+                on_behalf_of: &r.on_behalf_of,
+                area: &r.area,
+                emergency_override: r.emergency_override,
+                justification: &r.justification,
+            },
+            Timestamp::now(),
+        )?;
+        let policy = self.ctx.config.policy.access_policy();
+        let span = tracing::info_span!(
+            "access.decide",
+            request_id = %r.request_id,
+            patient = %req.patient.log_hash(),
+            service = %req.service,
+            emergency_override = req.emergency_override.is_some(),
+        );
+        if req.emergency_override.is_some() {
+            let decided_for = req.time;
+            let op = RecordOp::AccessOverride {
+                request: req,
+                policy,
+            };
+            let (outcome, revision) = write_record(&self.ctx, &r.request_id, op)
+                .instrument(span.clone())
+                .await?;
+            let RecordOutcome::AccessDecided {
+                decision,
+                notification,
+            } = outcome
+            else {
+                return Err(unexpected(&outcome));
+            };
+            // AUDIT: access decision with emergency override (always audited: effect, matching
+            // blocks, the justification and the notification id); record before answering.
+            let _entered = span.enter();
+            tracing::info!(effect = %decision.effect, notification = ?notification.as_ref().map(|n| n.id), "access.override");
+            let mut answer = convert::decision(
+                &decision,
+                decided_for,
+                notification.map(|n| n.id).unwrap_or(0),
+            );
+            answer.header = Some(self.ctx.header(revision, applied(&self.ctx)?));
+            return Ok(answer);
+        }
+        // The request id only matters for an override; still refuse a malformed one.
+        request_id(&r.request_id)?;
+        let mode = read_mode(r.read.as_ref())?;
+        self.ctx.prepare_read(mode).instrument(span.clone()).await?;
+        let facts = self.ctx.reader.access_facts(&req.patient, &req.service)?;
+        let decision = decide(&req, &facts.value.facts(), &policy);
+        // AUDIT: access decision (effect, matching blocks/consents/reservations, purpose);
+        // record before answering.
+        let _entered = span.enter();
+        tracing::debug!(effect = %decision.effect, "access.decide");
+        let mut answer = convert::decision(&decision, req.time, 0);
+        answer.header = Some(self.ctx.header(facts.revision, facts.applied_index));
+        Ok(answer)
+    }
+}
+
+#[tonic::async_trait]
+impl AccessService for AccessServiceImpl {
+    async fn decide(
+        &self,
+        request: Request<v1::AccessDecisionRequest>,
+    ) -> Result<Response<v1::AccessDecisionResponse>, Status> {
+        handle!(self, "Access/Decide", request, decide)
+    }
+}
+
+/// The patient-notification service of one node.
+pub struct NotificationServiceImpl {
+    ctx: NodeContext,
+}
+
+impl NotificationServiceImpl {
+    /// Serves notification requests on `ctx`.
+    pub fn new(ctx: NodeContext) -> Self {
+        NotificationServiceImpl { ctx }
+    }
+
+    async fn list(
+        &self,
+        r: v1::ListNotificationsRequest,
+    ) -> Result<v1::ListNotificationsResponse, NodeError> {
+        let patient = parse_national_id("patient", &r.patient)?;
+        let limit = list_limit("limit", r.limit)?;
+        let mode = read_mode(r.read.as_ref())?;
+        self.ctx.prepare_read(mode).await?;
+        // AUDIT: read of patient data (notification.list); record before answering.
+        let found = self
+            .ctx
+            .reader
+            .notifications_of(&patient, r.pending_only, limit)?;
+        Ok(v1::ListNotificationsResponse {
+            header: Some(self.ctx.header(found.revision, found.applied_index)),
+            notifications: found.value.iter().map(convert::notification).collect(),
+        })
+    }
+
+    async fn acknowledge(
+        &self,
+        r: v1::AcknowledgeNotificationRequest,
+    ) -> Result<v1::NotificationResponse, NodeError> {
+        let (by_kind, by) = actor_parts("by", r.by.as_ref())?;
+        let cmd = NotificationAck::parse(&r.patient, r.notification_id, &by_kind, &by)?;
+        let span = tracing::info_span!(
+            "notification.ack",
+            request_id = %r.request_id,
+            patient = %cmd.patient.log_hash(),
+        );
+        let (outcome, revision) =
+            write_record(&self.ctx, &r.request_id, RecordOp::NotificationAck(cmd))
+                .instrument(span)
+                .await?;
+        let RecordOutcome::Notification {
+            notification,
+            changed,
+        } = outcome
+        else {
+            return Err(unexpected(&outcome));
+        };
+        Ok(v1::NotificationResponse {
+            header: Some(self.ctx.header(revision, applied(&self.ctx)?)),
+            notification: Some(convert::notification(&notification)),
+            changed,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl NotificationService for NotificationServiceImpl {
+    async fn list(
+        &self,
+        request: Request<v1::ListNotificationsRequest>,
+    ) -> Result<Response<v1::ListNotificationsResponse>, Status> {
+        handle!(self, "Notification/List", request, list)
+    }
+
+    async fn acknowledge(
+        &self,
+        request: Request<v1::AcknowledgeNotificationRequest>,
+    ) -> Result<Response<v1::NotificationResponse>, Status> {
+        handle!(self, "Notification/Acknowledge", request, acknowledge)
+    }
+}
