@@ -5,13 +5,16 @@
 //! `--json`. Results go to stdout (tables, or JSON with `--json`); errors go to stderr with a
 //! non-zero exit code.
 
+pub mod access;
 pub mod admin;
 pub mod audit;
+pub mod block;
 pub mod dev;
 pub mod import;
 pub mod locator;
 pub mod node;
 pub mod output;
+pub mod record_views;
 
 use std::process::ExitCode;
 
@@ -68,6 +71,12 @@ pub enum Command {
     /// The audit log: who looked at what, and a check of its hash chain.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// A patient's blocks (sperring / blokkering).
+    #[command(subcommand)]
+    Block(block::BlockCommand),
+    /// The access decision and the override notifications.
+    #[command(subcommand)]
+    Access(access::AccessCommand),
 }
 
 impl Cli {
@@ -128,6 +137,14 @@ pub fn run() -> ExitCode {
             Command::Audit(cmd) => {
                 init_tracing("warn");
                 audit::run(&cli, cmd).await
+            }
+            Command::Block(cmd) => {
+                init_tracing("warn");
+                block::run(&cli, cmd).await
+            }
+            Command::Access(cmd) => {
+                init_tracing("warn");
+                access::run(&cli, cmd).await
             }
         }
     });

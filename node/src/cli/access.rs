@@ -1,0 +1,213 @@
+//! `kartotek access check` (the access decision, with `--override` for an emergency override)
+//! and `kartotek access notifications list|ack` (the patient-notification queue overrides
+//! fill).
+//!
+//! The purpose of use and the on-behalf-of person are the global `--purpose` and
+//! `--on-behalf-of` flags (also recorded in the audit log).
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use kartotek_proto::v1;
+
+use super::Cli;
+use super::block::by_or_patient;
+use super::output::{HeaderView, print_json};
+use super::record_views::{
+    DecisionView, NotificationView, WriteView, print_notifications, read_options,
+};
+
+/// Access subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Decide an access: permit, deny or permit by override, with the matching records and
+    /// the obligations.
+    Check(CheckArgs),
+    /// The patient notifications queued by emergency overrides.
+    #[command(subcommand)]
+    Notifications(NotificationsCommand),
+}
+
+/// Arguments of `access check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Patient national id.
+    #[arg(long)]
+    pub patient: String,
+    /// HPR number of the health professional asking.
+    #[arg(long, default_value = "")]
+    pub personnel: String,
+    /// Org number of the organisation asking.
+    #[arg(long, default_value = "")]
+    pub org: String,
+    /// Personnel group (repeatable, or comma separated), e.g. profession:lege.
+    #[arg(long = "group", value_delimiter = ',')]
+    pub groups: Vec<String>,
+    /// The system / national service.
+    #[arg(long)]
+    pub service: String,
+    /// One element of the service.
+    #[arg(long, default_value = "")]
+    pub element: String,
+    /// The time of the access (RFC 3339; default: now).
+    #[arg(long, default_value = "")]
+    pub time: String,
+    /// Client id of a third-party app asking.
+    #[arg(long, default_value = "")]
+    pub client: String,
+    /// Representation area for --on-behalf-of.
+    #[arg(long, default_value = "")]
+    pub area: String,
+    /// Emergency override (helsepersonelloven §45); needs --personnel and --justification.
+    #[arg(long = "override")]
+    pub emergency_override: bool,
+    /// Why the override is required for responsible care.
+    #[arg(long, default_value = "")]
+    pub justification: String,
+    /// Request id of an override (exactly-once; a fresh UUID by default).
+    #[arg(long)]
+    pub request_id: Option<String>,
+    /// Accept a follower's answer at most this stale (not with --override).
+    #[arg(long)]
+    pub max_staleness_ms: Option<u64>,
+}
+
+/// Notification subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NotificationsCommand {
+    /// List a patient's notifications.
+    List(NotificationListArgs),
+    /// Acknowledge (mark delivered) a notification.
+    Ack(NotificationAckArgs),
+}
+
+/// Arguments of `access notifications list`.
+#[derive(Debug, Args)]
+pub struct NotificationListArgs {
+    /// Patient national id.
+    #[arg(long)]
+    pub patient: String,
+    /// Only those not yet acknowledged.
+    #[arg(long)]
+    pub pending: bool,
+    /// At most this many (1 to 1000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+}
+
+/// Arguments of `access notifications ack`.
+#[derive(Debug, Args)]
+pub struct NotificationAckArgs {
+    /// Patient national id.
+    #[arg(long)]
+    pub patient: String,
+    /// Notification id.
+    #[arg(long)]
+    pub id: u64,
+    /// Who acknowledges, kind:id (default: citizen:<patient>).
+    #[arg(long)]
+    pub by: Option<String>,
+    /// Request id for exactly-once retries.
+    #[arg(long)]
+    pub request_id: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct ListView {
+    header: HeaderView,
+    notifications: Vec<NotificationView>,
+}
+
+/// Runs an access subcommand.
+pub async fn run(cli: &Cli, cmd: &AccessCommand) -> anyhow::Result<()> {
+    let client = cli.client()?;
+    match cmd {
+        AccessCommand::Check(a) => {
+            let Some(purpose) = cli.purpose.clone() else {
+                bail!("--purpose is required (the purpose of use, e.g. treatment)");
+            };
+            let r = client
+                .decide_access(v1::AccessDecisionRequest {
+                    request_id: a.request_id.clone().unwrap_or_default(),
+                    patient: a.patient.clone(),
+                    personnel: a.personnel.clone(),
+                    org: a.org.clone(),
+                    groups: a.groups.clone(),
+                    service: a.service.clone(),
+                    element: a.element.clone(),
+                    purpose,
+                    time: a.time.clone(),
+                    client: a.client.clone(),
+                    on_behalf_of: cli.on_behalf_of.clone().unwrap_or_default(),
+                    area: a.area.clone(),
+                    emergency_override: a.emergency_override,
+                    justification: a.justification.clone(),
+                    read: read_options(a.max_staleness_ms),
+                })
+                .await?;
+            let view = DecisionView::from(&r);
+            if cli.json {
+                return print_json(&view);
+            }
+            println!("effect: {}", view.effect);
+            if view.override_possible {
+                println!("(an emergency override with a justification would pass this deny)");
+            }
+            for reason in &view.reasons {
+                println!("  - {reason}");
+            }
+            for o in &view.obligations {
+                if o.values.is_empty() {
+                    println!("obligation: {}", o.kind);
+                } else {
+                    println!("obligation: {} {}", o.kind, o.values.join(","));
+                }
+            }
+            if view.notification_id != 0 {
+                println!("patient notification queued: {}", view.notification_id);
+            }
+            Ok(())
+        }
+        AccessCommand::Notifications(NotificationsCommand::List(a)) => {
+            let r = client
+                .list_notifications(v1::ListNotificationsRequest {
+                    patient: a.patient.clone(),
+                    pending_only: a.pending,
+                    limit: a.limit,
+                    read: None,
+                })
+                .await?;
+            let items: Vec<NotificationView> =
+                r.notifications.iter().map(NotificationView::from).collect();
+            if cli.json {
+                print_json(&ListView {
+                    header: HeaderView::from(r.header.as_ref()),
+                    notifications: items,
+                })
+            } else {
+                print_notifications(&items);
+                Ok(())
+            }
+        }
+        AccessCommand::Notifications(NotificationsCommand::Ack(a)) => {
+            let r = client
+                .acknowledge_notification(v1::AcknowledgeNotificationRequest {
+                    request_id: a.request_id.clone().unwrap_or_default(),
+                    patient: a.patient.clone(),
+                    notification_id: a.id,
+                    by: Some(by_or_patient(a.by.as_deref(), &a.patient)?),
+                })
+                .await?;
+            let item = r.notification.as_ref().map(NotificationView::from);
+            if cli.json {
+                print_json(&WriteView {
+                    header: HeaderView::from(r.header.as_ref()),
+                    changed: r.changed,
+                    record: serde_json::json!({ "notification": item }),
+                })
+            } else {
+                print_notifications(&item.into_iter().collect::<Vec<_>>());
+                Ok(())
+            }
+        }
+    }
+}
