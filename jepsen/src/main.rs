@@ -1,6 +1,5 @@
-//! `kartotek-jepsen`: fault-injection harness (work in progress).
+//! `kartotek-jepsen`: fault-injection harness for Kartotek (see `jepsen/README.md`).
 
-fn main() -> anyhow::Result<()> {
-    println!("kartotek-jepsen: not yet implemented");
-    Ok(())
+fn main() -> std::process::ExitCode {
+    kartotek_jepsen::cli::main()
 }

@@ -1,0 +1,268 @@
+//! Command line: `test` runs one test, `check` re-checks a stored history, `cleanup` removes
+//! what killed runs left behind.
+//!
+//! Exit codes: 0 valid, 1 anomaly found, 2 undecided (checker budget, no final read), 3 the
+//! harness failed, 130 interrupted.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::nemesis::parse_kinds;
+use crate::runner::{NetChoice, TestOptions, WorkloadChoice};
+use crate::workload::Validity;
+
+/// Jepsen-style fault-injection tests of a Kartotek cluster.
+#[derive(Debug, Parser)]
+#[command(name = "kartotek-jepsen", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs one test and prints its verdict.
+    Test(TestArgs),
+    /// Re-checks a stored history (`store/<test>/<timestamp>/history.jsonl`).
+    Check {
+        /// The workload that produced it.
+        #[arg(long, value_enum)]
+        workload: WorkloadChoice,
+        /// The history file.
+        history: PathBuf,
+    },
+    /// Removes network namespaces, links and node processes left by killed runs.
+    Cleanup,
+}
+
+/// Unsafe node modes for the self-check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum UnsafeMode {
+    /// Linearizable reads served from local state without confirming leadership.
+    StaleReads,
+}
+
+#[derive(Debug, clap::Args)]
+struct TestArgs {
+    /// Workload.
+    #[arg(long, value_enum, default_value = "register")]
+    workload: WorkloadChoice,
+    /// Faults, comma-separated: partition, kill, pause, loss, lag, clock, disk, member; or
+    /// `all` / `none`.
+    #[arg(long, default_value = "partition,kill")]
+    nemesis: String,
+    /// Length of the fault phase, seconds.
+    #[arg(long, default_value_t = 60)]
+    time_limit: u64,
+    /// Length of the heal phase (no faults, workers running), seconds.
+    #[arg(long, default_value_t = 10)]
+    heal_time: u64,
+    /// Seed of the fault schedule and the workers (default: random, printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Cluster size.
+    #[arg(long, default_value_t = 5)]
+    nodes: usize,
+    /// Network: namespaces, loopback (process faults only) or auto (namespaces if permitted).
+    #[arg(long, value_enum, default_value = "auto")]
+    net: NetChoice,
+    /// The `kartotek` binary (default: next to this executable or in its parent directory).
+    #[arg(long)]
+    kartotek_bin: Option<PathBuf>,
+    /// Client workers.
+    #[arg(long, default_value_t = 10)]
+    concurrency: usize,
+    /// Where runs are stored.
+    #[arg(long, default_value = "store")]
+    store: PathBuf,
+    /// Start the nodes in an unsafe mode; the run must then report an anomaly.
+    #[arg(long = "unsafe", value_enum)]
+    unsafe_mode: Option<UnsafeMode>,
+    /// Deadline of one client operation, ms.
+    #[arg(long, default_value_t = 4000)]
+    op_deadline_ms: u64,
+    /// Mean pause between a worker's operations, ms.
+    #[arg(long, default_value_t = 20)]
+    think_ms: u64,
+    /// Register: operations per key before moving to a fresh key.
+    #[arg(long, default_value_t = 150)]
+    ops_per_key: u64,
+    /// Shortest time a fault is held, seconds.
+    #[arg(long, default_value_t = 3.0)]
+    hold_min: f64,
+    /// Longest time a fault is held, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    hold_max: f64,
+    /// Keep the nodes' data directories.
+    #[arg(long)]
+    keep_data: bool,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kartotek-jepsen: cannot start the runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let code = runtime.block_on(dispatch(cli));
+    // Dropping the runtime drops every task and with it the cluster (teardown).
+    drop(runtime);
+    ExitCode::from(code)
+}
+
+async fn dispatch(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Cleanup => {
+            let mut removed = crate::netns::cleanup_all();
+            removed.extend(kill_stray_nodes());
+            if removed.is_empty() {
+                println!("nothing to clean up");
+            }
+            for r in removed {
+                println!("removed {r}");
+            }
+            0
+        }
+        Command::Check { workload, history } => match check(workload, &history) {
+            Ok(v) => exit_code(v),
+            Err(e) => {
+                eprintln!("kartotek-jepsen: {e:#}");
+                3
+            }
+        },
+        Command::Test(args) => match test(args).await {
+            Ok(v) => exit_code(v),
+            Err(e) => {
+                eprintln!("kartotek-jepsen: {e:#}");
+                if e.to_string().starts_with("interrupted") {
+                    130
+                } else {
+                    3
+                }
+            }
+        },
+    }
+}
+
+fn exit_code(v: Validity) -> u8 {
+    match v {
+        Validity::Valid => 0,
+        Validity::Invalid => 1,
+        Validity::Unknown => 2,
+    }
+}
+
+fn check(workload: WorkloadChoice, path: &Path) -> anyhow::Result<Validity> {
+    let events = crate::history::load(path)?;
+    let outcome = match workload {
+        WorkloadChoice::Register => crate::workload::register::check_history(&events),
+        WorkloadChoice::Set => crate::workload::set::check_history(&events),
+    };
+    println!("{}", outcome.summary);
+    println!("{}", serde_json::to_string_pretty(&outcome.details)?);
+    Ok(outcome.valid)
+}
+
+async fn test(args: TestArgs) -> anyhow::Result<Validity> {
+    let nemesis = parse_kinds(&args.nemesis)?;
+    anyhow::ensure!(
+        (1..=crate::netns::NODES_MAX).contains(&args.nodes),
+        "--nodes out of range"
+    );
+    anyhow::ensure!(
+        args.concurrency >= 1 && args.concurrency <= 1000,
+        "--concurrency must be 1 to 1000"
+    );
+    anyhow::ensure!(
+        args.hold_min > 0.0 && args.hold_max > args.hold_min,
+        "need 0 < --hold-min < --hold-max"
+    );
+    let kartotek_bin = match args.kartotek_bin {
+        Some(p) => p,
+        None => default_binary()
+            .context("no kartotek binary next to this executable; pass --kartotek-bin")?,
+    };
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let opts = TestOptions {
+        workload: args.workload,
+        nemesis,
+        time_limit_s: args.time_limit,
+        heal_s: args.heal_time,
+        seed,
+        nodes: args.nodes,
+        net: args.net,
+        kartotek_bin,
+        concurrency: args.concurrency,
+        store: args.store,
+        unsafe_stale_reads: args.unsafe_mode == Some(UnsafeMode::StaleReads),
+        op_deadline_ms: args.op_deadline_ms.max(100),
+        think_ms: args.think_ms,
+        ops_per_key: args.ops_per_key.max(1),
+        keep_data: args.keep_data,
+        hold_s: (args.hold_min, args.hold_max),
+    };
+    let verdict = crate::runner::run(opts).await?;
+    println!("{}", verdict.checker.summary);
+    println!(
+        "kartotek-jepsen: {} — {:?} (net {}, {:.1} s of faults, seed {}); report: {}",
+        verdict.test,
+        verdict.valid,
+        verdict.net,
+        verdict.fault_time_s,
+        verdict.seed,
+        verdict.dir.join("report.html").display()
+    );
+    Ok(verdict.valid)
+}
+
+/// `kartotek` next to this executable, or in its parent directory (covers test executables in
+/// `target/debug/deps/`).
+pub fn default_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir.join("kartotek"), dir.parent()?.join("kartotek")]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// Kills node processes started by this harness (their config file is `jepsen-node.toml`).
+fn kill_stray_nodes() -> Vec<String> {
+    let mut killed = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return killed;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(p.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_node = args.iter().any(|a| a.ends_with(b"kartotek"))
+            && args
+                .iter()
+                .any(|a| a.ends_with(crate::cluster::CONFIG_NAME.as_bytes()));
+        if is_node
+            && nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok()
+        {
+            killed.push(format!("node process {pid}"));
+        }
+    }
+    killed
+}

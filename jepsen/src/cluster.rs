@@ -1,0 +1,532 @@
+//! The cluster under test: real `kartotek node` processes, one per slot, each with its own
+//! config, data dir and log under the run directory.
+//!
+//! In `netns` mode slot `i` runs inside namespace `kj<S>n<i>` (started with `ip netns exec`) and
+//! listens on `10.213.S.(129+i):7401`; in `loopback` mode it listens on a free port of
+//! 127.0.0.1. Node processes get `PR_SET_PDEATHSIG = SIGKILL`, so they die with the harness
+//! even when it is killed with SIGKILL; [`Cluster`] kills them when dropped (also on panic).
+//!
+//! Process-level faults live here: kill -9 / restart, SIGSTOP / SIGCONT, clock offsets through
+//! libfaketime (`FAKETIME_TIMESTAMP_FILE`, monotonic clock untouched), disk faults through
+//! libfiu (`fiu-ctrl` on the node's control fifo), and membership changes (remove, wipe,
+//! re-add under a fresh node id at the same address).
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use kartotek_client::proto::{AddLearnerRequest, Member, NodeStatus};
+use kartotek_client::{ClientConfig, KartotekClient};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::Serialize;
+
+use crate::netns::{NODE_PORT, Network};
+
+/// libfaketime, multithreaded flavour (Debian's path).
+const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+/// libfiu preload libraries (Debian's path).
+const FIU_LIBS: &str = "/usr/lib/fiu/fiu_run_preload.so /usr/lib/fiu/fiu_posix_preload.so";
+/// Name of every node's config file; `cleanup` finds stray nodes by it.
+pub const CONFIG_NAME: &str = "jepsen-node.toml";
+
+/// How nodes are started.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// The `kartotek` binary.
+    pub binary: PathBuf,
+    /// Start with `[testing] unsafe_stale_reads = true`.
+    pub unsafe_stale_reads: bool,
+    /// Preload libfaketime (needed by the clock nemesis).
+    pub faketime: bool,
+    /// Preload libfiu (needed by the disk nemesis).
+    pub fiu: bool,
+}
+
+/// The network nodes live in.
+#[derive(Debug)]
+pub enum Net {
+    /// One namespace per node.
+    Netns(Network),
+    /// Everything on 127.0.0.1.
+    Loopback,
+}
+
+/// One node slot.
+#[derive(Debug)]
+pub struct Node {
+    /// Current node id (a wiped and re-added node gets a new one).
+    pub id: u64,
+    /// `host:port` clients and peers use.
+    pub addr: String,
+    listen: String,
+    dir: PathBuf,
+    child: Option<Child>,
+    /// True while the node is a member (voter) of the cluster.
+    pub member: bool,
+    /// True while it is stopped with SIGSTOP.
+    pub paused: bool,
+}
+
+impl Node {
+    fn pid(&self) -> Option<Pid> {
+        self.child
+            .as_ref()
+            .and_then(|c| i32::try_from(c.id()).ok())
+            .map(Pid::from_raw)
+    }
+
+    /// Data, config and log directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The node's log file.
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.join("node.log")
+    }
+}
+
+/// What a status poll saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct Seen {
+    /// Slot.
+    pub slot: usize,
+    /// Role reported.
+    pub role: String,
+    /// Term.
+    pub term: u64,
+    /// Leader id it believes in.
+    pub leader_id: Option<u64>,
+    /// Applied index.
+    pub applied_index: Option<u64>,
+}
+
+/// The nodes of one test.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Node slots.
+    pub nodes: Vec<Node>,
+    /// The network (dropped after the nodes).
+    pub net: Net,
+    opts: NodeOptions,
+    next_id: u64,
+    admin: KartotekClient,
+}
+
+impl Cluster {
+    /// Writes the configs of `n` nodes under `dir` and starts them (not initialised yet).
+    pub fn start(n: usize, dir: &Path, net: Net, opts: NodeOptions) -> anyhow::Result<Cluster> {
+        let mut nodes = Vec::with_capacity(n);
+        for i in 0..n {
+            let (listen, addr) = match &net {
+                Net::Netns(network) => {
+                    let a = format!("{}:{NODE_PORT}", network.node_ip(i));
+                    (a.clone(), a)
+                }
+                Net::Loopback => {
+                    let port = free_port()?;
+                    let a = format!("127.0.0.1:{port}");
+                    (a.clone(), a)
+                }
+            };
+            let node_dir = dir.join(format!("n{i}"));
+            std::fs::create_dir_all(&node_dir)
+                .with_context(|| format!("creating {}", node_dir.display()))?;
+            nodes.push(Node {
+                id: i as u64 + 1,
+                addr,
+                listen,
+                dir: node_dir,
+                child: None,
+                member: true,
+                paused: false,
+            });
+        }
+        let admin = KartotekClient::new(ClientConfig {
+            endpoints: nodes.iter().map(|n| n.addr.clone()).collect(),
+            connect_timeout_ms: 500,
+            attempt_timeout_ms: 2_000,
+            deadline_ms: 10_000,
+            ..ClientConfig::default()
+        })?;
+        let mut cluster = Cluster {
+            next_id: n as u64 + 1,
+            nodes,
+            net,
+            opts,
+            admin,
+        };
+        for i in 0..n {
+            cluster.spawn(i)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Node addresses by slot.
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    /// The network namespaces, if any.
+    pub fn network(&self) -> Option<&Network> {
+        match &self.net {
+            Net::Netns(n) => Some(n),
+            Net::Loopback => None,
+        }
+    }
+
+    fn write_config(&self, i: usize) -> anyhow::Result<PathBuf> {
+        let node = &self.nodes[i];
+        let mut text = format!(
+            "node_id = {}\ncluster_name = \"kartotek-jepsen\"\nlisten_addr = \"{}\"\n\
+             advertise_addr = \"{}\"\ndata_dir = \"{}\"\nlog_filter = \"info,openraft=warn\"\n",
+            node.id,
+            node.listen,
+            node.addr,
+            node.dir.join("data").display(),
+        );
+        if self.opts.unsafe_stale_reads {
+            text.push_str("\n[testing]\nunsafe_stale_reads = true\n");
+        }
+        let path = node.dir.join(CONFIG_NAME);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    }
+
+    fn faketime_file(&self, i: usize) -> PathBuf {
+        self.nodes[i].dir.join("faketime")
+    }
+
+    fn fiu_prefix(&self, i: usize) -> PathBuf {
+        self.nodes[i].dir.join("fiu-ctrl")
+    }
+
+    /// Starts the process of slot `i` on its data dir.
+    pub fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.nodes[i].child.is_some() {
+            return Ok(());
+        }
+        let config = self.write_config(i)?;
+        let log_path = self.nodes[i].log_file();
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        {
+            use std::io::Write;
+            writeln!(
+                log,
+                "=== kartotek-jepsen: starting node id {} at {} ===",
+                self.nodes[i].id, self.nodes[i].addr
+            )?;
+        }
+        let mut argv: Vec<String> = match &self.net {
+            Net::Netns(net) => net.exec_prefix(i),
+            Net::Loopback => Vec::new(),
+        };
+        // `env` sets the preloads for the node only, not for `ip` in front of it.
+        argv.push("env".into());
+        let mut preload = Vec::new();
+        if self.opts.fiu {
+            preload.push(FIU_LIBS.to_owned());
+            argv.push(format!("FIU_CTRL_FIFO={}", self.fiu_prefix(i).display()));
+            argv.push("FIU_ENABLE=".into());
+        }
+        if self.opts.faketime {
+            let file = self.faketime_file(i);
+            if !file.exists() {
+                std::fs::write(&file, "+0s\n")?;
+            }
+            preload.push(FAKETIME_LIB.to_owned());
+            argv.push(format!("FAKETIME_TIMESTAMP_FILE={}", file.display()));
+            argv.push("FAKETIME_CACHE_DURATION=1".into());
+            argv.push("DONT_FAKE_MONOTONIC=1".into());
+        }
+        if !preload.is_empty() {
+            argv.push(format!("LD_PRELOAD={}", preload.join(" ")));
+        }
+        argv.push(self.opts.binary.display().to_string());
+        argv.push("node".into());
+        argv.push("--config".into());
+        argv.push(config.display().to_string());
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .env_remove("RUST_LOG")
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting node {i}: {}", argv.join(" ")))?;
+        self.nodes[i].child = Some(child);
+        self.nodes[i].paused = false;
+        Ok(())
+    }
+
+    /// True if slot `i` has a live process.
+    pub fn running(&self, i: usize) -> bool {
+        self.nodes[i].child.is_some()
+    }
+
+    /// Reaps processes that exited by themselves; returns (slot, exit status) of each.
+    pub fn reap(&mut self) -> Vec<(usize, String)> {
+        let mut gone = Vec::new();
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            if let Some(child) = node.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                gone.push((i, status.to_string()));
+                node.child = None;
+                node.paused = false;
+            }
+        }
+        gone
+    }
+
+    /// `kill -9` slot `i` and reaps it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.nodes[i].paused = false;
+    }
+
+    /// SIGSTOP (`pause`) or SIGCONT slot `i`.
+    pub fn pause(&mut self, i: usize, pause: bool) {
+        if let Some(pid) = self.nodes[i].pid() {
+            let sig = if pause {
+                Signal::SIGSTOP
+            } else {
+                Signal::SIGCONT
+            };
+            if kill(pid, sig).is_ok() {
+                self.nodes[i].paused = pause;
+            }
+        }
+    }
+
+    /// Sets the wall-clock offset of slot `i` (seconds; libfaketime re-reads it within 1 s).
+    pub fn set_clock_offset(&self, i: usize, offset_s: i64) -> anyhow::Result<()> {
+        if !self.opts.faketime {
+            bail!("nodes were started without libfaketime");
+        }
+        let sign = if offset_s < 0 { '-' } else { '+' };
+        std::fs::write(
+            self.faketime_file(i),
+            format!("{sign}{}s\n", offset_s.unsigned_abs()),
+        )?;
+        Ok(())
+    }
+
+    /// Runs a libfiu control command (`enable name=...`, `disable name=...`) in slot `i`.
+    pub fn fiu(&self, i: usize, command: &str) -> anyhow::Result<()> {
+        if !self.opts.fiu {
+            bail!("nodes were started without libfiu");
+        }
+        let Some(pid) = self.nodes[i].pid() else {
+            bail!("node {i} is not running");
+        };
+        crate::netns::run(&[
+            "fiu-ctrl",
+            "-f",
+            &self.fiu_prefix(i).display().to_string(),
+            "-c",
+            command,
+            &pid.to_string(),
+        ])
+    }
+
+    /// Status of every slot (concurrently, one attempt each).
+    pub async fn statuses(&self) -> Vec<Option<NodeStatus>> {
+        let calls = self.nodes.iter().map(|n| {
+            let admin = self.admin.clone();
+            let addr = n.addr.clone();
+            async move {
+                tokio::time::timeout(Duration::from_millis(1500), admin.status(&addr))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+        });
+        futures::future::join_all(calls).await
+    }
+
+    /// A compact view of the statuses, for logs.
+    pub async fn seen(&self) -> Vec<Seen> {
+        self.statuses()
+            .await
+            .into_iter()
+            .enumerate()
+            .filter_map(|(slot, s)| {
+                s.map(|s| Seen {
+                    slot,
+                    role: s.role,
+                    term: s.term,
+                    leader_id: s.leader_id,
+                    applied_index: s.applied_index,
+                })
+            })
+            .collect()
+    }
+
+    /// Slot of the node that claims leadership in the highest term, if any.
+    pub async fn leader(&self) -> Option<usize> {
+        self.statuses()
+            .await
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.filter(|s| s.role == "leader").map(|s| (s.term, i)))
+            .max()
+            .map(|(_, i)| i)
+    }
+
+    /// Slot of node id `id`.
+    pub fn slot_of(&self, id: u64) -> Option<usize> {
+        self.nodes.iter().position(|n| n.id == id)
+    }
+
+    /// Initialises the cluster with every slot as a voter and waits for a leader.
+    pub async fn init(&self, timeout: Duration) -> anyhow::Result<usize> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for n in &self.nodes {
+            while self.admin.status(&n.addr).await.is_err() {
+                if tokio::time::Instant::now() > deadline {
+                    bail!("node at {} did not come up (see its node.log)", n.addr);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let members = self
+            .nodes
+            .iter()
+            .map(|n| Member {
+                node_id: n.id,
+                addr: n.addr.clone(),
+                voter: true,
+            })
+            .collect();
+        self.admin
+            .init(&self.nodes[0].addr, members)
+            .await
+            .context("initialising the cluster")?;
+        self.wait_stable(deadline).await
+    }
+
+    /// Waits until every running member agrees on one running leader; returns its slot.
+    pub async fn wait_stable(&self, deadline: tokio::time::Instant) -> anyhow::Result<usize> {
+        loop {
+            let statuses = self.statuses().await;
+            let mut leaders = Vec::new();
+            let mut all_answer = true;
+            for (i, n) in self.nodes.iter().enumerate() {
+                if !n.member || n.child.is_none() {
+                    continue;
+                }
+                match &statuses[i] {
+                    Some(s) => leaders.push(s.leader_id),
+                    None => all_answer = false,
+                }
+            }
+            if all_answer
+                && let Some(Some(l)) = leaders.first()
+                && leaders.iter().all(|x| *x == Some(*l))
+                && let Some(slot) = self.slot_of(*l)
+                && self.running(slot)
+            {
+                return Ok(slot);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("no agreed leader; leaders seen: {leaders:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Removes slot `i` from the membership (via the leader) and stops its process.
+    pub async fn remove_member(&mut self, i: usize) -> anyhow::Result<()> {
+        let id = self.nodes[i].id;
+        self.admin
+            .remove(id)
+            .await
+            .with_context(|| format!("removing node id {id}"))?;
+        self.nodes[i].member = false;
+        self.kill(i);
+        Ok(())
+    }
+
+    /// Wipes slot `i`, starts it under a fresh id, adds it as a learner and promotes it.
+    pub async fn rejoin(&mut self, i: usize) -> anyhow::Result<u64> {
+        if self.nodes[i].member {
+            return Ok(self.nodes[i].id);
+        }
+        self.kill(i);
+        let data = self.nodes[i].dir.join("data");
+        if data.exists() {
+            std::fs::remove_dir_all(&data).with_context(|| format!("wiping {}", data.display()))?;
+        }
+        self.nodes[i].id = self.next_id;
+        self.next_id += 1;
+        self.spawn(i)?;
+        let id = self.nodes[i].id;
+        let addr = self.nodes[i].addr.clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.admin.status(&addr).await.is_err() {
+            if tokio::time::Instant::now() > deadline {
+                bail!("rejoining node {id} did not come up");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.admin
+            .add_learner(AddLearnerRequest {
+                node_id: id,
+                addr,
+                wait_caught_up: true,
+            })
+            .await
+            .with_context(|| format!("adding learner {id}"))?;
+        self.admin
+            .promote(id)
+            .await
+            .with_context(|| format!("promoting {id}"))?;
+        self.nodes[i].member = true;
+        Ok(id)
+    }
+
+    /// Kills every process (after SIGCONT, so none stays stopped).
+    pub fn stop_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.pause(i, false);
+            self.kill(i);
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop_all();
+        if let Net::Netns(net) = &mut self.net {
+            net.teardown();
+        }
+    }
+}
+
+/// A free loopback port.
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}

@@ -1,0 +1,459 @@
+//! The test network: one network namespace per node, wired to a bridge in a namespace of its
+//! own, plus one veth from the harness's (root) namespace to that bridge.
+//!
+//! ```text
+//!   root ns: kj<S>h 10.213.<S>.1 ──veth── [kj<S>br: br0] ──veth── kj<S>n0: eth0 10.213.<S>.129
+//!                                                       ├──veth── kj<S>n1: eth0 10.213.<S>.130
+//!                                                       └── ...
+//! ```
+//!
+//! `S` is a slot (0–63) claimed by creating the bridge namespace, so several runs can coexist.
+//! The 10.213.S.0/24 addresses exist only on these links: nothing leaves the machine. The
+//! harness reaches every node through its own veth; node-to-node traffic crosses the bridge,
+//! which is where faults go:
+//! - partitions: `iptables` INPUT drops in the node namespaces (the harness is never cut off);
+//! - packet loss: `tc netem` on the node's `eth0`;
+//! - replication lag: `tc netem` delay on the bridge side of a node's link, only for TCP to
+//!   port 7401 coming from other nodes (Raft appends), not for answers to the node's own
+//!   requests nor for the harness.
+//!
+//! [`Network`] removes everything it created when dropped; [`cleanup_all`] removes leftovers of
+//! runs that were killed (every name starts with `kj` and a slot number).
+
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+
+/// Port every node listens on inside its namespace.
+pub const NODE_PORT: u16 = 7401;
+/// Highest slot number tried.
+const SLOTS: u8 = 64;
+/// Most nodes a network holds (addresses .129 to .254).
+pub const NODES_MAX: usize = 100;
+
+/// Runs a command; fails with its stderr when it exits non-zero.
+pub fn run(args: &[&str]) -> anyhow::Result<()> {
+    run_input(args, None)
+}
+
+/// Runs a command with `input` on stdin.
+pub fn run_input(args: &[&str], input: Option<&str>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let (program, rest) = args.split_first().context("empty command")?;
+    let mut child = Command::new(program)
+        .args(rest)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {program}"))?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin.write_all(text.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Stdout of a command.
+fn output(args: &[&str]) -> anyhow::Result<String> {
+    let (program, rest) = args.split_first().context("empty command")?;
+    let out = Command::new(program)
+        .args(rest)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("starting {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A network of node namespaces around a bridge.
+#[derive(Debug)]
+pub struct Network {
+    slot: u8,
+    nodes: usize,
+    torn_down: bool,
+}
+
+impl Network {
+    /// Claims a free slot and builds the network for `nodes` nodes.
+    pub fn create(nodes: usize) -> anyhow::Result<Network> {
+        if nodes == 0 || nodes > NODES_MAX {
+            bail!("nodes must be 1 to {NODES_MAX}");
+        }
+        let mut last_err = None;
+        for slot in 0..SLOTS {
+            match run(&["ip", "netns", "add", &bridge_ns(slot)]) {
+                Ok(()) => {
+                    let mut net = Network {
+                        slot,
+                        nodes,
+                        torn_down: false,
+                    };
+                    // On failure, Drop removes what was built.
+                    net.build().context("building the test network")?;
+                    return Ok(net);
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err
+            .unwrap_or_else(|| anyhow::anyhow!("no slot"))
+            .context("no free network slot (run `kartotek-jepsen cleanup`?)"))
+    }
+
+    fn build(&mut self) -> anyhow::Result<()> {
+        let br = bridge_ns(self.slot);
+        let host = host_link(self.slot);
+        run(&["ip", "-n", &br, "link", "set", "lo", "up"])?;
+        run(&["ip", "-n", &br, "link", "add", "br0", "type", "bridge"])?;
+        run(&["ip", "-n", &br, "link", "set", "br0", "up"])?;
+        run(&[
+            "ip", "link", "add", &host, "type", "veth", "peer", "name", "hb", "netns", &br,
+        ])?;
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", self.host_ip()),
+            "dev",
+            &host,
+        ])?;
+        run(&["ip", "link", "set", &host, "up"])?;
+        run(&["ip", "-n", &br, "link", "set", "hb", "master", "br0"])?;
+        run(&["ip", "-n", &br, "link", "set", "hb", "up"])?;
+        for i in 0..self.nodes {
+            let ns = self.node_ns(i);
+            let v = format!("v{i}");
+            run(&["ip", "netns", "add", &ns])?;
+            run(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
+            run(&[
+                "ip", "-n", &br, "link", "add", &v, "type", "veth", "peer", "name", "eth0",
+                "netns", &ns,
+            ])?;
+            run(&["ip", "-n", &br, "link", "set", &v, "master", "br0"])?;
+            run(&["ip", "-n", &br, "link", "set", &v, "up"])?;
+            run(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", self.node_ip(i)),
+                "dev",
+                "eth0",
+            ])?;
+            run(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
+        }
+        Ok(())
+    }
+
+    /// The slot this network occupies.
+    pub fn slot(&self) -> u8 {
+        self.slot
+    }
+
+    /// Namespace of node `i` (0-based).
+    pub fn node_ns(&self, i: usize) -> String {
+        format!("kj{}n{i}", self.slot)
+    }
+
+    /// Address of node `i`.
+    pub fn node_ip(&self, i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 213, self.slot, 129 + i as u8)
+    }
+
+    /// Address of the harness's end.
+    pub fn host_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 213, self.slot, 1)
+    }
+
+    /// Command prefix that runs a program inside node `i`'s namespace.
+    pub fn exec_prefix(&self, i: usize) -> Vec<String> {
+        vec!["ip".into(), "netns".into(), "exec".into(), self.node_ns(i)]
+    }
+
+    /// Replaces all partitions: node `i` drops every packet from the nodes in `drops[i]`.
+    pub fn partition(&self, drops: &[Vec<usize>]) -> anyhow::Result<()> {
+        for i in 0..self.nodes {
+            let mut rules = String::from("*filter\n:INPUT ACCEPT [0:0]\n");
+            for &j in drops.get(i).map(Vec::as_slice).unwrap_or(&[]) {
+                if j != i && j < self.nodes {
+                    rules.push_str(&format!("-A INPUT -s {} -j DROP\n", self.node_ip(j)));
+                }
+            }
+            rules.push_str("COMMIT\n");
+            run_input(
+                &[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &self.node_ns(i),
+                    "iptables-restore",
+                    "-w",
+                ],
+                Some(&rules),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Removes every partition.
+    pub fn heal_partitions(&self) -> anyhow::Result<()> {
+        self.partition(&[])
+    }
+
+    /// Loses `loss_pct` % of the packets node `i` sends, and delays them a little.
+    pub fn set_loss(&self, i: usize, loss_pct: u32) -> anyhow::Result<()> {
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.node_ns(i),
+            "tc",
+            "qdisc",
+            "replace",
+            "dev",
+            "eth0",
+            "root",
+            "netem",
+            "loss",
+            &format!("{loss_pct}%"),
+            "delay",
+            "5ms",
+            "5ms",
+        ])
+    }
+
+    /// Removes packet loss from node `i`.
+    pub fn clear_loss(&self, i: usize) -> anyhow::Result<()> {
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.node_ns(i),
+            "tc",
+            "qdisc",
+            "del",
+            "dev",
+            "eth0",
+            "root",
+        ])
+    }
+
+    /// Delays the connections other nodes open to node `i` (Raft appends, votes) by
+    /// `delay_ms`; the node's own requests, their answers, and the harness are not delayed.
+    pub fn set_lag(&self, i: usize, delay_ms: u64) -> anyhow::Result<()> {
+        let br = bridge_ns(self.slot);
+        let v = format!("v{i}");
+        run(&[
+            "tc", "-n", &br, "qdisc", "replace", "dev", &v, "root", "handle", "1:", "prio",
+            "bands", "3", "priomap", "0", "0", "0", "0", "0", "0", "0", "0", "0", "0", "0", "0",
+            "0", "0", "0", "0",
+        ])?;
+        run(&[
+            "tc",
+            "-n",
+            &br,
+            "qdisc",
+            "add",
+            "dev",
+            &v,
+            "parent",
+            "1:3",
+            "handle",
+            "30:",
+            "netem",
+            "delay",
+            &format!("{delay_ms}ms"),
+        ])?;
+        run(&[
+            "tc",
+            "-n",
+            &br,
+            "filter",
+            "add",
+            "dev",
+            &v,
+            "parent",
+            "1:0",
+            "protocol",
+            "ip",
+            "prio",
+            "1",
+            "u32",
+            "match",
+            "ip",
+            "src",
+            &format!("10.213.{}.128/25", self.slot),
+            "match",
+            "ip",
+            "dport",
+            &NODE_PORT.to_string(),
+            "0xffff",
+            "flowid",
+            "1:3",
+        ])
+    }
+
+    /// Removes the lag of node `i`.
+    pub fn clear_lag(&self, i: usize) -> anyhow::Result<()> {
+        let br = bridge_ns(self.slot);
+        run(&[
+            "tc",
+            "-n",
+            &br,
+            "qdisc",
+            "del",
+            "dev",
+            &format!("v{i}"),
+            "root",
+        ])
+    }
+
+    /// Kills whatever still runs in the namespaces and deletes them.
+    pub fn teardown(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        self.torn_down = true;
+        for i in 0..self.nodes {
+            remove_ns(&self.node_ns(i));
+        }
+        remove_ns(&bridge_ns(self.slot));
+        let _ = run(&["ip", "link", "del", &host_link(self.slot)]);
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+fn bridge_ns(slot: u8) -> String {
+    format!("kj{slot}br")
+}
+
+fn host_link(slot: u8) -> String {
+    format!("kj{slot}h")
+}
+
+/// SIGKILLs the processes in namespace `ns` and deletes it.
+fn remove_ns(ns: &str) {
+    if let Ok(pids) = output(&["ip", "netns", "pids", ns]) {
+        for pid in pids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let _ = run(&["ip", "netns", "del", ns]);
+}
+
+/// True for names this harness creates: `kj<digits>` followed by `br`, `h` or `n<digits>`.
+pub fn is_harness_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("kj") else {
+        return false;
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return false;
+    }
+    let tail = &rest[digits..];
+    tail == "br"
+        || tail == "h"
+        || tail
+            .strip_prefix('n')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Removes every namespace and link a harness run left behind; returns what it removed.
+pub fn cleanup_all() -> Vec<String> {
+    let mut removed = Vec::new();
+    if let Ok(list) = output(&["ip", "netns", "list"]) {
+        for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+            if is_harness_name(name) {
+                remove_ns(name);
+                removed.push(format!("netns {name}"));
+            }
+        }
+    }
+    if let Ok(links) = output(&["ip", "-o", "link", "show"]) {
+        for line in links.lines() {
+            // "7: kj0h@if6: <...>"
+            let Some(name) = line.split(':').nth(1).map(str::trim) else {
+                continue;
+            };
+            let name = name.split('@').next().unwrap_or(name);
+            if is_harness_name(name) && run(&["ip", "link", "del", name]).is_ok() {
+                removed.push(format!("link {name}"));
+            }
+        }
+    }
+    removed
+}
+
+/// Computes, for a partition into `components`, which nodes each node drops.
+pub fn drops_for(components: &[Vec<usize>], nodes: usize) -> Vec<Vec<usize>> {
+    let mut comp_of = vec![usize::MAX; nodes];
+    for (c, members) in components.iter().enumerate() {
+        for &m in members {
+            if m < nodes {
+                comp_of[m] = c;
+            }
+        }
+    }
+    (0..nodes)
+        .map(|i| {
+            (0..nodes)
+                .filter(|&j| j != i && comp_of[j] != comp_of[i])
+                .collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_harness_names() {
+        for ok in ["kj0br", "kj12h", "kj3n0", "kj63n14"] {
+            assert!(is_harness_name(ok), "{ok}");
+        }
+        for bad in [
+            "kj", "kjbr", "kj1", "kj1x", "kj1n", "eth0", "kj1n2a", "docker0",
+        ] {
+            assert!(!is_harness_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn drops_cross_component_traffic() {
+        let d = drops_for(&[vec![0, 1], vec![2, 3, 4]], 5);
+        assert_eq!(d[0], vec![2, 3, 4]);
+        assert_eq!(d[4], vec![0, 1]);
+    }
+}
