@@ -21,7 +21,6 @@ macro_rules! enum_str {
         }
     };
 }
-pub(crate) use enum_str;
 
 /// The proto number of an enum flag's text (`absolute` → `BLOCK_LEVEL_ABSOLUTE`); an
 /// unknown text is an error naming the flag and the known values.

@@ -80,7 +80,6 @@ macro_rules! enum_number {
             .unwrap_or(0)
     };
 }
-pub(crate) use enum_number;
 
 /// An actor sent as `{field}` (kind and id) as the domain's `(kind text, id)`; an unset
 /// actor or kind names `{field}_kind`.

@@ -14,8 +14,12 @@
 
 pub mod access;
 pub mod block;
+pub mod catalog;
+pub mod consent;
 pub mod convert;
 pub mod policy;
+pub mod representation;
+pub mod reservation;
 
 use kartotek_domain::limits::{LIST_PAGE_SIZE_DEFAULT, LIST_PAGE_SIZE_MAX};
 use kartotek_domain::record_op::{RecordOp, RecordOutcome};
@@ -73,7 +77,12 @@ pub async fn add_services(
 ) -> tonic::transport::server::Router {
     use kartotek_proto::v1::access_service_server::AccessServiceServer;
     use kartotek_proto::v1::block_service_server::BlockServiceServer;
+    use kartotek_proto::v1::catalog_service_server::CatalogServiceServer;
+    use kartotek_proto::v1::client_registry_service_server::ClientRegistryServiceServer;
+    use kartotek_proto::v1::consent_service_server::ConsentServiceServer;
     use kartotek_proto::v1::notification_service_server::NotificationServiceServer;
+    use kartotek_proto::v1::representation_service_server::RepresentationServiceServer;
+    use kartotek_proto::v1::reservation_service_server::ReservationServiceServer;
 
     health
         .set_serving::<BlockServiceServer<block::BlockServiceImpl>>()
@@ -83,6 +92,21 @@ pub async fn add_services(
         .await;
     health
         .set_serving::<NotificationServiceServer<access::NotificationServiceImpl>>()
+        .await;
+    health
+        .set_serving::<ConsentServiceServer<consent::ConsentServiceImpl>>()
+        .await;
+    health
+        .set_serving::<ReservationServiceServer<reservation::ReservationServiceImpl>>()
+        .await;
+    health
+        .set_serving::<RepresentationServiceServer<representation::RepresentationServiceImpl>>()
+        .await;
+    health
+        .set_serving::<CatalogServiceServer<catalog::CatalogServiceImpl>>()
+        .await;
+    health
+        .set_serving::<ClientRegistryServiceServer<catalog::ClientRegistryServiceImpl>>()
         .await;
     router
         .add_service(
@@ -95,6 +119,28 @@ pub async fn add_services(
         )
         .add_service(
             NotificationServiceServer::new(access::NotificationServiceImpl::new(ctx.clone()))
+                .max_decoding_message_size(request_bytes_max),
+        )
+        .add_service(
+            ConsentServiceServer::new(consent::ConsentServiceImpl::new(ctx.clone()))
+                .max_decoding_message_size(request_bytes_max),
+        )
+        .add_service(
+            ReservationServiceServer::new(reservation::ReservationServiceImpl::new(ctx.clone()))
+                .max_decoding_message_size(request_bytes_max),
+        )
+        .add_service(
+            RepresentationServiceServer::new(representation::RepresentationServiceImpl::new(
+                ctx.clone(),
+            ))
+            .max_decoding_message_size(request_bytes_max),
+        )
+        .add_service(
+            CatalogServiceServer::new(catalog::CatalogServiceImpl::new(ctx.clone()))
+                .max_decoding_message_size(request_bytes_max),
+        )
+        .add_service(
+            ClientRegistryServiceServer::new(catalog::ClientRegistryServiceImpl::new(ctx.clone()))
                 .max_decoding_message_size(request_bytes_max),
         )
 }
