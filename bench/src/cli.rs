@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the workloads against a Kartotek and an etcd cluster and write the report.
-    Compare(CompareArgs),
+    Compare(Box<CompareArgs>),
     /// Bulk-import many locator entries into Kartotek: import rate, lookup latency, RSS and
     /// disk bytes per entry at that size.
     Scale(ScaleArgs),

@@ -93,7 +93,12 @@ fn counter(before: &Samples, after: &Samples, base: &str) -> f64 {
     }
 }
 
-fn server_path(system: System, before: &Samples, after: &Samples, out: &runner::RunOutcome) -> ServerPath {
+fn server_path(
+    system: System,
+    before: &Samples,
+    after: &Samples,
+    out: &runner::RunOutcome,
+) -> ServerPath {
     let mut p = ServerPath {
         writes: out.writes_total,
         reads: out.reads_total,
@@ -184,7 +189,7 @@ async fn run_case<T: Target>(
 
 fn describe(r: &RunRecord) -> String {
     format!(
-        "{:<8} {:<17} load {:>6}  rep {} try {}: {:>8.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  cpu {:>5.0} µs/op  other-cpu {:>3.0}%{}{}",
+        "{:<8} {:<17} load {:>6}  rep {} try {}: {:>8.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  cpu {:>5.0} µs/op  other-cpu {:>3.0}% kernel {:>3.0}%{}{}",
         r.system.name(),
         r.workload.name(),
         r.load.label(),
@@ -195,6 +200,7 @@ fn describe(r: &RunRecord) -> String {
         r.latency.p99_us / 1e3,
         r.server_cpu_us_per_op,
         r.busy.other_cpu_fraction * 100.0,
+        r.busy.kernel_cpu_fraction * 100.0,
         if r.disturbed { "  DISTURBED" } else { "" },
         match (&r.first_problem, r.errors + r.wrong) {
             (Some(p), n) if n > 0 => format!("  {n} failed/wrong, first: {p}"),
@@ -262,7 +268,11 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
         kartotek: kartotek_cluster,
         etcd: etcd_cluster,
     };
-    println!("clusters up: Kartotek pids {:?}, etcd pids {:?}", systems.kartotek.pids(), systems.etcd.pids());
+    println!(
+        "clusters up: Kartotek pids {:?}, etcd pids {:?}",
+        systems.kartotek.pids(),
+        systems.etcd.pids()
+    );
 
     let keyspace = Arc::new(Keyspace::new(args.keys, 1));
     let tag = format!("{}-{}", std::process::id(), started.timestamp());
@@ -286,8 +296,9 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
         k_load.as_secs_f64(),
         e_load.as_secs_f64()
     );
-    let kartotek_target =
-        Arc::new(KartotekTarget::new(&systems.kartotek, keyspace.clone(), args.max_staleness_ms).await?);
+    let kartotek_target = Arc::new(
+        KartotekTarget::new(&systems.kartotek, keyspace.clone(), args.max_staleness_ms).await?,
+    );
 
     let loads: Vec<Load> = if args.rates.is_empty() {
         args.concurrency
@@ -341,8 +352,12 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
                             load.label()
                         ));
                         let (record, hist) = match system {
-                            System::Kartotek => run_case(kartotek_target.clone(), &case, seq.clone()).await?,
-                            System::Etcd => run_case(etcd_target.clone(), &case, seq.clone()).await?,
+                            System::Kartotek => {
+                                run_case(kartotek_target.clone(), &case, seq.clone()).await?
+                            }
+                            System::Etcd => {
+                                run_case(etcd_target.clone(), &case, seq.clone()).await?
+                            }
                         };
                         progress.line(&describe(&record));
                         let keep = !record.disturbed || attempt + 1 >= args.attempts;
@@ -363,7 +378,15 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
 
     let mut profiles = Vec::new();
     if args.profile_concurrency > 0 {
-        profiles = take_profiles(&args, &systems, &kartotek_target, &keyspace, &seq, work.path()).await?;
+        profiles = take_profiles(
+            &args,
+            &systems,
+            &kartotek_target,
+            &keyspace,
+            &seq,
+            work.path(),
+        )
+        .await?;
     }
 
     let aggregates = collector.aggregates();
@@ -398,8 +421,15 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
     etcd_cluster.stop();
     let json = report::save_compare(&out_dir, &results)?;
     let report_file = report::write(&out_dir)?;
-    println!("results: {}\nreport:  {}", json.display(), report_file.display());
-    setup::finish_work_dir(work, args.setup.keep_data || args.smoke && args.setup.out_dir.is_none());
+    println!(
+        "results: {}\nreport:  {}",
+        json.display(),
+        report_file.display()
+    );
+    setup::finish_work_dir(
+        work,
+        args.setup.keep_data || args.smoke && args.setup.out_dir.is_none(),
+    );
     if args.smoke {
         check_smoke(&results)?;
         println!("smoke: both systems answered every request correctly");
@@ -435,7 +465,10 @@ fn check_smoke(r: &CompareResults) -> anyhow::Result<()> {
             .filter_map(|x| x.first_problem.clone())
             .take(5)
             .collect();
-        bail!("smoke failed:\n  {}\nfirst problems: {firsts:?}", problems.join("\n  "));
+        bail!(
+            "smoke failed:\n  {}\nfirst problems: {firsts:?}",
+            problems.join("\n  ")
+        );
     }
     Ok(())
 }
@@ -490,12 +523,20 @@ fn conditions(args: &CompareArgs, data_dir: &str, systems: &Systems) -> Vec<Stri
     let load = if args.rates.is_empty() {
         format!(
             "closed loop: a fixed number of requests in flight ({}), each worker waits for its answer",
-            args.concurrency.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            args.concurrency
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     } else {
         format!(
             "open loop: target rates {} /s (at most {} in flight), latency counted from each request's intended start (no coordinated omission)",
-            args.rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
+            args.rates
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(", "),
             args.in_flight_max
         )
     };
@@ -517,7 +558,7 @@ fn conditions(args: &CompareArgs, data_dir: &str, systems: &Systems) -> Vec<Stri
             args.keys
         ),
         format!(
-            "Machine busyness: CPU used by other processes (all CPU from /proc/stat minus both systems' servers and this load generator) and the 1-minute load average are recorded per run; a run where other work used more than {:.0} % of all CPUs is repeated (up to {} attempts) and marked if still disturbed.",
+            "Machine busyness: CPU used by other user processes (process CPU from /proc/stat minus both systems' servers, this load generator and kernel threads), the CPU of kernel threads and interrupts (mostly the servers' own I/O and loopback traffic) and the 1-minute load average are recorded per run; a run where other work used more than {:.0} % of all CPUs is repeated (up to {} attempts) and marked if still disturbed.",
             args.busy_max * 100.0,
             args.attempts
         ),

@@ -144,11 +144,6 @@ impl Keyspace {
         self.patients.len() * self.systems as usize
     }
 
-    /// Whether the keyspace is empty.
-    pub fn is_empty(&self) -> bool {
-        self.patients.is_empty()
-    }
-
     /// Entry number `key` written as version `seq`.
     pub fn entry(&self, key: usize, seq: u64) -> Entry {
         let systems = self.systems as usize;

@@ -2,7 +2,7 @@
 //! unsafe flags) started on free loopback ports (or attached to), its gRPC API through the
 //! vendored protos, compaction + defragmentation between cases, and the workloads' operations.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,8 +59,6 @@ pub struct Member {
     pub name: String,
     /// Client address (`host:port`): gRPC and `/metrics`.
     pub client_addr: String,
-    /// Data dir, if known.
-    pub data_dir: Option<PathBuf>,
     /// Pid, if known.
     pub pid: Option<u32>,
     server: Option<Server>,
@@ -132,7 +130,6 @@ impl Cluster {
             members.push(Member {
                 name: name.clone(),
                 client_addr: client.clone(),
-                data_dir: Some(data_dir),
                 pid: server.pid(),
                 server: Some(server),
             });
@@ -151,7 +148,6 @@ impl Cluster {
                 .map(|(i, a)| Member {
                     name: format!("etcd-{}", i + 1),
                     client_addr: a.clone(),
-                    data_dir: None,
                     pid: pids.get(i).copied(),
                     server: None,
                 })
@@ -174,7 +170,11 @@ impl Cluster {
                         .map(tonic::Response::into_inner),
                     Err(_) => None,
                 };
-                ids.push(st.as_ref().and_then(|s| s.header.as_ref()).map(|h| h.member_id));
+                ids.push(
+                    st.as_ref()
+                        .and_then(|s| s.header.as_ref())
+                        .map(|h| h.member_id),
+                );
                 leaders.push(st.map(|s| s.leader).filter(|l| *l != 0));
             }
             if let Some(Some(l)) = leaders.first()
@@ -201,11 +201,6 @@ impl Cluster {
     /// Pids of the members (those known).
     pub fn pids(&self) -> Vec<u32> {
         self.members.iter().filter_map(|m| m.pid).collect()
-    }
-
-    /// Data dirs of the members (those known).
-    pub fn data_dirs(&self) -> Vec<PathBuf> {
-        self.members.iter().filter_map(|m| m.data_dir.clone()).collect()
     }
 
     /// Metrics of member `idx`.
@@ -254,23 +249,6 @@ impl Cluster {
                 .with_context(|| format!("defragmenting {}", m.name))?;
         }
         Ok(rev)
-    }
-
-    /// Database size of each member (bytes physically allocated), from Status.
-    pub async fn db_sizes(&self) -> Vec<i64> {
-        let mut out = Vec::new();
-        for m in &self.members {
-            let size = match channel(&m.client_addr) {
-                Ok(ch) => MaintenanceClient::new(ch)
-                    .status(pb::StatusRequest {})
-                    .await
-                    .map(|r| r.into_inner().db_size)
-                    .unwrap_or(0),
-                Err(_) => 0,
-            };
-            out.push(size);
-        }
-        out
     }
 
     /// Stops the members this benchmark started.
@@ -390,7 +368,12 @@ impl Target for EtcdTarget {
                     })
                     .await
                 {
-                    Ok(r) if r.get_ref().kvs.iter().any(|kv| kv.key.starts_with(prefix.as_bytes())) => {
+                    Ok(r)
+                        if r.get_ref()
+                            .kvs
+                            .iter()
+                            .any(|kv| kv.key.starts_with(prefix.as_bytes())) =>
+                    {
                         Outcome::Ok
                     }
                     Ok(r) => Outcome::Wrong(format!(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use kartotek_client::{ClientConfig, KartotekClient};
+use kartotek_client::{CallerIdentity, ClientConfig, KartotekClient};
 use kartotek_proto::v1::{
     Consistency, ImportEntry, ImportLocatorsRequest, LookupLocatorRequest, Member, ReadOptions,
     RegisterLocatorRequest,
@@ -22,6 +22,10 @@ use crate::target::{OpKind, Outcome, Target};
 
 /// How long nodes get to come up and elect a leader.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(90);
+/// Who the benchmark says it is (recorded in Kartotek's audit events).
+pub const BENCH_ACTOR: &str = "system:kartotek-bench";
+/// The purpose of use it states.
+pub const BENCH_PURPOSE: &str = "treatment";
 /// Entries per bulk-import batch.
 pub const IMPORT_BATCH_ENTRIES: usize = 1000;
 /// Import batches in flight.
@@ -191,11 +195,18 @@ impl Cluster {
                 endpoints.push(n.addr.clone());
             }
         }
-        Ok(KartotekClient::new(ClientConfig {
-            endpoints,
-            deadline_ms: 30_000,
-            ..ClientConfig::default()
-        })?)
+        Ok(KartotekClient::new_as(
+            ClientConfig {
+                endpoints,
+                deadline_ms: 30_000,
+                ..ClientConfig::default()
+            },
+            CallerIdentity {
+                actor: Some(BENCH_ACTOR.into()),
+                purpose: Some(BENCH_PURPOSE.into()),
+                ..CallerIdentity::default()
+            },
+        )?)
     }
 
     /// The leader's id, once every node agrees on one.
@@ -232,7 +243,10 @@ impl Cluster {
 
     /// Data dirs of the nodes (those known).
     pub fn data_dirs(&self) -> Vec<PathBuf> {
-        self.nodes.iter().filter_map(|n| n.data_dir.clone()).collect()
+        self.nodes
+            .iter()
+            .filter_map(|n| n.data_dir.clone())
+            .collect()
     }
 
     /// Metrics of node `id` (empty when it has no metrics address or does not answer).
@@ -303,7 +317,9 @@ impl Cluster {
         });
         let importer = {
             let client = client.clone();
-            tokio::spawn(async move { client.import_locators(rx, atx, IMPORT_WINDOW_BATCHES).await })
+            tokio::spawn(
+                async move { client.import_locators(rx, atx, IMPORT_WINDOW_BATCHES).await },
+            )
         };
         let mut done = 0u64;
         let mut rejected = 0usize;
@@ -390,7 +406,7 @@ impl Target for KartotekTarget {
                     }
                     _ => (&self.leader, None),
                 };
-                let read = (op == OpKind::FollowerRead).then(|| ReadOptions {
+                let read = (op == OpKind::FollowerRead).then_some(ReadOptions {
                     consistency: Consistency::BoundedStaleness as i32,
                     max_staleness_ms: self.max_staleness_ms,
                 });
@@ -403,12 +419,15 @@ impl Target for KartotekTarget {
                     .await;
                 match r {
                     Ok(a) if !a.entries.iter().any(|e| e.patient == patient) => {
-                        Outcome::Wrong(format!("lookup returned {} entries, none of the patient's", a.entries.len()))
+                        Outcome::Wrong(format!(
+                            "lookup returned {} entries, none of the patient's",
+                            a.entries.len()
+                        ))
                     }
                     Ok(a) => match (expect_node, a.header.map(|h| h.node_id)) {
-                        (Some(want), Some(got)) if want != got => {
-                            Outcome::Wrong(format!("follower read served by node {got}, not {want}"))
-                        }
+                        (Some(want), Some(got)) if want != got => Outcome::Wrong(format!(
+                            "follower read served by node {got}, not {want}"
+                        )),
                         _ => Outcome::Ok,
                     },
                     Err(e) => Outcome::Error(e.to_string()),

@@ -33,7 +33,11 @@ pub struct Timing {
 impl Timing {
     /// Operations per second one after the other (1 / mean).
     pub fn serial_rate_per_s(&self) -> f64 {
-        if self.mean_us > 0.0 { 1e6 / self.mean_us } else { 0.0 }
+        if self.mean_us > 0.0 {
+            1e6 / self.mean_us
+        } else {
+            0.0
+        }
     }
 }
 
@@ -43,7 +47,9 @@ fn timing(mut f: impl FnMut() -> anyhow::Result<()>, duration: Duration) -> anyh
     while Instant::now() < until {
         let t = Instant::now();
         f()?;
-        let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+        let us = u64::try_from(t.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
         h.saturating_record(us);
     }
     Ok(Timing {
@@ -117,7 +123,11 @@ pub async fn run(args: crate::cli::LimitsArgs) -> anyhow::Result<()> {
     .await??;
     println!(
         "fsync (4 KiB + fdatasync): {} times, p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs, {:.0}/s serial",
-        f.count, f.p50_us, f.p99_us, f.max_us, f.serial_rate_per_s()
+        f.count,
+        f.p50_us,
+        f.p99_us,
+        f.max_us,
+        f.serial_rate_per_s()
     );
     println!(
         "loopback RTT: {} times, p50 {:.0} µs, p99 {:.0} µs",

@@ -28,7 +28,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         match cli.command {
-            cli::Command::Compare(a) => compare::run(a).await,
+            cli::Command::Compare(a) => compare::run(*a).await,
             cli::Command::Scale(a) => scale::run(a).await,
             cli::Command::Limits(a) => limits::run(a).await,
             cli::Command::Report(a) => {

@@ -27,15 +27,17 @@ pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
             bail!("malformed HTTP answer from {addr}");
         };
         if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-            bail!(
-                "{addr}{path}: {}",
-                head.lines().next().unwrap_or_default()
-            );
+            bail!("{addr}{path}: {}", head.lines().next().unwrap_or_default());
         }
-        let chunked = head
-            .lines()
-            .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
-        Ok(if chunked { dechunk(body) } else { body.to_owned() })
+        let chunked = head.lines().any(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("transfer-encoding: chunked")
+        });
+        Ok(if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        })
     };
     tokio::time::timeout(SCRAPE_TIMEOUT, fut)
         .await

@@ -12,14 +12,14 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A free loopback port (bound then released; good enough for a benchmark on one machine).
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// A running server process.
 #[derive(Debug)]
 pub struct Server {
-    /// What it is, for messages.
-    pub name: String,
     /// Its log file.
     pub log_file: PathBuf,
     child: Option<Child>,
@@ -51,7 +51,6 @@ impl Server {
             .spawn()
             .with_context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
         Ok(Server {
-            name: name.to_owned(),
             log_file: log_file.to_path_buf(),
             child: Some(child),
         })
@@ -60,14 +59,6 @@ impl Server {
     /// Its pid while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
-    }
-
-    /// Whether it has exited (and then reaps it).
-    pub fn exited(&mut self) -> bool {
-        match self.child.as_mut().map(Child::try_wait) {
-            Some(Ok(Some(_))) | None => true,
-            _ => false,
-        }
     }
 
     /// The last `n` lines of its log.

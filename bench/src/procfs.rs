@@ -61,11 +61,13 @@ pub fn peak_rss_bytes(pid: u32) -> u64 {
     status_bytes(pid, "VmHWM")
 }
 
-/// Busy and total CPU time of the whole machine (all CPUs), in seconds.
+/// CPU time of the whole machine (all CPUs), in seconds.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MachineCpu {
-    /// Time not idle and not waiting for I/O.
-    pub busy_seconds: f64,
+    /// Time in processes: user, nice and system.
+    pub process_seconds: f64,
+    /// Time in interrupts and soft interrupts (loopback networking, block I/O completion).
+    pub irq_seconds: f64,
     /// All time.
     pub total_seconds: f64,
 }
@@ -81,14 +83,49 @@ pub fn machine_cpu() -> MachineCpu {
         .skip(1)
         .filter_map(|s| s.parse().ok())
         .collect();
-    // user nice system idle iowait irq softirq steal (guest counted in user).
+    let f = |i: usize| v.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal (guest is counted in user).
     let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
     let hz = ticks_per_second();
     MachineCpu {
-        busy_seconds: total.saturating_sub(idle) as f64 / hz,
+        process_seconds: (f(0) + f(1) + f(2)) as f64 / hz,
+        irq_seconds: (f(5) + f(6)) as f64 / hz,
         total_seconds: total as f64 / hz,
     }
+}
+
+/// Flag of kernel threads in `/proc/<pid>/stat` (PF_KTHREAD).
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// CPU seconds of all kernel threads (journal commits, block I/O workers, …).
+pub fn kernel_threads_cpu_seconds() -> f64 {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let hz = ticks_per_second();
+    let mut total = 0u64;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = text.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let get = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        // rest[0] is field 3; flags is field 9, utime 14, stime 15.
+        if get(6) & PF_KTHREAD != 0 {
+            total += get(11) + get(12);
+        }
+    }
+    total as f64 / hz
 }
 
 /// The 1-minute load average.
@@ -102,8 +139,12 @@ pub fn loadavg_1m() -> f64 {
 /// How busy the machine was with work other than ours during an interval.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, Default)]
 pub struct Busyness {
-    /// CPU used outside the benchmark and both systems' servers, as a fraction of all CPUs.
+    /// CPU used by user processes other than the benchmark and both systems' servers, as a
+    /// fraction of all CPUs.
     pub other_cpu_fraction: f64,
+    /// CPU of kernel threads and interrupts (mostly the I/O and loopback traffic the servers
+    /// cause, but not only theirs), as a fraction of all CPUs.
+    pub kernel_cpu_fraction: f64,
     /// 1-minute load average at the end.
     pub loadavg_1m: f64,
 }
@@ -113,6 +154,7 @@ pub struct Busyness {
 pub struct BusySampler {
     machine: MachineCpu,
     ours: f64,
+    kernel_threads: f64,
     pids: Vec<u32>,
 }
 
@@ -120,10 +162,10 @@ impl BusySampler {
     /// Starts an interval; `pids` are the processes that count as ours (servers of both
     /// systems); the benchmark process itself is always counted as ours.
     pub fn start(pids: Vec<u32>) -> BusySampler {
-        let ours = ours_cpu(&pids);
         BusySampler {
+            ours: ours_cpu(&pids),
+            kernel_threads: kernel_threads_cpu_seconds(),
             machine: machine_cpu(),
-            ours,
             pids,
         }
     }
@@ -132,17 +174,21 @@ impl BusySampler {
     pub fn finish(&self) -> Busyness {
         let now = machine_cpu();
         let total = (now.total_seconds - self.machine.total_seconds).max(1e-9);
-        let busy = now.busy_seconds - self.machine.busy_seconds;
+        let processes = now.process_seconds - self.machine.process_seconds;
+        let kernel = kernel_threads_cpu_seconds() - self.kernel_threads;
+        let irq = now.irq_seconds - self.machine.irq_seconds;
         let ours = ours_cpu(&self.pids) - self.ours;
         Busyness {
-            other_cpu_fraction: ((busy - ours) / total).clamp(0.0, 1.0),
+            other_cpu_fraction: ((processes - kernel - ours) / total).clamp(0.0, 1.0),
+            kernel_cpu_fraction: ((kernel + irq) / total).clamp(0.0, 1.0),
             loadavg_1m: loadavg_1m(),
         }
     }
 }
 
 fn ours_cpu(pids: &[u32]) -> f64 {
-    pids.iter().map(|p| process_cpu_seconds(*p)).sum::<f64>() + process_cpu_seconds(std::process::id())
+    pids.iter().map(|p| process_cpu_seconds(*p)).sum::<f64>()
+        + process_cpu_seconds(std::process::id())
 }
 
 /// Total CPU seconds of `pids`.
@@ -177,15 +223,29 @@ pub fn machine(data_dir: &Path) -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu_model = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, v)| v.trim().to_owned()))
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, v)| v.trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown".into());
     let memory_bytes = std::fs::read_to_string("/proc/meminfo")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:")?.split_whitespace().next()?.parse::<u64>().ok())
+        .find_map(|l| {
+            l.strip_prefix("MemTotal:")?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
         .map(|kb| kb * 1024)
         .unwrap_or(0);
-    let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_owned()).unwrap_or_default();
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    };
     let kernel = format!(
         "{} {}",
         read("/proc/sys/kernel/ostype"),
@@ -193,9 +253,10 @@ pub fn machine(data_dir: &Path) -> Machine {
     );
     let (device, fs, mount) = mount_of(data_dir);
     let dev_name = device.rsplit('/').next().unwrap_or("").to_owned();
-    let disk_rotational = std::fs::read_to_string(format!("/sys/block/{dev_name}/queue/rotational"))
-        .ok()
-        .map(|s| s.trim() == "1");
+    let disk_rotational =
+        std::fs::read_to_string(format!("/sys/block/{dev_name}/queue/rotational"))
+            .ok()
+            .map(|s| s.trim() == "1");
     let model = read(&format!("/sys/block/{dev_name}/device/model"));
     Machine {
         cpu_model,
@@ -204,7 +265,11 @@ pub fn machine(data_dir: &Path) -> Machine {
         kernel,
         disk: format!(
             "{device} ({fs}, mounted at {mount}){}",
-            if model.is_empty() { String::new() } else { format!(", model {model}") }
+            if model.is_empty() {
+                String::new()
+            } else {
+                format!(", model {model}")
+            }
         ),
         disk_rotational,
     }
@@ -233,7 +298,9 @@ pub fn disk_usage_bytes(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let Ok(m) = e.metadata() else { continue };
             if m.is_dir() {
@@ -257,5 +324,6 @@ mod tests {
         assert!(peak_rss_bytes(me) >= rss_bytes(me) / 2);
         assert!(process_cpu_seconds(me) >= 0.0);
         assert!(machine_cpu().total_seconds > 0.0);
+        assert!(kernel_threads_cpu_seconds() >= 0.0);
     }
 }

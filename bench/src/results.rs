@@ -85,7 +85,8 @@ pub struct ServerPath {
 impl ServerPath {
     /// Acknowledged writes per leader fsync.
     pub fn writes_per_fsync(&self) -> Option<f64> {
-        (self.leader_fsyncs > 0.0 && self.writes > 0).then(|| self.writes as f64 / self.leader_fsyncs)
+        (self.leader_fsyncs > 0.0 && self.writes > 0)
+            .then(|| self.writes as f64 / self.leader_fsyncs)
     }
 
     /// Raft entries per leader fsync.
@@ -96,7 +97,8 @@ impl ServerPath {
 
     /// Writes per Raft entry (proposal batching).
     pub fn writes_per_entry(&self) -> Option<f64> {
-        (self.leader_entries > 0.0 && self.writes > 0).then(|| self.writes as f64 / self.leader_entries)
+        (self.leader_entries > 0.0 && self.writes > 0)
+            .then(|| self.writes as f64 / self.leader_entries)
     }
 
     /// Reads per read-index round.
@@ -200,12 +202,15 @@ fn cdf_quantiles() -> Vec<f64> {
     q
 }
 
+/// The runs kept for one (system, workload, load): their load, indexes and merged histogram.
+type Kept = (Load, Vec<usize>, Histogram<u64>);
+
 /// Accumulates runs and their histograms.
 #[derive(Default)]
 pub struct Collector {
     /// Every run, kept or not.
     pub runs: Vec<RunRecord>,
-    kept: BTreeMap<(System, Workload, String), (Load, Vec<usize>, Histogram<u64>)>,
+    kept: BTreeMap<(System, Workload, String), Kept>,
 }
 
 impl Collector {
@@ -258,7 +263,8 @@ impl Collector {
                             .map(|q| (q, hist.value_at_quantile(q) as f64))
                             .collect()
                     },
-                    server_cpu_us_per_op: runs.iter().map(|r| r.server_cpu_us_per_op).sum::<f64>() / n,
+                    server_cpu_us_per_op: runs.iter().map(|r| r.server_cpu_us_per_op).sum::<f64>()
+                        / n,
                     peak_rss_bytes: runs.iter().map(|r| r.peak_rss_bytes).max().unwrap_or(0),
                     ok: runs.iter().map(|r| r.ok).sum(),
                     errors: runs.iter().map(|r| r.errors).sum(),

@@ -79,18 +79,23 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     let last_line = std::sync::Mutex::new(Instant::now());
     let t = Instant::now();
     let imported = cluster
-        .import(&keyspace, 0..keyspace.len(), &format!("scale-{}", started.timestamp()), |n| {
-            progress.set(n);
-            if let Ok(mut last) = last_line.lock()
-                && last.elapsed() > Duration::from_secs(10)
-            {
-                *last = Instant::now();
-                progress.line(&format!(
-                    "imported {n} entries, {:.0}/s",
-                    n as f64 / t.elapsed().as_secs_f64()
-                ));
-            }
-        })
+        .import(
+            &keyspace,
+            0..keyspace.len(),
+            &format!("scale-{}", started.timestamp()),
+            |n| {
+                progress.set(n);
+                if let Ok(mut last) = last_line.lock()
+                    && last.elapsed() > Duration::from_secs(10)
+                {
+                    *last = Instant::now();
+                    progress.line(&format!(
+                        "imported {n} entries, {:.0}/s",
+                        n as f64 / t.elapsed().as_secs_f64()
+                    ));
+                }
+            },
+        )
         .await
         .context("bulk import")?;
     let import_seconds = t.elapsed().as_secs_f64();
@@ -131,8 +136,9 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
         .map(|d| procfs::disk_usage_bytes(d))
         .collect();
     let entries = keyspace.len();
-    let disk_bytes_per_entry =
-        disk_bytes.iter().sum::<u64>() as f64 / disk_bytes.len().max(1) as f64 / entries.max(1) as f64;
+    let disk_bytes_per_entry = disk_bytes.iter().sum::<u64>() as f64
+        / disk_bytes.len().max(1) as f64
+        / entries.max(1) as f64;
     let extrapolation = (entries < TARGET_ENTRIES).then(|| {
         let f = TARGET_ENTRIES as f64 / entries.max(1) as f64;
         format!(

@@ -87,12 +87,17 @@ fn trim(v: f64) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Renders a chart.
 pub fn chart(title: &str, x: &Axis, y: &Axis, series: &[Series]) -> String {
-    let pts: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied()).collect();
+    let pts: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .collect();
     let (mut xmin, mut xmax, mut ymin, mut ymax) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for (px, py) in &pts {
         xmin = xmin.min(*px);
@@ -113,8 +118,16 @@ pub fn chart(title: &str, x: &Axis, y: &Axis, series: &[Series]) -> String {
     if let Some((last, _)) = x.ticks.last() {
         xmax = xmax.max(*last);
     }
-    let xticks = if x.ticks.is_empty() { auto_ticks(xmin, xmax, x.log) } else { x.ticks.clone() };
-    let yticks = if y.ticks.is_empty() { auto_ticks(ymin, ymax, y.log) } else { y.ticks.clone() };
+    let xticks = if x.ticks.is_empty() {
+        auto_ticks(xmin, xmax, x.log)
+    } else {
+        x.ticks.clone()
+    };
+    let yticks = if y.ticks.is_empty() {
+        auto_ticks(ymin, ymax, y.log)
+    } else {
+        y.ticks.clone()
+    };
     if y.log {
         if let Some((v, _)) = yticks.first() {
             ymin = ymin.min(*v);
@@ -232,9 +245,22 @@ mod tests {
     fn renders() {
         let svg = chart(
             "t",
-            &Axis { label: "x".into(), log: true, ticks: vec![] },
-            &Axis { label: "y".into(), log: false, ticks: vec![] },
-            &[Series { name: "a<b".into(), color: "red", dash: "", points: vec![(1.0, 2.0), (16.0, 5.0)] }],
+            &Axis {
+                label: "x".into(),
+                log: true,
+                ticks: vec![],
+            },
+            &Axis {
+                label: "y".into(),
+                log: false,
+                ticks: vec![],
+            },
+            &[Series {
+                name: "a<b".into(),
+                color: "red",
+                dash: "",
+                points: vec![(1.0, 2.0), (16.0, 5.0)],
+            }],
         );
         assert!(svg.starts_with("<svg") && svg.contains("a&lt;b") && svg.contains("polyline"));
         assert_eq!(short(1500.0), "1.5k");
