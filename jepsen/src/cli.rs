@@ -50,7 +50,7 @@ struct TestArgs {
     /// Workload.
     #[arg(long, value_enum, default_value = "register")]
     workload: WorkloadChoice,
-    /// Faults, comma-separated: partition, kill, pause, loss, lag, clock, disk, member; or
+    /// Faults, comma-separated: partition, kill, pause, loss, clock, disk, member; or
     /// `all` / `none`.
     #[arg(long, default_value = "partition,kill")]
     nemesis: String,

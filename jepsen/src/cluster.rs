@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use kartotek_client::proto::{AddLearnerRequest, Member, NodeStatus};
+use kartotek_client::proto::{Member, NodeStatus};
 use kartotek_client::{ClientConfig, KartotekClient};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -102,6 +102,53 @@ pub struct Seen {
     pub leader_id: Option<u64>,
     /// Applied index.
     pub applied_index: Option<u64>,
+}
+
+/// Asks nodes about their state without holding the cluster (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// A client over every node, for administration.
+    pub admin: KartotekClient,
+    addrs: Vec<String>,
+}
+
+impl Probe {
+    /// Status of every slot (concurrently, one attempt each).
+    pub async fn statuses(&self) -> Vec<Option<NodeStatus>> {
+        let calls = self.addrs.iter().map(|addr| {
+            let admin = self.admin.clone();
+            async move {
+                tokio::time::timeout(Duration::from_millis(1500), admin.status(addr))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+        });
+        futures::future::join_all(calls).await
+    }
+
+    /// Slot of the node that claims leadership in the highest term, if any.
+    pub async fn leader(&self) -> Option<usize> {
+        self.statuses()
+            .await
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.filter(|s| s.role == "leader").map(|s| (s.term, i)))
+            .max()
+            .map(|(_, i)| i)
+    }
+
+    /// Waits until the node at `addr` answers.
+    pub async fn wait_up(&self, addr: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.admin.status(addr).await.is_err() {
+            if tokio::time::Instant::now() > deadline {
+                bail!("node at {addr} did not come up (see its node.log)");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
 }
 
 /// The nodes of one test.
@@ -351,19 +398,17 @@ impl Cluster {
         ])
     }
 
+    /// A probe for status queries made without holding the cluster.
+    pub fn probe(&self) -> Probe {
+        Probe {
+            admin: self.admin.clone(),
+            addrs: self.addrs(),
+        }
+    }
+
     /// Status of every slot (concurrently, one attempt each).
     pub async fn statuses(&self) -> Vec<Option<NodeStatus>> {
-        let calls = self.nodes.iter().map(|n| {
-            let admin = self.admin.clone();
-            let addr = n.addr.clone();
-            async move {
-                tokio::time::timeout(Duration::from_millis(1500), admin.status(&addr))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-            }
-        });
-        futures::future::join_all(calls).await
+        self.probe().statuses().await
     }
 
     /// A compact view of the statuses, for logs.
@@ -386,13 +431,7 @@ impl Cluster {
 
     /// Slot of the node that claims leadership in the highest term, if any.
     pub async fn leader(&self) -> Option<usize> {
-        self.statuses()
-            .await
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.filter(|s| s.role == "leader").map(|s| (s.term, i)))
-            .max()
-            .map(|(_, i)| i)
+        self.probe().leader().await
     }
 
     /// Slot of node id `id`.
@@ -403,13 +442,9 @@ impl Cluster {
     /// Initialises the cluster with every slot as a voter and waits for a leader.
     pub async fn init(&self, timeout: Duration) -> anyhow::Result<usize> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let probe = self.probe();
         for n in &self.nodes {
-            while self.admin.status(&n.addr).await.is_err() {
-                if tokio::time::Instant::now() > deadline {
-                    bail!("node at {} did not come up (see its node.log)", n.addr);
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            probe.wait_up(&n.addr, timeout).await?;
         }
         let members = self
             .nodes
@@ -457,23 +492,15 @@ impl Cluster {
         }
     }
 
-    /// Removes slot `i` from the membership (via the leader) and stops its process.
-    pub async fn remove_member(&mut self, i: usize) -> anyhow::Result<()> {
-        let id = self.nodes[i].id;
-        self.admin
-            .remove(id)
-            .await
-            .with_context(|| format!("removing node id {id}"))?;
+    /// Marks slot `i` removed (after the membership change went through) and stops it.
+    pub fn removed(&mut self, i: usize) {
         self.nodes[i].member = false;
         self.kill(i);
-        Ok(())
     }
 
-    /// Wipes slot `i`, starts it under a fresh id, adds it as a learner and promotes it.
-    pub async fn rejoin(&mut self, i: usize) -> anyhow::Result<u64> {
-        if self.nodes[i].member {
-            return Ok(self.nodes[i].id);
-        }
+    /// Wipes slot `i` and starts it under a fresh id (not a member yet); returns the id and
+    /// address to add.
+    pub fn start_fresh(&mut self, i: usize) -> anyhow::Result<(u64, String)> {
         self.kill(i);
         let data = self.nodes[i].dir.join("data");
         if data.exists() {
@@ -482,29 +509,7 @@ impl Cluster {
         self.nodes[i].id = self.next_id;
         self.next_id += 1;
         self.spawn(i)?;
-        let id = self.nodes[i].id;
-        let addr = self.nodes[i].addr.clone();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.admin.status(&addr).await.is_err() {
-            if tokio::time::Instant::now() > deadline {
-                bail!("rejoining node {id} did not come up");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        self.admin
-            .add_learner(AddLearnerRequest {
-                node_id: id,
-                addr,
-                wait_caught_up: true,
-            })
-            .await
-            .with_context(|| format!("adding learner {id}"))?;
-        self.admin
-            .promote(id)
-            .await
-            .with_context(|| format!("promoting {id}"))?;
-        self.nodes[i].member = true;
-        Ok(id)
+        Ok((self.nodes[i].id, self.nodes[i].addr.clone()))
     }
 
     /// Kills every process (after SIGCONT, so none stays stopped).

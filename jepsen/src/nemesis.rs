@@ -4,7 +4,7 @@
 //! [`Planned`] faults: every kind has its own timeline (start, hold, heal, pause, ...), so
 //! faults of different kinds overlap (composition) while faults of one kind never do. Random
 //! choices (which nodes, which split, how long) are made here, from the seed; only targets that
-//! depend on the cluster's state (the current leader, a follower) are resolved when the fault
+//! depend on the cluster's state (the current leader) are resolved when the fault
 //! starts. The same seed gives the same plan.
 //!
 //! [`Nemesis::run`] executes the plan against the [`Cluster`], logging every start, stop and
@@ -25,6 +25,7 @@ use tokio::sync::Mutex;
 
 use crate::cluster::Cluster;
 use crate::netns::drops_for;
+use kartotek_client::proto::AddLearnerRequest;
 
 /// The kinds of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -36,10 +37,8 @@ pub enum Kind {
     Kill,
     /// SIGSTOP, SIGCONT later.
     Pause,
-    /// Packet loss (tc netem).
+    /// Packet loss (iptables statistic).
     Loss,
-    /// Delayed replication to one follower (tc netem on Raft traffic only).
-    Lag,
     /// Wall-clock offsets and jumps (libfaketime).
     Clock,
     /// Failing fsync / writes (libfiu), then a crash-restart.
@@ -50,12 +49,11 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Partition,
         Kind::Kill,
         Kind::Pause,
         Kind::Loss,
-        Kind::Lag,
         Kind::Clock,
         Kind::Disk,
         Kind::Member,
@@ -73,7 +71,6 @@ impl Kind {
             Kind::Kill => "kill",
             Kind::Pause => "pause",
             Kind::Loss => "loss",
-            Kind::Lag => "lag",
             Kind::Clock => "clock",
             Kind::Disk => "disk",
             Kind::Member => "member",
@@ -82,7 +79,7 @@ impl Kind {
 
     /// True if it needs network namespaces.
     pub fn needs_netns(self) -> bool {
-        matches!(self, Kind::Partition | Kind::Loss | Kind::Lag)
+        matches!(self, Kind::Partition | Kind::Loss)
     }
 }
 
@@ -114,8 +111,6 @@ pub enum Target {
     Nodes(Vec<usize>),
     /// The current leader.
     Leader,
-    /// A follower, the n-th of the current followers (mod their number).
-    Follower(usize),
 }
 
 /// The shape of a partition.
@@ -124,7 +119,7 @@ pub enum Target {
 pub enum Split {
     /// Two halves (the first ⌊n/2⌋ of a permutation against the rest).
     Halves(Vec<usize>),
-    /// The current leader with ⌊(n-1)/2⌋ others (a minority) against the rest.
+    /// The current leader in a minority of ⌊(n-1)/2⌋ nodes against the rest.
     LeaderMinority(Vec<usize>),
     /// One node alone.
     Isolate(usize),
@@ -162,13 +157,6 @@ pub enum Fault {
         /// Percentage lost.
         loss_pct: u32,
     },
-    /// Raft traffic to a follower delayed.
-    Lag {
-        /// Who.
-        target: Target,
-        /// Delay.
-        delay_ms: u64,
-    },
     /// Clock offsets.
     Clock {
         /// (slot, offset in seconds).
@@ -196,7 +184,6 @@ impl Fault {
             Fault::Kill { .. } => Kind::Kill,
             Fault::Pause { .. } => Kind::Pause,
             Fault::Loss { .. } => Kind::Loss,
-            Fault::Lag { .. } => Kind::Lag,
             Fault::Clock { .. } => Kind::Clock,
             Fault::Disk { .. } => Kind::Disk,
             Fault::Member { .. } => Kind::Member,
@@ -314,10 +301,6 @@ fn random_fault(kind: Kind, nodes: usize, rng: &mut ChaCha8Rng) -> Fault {
                 loss_pct: rng.gen_range(10..=40),
             }
         }
-        Kind::Lag => Fault::Lag {
-            target: Target::Follower(rng.gen_range(0..nodes)),
-            delay_ms: rng.gen_range(200..=400),
-        },
         Kind::Clock => {
             const OFFSETS_S: [i64; 10] = [-3600, -300, -30, -5, -1, 1, 5, 30, 300, 3600];
             let mut p = perm(nodes, rng);
@@ -523,18 +506,10 @@ impl Nemesis {
     }
 
     async fn resolve(&self, target: &Target) -> anyhow::Result<Vec<usize>> {
-        let c = self.cluster.lock().await;
+        let probe = self.cluster.lock().await.probe();
         Ok(match target {
             Target::Nodes(n) => n.clone(),
-            Target::Leader => vec![c.leader().await.context("no leader to target")?],
-            Target::Follower(k) => {
-                let leader = c.leader().await;
-                let followers: Vec<usize> = (0..c.nodes.len())
-                    .filter(|&i| Some(i) != leader && c.running(i) && c.nodes[i].member)
-                    .collect();
-                anyhow::ensure!(!followers.is_empty(), "no follower to target");
-                vec![followers[k % followers.len()]]
-            }
+            Target::Leader => vec![probe.leader().await.context("no leader to target")?],
         })
     }
 
@@ -542,9 +517,10 @@ impl Nemesis {
     async fn start(&self, fault: &Fault) -> anyhow::Result<Value> {
         match fault {
             Fault::Partition { split } => {
+                let probe = self.cluster.lock().await.probe();
+                let leader = probe.leader().await;
                 let c = self.cluster.lock().await;
                 let net = c.network().context("partitions need netns mode")?;
-                let leader = c.leader().await;
                 let d = drops(split, c.nodes.len(), leader);
                 net.partition(&d)?;
                 Ok(json!({"leader": leader, "drops": d}))
@@ -570,15 +546,6 @@ impl Nemesis {
                 let net = c.network().context("packet loss needs netns mode")?;
                 for &n in nodes {
                     net.set_loss(n, *loss_pct)?;
-                }
-                Ok(json!({"nodes": nodes}))
-            }
-            Fault::Lag { target, delay_ms } => {
-                let nodes = self.resolve(target).await?;
-                let c = self.cluster.lock().await;
-                let net = c.network().context("lag needs netns mode")?;
-                for &n in &nodes {
-                    net.set_lag(n, *delay_ms)?;
                 }
                 Ok(json!({"nodes": nodes}))
             }
@@ -608,10 +575,18 @@ impl Nemesis {
             }
             Fault::Member { target } => {
                 let nodes = self.resolve(target).await?;
-                let mut c = self.cluster.lock().await;
                 let n = nodes[0];
-                let id = c.nodes[n].id;
-                c.remove_member(n).await?;
+                let (probe, id, member) = {
+                    let c = self.cluster.lock().await;
+                    (c.probe(), c.nodes[n].id, c.nodes[n].member)
+                };
+                anyhow::ensure!(member, "slot {n} is not a member");
+                probe
+                    .admin
+                    .remove(id)
+                    .await
+                    .with_context(|| format!("removing node id {id}"))?;
+                self.cluster.lock().await.removed(n);
                 Ok(json!({"nodes": [n], "removed_id": id}))
             }
         }
@@ -648,12 +623,6 @@ impl Nemesis {
                     net.clear_loss(n)?;
                 }
             }
-            Fault::Lag { .. } => {
-                let net = c.network().context("no network")?;
-                for n in nodes {
-                    net.clear_lag(n)?;
-                }
-            }
             Fault::Clock { .. } => {
                 for n in nodes {
                     c.set_clock_offset(n, 0)?;
@@ -671,8 +640,9 @@ impl Nemesis {
                 }
             }
             Fault::Member { .. } => {
+                drop(c);
                 for n in nodes {
-                    let id = c.rejoin(n).await?;
+                    let id = self.rejoin(n).await?;
                     self.log.log(
                         "event",
                         None,
@@ -683,6 +653,36 @@ impl Nemesis {
             }
         }
         Ok(())
+    }
+
+    /// Wipes slot `i`, starts it under a fresh id, adds it as a learner and promotes it; the
+    /// cluster is not held during the membership calls.
+    async fn rejoin(&self, i: usize) -> anyhow::Result<u64> {
+        let (probe, id, addr) = {
+            let mut c = self.cluster.lock().await;
+            if c.nodes[i].member {
+                return Ok(c.nodes[i].id);
+            }
+            let (id, addr) = c.start_fresh(i)?;
+            (c.probe(), id, addr)
+        };
+        probe.wait_up(&addr, Duration::from_secs(10)).await?;
+        probe
+            .admin
+            .add_learner(AddLearnerRequest {
+                node_id: id,
+                addr,
+                wait_caught_up: true,
+            })
+            .await
+            .with_context(|| format!("adding learner {id}"))?;
+        probe
+            .admin
+            .promote(id)
+            .await
+            .with_context(|| format!("promoting {id}"))?;
+        self.cluster.lock().await.nodes[i].member = true;
+        Ok(id)
     }
 
     /// Undoes every fault: network, clocks, disks, stopped and dead processes, membership.
@@ -696,9 +696,6 @@ impl Nemesis {
             for i in 0..c.nodes.len() {
                 if kinds.contains(&Kind::Loss) {
                     let _ = net.clear_loss(i);
-                }
-                if kinds.contains(&Kind::Lag) {
-                    let _ = net.clear_lag(i);
                 }
             }
         }
@@ -714,11 +711,18 @@ impl Nemesis {
                 errors.push(format!("{e:#}"));
             }
         }
-        for i in 0..c.nodes.len() {
-            if !c.nodes[i].member
-                && let Err(e) = c.rejoin(i).await
-            {
-                errors.push(format!("rejoin {i}: {e:#}"));
+        let outside: Vec<usize> = (0..c.nodes.len()).filter(|&i| !c.nodes[i].member).collect();
+        drop(c);
+        for i in outside {
+            // The leader may still be being elected after the other heals: retry a while.
+            let mut tries = 0;
+            while let Err(e) = self.rejoin(i).await {
+                tries += 1;
+                if tries >= 5 {
+                    errors.push(format!("rejoin {i}: {e:#}"));
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
             }
         }
         self.log
@@ -778,7 +782,7 @@ mod tests {
             Some(vec![Kind::Partition, Kind::Kill])
         );
         assert_eq!(parse_kinds("none").ok(), Some(vec![]));
-        assert_eq!(parse_kinds("all").map(|k| k.len()).ok(), Some(8));
+        assert_eq!(parse_kinds("all").map(|k| k.len()).ok(), Some(7));
         assert!(parse_kinds("flood").is_err());
     }
 }

@@ -11,11 +11,11 @@
 //! The 10.213.S.0/24 addresses exist only on these links: nothing leaves the machine. The
 //! harness reaches every node through its own veth; node-to-node traffic crosses the bridge,
 //! which is where faults go:
-//! - partitions: `iptables` INPUT drops in the node namespaces (the harness is never cut off);
-//! - packet loss: `tc netem` on the node's `eth0`;
-//! - replication lag: `tc netem` delay on the bridge side of a node's link, only for TCP to
-//!   port 7401 coming from other nodes (Raft appends), not for answers to the node's own
-//!   requests nor for the harness.
+//! - partitions: `iptables` drops (chain `kj-part` on INPUT) of packets from the other nodes'
+//!   addresses, in the node namespaces (the harness is never cut off);
+//! - packet loss: `iptables -m statistic --mode random` drops (chain `kj-loss` on INPUT).
+//!   (`tc netem` would also do; this machine's kernel has no `sch_netem`, iptables always
+//!   works where namespaces do.)
 //!
 //! [`Network`] removes everything it created when dropped; [`cleanup_all`] removes leftovers of
 //! runs that were killed (every name starts with `kj` and a slot number).
@@ -29,6 +29,10 @@ use anyhow::{Context, bail};
 pub const NODE_PORT: u16 = 7401;
 /// Highest slot number tried.
 const SLOTS: u8 = 64;
+/// iptables chain (in each node namespace) holding the partition rules.
+const PART_CHAIN: &str = "kj-part";
+/// iptables chain holding the packet-loss rule.
+const LOSS_CHAIN: &str = "kj-loss";
 /// Most nodes a network holds (addresses .129 to .254).
 pub const NODES_MAX: usize = 100;
 
@@ -161,6 +165,13 @@ impl Network {
                 "eth0",
             ])?;
             run(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
+            self.restore(
+                i,
+                &format!(
+                    "*filter\n:{PART_CHAIN} - [0:0]\n:{LOSS_CHAIN} - [0:0]\n\
+                     -A INPUT -j {PART_CHAIN}\n-A INPUT -j {LOSS_CHAIN}\nCOMMIT\n"
+                ),
+            )?;
         }
         Ok(())
     }
@@ -193,24 +204,14 @@ impl Network {
     /// Replaces all partitions: node `i` drops every packet from the nodes in `drops[i]`.
     pub fn partition(&self, drops: &[Vec<usize>]) -> anyhow::Result<()> {
         for i in 0..self.nodes {
-            let mut rules = String::from("*filter\n:INPUT ACCEPT [0:0]\n");
+            let mut rules = format!("*filter\n-F {PART_CHAIN}\n");
             for &j in drops.get(i).map(Vec::as_slice).unwrap_or(&[]) {
                 if j != i && j < self.nodes {
-                    rules.push_str(&format!("-A INPUT -s {} -j DROP\n", self.node_ip(j)));
+                    rules.push_str(&format!("-A {PART_CHAIN} -s {} -j DROP\n", self.node_ip(j)));
                 }
             }
             rules.push_str("COMMIT\n");
-            run_input(
-                &[
-                    "ip",
-                    "netns",
-                    "exec",
-                    &self.node_ns(i),
-                    "iptables-restore",
-                    "-w",
-                ],
-                Some(&rules),
-            )?;
+            self.restore(i, &rules)?;
         }
         Ok(())
     }
@@ -220,112 +221,34 @@ impl Network {
         self.partition(&[])
     }
 
-    /// Loses `loss_pct` % of the packets node `i` sends, and delays them a little.
+    /// Drops `loss_pct` % of the packets node `i` receives (iptables `statistic` match).
     pub fn set_loss(&self, i: usize, loss_pct: u32) -> anyhow::Result<()> {
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.node_ns(i),
-            "tc",
-            "qdisc",
-            "replace",
-            "dev",
-            "eth0",
-            "root",
-            "netem",
-            "loss",
-            &format!("{loss_pct}%"),
-            "delay",
-            "5ms",
-            "5ms",
-        ])
+        let p = format!("{:.2}", f64::from(loss_pct.min(100)) / 100.0);
+        let rules = format!(
+            "*filter\n-F {LOSS_CHAIN}\n-A {LOSS_CHAIN} -m statistic --mode random --probability {p} -j DROP\nCOMMIT\n"
+        );
+        self.restore(i, &rules)
     }
 
     /// Removes packet loss from node `i`.
     pub fn clear_loss(&self, i: usize) -> anyhow::Result<()> {
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.node_ns(i),
-            "tc",
-            "qdisc",
-            "del",
-            "dev",
-            "eth0",
-            "root",
-        ])
+        self.restore(i, &format!("*filter\n-F {LOSS_CHAIN}\nCOMMIT\n"))
     }
 
-    /// Delays the connections other nodes open to node `i` (Raft appends, votes) by
-    /// `delay_ms`; the node's own requests, their answers, and the harness are not delayed.
-    pub fn set_lag(&self, i: usize, delay_ms: u64) -> anyhow::Result<()> {
-        let br = bridge_ns(self.slot);
-        let v = format!("v{i}");
-        run(&[
-            "tc", "-n", &br, "qdisc", "replace", "dev", &v, "root", "handle", "1:", "prio",
-            "bands", "3", "priomap", "0", "0", "0", "0", "0", "0", "0", "0", "0", "0", "0", "0",
-            "0", "0", "0", "0",
-        ])?;
-        run(&[
-            "tc",
-            "-n",
-            &br,
-            "qdisc",
-            "add",
-            "dev",
-            &v,
-            "parent",
-            "1:3",
-            "handle",
-            "30:",
-            "netem",
-            "delay",
-            &format!("{delay_ms}ms"),
-        ])?;
-        run(&[
-            "tc",
-            "-n",
-            &br,
-            "filter",
-            "add",
-            "dev",
-            &v,
-            "parent",
-            "1:0",
-            "protocol",
-            "ip",
-            "prio",
-            "1",
-            "u32",
-            "match",
-            "ip",
-            "src",
-            &format!("10.213.{}.128/25", self.slot),
-            "match",
-            "ip",
-            "dport",
-            &NODE_PORT.to_string(),
-            "0xffff",
-            "flowid",
-            "1:3",
-        ])
-    }
-
-    /// Removes the lag of node `i`.
-    pub fn clear_lag(&self, i: usize) -> anyhow::Result<()> {
-        let br = bridge_ns(self.slot);
-        run(&[
-            "tc",
-            "-n",
-            &br,
-            "qdisc",
-            "del",
-            "dev",
-            &format!("v{i}"),
-            "root",
-        ])
+    /// Applies `rules` in node `i`'s namespace without touching other chains.
+    fn restore(&self, i: usize, rules: &str) -> anyhow::Result<()> {
+        run_input(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &self.node_ns(i),
+                "iptables-restore",
+                "-w",
+                "--noflush",
+            ],
+            Some(rules),
+        )
     }
 
     /// Kills whatever still runs in the namespaces and deletes them.

@@ -90,7 +90,6 @@ fn kind_color(kind: &str) -> &'static str {
         "kill" => "#dc143c",
         "pause" => "#ff8c00",
         "loss" => "#20b2aa",
-        "lag" => "#4682b4",
         "clock" => "#daa520",
         "disk" => "#8b4513",
         "member" => "#2e8b57",
