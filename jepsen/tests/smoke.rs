@@ -1,0 +1,206 @@
+//! CI smoke tests of the fault-injection harness: a register test and a set test under
+//! partitions and kills, and the self-check (nodes in the unsafe stale-read mode: the harness
+//! must report the anomaly).
+//!
+//! They run the real `kartotek-jepsen` binary against real `kartotek` nodes, found next to the
+//! test executable's directory (`target/debug/kartotek`, built by `cargo test --workspace`).
+//! With network namespaces (root) they use `--net netns`-style clusters; where namespaces are
+//! not permitted the harness falls back to loopback mode (process faults only) and says so.
+//! The tests run one at a time (2-core CI machine).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// One cluster at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn kartotek_bin() -> PathBuf {
+    kartotek_jepsen::cli::default_binary().unwrap_or_else(|| {
+        panic!(
+            "no `kartotek` binary next to {:?}: build it first (`cargo build --workspace`, \
+             or copy target/debug/kartotek into this target dir)",
+            std::env::current_exe().ok()
+        )
+    })
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    verdict: serde_json::Value,
+    dir: PathBuf,
+}
+
+fn run(name: &str, args: &[&str]) -> Run {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let store = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("jepsen-smoke")
+        .join(name);
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_kartotek-jepsen"))
+        .arg("test")
+        .args(args)
+        .arg("--net")
+        .arg("auto")
+        .arg("--kartotek-bin")
+        .arg(kartotek_bin())
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap_or_else(|e| panic!("running kartotek-jepsen: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!(
+        "---- {name}: exit {:?} after {:.1} s ----\n{stdout}{stderr}",
+        out.status.code(),
+        started.elapsed().as_secs_f64()
+    );
+    // store/<test>/latest -> the run directory.
+    let latest = std::fs::read_dir(&store)
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(Result::ok)
+        .map(|e| e.path().join("latest"))
+        .unwrap_or_else(|| panic!("{name}: no run stored under {}", store.display()));
+    let dir = std::fs::canonicalize(&latest).unwrap_or(latest);
+    let verdict: serde_json::Value = std::fs::read_to_string(dir.join("verdict.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| panic!("{name}: no verdict.json in {}\n{stderr}", dir.display()));
+    if verdict["net"] == "loopback" {
+        eprintln!(
+            "NOTE {name}: ran in LOOPBACK mode (network namespaces not permitted here): {}",
+            verdict["net_note"]
+        );
+    }
+    for file in [
+        "history.jsonl",
+        "nemesis.jsonl",
+        "report.html",
+        "nodes/n0/node.log",
+    ] {
+        let len = std::fs::metadata(dir.join(file))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(
+            len > 0,
+            "{name}: {file} missing or empty in {}",
+            dir.display()
+        );
+    }
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout,
+        verdict,
+        dir,
+    }
+}
+
+fn assert_valid(r: &Run) {
+    assert_eq!(
+        r.code,
+        0,
+        "expected a valid run; verdict in {}: {}",
+        r.dir.display(),
+        serde_json::to_string_pretty(&r.verdict["checker"]).unwrap_or_default()
+    );
+    assert_eq!(r.verdict["valid"], "valid");
+    assert!(r.stdout.contains("Valid"), "{}", r.stdout);
+    assert!(
+        r.verdict["ok_ops_end_of_heal"].as_u64().unwrap_or(0) > 0,
+        "the cluster did not serve operations after healing"
+    );
+}
+
+#[test]
+fn register_under_partitions_and_kills() {
+    let r = run(
+        "register",
+        &[
+            "--workload",
+            "register",
+            "--nemesis",
+            "partition,kill",
+            "--time-limit",
+            "30",
+            "--heal-time",
+            "5",
+            "--seed",
+            "11",
+        ],
+    );
+    assert_valid(&r);
+    assert!(r.verdict["faults"]["kill"]["started"].as_u64().unwrap_or(0) >= 1);
+}
+
+#[test]
+fn set_under_partitions_and_kills() {
+    let r = run(
+        "set",
+        &[
+            "--workload",
+            "set",
+            "--nemesis",
+            "partition,kill",
+            "--time-limit",
+            "30",
+            "--heal-time",
+            "5",
+            "--seed",
+            "12",
+        ],
+    );
+    assert_valid(&r);
+    assert!(
+        r.verdict["checker"]["details"]["acknowledged_adds"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    );
+}
+
+/// The checkers can fail: with nodes serving linearizable reads from local state, paused and
+/// killed followers answer stale reads after they come back, and the register checker must
+/// find the non-linearizable history (exit code 1). Fault injection is probabilistic, so a
+/// second seed is tried before the test gives up.
+#[test]
+fn self_check_unsafe_stale_reads_is_caught() {
+    let mut codes = Vec::new();
+    for seed in ["13", "14"] {
+        let r = run(
+            &format!("self-check-{seed}"),
+            &[
+                "--workload",
+                "register",
+                "--nemesis",
+                "pause,kill",
+                "--unsafe",
+                "stale-reads",
+                "--time-limit",
+                "25",
+                "--heal-time",
+                "3",
+                "--hold-min",
+                "2",
+                "--hold-max",
+                "5",
+                "--seed",
+                seed,
+            ],
+        );
+        assert!(r.verdict["unsafe_stale_reads"].as_bool().unwrap_or(false));
+        if r.code == 1 {
+            assert_eq!(r.verdict["valid"], "invalid");
+            assert!(
+                r.verdict["checker"]["details"]["non_linearizable"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty())
+            );
+            return;
+        }
+        codes.push(r.code);
+    }
+    panic!("the unsafe stale-read mode was not caught (exit codes {codes:?})");
+}
