@@ -115,16 +115,25 @@ pub struct Probe {
 impl Probe {
     /// Status of every slot (concurrently, one attempt each).
     pub async fn statuses(&self) -> Vec<Option<NodeStatus>> {
-        let calls = self.addrs.iter().map(|addr| {
+        let mut calls = tokio::task::JoinSet::new();
+        for (i, addr) in self.addrs.iter().enumerate() {
             let admin = self.admin.clone();
-            async move {
-                tokio::time::timeout(Duration::from_millis(1500), admin.status(addr))
+            let addr = addr.clone();
+            calls.spawn(async move {
+                let status = tokio::time::timeout(Duration::from_millis(1500), admin.status(&addr))
                     .await
                     .ok()
-                    .and_then(Result::ok)
+                    .and_then(Result::ok);
+                (i, status)
+            });
+        }
+        let mut out = vec![None; self.addrs.len()];
+        while let Some(done) = calls.join_next().await {
+            if let Ok((i, status)) = done {
+                out[i] = status;
             }
-        });
-        futures::future::join_all(calls).await
+        }
+        out
     }
 
     /// Slot of the node that claims leadership in the highest term, if any.

@@ -170,12 +170,18 @@ pub fn write(
         (green ok, pink fail, orange info = unknown outcome, drawn to the end of the run). \
         Shaded bands: faults.</p>",
     );
-    h.push_str(&timeline_svg(history, &faults, end_ns));
+    h.push_str(&timeline_svg(
+        history,
+        &faults,
+        end_ns,
+        verdict.concurrency.max(1) as u64,
+    ));
     h.push_str(
         "<h2>Latency</h2><p>Each point is one completed operation (log scale); \
         circles ok, crosses fail/info.</p>",
     );
     h.push_str(&latency_svg(history, &faults, end_ns));
+    h.push_str(&anomaly_tables(&verdict.checker.details));
     h.push_str("<h2>Checker</h2><pre>");
     h.push_str(&esc(&serde_json::to_string_pretty(
         &verdict.checker.details,
@@ -195,6 +201,69 @@ pub fn write(
     h.push_str("</table><p>Files: history.jsonl, nemesis.jsonl, verdict.json, nodes/n*/node.log</p></body></html>");
     std::fs::write(path, h)?;
     Ok(())
+}
+
+/// For each non-linearizable key: the operations around the one that could not be placed
+/// (highlighted), oldest first.
+fn anomaly_tables(details: &Value) -> String {
+    let Some(keys) = details["non_linearizable"]
+        .as_array()
+        .filter(|k| !k.is_empty())
+    else {
+        return String::new();
+    };
+    let mut h = String::from(
+        "<h2>Anomalies</h2><p>Per key: the operation no linearization can place (red), with \
+         the operations that overlap it or ended shortly before it. A read must return the value \
+         of the last write/CAS linearized before it.</p>",
+    );
+    for k in keys {
+        let stuck = k["unlinearizable_op"]["index"].as_u64();
+        let _ = write!(
+            h,
+            "<h3>key {} ({} ops; longest linearizable prefix {})</h3><table><tr><th>#</th>\
+             <th>process</th><th>node</th><th>f</th><th>argument</th><th>type</th><th>result</th>\
+             <th>invoked (ms)</th><th>completed (ms)</th></tr>",
+            k["key"], k["ops"], k["longest_linearizable_prefix"]
+        );
+        let mut rows: Vec<&Value> = k["concurrent_ops"]
+            .as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
+        if !rows.iter().any(|r| r["index"].as_u64() == stuck) {
+            rows.push(&k["unlinearizable_op"]);
+        }
+        rows.sort_by(|a, b| {
+            a["invoke_ms"]
+                .as_f64()
+                .unwrap_or(0.0)
+                .total_cmp(&b["invoke_ms"].as_f64().unwrap_or(0.0))
+        });
+        for r in rows {
+            let style = if r["index"].as_u64() == stuck {
+                " style=\"background:#fdd\""
+            } else {
+                ""
+            };
+            let _ = write!(
+                h,
+                "<tr{style}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td></tr>",
+                r["index"],
+                r["process"],
+                r["node"],
+                esc(r["f"].as_str().unwrap_or("")),
+                esc(&r["arg"].to_string()),
+                esc(r["type"].as_str().unwrap_or("")),
+                esc(&r["result"].to_string()),
+                r["invoke_ms"].as_f64().unwrap_or(0.0),
+                r["complete_ms"]
+                    .as_f64()
+                    .map_or("-".to_owned(), |c| format!("{c:.1}")),
+            );
+        }
+        h.push_str("</table>");
+    }
+    h
 }
 
 fn kinds(k: &[crate::nemesis::Kind]) -> String {
@@ -251,9 +320,9 @@ fn fault_bands(svg: &mut String, faults: &[Interval], end_ns: f64, top: f64, hei
 }
 
 /// Operations per worker lane with fault bands.
-fn timeline_svg(history: &[Event], faults: &[Interval], end_ns: f64) -> String {
+fn timeline_svg(history: &[Event], faults: &[Interval], end_ns: f64, workers: u64) -> String {
     let ops = pair(history);
-    let mut lanes: Vec<u64> = ops.iter().map(|o| lane_of(o.invoke)).collect();
+    let mut lanes: Vec<u64> = ops.iter().map(|o| lane_of(o.invoke, workers)).collect();
     lanes.sort_unstable();
     lanes.dedup();
     let lane_h = 12.0;
@@ -278,7 +347,7 @@ fn timeline_svg(history: &[Event], faults: &[Interval], end_ns: f64) -> String {
     }
     let stride = ops.len().div_ceil(OPS_DRAWN_MAX).max(1);
     for o in ops.iter().step_by(stride) {
-        let Some(k) = lanes.iter().position(|l| *l == lane_of(o.invoke)) else {
+        let Some(k) = lanes.iter().position(|l| *l == lane_of(o.invoke, workers)) else {
             continue;
         };
         let t0 = o.invoke.time_ns as f64;
@@ -314,14 +383,13 @@ fn timeline_svg(history: &[Event], faults: &[Interval], end_ns: f64) -> String {
     svg
 }
 
-/// Worker lane of an event: processes of one worker differ by multiples of the worker count,
-/// which the report does not know, so the lane is the home node plus the process modulo a
-/// bound; final reads get their own lane.
-fn lane_of(e: &Event) -> u64 {
+/// Worker lane of an event: a worker's processes differ by multiples of the worker count;
+/// final reads get a lane of their own.
+fn lane_of(e: &Event, workers: u64) -> u64 {
     if e.process >= 1_000_000 {
         1_000_000
     } else {
-        e.process % 64
+        e.process % workers
     }
 }
 

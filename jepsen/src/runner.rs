@@ -110,6 +110,8 @@ pub struct Verdict {
     pub seed: u64,
     /// Nodes.
     pub nodes: usize,
+    /// Client workers.
+    pub concurrency: usize,
     /// Unsafe node mode in force.
     pub unsafe_stale_reads: bool,
     /// Fault phase length.
@@ -217,6 +219,7 @@ pub async fn run(opts: TestOptions) -> anyhow::Result<Verdict> {
         net_note,
         seed: opts.seed,
         nodes: opts.nodes,
+        concurrency: opts.concurrency,
         unsafe_stale_reads: opts.unsafe_stale_reads,
         time_limit_s: opts.time_limit_s,
         heal_s: opts.heal_s,

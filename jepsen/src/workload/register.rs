@@ -324,8 +324,7 @@ pub fn check_history(history: &[Event]) -> CheckOutcome {
                 longest_prefix,
                 stuck_op,
             } => {
-                let stuck = stuck_op.and_then(|id| history.get(id as usize));
-                let window: Vec<Value> = context_ops(history, *key, stuck_op);
+                let (stuck, window) = context_ops(history, *key, stuck_op);
                 invalid.push(json!({
                     "key": key,
                     "ops": ops.len(),
@@ -384,39 +383,41 @@ pub fn count_outcomes(history: &[Event]) -> (usize, usize, usize) {
     c
 }
 
-/// The completed operations on `key` around the stuck one, for the report.
-fn context_ops(history: &[Event], key: u64, stuck: Option<u64>) -> Vec<Value> {
-    let Some(stuck) = stuck.and_then(|id| history.get(id as usize)) else {
-        return Vec::new();
-    };
+/// The stuck operation and the (at most 30) operations on `key` that overlap it or ended
+/// within 2 s before it, for the report.
+fn context_ops(history: &[Event], key: u64, stuck: Option<u64>) -> (Value, Vec<Value>) {
     let ops = pair(history);
-    let stuck_end = ops
+    let Some(stuck) = stuck.and_then(|id| ops.iter().find(|o| o.invoke.index == id)) else {
+        return (Value::Null, Vec::new());
+    };
+    let stuck_start = stuck.invoke.time_ns;
+    let stuck_end = stuck.done.map_or(stuck_start, |d| d.time_ns);
+    let window: Vec<Value> = ops
         .iter()
-        .find(|o| o.invoke.index == stuck.index)
-        .and_then(|o| o.done.map(|d| d.time_ns))
-        .unwrap_or(stuck.time_ns);
-    ops.iter()
         .filter(|o| o.invoke.key == Some(key) && o.outcome() != EventType::Fail)
         .filter(|o| {
             let end = o.done.map_or(u64::MAX, |d| d.time_ns);
-            // Overlaps the stuck op or finished shortly before it.
-            o.invoke.time_ns <= stuck_end && end.saturating_add(2_000_000_000) >= stuck.time_ns
+            o.invoke.time_ns <= stuck_end && end.saturating_add(2_000_000_000) >= stuck_start
         })
-        .take(30)
-        .map(|o| {
-            json!({
-                "index": o.invoke.index,
-                "process": o.invoke.process,
-                "f": o.invoke.f,
-                "arg": o.invoke.value,
-                "type": o.outcome(),
-                "result": o.done.map(|d| d.value.clone()),
-                "invoke_ms": o.invoke.time_ns as f64 / 1e6,
-                "complete_ms": o.done.map(|d| d.time_ns as f64 / 1e6),
-                "node": o.invoke.node,
-            })
-        })
-        .collect()
+        .map(describe_op)
+        .collect();
+    let skip = window.len().saturating_sub(30);
+    (describe_op(stuck), window.into_iter().skip(skip).collect())
+}
+
+/// One operation as the report shows it.
+fn describe_op(o: &crate::history::Op<'_>) -> Value {
+    json!({
+        "index": o.invoke.index,
+        "process": o.invoke.process,
+        "f": o.invoke.f,
+        "arg": o.invoke.value,
+        "type": o.outcome(),
+        "result": o.done.map(|d| d.value.clone()),
+        "invoke_ms": o.invoke.time_ns as f64 / 1e6,
+        "complete_ms": o.done.map(|d| d.time_ns as f64 / 1e6),
+        "node": o.invoke.node,
+    })
 }
 
 #[cfg(test)]
