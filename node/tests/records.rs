@@ -584,4 +584,97 @@ async fn blocks_and_override_through_the_cli() {
         "cardiac arrest",
     ]);
     assert_eq!(d["effect"], "deny");
+
+    // Consent, reservation and the catalog through the CLI.
+    let g = cli(
+        &ep,
+        &[
+            "consent",
+            "grant",
+            "--patient",
+            &p,
+            "--grantee-kind",
+            "client",
+            "--grantee",
+            "app-1",
+            "--scope",
+            "kjernejournal",
+            "--for",
+            "treatment",
+        ],
+    );
+    assert_eq!(g["consent"]["status"], "granted");
+    let c = cli(
+        &ep,
+        &[
+            "consent",
+            "check",
+            "--patient",
+            &p,
+            "--grantee-kind",
+            "client",
+            "--grantee",
+            "app-1",
+            "--scope",
+            "kjernejournal",
+        ],
+    );
+    assert_eq!(c["allowed"], true);
+    let r = cli(
+        &ep,
+        &[
+            "reservation",
+            "add",
+            "--patient",
+            &p,
+            "--service",
+            "e-resept",
+        ],
+    );
+    assert_eq!(r["reservation"]["status"], "active");
+    let r = cli(
+        &ep,
+        &[
+            "reservation",
+            "check",
+            "--patient",
+            &p,
+            "--service",
+            "e-resept",
+        ],
+    );
+    assert_eq!(r["reserved"], true);
+    let owner = org(4);
+    cli(
+        &ep,
+        &[
+            "catalog",
+            "register",
+            "--id",
+            "nhn.e-resept",
+            "--owner",
+            &owner,
+            "--title",
+            "Reseptformidleren",
+            "--description",
+            "Electronic prescriptions",
+            "--base-url",
+            "https://rf.nhn.no",
+        ],
+    );
+    cli(
+        &ep,
+        &[
+            "catalog",
+            "lifecycle",
+            "--id",
+            "nhn.e-resept",
+            "--to",
+            "published",
+            "--owner",
+            &owner,
+        ],
+    );
+    let found = cli(&ep, &["catalog", "search", "prescriptions"]);
+    assert_eq!(found["entries"][0]["id"], "nhn.e-resept");
 }

@@ -9,12 +9,16 @@ pub mod access;
 pub mod admin;
 pub mod audit;
 pub mod block;
+pub mod catalog;
+pub mod consent;
 pub mod dev;
 pub mod import;
 pub mod locator;
 pub mod node;
 pub mod output;
 pub mod record_views;
+pub mod representation;
+pub mod reservation;
 
 use std::process::ExitCode;
 
@@ -77,6 +81,21 @@ pub enum Command {
     /// The access decision and the override notifications.
     #[command(subcommand)]
     Access(access::AccessCommand),
+    /// A patient's consents.
+    #[command(subcommand)]
+    Consent(consent::ConsentCommand),
+    /// A patient's reservations (opt-outs from national services).
+    #[command(subcommand)]
+    Reservation(reservation::ReservationCommand),
+    /// Who may act for whom.
+    #[command(subcommand)]
+    Representation(representation::RepresentationCommand),
+    /// The API catalog.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
+    /// Token-issuance clients.
+    #[command(subcommand)]
+    Client(catalog::ClientCommand),
 }
 
 impl Cli {
@@ -145,6 +164,26 @@ pub fn run() -> ExitCode {
             Command::Access(cmd) => {
                 init_tracing("warn");
                 access::run(&cli, cmd).await
+            }
+            Command::Consent(cmd) => {
+                init_tracing("warn");
+                consent::run(&cli, cmd).await
+            }
+            Command::Reservation(cmd) => {
+                init_tracing("warn");
+                reservation::run(&cli, cmd).await
+            }
+            Command::Representation(cmd) => {
+                init_tracing("warn");
+                representation::run(&cli, cmd).await
+            }
+            Command::Catalog(cmd) => {
+                init_tracing("warn");
+                catalog::run(&cli, cmd).await
+            }
+            Command::Client(cmd) => {
+                init_tracing("warn");
+                catalog::run_client(&cli, cmd).await
             }
         }
     });

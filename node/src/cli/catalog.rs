@@ -1,0 +1,328 @@
+//! `kartotek catalog register|update|lifecycle|get|search` (the API catalog) and
+//! `kartotek client register|get|list` (token-issuance clients).
+
+use clap::{Args, Subcommand};
+use kartotek_proto::v1;
+
+use super::Cli;
+use super::output::{HeaderView, print_json};
+use super::record_views::{
+    CatalogEntryView, ClientView, WriteView, enum_flag, print_catalog, print_clients,
+};
+
+/// Catalog subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Register an API (as a draft).
+    Register(EntryArgs),
+    /// Replace an API's content (owner only).
+    Update(EntryArgs),
+    /// Move an API forward: draft → published → deprecated → retired.
+    Lifecycle(LifecycleArgs),
+    /// Show one API.
+    Get(GetArgs),
+    /// Search by text, owner, scope and audience.
+    Search(SearchArgs),
+}
+
+/// The content of a catalog entry.
+#[derive(Debug, Args)]
+pub struct EntryArgs {
+    /// Catalog id, e.g. nhn.kjernejournal.
+    #[arg(long)]
+    pub id: String,
+    /// Owner org number (update: the caller's organisation).
+    #[arg(long)]
+    pub owner: String,
+    /// Title.
+    #[arg(long)]
+    pub title: String,
+    /// Description.
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Base URL.
+    #[arg(long)]
+    pub base_url: String,
+    /// OpenAPI / FHIR CapabilityStatement URL.
+    #[arg(long, default_value = "")]
+    pub spec_url: String,
+    /// Scope (repeatable or comma separated).
+    #[arg(long = "scope", value_delimiter = ',')]
+    pub scopes: Vec<String>,
+    /// personnel or citizen.
+    #[arg(long, default_value = "personnel")]
+    pub audience: String,
+    /// Access needs the patient's consent.
+    #[arg(long)]
+    pub requires_consent: bool,
+    /// Version.
+    #[arg(long = "api-version", default_value = "")]
+    pub api_version: String,
+    /// Request id for exactly-once retries.
+    #[arg(long)]
+    pub request_id: Option<String>,
+}
+
+/// Arguments of `catalog lifecycle`.
+#[derive(Debug, Args)]
+pub struct LifecycleArgs {
+    /// Catalog id.
+    #[arg(long)]
+    pub id: String,
+    /// draft, published, deprecated or retired.
+    #[arg(long)]
+    pub to: String,
+    /// The caller's organisation (must own the entry).
+    #[arg(long)]
+    pub owner: String,
+    /// Request id for exactly-once retries.
+    #[arg(long)]
+    pub request_id: Option<String>,
+}
+
+/// Arguments of `catalog get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Catalog id.
+    #[arg(long)]
+    pub id: String,
+}
+
+/// Arguments of `catalog search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Words that must all occur (id, title or description).
+    #[arg(default_value = "")]
+    pub text: String,
+    /// Only this owner's entries (also finds its drafts).
+    #[arg(long, default_value = "")]
+    pub owner: String,
+    /// Only entries with this scope.
+    #[arg(long, default_value = "")]
+    pub scope: String,
+    /// Only entries for this audience (personnel or citizen).
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// Also retired entries.
+    #[arg(long)]
+    pub include_retired: bool,
+    /// At most this many.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+}
+
+fn audience(text: &str) -> anyhow::Result<i32> {
+    enum_flag!(
+        v1::Audience,
+        "AUDIENCE_",
+        "--audience",
+        text,
+        ["personnel", "citizen"]
+    )
+}
+
+fn entry_request(a: &EntryArgs) -> anyhow::Result<v1::CatalogEntryRequest> {
+    Ok(v1::CatalogEntryRequest {
+        request_id: a.request_id.clone().unwrap_or_default(),
+        id: a.id.clone(),
+        owner: a.owner.clone(),
+        title: a.title.clone(),
+        description: a.description.clone(),
+        base_url: a.base_url.clone(),
+        spec_url: a.spec_url.clone(),
+        scopes: a.scopes.clone(),
+        audience: audience(&a.audience)?,
+        requires_consent: a.requires_consent,
+        version: a.api_version.clone(),
+    })
+}
+
+fn print_entry(cli: &Cli, r: &v1::CatalogEntryResponse) -> anyhow::Result<()> {
+    let item = r.entry.as_ref().map(CatalogEntryView::from);
+    if cli.json {
+        return print_json(&WriteView {
+            header: HeaderView::from(r.header.as_ref()),
+            changed: r.changed,
+            record: serde_json::json!({ "entry": item }),
+        });
+    }
+    print_catalog(&item.into_iter().collect::<Vec<_>>());
+    Ok(())
+}
+
+/// Runs a catalog subcommand.
+pub async fn run(cli: &Cli, cmd: &CatalogCommand) -> anyhow::Result<()> {
+    let client = cli.client()?;
+    match cmd {
+        CatalogCommand::Register(a) => {
+            let r = client.register_catalog_entry(entry_request(a)?).await?;
+            print_entry(cli, &r)
+        }
+        CatalogCommand::Update(a) => {
+            let r = client.update_catalog_entry(entry_request(a)?).await?;
+            print_entry(cli, &r)
+        }
+        CatalogCommand::Lifecycle(a) => {
+            let lifecycle = enum_flag!(
+                v1::CatalogLifecycle,
+                "CATALOG_LIFECYCLE_",
+                "--to",
+                &a.to,
+                ["draft", "published", "deprecated", "retired"]
+            )?;
+            let r = client
+                .set_catalog_lifecycle(v1::SetCatalogLifecycleRequest {
+                    request_id: a.request_id.clone().unwrap_or_default(),
+                    id: a.id.clone(),
+                    lifecycle,
+                    owner: a.owner.clone(),
+                })
+                .await?;
+            print_entry(cli, &r)
+        }
+        CatalogCommand::Get(a) => {
+            let r = client
+                .get_catalog_entry(v1::GetCatalogEntryRequest {
+                    id: a.id.clone(),
+                    read: None,
+                })
+                .await?;
+            print_entry(cli, &r)
+        }
+        CatalogCommand::Search(a) => {
+            let r = client
+                .search_catalog(v1::SearchCatalogRequest {
+                    text: a.text.clone(),
+                    owner: a.owner.clone(),
+                    scope: a.scope.clone(),
+                    audience: match &a.audience {
+                        Some(t) => audience(t)?,
+                        None => 0,
+                    },
+                    include_retired: a.include_retired,
+                    limit: a.limit,
+                    read: None,
+                })
+                .await?;
+            let items: Vec<CatalogEntryView> =
+                r.entries.iter().map(CatalogEntryView::from).collect();
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "header": HeaderView::from(r.header.as_ref()),
+                    "entries": items,
+                }))
+            } else {
+                print_catalog(&items);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Client-registry subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a token-issuance client.
+    Register(ClientArgs),
+    /// Show one client.
+    Get(ClientIdArgs),
+    /// List clients (of one organisation, or all).
+    List(ClientListArgs),
+}
+
+/// Arguments of `client register`.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Client id.
+    #[arg(long)]
+    pub client_id: String,
+    /// Owning org number.
+    #[arg(long)]
+    pub org: String,
+    /// File with a public JWK (JSON; repeatable).
+    #[arg(long = "jwk-file", required = true)]
+    pub jwk_files: Vec<std::path::PathBuf>,
+    /// Allowed scope (repeatable or comma separated).
+    #[arg(long = "scope", value_delimiter = ',')]
+    pub scopes: Vec<String>,
+    /// Approved third-party vendor.
+    #[arg(long)]
+    pub third_party: bool,
+    /// Request id for exactly-once retries.
+    #[arg(long)]
+    pub request_id: Option<String>,
+}
+
+/// Arguments of `client get`.
+#[derive(Debug, Args)]
+pub struct ClientIdArgs {
+    /// Client id.
+    #[arg(long)]
+    pub client_id: String,
+}
+
+/// Arguments of `client list`.
+#[derive(Debug, Args)]
+pub struct ClientListArgs {
+    /// Only this organisation's clients.
+    #[arg(long, default_value = "")]
+    pub org: String,
+}
+
+/// Runs a client-registry subcommand.
+pub async fn run_client(cli: &Cli, cmd: &ClientCommand) -> anyhow::Result<()> {
+    let client = cli.client()?;
+    let (header, items, changed) = match cmd {
+        ClientCommand::Register(a) => {
+            let mut keys = Vec::new();
+            for f in &a.jwk_files {
+                keys.push(std::fs::read_to_string(f)?.trim().to_owned());
+            }
+            let r = client
+                .register_client(v1::ClientRequest {
+                    request_id: a.request_id.clone().unwrap_or_default(),
+                    client_id: a.client_id.clone(),
+                    org: a.org.clone(),
+                    public_keys: keys,
+                    allowed_scopes: a.scopes.clone(),
+                    approved_third_party: a.third_party,
+                    status: 0,
+                })
+                .await?;
+            (
+                r.header,
+                r.client.into_iter().collect::<Vec<_>>(),
+                Some(r.changed),
+            )
+        }
+        ClientCommand::Get(a) => {
+            let r = client
+                .get_client(v1::GetClientRequest {
+                    client_id: a.client_id.clone(),
+                    read: None,
+                })
+                .await?;
+            (r.header, r.client.into_iter().collect(), None)
+        }
+        ClientCommand::List(a) => {
+            let r = client
+                .list_clients(v1::ListClientsRequest {
+                    org: a.org.clone(),
+                    read: None,
+                })
+                .await?;
+            (r.header, r.clients, None)
+        }
+    };
+    let views: Vec<ClientView> = items.iter().map(ClientView::from).collect();
+    if cli.json {
+        print_json(&serde_json::json!({
+            "header": HeaderView::from(header.as_ref()),
+            "changed": changed,
+            "clients": views,
+        }))
+    } else {
+        print_clients(&views);
+        Ok(())
+    }
+}

@@ -1,0 +1,248 @@
+//! `kartotek representation grant|revoke|list|check`: who may act for whom.
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use kartotek_proto::v1;
+
+use super::Cli;
+use super::output::{HeaderView, print_json};
+use super::record_views::{
+    RepresentationView, WriteView, enum_flag, parse_actor, print_representations, read_options,
+};
+
+/// Representation subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RepresentationCommand {
+    /// Grant a representation.
+    Grant(GrantArgs),
+    /// Revoke a representation.
+    Revoke(RevokeArgs),
+    /// "Whom can A represent?" (--representative) or "who can represent B?" (--represented).
+    List(ListArgs),
+    /// "May A act for B in area S at time t?"
+    Check(CheckArgs),
+}
+
+/// Arguments of `representation grant`.
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    /// National id of who may act.
+    #[arg(long)]
+    pub representative: String,
+    /// National id of whom they act for.
+    #[arg(long)]
+    pub represented: String,
+    /// power-of-attorney, parental-responsibility, guardianship or not-consent-competent.
+    #[arg(long)]
+    pub kind: String,
+    /// Area (repeatable or comma separated; `*` = every area).
+    #[arg(long = "area", value_delimiter = ',', required = true)]
+    pub areas: Vec<String>,
+    /// patient-granted or population-register (default by kind).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Start (RFC 3339; default now).
+    #[arg(long, default_value = "")]
+    pub valid_from: String,
+    /// End (RFC 3339; default until revoked).
+    #[arg(long, default_value = "")]
+    pub valid_to: String,
+    /// Who registers it, kind:id (default citizen:<represented>).
+    #[arg(long)]
+    pub by: Option<String>,
+    /// Request id for exactly-once retries.
+    #[arg(long)]
+    pub request_id: Option<String>,
+}
+
+/// Arguments of `representation revoke`.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// National id of the represented person.
+    #[arg(long)]
+    pub represented: String,
+    /// Representation id.
+    #[arg(long)]
+    pub id: u64,
+    /// Who revokes it, kind:id (default citizen:<represented>).
+    #[arg(long)]
+    pub by: Option<String>,
+    /// Request id for exactly-once retries.
+    #[arg(long)]
+    pub request_id: Option<String>,
+}
+
+/// Arguments of `representation list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Whom can this person represent?
+    #[arg(long, conflicts_with = "represented")]
+    pub representative: Option<String>,
+    /// Who can represent this person?
+    #[arg(long)]
+    pub represented: Option<String>,
+    /// At this time (RFC 3339; default now).
+    #[arg(long, default_value = "")]
+    pub time: String,
+    /// Also records that give nothing at that time.
+    #[arg(long)]
+    pub all: bool,
+    /// Accept a follower's answer at most this stale.
+    #[arg(long)]
+    pub max_staleness_ms: Option<u64>,
+}
+
+/// Arguments of `representation check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Who wants to act.
+    #[arg(long)]
+    pub representative: String,
+    /// For whom.
+    #[arg(long)]
+    pub represented: String,
+    /// In which area (`*` = every area).
+    #[arg(long)]
+    pub area: String,
+    /// At this time (RFC 3339; default now).
+    #[arg(long, default_value = "")]
+    pub time: String,
+}
+
+fn print_write(cli: &Cli, r: &v1::RepresentationResponse) -> anyhow::Result<()> {
+    let item = r.representation.as_ref().map(RepresentationView::from);
+    if cli.json {
+        return print_json(&WriteView {
+            header: HeaderView::from(r.header.as_ref()),
+            changed: r.changed,
+            record: serde_json::json!({ "representation": item }),
+        });
+    }
+    print_representations(&item.into_iter().collect::<Vec<_>>());
+    Ok(())
+}
+
+/// Runs a representation subcommand.
+pub async fn run(cli: &Cli, cmd: &RepresentationCommand) -> anyhow::Result<()> {
+    let client = cli.client()?;
+    let citizen = |id: &str| v1::Actor {
+        kind: v1::ActorKind::Citizen as i32,
+        id: id.to_owned(),
+    };
+    match cmd {
+        RepresentationCommand::Grant(a) => {
+            let kind = enum_flag!(
+                v1::RepresentationKind,
+                "REPRESENTATION_KIND_",
+                "--kind",
+                &a.kind,
+                [
+                    "power-of-attorney",
+                    "parental-responsibility",
+                    "guardianship",
+                    "not-consent-competent"
+                ]
+            )?;
+            let source_text = match (&a.source, kind) {
+                (Some(s), _) => s.clone(),
+                (None, k) if k == v1::RepresentationKind::PowerOfAttorney as i32 => {
+                    "patient-granted".into()
+                }
+                _ => "population-register".into(),
+            };
+            let source = enum_flag!(
+                v1::RepresentationSource,
+                "REPRESENTATION_SOURCE_",
+                "--source",
+                &source_text,
+                ["patient-granted", "population-register"]
+            )?;
+            let by = match &a.by {
+                Some(b) => parse_actor("--by", b)?,
+                None => citizen(&a.represented),
+            };
+            let r = client
+                .grant_representation(v1::GrantRepresentationRequest {
+                    request_id: a.request_id.clone().unwrap_or_default(),
+                    representative: a.representative.clone(),
+                    represented: a.represented.clone(),
+                    kind,
+                    areas: a.areas.clone(),
+                    valid_from: a.valid_from.clone(),
+                    valid_to: a.valid_to.clone(),
+                    source,
+                    granted_by: Some(by),
+                })
+                .await?;
+            print_write(cli, &r)
+        }
+        RepresentationCommand::Revoke(a) => {
+            let by = match &a.by {
+                Some(b) => parse_actor("--by", b)?,
+                None => citizen(&a.represented),
+            };
+            let r = client
+                .revoke_representation(v1::RevokeRepresentationRequest {
+                    request_id: a.request_id.clone().unwrap_or_default(),
+                    represented: a.represented.clone(),
+                    representation_id: a.id,
+                    revoked_by: Some(by),
+                })
+                .await?;
+            print_write(cli, &r)
+        }
+        RepresentationCommand::List(a) => {
+            let request = |person: &str| v1::ListRepresentationsRequest {
+                person: person.to_owned(),
+                time: a.time.clone(),
+                include_inactive: a.all,
+                read: read_options(a.max_staleness_ms),
+            };
+            let r = match (&a.representative, &a.represented) {
+                (Some(p), _) => client.list_represented_by(request(p)).await?,
+                (None, Some(p)) => client.list_representatives_of(request(p)).await?,
+                (None, None) => bail!("give --representative or --represented"),
+            };
+            let items: Vec<RepresentationView> = r
+                .representations
+                .iter()
+                .map(RepresentationView::from)
+                .collect();
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "header": HeaderView::from(r.header.as_ref()),
+                    "representations": items,
+                }))
+            } else {
+                print_representations(&items);
+                Ok(())
+            }
+        }
+        RepresentationCommand::Check(a) => {
+            let r = client
+                .check_representation(v1::CheckRepresentationRequest {
+                    representative: a.representative.clone(),
+                    represented: a.represented.clone(),
+                    area: a.area.clone(),
+                    time: a.time.clone(),
+                    read: None,
+                })
+                .await?;
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "header": HeaderView::from(r.header.as_ref()),
+                    "allowed": r.allowed,
+                    "representation_ids": r.representation_ids,
+                    "reason": r.reason,
+                }))
+            } else {
+                println!(
+                    "{}: {}",
+                    if r.allowed { "allowed" } else { "not allowed" },
+                    r.reason
+                );
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! `kartotek reservation add|withdraw|check|list`: a patient's opt-outs from national
+//! services.
+
+use clap::{Args, Subcommand};
+use kartotek_proto::v1;
+
+use super::Cli;
+use super::block::by_or_patient;
+use super::output::{HeaderView, print_json};
+use super::record_views::{ReservationView, WriteView, print_reservations, read_options};
+
+/// Reservation subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ReservationCommand {
+    /// Opt the patient out of a national service.
+    Add(ChangeArgs),
+    /// Opt back in.
+    Withdraw(ChangeArgs),
+    /// Has the patient opted out of the service?
+    Check(KeyArgs),
+    /// List a patient's reservations.
+    List(ListArgs),
+}
+
+/// Arguments of `reservation add|withdraw`.
+#[derive(Debug, Args)]
+pub struct ChangeArgs {
+    /// Which reservation.
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Why (add only).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// Who, kind:id (default citizen:<patient>).
+    #[arg(long)]
+    pub by: Option<String>,
+    /// Request id for exactly-once retries.
+    #[arg(long)]
+    pub request_id: Option<String>,
+}
+
+/// A patient and a service.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// Patient national id.
+    #[arg(long)]
+    pub patient: String,
+    /// National service, e.g. kjernejournal.
+    #[arg(long)]
+    pub service: String,
+}
+
+/// Arguments of `reservation list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Patient national id.
+    #[arg(long)]
+    pub patient: String,
+    /// Only active reservations.
+    #[arg(long)]
+    pub active: bool,
+    /// Accept a follower's answer at most this stale.
+    #[arg(long)]
+    pub max_staleness_ms: Option<u64>,
+}
+
+/// Runs a reservation subcommand.
+pub async fn run(cli: &Cli, cmd: &ReservationCommand) -> anyhow::Result<()> {
+    let client = cli.client()?;
+    match cmd {
+        ReservationCommand::Add(a) | ReservationCommand::Withdraw(a) => {
+            let by = Some(by_or_patient(a.by.as_deref(), &a.key.patient)?);
+            let request_id = a.request_id.clone().unwrap_or_default();
+            let r = if matches!(cmd, ReservationCommand::Add(_)) {
+                client
+                    .reserve(v1::ReserveRequest {
+                        request_id,
+                        patient: a.key.patient.clone(),
+                        service: a.key.service.clone(),
+                        reason: a.reason.clone(),
+                        registered_by: by,
+                    })
+                    .await?
+            } else {
+                client
+                    .withdraw_reservation(v1::WithdrawReservationRequest {
+                        request_id,
+                        patient: a.key.patient.clone(),
+                        service: a.key.service.clone(),
+                        withdrawn_by: by,
+                    })
+                    .await?
+            };
+            let item = r.reservation.as_ref().map(ReservationView::from);
+            if cli.json {
+                print_json(&WriteView {
+                    header: HeaderView::from(r.header.as_ref()),
+                    changed: r.changed,
+                    record: serde_json::json!({ "reservation": item }),
+                })
+            } else {
+                print_reservations(&item.into_iter().collect::<Vec<_>>());
+                Ok(())
+            }
+        }
+        ReservationCommand::Check(k) => {
+            let r = client
+                .check_reservation(v1::CheckReservationRequest {
+                    patient: k.patient.clone(),
+                    service: k.service.clone(),
+                    read: None,
+                })
+                .await?;
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "header": HeaderView::from(r.header.as_ref()),
+                    "reserved": r.reserved,
+                    "reservation": r.reservation.as_ref().map(ReservationView::from),
+                }))
+            } else {
+                println!(
+                    "{}",
+                    if r.reserved {
+                        "reserved (opted out)"
+                    } else {
+                        "not reserved"
+                    }
+                );
+                Ok(())
+            }
+        }
+        ReservationCommand::List(a) => {
+            let r = client
+                .list_reservations(v1::ListReservationsRequest {
+                    patient: a.patient.clone(),
+                    active_only: a.active,
+                    read: read_options(a.max_staleness_ms),
+                })
+                .await?;
+            let items: Vec<ReservationView> =
+                r.reservations.iter().map(ReservationView::from).collect();
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "header": HeaderView::from(r.header.as_ref()),
+                    "reservations": items,
+                }))
+            } else {
+                print_reservations(&items);
+                Ok(())
+            }
+        }
+    }
+}
