@@ -34,8 +34,13 @@ enum Command {
         /// The history file.
         history: PathBuf,
     },
-    /// Removes network namespaces, links and node processes left by killed runs.
-    Cleanup,
+    /// Removes network namespaces, links and node processes left by killed runs (those of a
+    /// harness still running are kept unless --force).
+    Cleanup {
+        /// Also remove what running harnesses use.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Unsafe node modes for the self-check.
@@ -123,9 +128,9 @@ pub fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
-        Command::Cleanup => {
-            let mut removed = crate::netns::cleanup_all();
-            removed.extend(kill_stray_nodes());
+        Command::Cleanup { force } => {
+            let mut removed = crate::netns::cleanup_all(force);
+            removed.extend(kill_stray_nodes(force));
             if removed.is_empty() {
                 println!("nothing to clean up");
             }
@@ -236,8 +241,9 @@ pub fn default_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Kills node processes started by this harness (their config file is `jepsen-node.toml`).
-fn kill_stray_nodes() -> Vec<String> {
+/// Kills node processes started by a harness that is gone (their config file is
+/// `jepsen-node.toml` and their parent is init), or all of them with `force`.
+fn kill_stray_nodes(force: bool) -> Vec<String> {
     let mut killed = Vec::new();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return killed;
@@ -254,7 +260,16 @@ fn kill_stray_nodes() -> Vec<String> {
             && args
                 .iter()
                 .any(|a| a.ends_with(crate::cluster::CONFIG_NAME.as_bytes()));
+        let orphan = std::fs::read_to_string(p.path().join("stat"))
+            .ok()
+            .and_then(|stat| {
+                // "pid (comm) state ppid ...": comm may contain spaces, so split after ')'.
+                let after = stat.rsplit_once(')')?.1.to_owned();
+                after.split_whitespace().nth(1)?.parse::<i32>().ok()
+            })
+            .is_some_and(|ppid| ppid == 1);
         if is_node
+            && (orphan || force)
             && nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,

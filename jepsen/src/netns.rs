@@ -106,6 +106,7 @@ impl Network {
         for slot in 0..SLOTS {
             match run(&["ip", "netns", "add", &bridge_ns(slot)]) {
                 Ok(()) => {
+                    let _ = std::fs::write(owner_file(slot), std::process::id().to_string());
                     let mut net = Network {
                         slot,
                         nodes,
@@ -262,6 +263,7 @@ impl Network {
         }
         remove_ns(&bridge_ns(self.slot));
         let _ = run(&["ip", "link", "del", &host_link(self.slot)]);
+        let _ = std::fs::remove_file(owner_file(self.slot));
     }
 }
 
@@ -269,6 +271,32 @@ impl Drop for Network {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// File naming the pid of the harness that owns `slot`.
+fn owner_file(slot: u8) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("kartotek-jepsen-slot-{slot}.pid"))
+}
+
+/// The pid of the live harness owning `slot`, if any.
+fn live_owner(slot: u8) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(owner_file(slot))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let is_harness = cmdline.split(|b| *b == 0).next().is_some_and(|argv0| {
+        argv0.ends_with(b"kartotek-jepsen") || argv0.windows(6).any(|w| w == b"smoke-")
+    });
+    (is_harness && pid != std::process::id() as i32).then_some(pid)
+}
+
+/// The slot number in a harness name (`kj12n3` -> 12).
+fn slot_of(name: &str) -> Option<u8> {
+    let rest = name.strip_prefix("kj")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 fn bridge_ns(slot: u8) -> String {
@@ -313,10 +341,16 @@ pub fn is_harness_name(name: &str) -> bool {
 }
 
 /// Removes every namespace and link a harness run left behind; returns what it removed.
-pub fn cleanup_all() -> Vec<String> {
+/// Slots of a harness that is still running are kept unless `force`.
+pub fn cleanup_all(force: bool) -> Vec<String> {
     let mut removed = Vec::new();
+    let in_use = |name: &str| !force && slot_of(name).and_then(live_owner).is_some();
     if let Ok(list) = output(&["ip", "netns", "list"]) {
         for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+            if is_harness_name(name) && in_use(name) {
+                removed.push(format!("nothing: {name} belongs to a running harness"));
+                continue;
+            }
             if is_harness_name(name) {
                 remove_ns(name);
                 removed.push(format!("netns {name}"));
@@ -330,7 +364,7 @@ pub fn cleanup_all() -> Vec<String> {
                 continue;
             };
             let name = name.split('@').next().unwrap_or(name);
-            if is_harness_name(name) && run(&["ip", "link", "del", name]).is_ok() {
+            if is_harness_name(name) && !in_use(name) && run(&["ip", "link", "del", name]).is_ok() {
                 removed.push(format!("link {name}"));
             }
         }
