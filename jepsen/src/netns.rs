@@ -22,11 +22,14 @@
 
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
 /// Port every node listens on inside its namespace.
 pub const NODE_PORT: u16 = 7401;
+/// Longest a network or fault-injection command may run.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
 /// Highest slot number tried.
 const SLOTS: u8 = 64;
 /// iptables chain (in each node namespace) holding the partition rules.
@@ -41,9 +44,10 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
     run_input(args, None)
 }
 
-/// Runs a command with `input` on stdin.
+/// Runs a command with `input` on stdin; kills it after [`COMMAND_TIMEOUT`] (a command that
+/// hangs, e.g. `fiu-ctrl` writing to the fifo of a dead node, must not hang the harness).
 pub fn run_input(args: &[&str], input: Option<&str>) -> anyhow::Result<()> {
-    use std::io::Write;
+    use std::io::{Read, Write};
     let (program, rest) = args.split_first().context("empty command")?;
     let mut child = Command::new(program)
         .args(rest)
@@ -59,13 +63,24 @@ pub fn run_input(args: &[&str], input: Option<&str>) -> anyhow::Result<()> {
     if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
         stdin.write_all(text.as_bytes())?;
     }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "`{}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("`{}` timed out after {COMMAND_TIMEOUT:?}", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    if !status.success() {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        bail!("`{}` failed: {}", args.join(" "), err.trim());
     }
     Ok(())
 }
@@ -265,6 +280,16 @@ impl Network {
         let _ = run(&["ip", "link", "del", &host_link(self.slot)]);
         let _ = std::fs::remove_file(owner_file(self.slot));
     }
+}
+
+/// Removes the namespaces and link of `slot` (for a network whose owner is unreachable).
+pub fn teardown_slot(slot: u8, nodes: usize) {
+    Network {
+        slot,
+        nodes,
+        torn_down: false,
+    }
+    .teardown();
 }
 
 impl Drop for Network {

@@ -181,6 +181,10 @@ pub async fn run(opts: TestOptions) -> anyhow::Result<Verdict> {
         faketime: kinds.contains(&Kind::Clock),
         fiu: kinds.contains(&Kind::Disk),
     };
+    let slot = match &net {
+        Net::Netns(n) => Some(n.slot()),
+        Net::Loopback => None,
+    };
     let started = Instant::now();
     let cluster = Cluster::start(opts.nodes, &dir.join("nodes"), net, node_opts)?;
     let cluster = Arc::new(Mutex::new(cluster));
@@ -190,12 +194,20 @@ pub async fn run(opts: TestOptions) -> anyhow::Result<Verdict> {
         r = body => r,
         sig = shutdown_signal() => Err(anyhow::anyhow!("interrupted by {sig}")),
     };
-    // Teardown, whatever happened.
-    {
-        let mut c = cluster.lock().await;
-        c.stop_all();
-        if let Net::Netns(n) = &mut c.net {
-            n.teardown();
+    // Teardown, whatever happened. A task stuck while holding the cluster cannot block it:
+    // after a timeout the network is removed by name (the nodes die with this process).
+    match tokio::time::timeout(Duration::from_secs(30), cluster.lock()).await {
+        Ok(mut c) => {
+            c.stop_all();
+            if let Net::Netns(n) = &mut c.net {
+                n.teardown();
+            }
+        }
+        Err(_) => {
+            eprintln!("kartotek-jepsen: cluster busy; removing the network by name");
+            if let Some(slot) = slot {
+                crate::netns::teardown_slot(slot, opts.nodes);
+            }
         }
     }
     let (checker, history, nemesis_log, node_exits) = outcome?;
