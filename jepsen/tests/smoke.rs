@@ -114,13 +114,13 @@ fn assert_valid(r: &Run) {
     );
 }
 
-#[test]
-fn register_under_partitions_and_kills() {
+/// `workload` for 30 s under partitions and kills, 5 s of healing; must be valid.
+fn partitions_and_kills(workload: &str, seed: &str) -> Run {
     let r = run(
-        "register",
+        workload,
         &[
             "--workload",
-            "register",
+            workload,
             "--nemesis",
             "partition,kill",
             "--time-limit",
@@ -128,31 +128,22 @@ fn register_under_partitions_and_kills() {
             "--heal-time",
             "5",
             "--seed",
-            "11",
+            seed,
         ],
     );
     assert_valid(&r);
+    r
+}
+
+#[test]
+fn register_under_partitions_and_kills() {
+    let r = partitions_and_kills("register", "11");
     assert!(r.verdict["faults"]["kill"]["started"].as_u64().unwrap_or(0) >= 1);
 }
 
 #[test]
 fn set_under_partitions_and_kills() {
-    let r = run(
-        "set",
-        &[
-            "--workload",
-            "set",
-            "--nemesis",
-            "partition,kill",
-            "--time-limit",
-            "30",
-            "--heal-time",
-            "5",
-            "--seed",
-            "12",
-        ],
-    );
-    assert_valid(&r);
+    let r = partitions_and_kills("set", "12");
     assert!(
         r.verdict["checker"]["details"]["acknowledged_adds"]
             .as_u64()
