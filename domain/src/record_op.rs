@@ -91,48 +91,49 @@ impl RecordOp {
 }
 
 /// What a [`RecordOp`] produced (append-only variants: the dedup table stores them). `changed`
-/// is false for an idempotent repeat (nothing was written).
+/// is false for an idempotent repeat (nothing was written). Records are boxed to keep
+/// [`crate::Outcome`] small.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RecordOutcome {
     /// A block after the command.
     Block {
         /// As stored.
-        block: Block,
+        block: Box<Block>,
         /// Whether the command changed it.
         changed: bool,
     },
     /// A consent after the command.
     Consent {
         /// As stored.
-        consent: Consent,
+        consent: Box<Consent>,
         /// Whether the command changed it.
         changed: bool,
     },
     /// A reservation after the command.
     Reservation {
         /// As stored.
-        reservation: Reservation,
+        reservation: Box<Reservation>,
         /// Whether the command changed it.
         changed: bool,
     },
     /// A representation after the command.
     Representation {
         /// As stored.
-        representation: Representation,
+        representation: Box<Representation>,
         /// Whether the command changed it.
         changed: bool,
     },
     /// A catalog entry after the command.
     Catalog {
         /// As stored.
-        entry: CatalogEntry,
+        entry: Box<CatalogEntry>,
         /// Whether the command changed it.
         changed: bool,
     },
     /// A client after the command.
     Client {
         /// As stored.
-        client: ClientRecord,
+        client: Box<ClientRecord>,
         /// Whether the command changed it.
         changed: bool,
     },
@@ -140,14 +141,14 @@ pub enum RecordOutcome {
     /// only).
     AccessDecided {
         /// The decision.
-        decision: AccessDecision,
+        decision: Box<AccessDecision>,
         /// The notification stored with it.
-        notification: Option<PatientNotification>,
+        notification: Option<Box<PatientNotification>>,
     },
     /// A notification after an acknowledgement.
     Notification {
         /// As stored.
-        notification: PatientNotification,
+        notification: Box<PatientNotification>,
         /// Whether the command changed it.
         changed: bool,
     },

@@ -56,7 +56,10 @@ pub(crate) fn apply_record(
             let r = apply_block_add(&blocks, cmd, now, next);
             finish(
                 r,
-                |b, changed| RecordOutcome::Block { block: b, changed },
+                |b, changed| RecordOutcome::Block {
+                    block: Box::new(b),
+                    changed,
+                },
                 |b| store_block(txn, meta, now, b),
             )
         }
@@ -65,7 +68,10 @@ pub(crate) fn apply_record(
             let r = apply_block_revoke(existing.as_ref(), cmd, now, next);
             finish(
                 r,
-                |b, changed| RecordOutcome::Block { block: b, changed },
+                |b, changed| RecordOutcome::Block {
+                    block: Box::new(b),
+                    changed,
+                },
                 |b| store_block(txn, meta, now, b),
             )
         }
@@ -161,8 +167,8 @@ pub(crate) fn apply_record(
                 store_notification(txn, meta, now, n)?;
             }
             Ok(Ok(RecordOutcome::AccessDecided {
-                decision,
-                notification,
+                decision: Box::new(decision),
+                notification: notification.map(Box::new),
             }))
         }
         RecordOp::NotificationAck(cmd) => {
@@ -172,7 +178,7 @@ pub(crate) fn apply_record(
             finish(
                 r,
                 |n, changed| RecordOutcome::Notification {
-                    notification: n,
+                    notification: Box::new(n),
                     changed,
                 },
                 |n| store_notification(txn, meta, now, n),
@@ -199,29 +205,38 @@ fn finish<T>(
 }
 
 fn consent_outcome(consent: Consent, changed: bool) -> RecordOutcome {
-    RecordOutcome::Consent { consent, changed }
+    RecordOutcome::Consent {
+        consent: Box::new(consent),
+        changed,
+    }
 }
 
 fn reservation_outcome(reservation: Reservation, changed: bool) -> RecordOutcome {
     RecordOutcome::Reservation {
-        reservation,
+        reservation: Box::new(reservation),
         changed,
     }
 }
 
 fn representation_outcome(representation: Representation, changed: bool) -> RecordOutcome {
     RecordOutcome::Representation {
-        representation,
+        representation: Box::new(representation),
         changed,
     }
 }
 
 fn catalog_outcome(entry: CatalogEntry, changed: bool) -> RecordOutcome {
-    RecordOutcome::Catalog { entry, changed }
+    RecordOutcome::Catalog {
+        entry: Box::new(entry),
+        changed,
+    }
 }
 
 fn client_outcome(client: ClientRecord, changed: bool) -> RecordOutcome {
-    RecordOutcome::Client { client, changed }
+    RecordOutcome::Client {
+        client: Box::new(client),
+        changed,
+    }
 }
 
 /// Loads a person's records through their id list (oldest first).

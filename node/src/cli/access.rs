@@ -17,6 +17,8 @@ use super::record_views::{
 };
 
 /// Access subcommands.
+// Parsed once per process; boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum AccessCommand {
     /// Decide an access: permit, deny or permit by override, with the matching records and
