@@ -26,6 +26,7 @@ use crate::netns::Network;
 use crate::report;
 use crate::workload::register::{RegisterOptions, RegisterWorkload};
 use crate::workload::set::SetWorkload;
+use crate::workload::watch::WatchWorkload;
 use crate::workload::{CheckOutcome, Clients, Validity, Workload};
 
 /// Which network to use.
@@ -48,6 +49,8 @@ pub enum WorkloadChoice {
     Register,
     /// Unique inserts, no loss, no phantoms.
     Set,
+    /// The change feed across faults: no gap, duplicate or reordering.
+    Watch,
 }
 
 /// Everything a run needs.
@@ -284,6 +287,10 @@ async fn run_body(
             )
             .await
         }
+        WorkloadChoice::Watch => {
+            let w = Arc::new(WatchWorkload::new());
+            run_workload(opts, dir, cluster, kinds, started, w).await
+        }
     }
 }
 
@@ -478,6 +485,7 @@ fn test_name(opts: &TestOptions) -> String {
     let workload = match opts.workload {
         WorkloadChoice::Register => "register",
         WorkloadChoice::Set => "set",
+        WorkloadChoice::Watch => "watch",
     };
     let nemesis = if opts.nemesis.is_empty() {
         "none".to_owned()
