@@ -453,7 +453,14 @@ pub struct Nemesis {
 
 impl Nemesis {
     /// Runs `planned` faults, each kind on its own task; returns when all have been healed.
-    pub async fn run(&self, planned: Vec<Planned>, phase_start: tokio::time::Instant) {
+    /// A fault whose start the schedule reaches only after `phase_end` (because earlier ones
+    /// took longer than planned) is skipped; held faults are cut short at `phase_end`.
+    pub async fn run(
+        &self,
+        planned: Vec<Planned>,
+        phase_start: tokio::time::Instant,
+        phase_end: tokio::time::Instant,
+    ) {
         let mut by_kind: std::collections::BTreeMap<Kind, Vec<(usize, Planned)>> =
             Default::default();
         for (id, p) in planned.into_iter().enumerate() {
@@ -466,6 +473,15 @@ impl Nemesis {
                 for (id, p) in faults {
                     tokio::time::sleep_until(phase_start + Duration::from_secs_f64(p.start_s))
                         .await;
+                    if tokio::time::Instant::now() >= phase_end {
+                        me.log.log(
+                            "skipped",
+                            Some(id),
+                            p.fault.kind().name(),
+                            json!({"fault": p.fault}),
+                        );
+                        continue;
+                    }
                     let kind = p.fault.kind().name();
                     let state = match me.start(&p.fault).await {
                         Ok(state) => {
@@ -487,7 +503,9 @@ impl Nemesis {
                             continue;
                         }
                     };
-                    tokio::time::sleep(Duration::from_secs_f64(p.hold_s)).await;
+                    let until = (tokio::time::Instant::now() + Duration::from_secs_f64(p.hold_s))
+                        .min(phase_end);
+                    tokio::time::sleep_until(until).await;
                     match me.stop(&p.fault, &state).await {
                         Ok(()) => me
                             .log

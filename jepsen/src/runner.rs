@@ -345,7 +345,8 @@ async fn run_workload<W: Workload>(
         planned.len(),
         kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
     );
-    let nemesis_run = nemesis.run(planned, phase_start);
+    let phase_end = phase_start + Duration::from_secs(opts.time_limit_s);
+    let nemesis_run = nemesis.run(planned, phase_start, phase_end);
     tokio::join!(
         nemesis_run,
         tokio::time::sleep_until(phase_start + Duration::from_secs(opts.time_limit_s))
