@@ -167,7 +167,8 @@ pub fn write(
     );
     h.push_str(
         "<h2>Timeline</h2><p>Bars: operations per worker lane, from invoke to completion \
-        (green ok, pink fail, orange info = unknown outcome, drawn to the end of the run). \
+        (green ok, pink fail, orange info = unknown outcome: drawn until the client gave up, it may \
+        still take effect later). \
         Shaded bands: faults.</p>",
     );
     h.push_str(&timeline_svg(
@@ -352,11 +353,8 @@ fn timeline_svg(history: &[Event], faults: &[Interval], end_ns: f64, workers: u6
         };
         let t0 = o.invoke.time_ns as f64;
         let t = o.outcome();
-        let t1 = if t == EventType::Info {
-            end_ns
-        } else {
-            o.done.map_or(end_ns, |d| d.time_ns as f64)
-        };
+        // An info op may still take effect later; it is drawn until the client gave up.
+        let t1 = o.done.map_or(end_ns, |d| d.time_ns as f64);
         let x1 = x_of(t0, end_ns);
         let w = (x_of(t1, end_ns) - x1).max(1.0);
         let y = top + k as f64 * lane_h + 1.0;
@@ -367,7 +365,7 @@ fn timeline_svg(history: &[Event], faults: &[Interval], end_ns: f64, workers: u6
              <title>#{} p{} {} {} key={:?} arg={} -&gt; {} {:.3}s</title></rect>",
             lane_h - 3.0,
             type_color(t),
-            if t == EventType::Info { 0.35 } else { 0.9 },
+            0.9,
             o.invoke.index,
             o.invoke.process,
             esc(&o.invoke.f),
