@@ -2,11 +2,11 @@
 //! `kartotek.v1.AuditService` (Record from frontends, Query, Head).
 //!
 //! **Durable before the answer.** A read of patient data (or an access decision) records its
-//! event with [`NodeContext::audit`], which commits an `Op::AuditAppend` through Raft: the
-//! event is on a majority's disk (fsynced) when it returns, exactly like a write. The read
-//! handler runs the audit commit concurrently with its own read barrier and answers only if
-//! both succeeded, so an audited read costs about max(read round, audit commit) rather than
-//! their sum. The leader's proposer packs the events of all concurrent reads into one log entry
+//! event with [`NodeContext::audited_read`], which commits an `Op::AuditAppend` through Raft:
+//! the event is on a majority's disk (fsynced) when it returns, exactly like a write, and the
+//! read is answered only after that. On the leader the audit commit doubles as the
+//! linearizable read barrier (a read through the log), so an audited read costs one write
+//! commit, not a write plus a read-index round; elsewhere the two run concurrently. The leader's proposer packs the events of all concurrent reads into one log entry
 //! (group commit), so auditing adds one Raft round per *batch* of reads, not per read.
 //! A follower serving a bounded-staleness read forwards its event to the leader (`Record`);
 //! when no leader is reachable the read fails: no audit, no data.
@@ -18,7 +18,7 @@
 use kartotek_domain::audit::{AuditEvent, AuditEventInput, ChainedAuditEvent, actions};
 use kartotek_domain::limits::{AUDIT_EVENTS_PER_APPEND_MAX, AUDIT_QUERY_LIMIT_MAX};
 use kartotek_domain::locator::{parse_national_id, parse_org_number};
-use kartotek_domain::{Op, Outcome, Timestamp, ValidationError};
+use kartotek_domain::{Op, Outcome, RequestId, Timestamp, ValidationError};
 use kartotek_proto::v1::audit_service_client::AuditServiceClient;
 use kartotek_proto::v1::audit_service_server::AuditService;
 use kartotek_proto::v1::{
@@ -31,35 +31,103 @@ use tonic::{Request, Response, Status};
 use crate::caller::{Caller, actor_text, parse_actor};
 use crate::context::NodeContext;
 use crate::error::NodeError;
-use crate::locator_service::read_mode;
+use crate::locator_service::{ReadMode, read_mode};
 use crate::peers::with_cluster;
 
 impl NodeContext {
-    /// Records `events` durably (committed by a majority) and returns their first and last seq.
-    /// On a follower the events are forwarded to the leader.
-    pub async fn audit(&self, events: Vec<AuditEvent>) -> Result<(u64, u64), NodeError> {
-        let forward = events.clone();
-        match self.write(None, Op::AuditAppend(events)).await {
-            Ok(answer) => match answer.result {
-                Ok(Outcome::AuditAppended {
-                    first_seq,
-                    last_seq,
-                }) => Ok((first_seq, last_seq)),
-                Ok(other) => Err(NodeError::Internal(format!("unexpected outcome {other:?}"))),
-                Err(e) => Err(e.into()),
-            },
-            Err(NodeError::NotLeader {
-                leader_addr: Some(addr),
-                ..
-            }) => self.forward_audit(&addr, forward).await,
-            Err(e) => Err(e),
+    /// Makes the local state fit for a read in `mode` and records the read's audit events
+    /// durably; the read may be answered only when this returns `Ok`.
+    ///
+    /// On the leader, a linearizable read needs no separate read-index round: committing the
+    /// audit entry, proposed after the read arrived, proves this node was still the leader,
+    /// and once it is applied the local state holds every write acknowledged before the read
+    /// began (a read through the log). Elsewhere, or if leadership moves meanwhile, the read
+    /// barrier (or the staleness proof) and the audit commit run concurrently.
+    pub async fn audited_read(
+        &self,
+        mode: ReadMode,
+        events: Vec<AuditEvent>,
+    ) -> Result<(), NodeError> {
+        if self.config.testing.unsafe_stale_reads {
+            // Self-check mode: serve at once; audit in the background.
+            let ctx = self.clone();
+            tokio::spawn(async move {
+                let _ = ctx.audit(events).await;
+            });
+            return Ok(());
+        }
+        if matches!(mode, ReadMode::Linearizable) && self.is_leader() {
+            match self.append_audit(None, events.clone()).await {
+                Ok(_) => return Ok(()),
+                // Leadership moved between the check and the commit: fall back below.
+                Err(NodeError::NotLeader { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let (ready, audited) = tokio::join!(self.prepare_read(mode), self.audit(events));
+        ready?;
+        audited
+    }
+
+    /// True when this node believes it is the leader.
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.current_leader == Some(self.config.node_id)
+    }
+
+    /// Records `events` durably before a read is answered: on the leader by committing them
+    /// to the chain (majority, fsynced); elsewhere in this node's outbox (fsynced here), from
+    /// which the shipper moves them into the chain.
+    pub async fn audit(&self, events: Vec<AuditEvent>) -> Result<(), NodeError> {
+        if self.is_leader() {
+            match self.append_audit(None, events.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(NodeError::NotLeader { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let outbox = self.outbox.clone();
+        tokio::task::spawn_blocking(move || outbox.put(&events))
+            .await
+            .map_err(|e| NodeError::Internal(format!("audit outbox task: {e}")))??;
+        Ok(())
+    }
+
+    /// Commits `events` to the chain on this node as leader; returns their first and last seq.
+    pub async fn append_audit(
+        &self,
+        request_id: Option<RequestId>,
+        events: Vec<AuditEvent>,
+    ) -> Result<(u64, u64), NodeError> {
+        let answer = self.write(request_id, Op::AuditAppend(events)).await?;
+        match answer.result {
+            Ok(Outcome::AuditAppended {
+                first_seq,
+                last_seq,
+            }) => Ok((first_seq, last_seq)),
+            Ok(other) => Err(NodeError::Internal(format!("unexpected outcome {other:?}"))),
+            Err(e) => Err(e.into()),
         }
     }
 
+    /// The leader's address, if known.
+    pub fn leader_addr(&self) -> Option<String> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let leader = m.current_leader?;
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+    }
+
+    /// Sends `events` to the leader's `Record` under `request_id`.
     async fn forward_audit(
         &self,
         leader: &str,
         events: Vec<AuditEvent>,
+        request_id: &str,
     ) -> Result<(u64, u64), NodeError> {
         let channel = self.peers.channel(leader).map_err(|e| {
             NodeError::Unavailable(format!(
@@ -72,6 +140,7 @@ impl NodeContext {
                     .iter()
                     .map(|e| audit_event_message(e, 0, &[0; 32], &[0; 32]))
                     .collect(),
+                request_id: request_id.to_owned(),
             }),
             &self.config.cluster_name,
         );
@@ -89,6 +158,67 @@ impl NodeContext {
             ))),
         }
     }
+}
+
+/// Starts the outbox shipper: moves audit events recorded on this node while it was not the
+/// leader into the chain, oldest first, and removes them once the leader acknowledged them.
+/// A batch keeps its request id (`audit-<node>-<first>-<last>`) across retries, so a resend
+/// is recorded once (within the dedup window). A crash between the leader's commit and the
+/// local removal can record a batch twice: over-auditing, never under-auditing.
+pub fn spawn_outbox_shipper(ctx: NodeContext) {
+    tokio::spawn(async move {
+        let mut batch: Vec<(u64, AuditEvent)> = Vec::new();
+        let mut delay = std::time::Duration::from_millis(50);
+        loop {
+            if batch.is_empty() {
+                let outbox = ctx.outbox.clone();
+                match tokio::task::spawn_blocking(move || {
+                    outbox.pending(AUDIT_EVENTS_PER_APPEND_MAX)
+                })
+                .await
+                {
+                    Ok(Ok(p)) => batch = p,
+                    Ok(Err(e)) => tracing::warn!(error = %e, "audit outbox read"),
+                    Err(e) => tracing::warn!(error = %e, "audit outbox task"),
+                }
+            }
+            let (Some(first), Some(last)) = (batch.first().map(|b| b.0), batch.last().map(|b| b.0))
+            else {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            };
+            let rid = format!("audit-{}-{first}-{last}", ctx.config.node_id);
+            let events: Vec<AuditEvent> = batch.iter().map(|b| b.1.clone()).collect();
+            let shipped = if ctx.is_leader() {
+                match RequestId::parse(&rid) {
+                    Ok(id) => ctx.append_audit(Some(id), events).await.map(|_| ()),
+                    Err(e) => Err(e.into()),
+                }
+            } else {
+                match ctx.leader_addr() {
+                    Some(addr) => ctx.forward_audit(&addr, events, &rid).await.map(|_| ()),
+                    None => Err(NodeError::Unavailable("no leader known".into())),
+                }
+            };
+            match shipped {
+                Ok(()) => {
+                    let outbox = ctx.outbox.clone();
+                    match tokio::task::spawn_blocking(move || outbox.remove_through(last)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::warn!(error = %e, "audit outbox remove"),
+                        Err(e) => tracing::warn!(error = %e, "audit outbox task"),
+                    }
+                    batch.clear();
+                    delay = std::time::Duration::from_millis(50);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, events = batch.len(), "audit outbox not shipped yet");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        }
+    });
 }
 
 /// Starts the retention task: while this node leads, it removes audit events older than
@@ -245,7 +375,19 @@ impl AuditServiceImpl {
             .enumerate()
             .map(|(i, m)| parse_event(i, m, now))
             .collect::<Result<Vec<_>, _>>()?;
-        let (first_seq, last_seq) = self.ctx.audit(events).await?;
+        let request_id = if r.request_id.is_empty() {
+            None
+        } else {
+            Some(RequestId::parse(&r.request_id)?)
+        };
+        let (first_seq, last_seq) = if self.ctx.is_leader() {
+            self.ctx.append_audit(request_id, events).await?
+        } else {
+            let Some(addr) = self.ctx.leader_addr() else {
+                return Err(NodeError::Unavailable("no leader known yet".into()));
+            };
+            self.ctx.forward_audit(&addr, events, &r.request_id).await?
+        };
         Ok(RecordAuditEventsResponse {
             first_seq,
             last_seq,
@@ -292,10 +434,7 @@ impl AuditServiceImpl {
             _ => None,
         };
         let event = caller.event(actions::AUDIT_QUERY, "audit", patient.as_ref());
-        let (ready, audited) =
-            tokio::join!(self.ctx.prepare_read(mode), self.ctx.audit(vec![event]));
-        ready?;
-        audited?;
+        self.ctx.audited_read(mode, vec![event]).await?;
         let page = self.ctx.reader.audit_events(&selector, r.from_seq, limit)?;
         Ok(QueryAuditResponse {
             header: Some(self.ctx.header(page.revision, page.applied_index)),

@@ -39,6 +39,8 @@ pub struct NodeContext {
     pub proposer: Proposer,
     /// Channels to the other nodes (forwarding audit events to the leader).
     pub peers: crate::peers::Peers,
+    /// Audit events recorded on this node while not the leader, waiting to be shipped.
+    pub outbox: kartotek_storage::AuditOutbox,
 }
 
 impl NodeContext {

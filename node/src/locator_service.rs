@@ -196,10 +196,7 @@ impl LocatorServiceImpl {
         let mode = read_mode(r.read.as_ref())?;
         let mut event = caller.event(actions::LOCATOR_LIST, "locator", None);
         event.org = Some(org.clone());
-        let (ready, audited) =
-            tokio::join!(self.ctx.prepare_read(mode), self.ctx.audit(vec![event]));
-        ready?;
-        audited?;
+        self.ctx.audited_read(mode, vec![event]).await?;
         let page = self.ctx.reader.list_locator_by_org(
             &org,
             r.include_retired,
@@ -225,12 +222,9 @@ impl LocatorServiceImpl {
             Some(parse_org_number("org", &r.org)?)
         };
         let mode = read_mode(r.read.as_ref())?;
-        // The audit event is committed alongside the read barrier; no answer without both.
+        // No answer without a durable audit event (see `NodeContext::audited_read`).
         let event = caller.event(actions::LOCATOR_LOOKUP, "locator", Some(&patient));
-        let (ready, audited) =
-            tokio::join!(self.ctx.prepare_read(mode), self.ctx.audit(vec![event]));
-        ready?;
-        audited?;
+        self.ctx.audited_read(mode, vec![event]).await?;
         let found = self.ctx.reader.lookup_locator(
             &patient,
             org.as_ref(),

@@ -129,6 +129,7 @@ pub async fn run_node(
             usize::try_from(config.api.watches_max).unwrap_or(usize::MAX),
         )),
         peers: peers.clone(),
+        outbox: store.outbox.clone(),
         proposer: Proposer::start(
             raft.clone(),
             ProposerLimits {
@@ -167,6 +168,7 @@ pub async fn run_node(
     let admin_svc = AdminServiceServer::new(AdminServiceImpl::new(ctx.clone()))
         .max_decoding_message_size(request_max);
     crate::audit_service::spawn_retention(ctx.clone());
+    crate::audit_service::spawn_outbox_shipper(ctx.clone());
     let audit_svc = AuditServiceServer::new(AuditServiceImpl::new(ctx.clone()))
         .max_decoding_message_size(request_max);
     // grpc.health.v1: SERVING once the node serves (per service and overall "").

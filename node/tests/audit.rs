@@ -1,6 +1,6 @@
 //! The audit log on a real multi-process cluster: every lookup made in the test — through the
-//! client on the leader, as a bounded-staleness read on a follower (whose event is forwarded
-//! to the leader), and through the CLI — shows up in `audit query` for the patient with its
+//! client on the leader, as a bounded-staleness read on a follower (whose event goes through
+//! that node's durable outbox to the chain), and through the CLI — shows up in `audit query` for the patient with its
 //! actor and purpose, and `kartotek audit verify` recomputes the chain and finds every node's
 //! head in agreement. A bad actor header is refused and records nothing.
 
@@ -150,6 +150,33 @@ async fn every_lookup_is_audited_and_the_chain_verifies() {
             assert_eq!(field.as_deref(), Some("x-kartotek-actor"))
         }
         other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+    }
+
+    // The follower's event was fsynced in its outbox before it answered; its shipper moves it
+    // into the chain within moments.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let page = writer
+            .query_audit(QueryAuditRequest {
+                patient: p.clone(),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let n = page
+            .events
+            .iter()
+            .filter(|e| e.action == "locator.lookup")
+            .count();
+        if n >= 7 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {n} lookups in the chain"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
     // "Who has looked at my data?" — through the CLI, as JSON lines.

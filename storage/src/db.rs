@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 
 use crate::error::StoreError;
-use crate::keys::{CF_LOG, CF_RAFT, CF_SM};
+use crate::keys::{CF_LOG, CF_OUTBOX, CF_RAFT, CF_SM};
 
 /// Opens (creating if missing) the database at `path`.
 pub fn open(path: &Path, block_cache_bytes: usize) -> Result<Arc<DB>, StoreError> {
@@ -37,6 +37,7 @@ pub fn open(path: &Path, block_cache_bytes: usize) -> Result<Arc<DB>, StoreError
         ColumnFamilyDescriptor::new(CF_LOG, log_opts),
         ColumnFamilyDescriptor::new(CF_RAFT, Options::default()),
         ColumnFamilyDescriptor::new(CF_SM, sm_opts),
+        ColumnFamilyDescriptor::new(CF_OUTBOX, Options::default()),
     ];
     let db = DB::open_cf_descriptors(&opts, path, cfs)?;
     Ok(Arc::new(db))

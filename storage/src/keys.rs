@@ -26,6 +26,8 @@ pub const CF_LOG: &str = "log";
 pub const CF_RAFT: &str = "raft";
 /// Column family of the state machine.
 pub const CF_SM: &str = "sm";
+/// Column family of this node's audit outbox (events recorded here, not yet in the chain).
+pub const CF_OUTBOX: &str = "outbox";
 
 /// `raft` key of the vote.
 pub const RAFT_VOTE: &[u8] = b"vote";

@@ -31,6 +31,7 @@
 //! set may exceed RAM.
 
 pub mod audit_log;
+pub mod audit_outbox;
 pub mod codec;
 pub mod db;
 pub mod error;
@@ -48,6 +49,7 @@ pub mod store;
 pub mod types;
 
 pub use audit_log::{AuditHead, AuditPage, AuditSelector};
+pub use audit_outbox::AuditOutbox;
 pub use error::StoreError;
 pub use log_store::LogStore;
 pub use reader::{ChangeSlice, HistoryError, Page, ReadResult, StateReader};

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::audit_outbox::AuditOutbox;
 use crate::db;
 use crate::error::StoreError;
 use crate::log_store::LogStore;
@@ -38,6 +39,8 @@ pub struct Store {
     pub reader: StateReader,
     /// Counters for metrics.
     pub stats: Arc<StorageStats>,
+    /// Audit events recorded on this node, waiting to be shipped to the leader.
+    pub outbox: AuditOutbox,
 }
 
 impl Store {
@@ -57,6 +60,7 @@ impl Store {
         );
         state_machine.snapshots().recover()?;
         let log = LogStore::new(db.clone(), stats.clone())?;
+        let outbox = AuditOutbox::open(db.clone())?;
         let reader = StateReader::new(db, revisions_rx);
         revisions.send_replace(reader.position()?.1);
         Ok(Store {
@@ -64,6 +68,7 @@ impl Store {
             state_machine,
             reader,
             stats,
+            outbox,
         })
     }
 }

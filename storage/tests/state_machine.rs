@@ -113,6 +113,7 @@ fn request_ids_expire_by_leader_time_and_by_count() {
             dedup_ttl_ms: 1000,
             dedup_entries_max: 3,
             dedup_evictions_per_entry_max: 64,
+            ..StateMachineConfig::default()
         };
         let mut store = open(dir.path(), cfg);
         let sm = &mut store.state_machine;
@@ -155,6 +156,7 @@ fn run_batched(commands: &[Command], split: &[usize]) -> Vec<Response> {
             dedup_ttl_ms: 50,
             dedup_entries_max: 4,
             dedup_evictions_per_entry_max: 2,
+            ..StateMachineConfig::default()
         };
         let mut store = open(dir.path(), cfg);
         let entries: Vec<_> = commands
