@@ -593,12 +593,16 @@ impl Nemesis {
             }
             Fault::Member { target } => {
                 let nodes = self.resolve(target).await?;
-                let n = nodes[0];
-                let (probe, id, member) = {
+                let (probe, n, id) = {
                     let c = self.cluster.lock().await;
-                    (c.probe(), c.nodes[n].id, c.nodes[n].member)
+                    // The planned slot, or the next one that is still a member.
+                    let count = c.nodes.len();
+                    let n = (0..count)
+                        .map(|k| (nodes[0] + k) % count)
+                        .find(|&k| c.nodes[k].member)
+                        .context("no member left to remove")?;
+                    (c.probe(), n, c.nodes[n].id)
                 };
-                anyhow::ensure!(member, "slot {n} is not a member");
                 probe
                     .admin
                     .remove(id)
