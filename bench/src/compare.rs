@@ -246,9 +246,9 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
     })
     .await??;
     println!(
-        "physical limits: fsync p50 {:.0} µs ({:.0}/s serial), loopback RTT p50 {:.0} µs",
+        "physical limits: fsync p50 {:.0} µs ({:.0}/s at p50), loopback RTT p50 {:.0} µs",
         limits.fsync.p50_us,
-        limits.fsync.serial_rate_per_s(),
+        limits.fsync.median_rate_per_s(),
         limits.loopback_rtt.p50_us
     );
 

@@ -39,6 +39,16 @@ impl Timing {
             0.0
         }
     }
+
+    /// Operations per second at the median latency (1 / p50): what an undisturbed disk
+    /// sustains, outliers (other processes' I/O) left out.
+    pub fn median_rate_per_s(&self) -> f64 {
+        if self.p50_us > 0.0 {
+            1e6 / self.p50_us
+        } else {
+            0.0
+        }
+    }
 }
 
 fn timing(mut f: impl FnMut() -> anyhow::Result<()>, duration: Duration) -> anyhow::Result<Timing> {

@@ -10,7 +10,43 @@ use anyhow::Context;
 use crate::results::Profile;
 
 /// Sampling frequency, Hz.
-const FREQUENCY_HZ: u32 = 999;
+const FREQUENCY_HZ: u32 = 499;
+/// Stages of Kartotek's request path: a frame name fragment and what it is. A stage's share
+/// is the largest inclusive share of a frame containing the fragment.
+const STAGES: [(&str, &str); 9] = [
+    (
+        "h2::proto::connection::Connection",
+        "HTTP/2 connections (h2, tonic), all traffic",
+    ),
+    (
+        "LocatorService>::lookup",
+        "Lookup handler (CPU only; waits cost none)",
+    ),
+    (
+        "StateReader::lookup_locator",
+        "  of which: reading the state (RocksDB iterator)",
+    ),
+    ("LocatorService>::register", "Register handler"),
+    (
+        "StateMachine::apply_entry",
+        "state machine apply (writes, audit events)",
+    ),
+    ("ReplicationCore", "replication to the followers (openraft)"),
+    ("log_store::run_flusher", "Raft log flush + fsync thread"),
+    ("raft_service", "Raft RPC service (followers' appends)"),
+    ("proposer", "proposal batching"),
+];
+/// Allocator symbols (self time summed).
+const ALLOCATOR: [&str; 8] = [
+    "malloc",
+    "_int_malloc",
+    "_int_free",
+    "cfree",
+    "malloc_consolidate",
+    "unlink_chunk",
+    "realloc",
+    "_int_realloc",
+];
 /// Lines kept per summary.
 const ROWS_MAX: usize = 25;
 
@@ -42,7 +78,8 @@ pub fn start(pid: u32, duration: Duration, data_file: &Path) -> anyhow::Result<R
         "cpu-clock".into(),
         "-F".into(),
         FREQUENCY_HZ.to_string(),
-        "-g".into(),
+        "--call-graph".into(),
+        "dwarf,16384".into(),
         "-p".into(),
         pid.to_string(),
         "-o".into(),
@@ -69,8 +106,36 @@ impl Recording {
     /// Waits for the recording and summarises it.
     pub fn finish(mut self, what: &str, keep: bool) -> anyhow::Result<Profile> {
         self.child.wait().context("waiting for perf record")?;
-        let by_thread = report(&self.data, "comm")?;
-        let by_symbol = report(&self.data, "dso,sym")?;
+        let by_thread = report(&self.data, "comm", false)?;
+        let by_symbol = report(&self.data, "dso,sym", false)?;
+        let inclusive = report(&self.data, "sym", true)?;
+        let mut by_stage: Vec<(String, f64)> = STAGES
+            .iter()
+            .map(|(frag, label)| {
+                let share = inclusive
+                    .iter()
+                    .filter(|(n, _)| n.contains(frag))
+                    .map(|(_, p)| *p)
+                    .fold(0.0, f64::max);
+                ((*label).to_owned(), share)
+            })
+            .collect();
+        let flat = report(&self.data, "sym", false)?;
+        let alloc: f64 = flat
+            .iter()
+            .filter(|(n, _)| {
+                let sym = n
+                    .rsplit(' ')
+                    .next()
+                    .unwrap_or("")
+                    .split('@')
+                    .next()
+                    .unwrap_or("");
+                ALLOCATOR.contains(&sym)
+            })
+            .map(|(_, p)| *p)
+            .sum();
+        by_stage.push(("memory allocator (malloc/free, self time)".into(), alloc));
         if !keep {
             let _ = std::fs::remove_file(&self.data);
         }
@@ -79,23 +144,29 @@ impl Recording {
             command: self.command,
             by_thread,
             by_symbol,
+            by_stage,
             data_file: keep.then_some(self.data),
         })
     }
 }
 
-fn report(data: &str, sort: &str) -> anyhow::Result<Vec<(String, f64)>> {
+/// `perf report` rows (name, share %): self time, or inclusive (`children`) time.
+fn report(data: &str, sort: &str, children: bool) -> anyhow::Result<Vec<(String, f64)>> {
     let out = Command::new("perf")
         .args([
             "report",
             "-i",
             data,
             "--stdio",
-            "--no-children",
+            if children {
+                "--children"
+            } else {
+                "--no-children"
+            },
             "-g",
             "none",
             "--percent-limit",
-            "0.5",
+            if children { "0.2" } else { "0.3" },
             "--sort",
             sort,
         ])
@@ -112,9 +183,15 @@ fn report(data: &str, sort: &str) -> anyhow::Result<Vec<(String, f64)>> {
         let Ok(p) = pct.trim().parse::<f64>() else {
             continue;
         };
+        // With children: "<children>% <self>% [.] name"; the first number is inclusive.
+        let rest = if children {
+            rest.split_once('%').map(|(_, r)| r).unwrap_or(rest)
+        } else {
+            rest
+        };
         let name = rest.split_whitespace().collect::<Vec<_>>().join(" ");
         rows.push((name, p));
-        if rows.len() == ROWS_MAX {
+        if !children && rows.len() == ROWS_MAX {
             break;
         }
     }

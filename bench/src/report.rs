@@ -374,11 +374,12 @@ fn limits_section(md: &mut String, c: &CompareResults, loads: &[Load]) {
     let _ = writeln!(md, "## Physical limits\n");
     let _ = writeln!(
         md,
-        "- fsync of the data disk (4 KiB append + `fdatasync`, {} times): p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs → **{:.0} fsyncs/s** one after the other.",
+        "- fsync of the data disk (4 KiB append + `fdatasync`, {} times): p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs → **{:.0} fsyncs/s** at the median (1/p50; {:.0}/s from the mean, outliers included).",
         f.count,
         f.p50_us,
         f.p99_us,
         f.max_us,
+        f.median_rate_per_s(),
         f.serial_rate_per_s()
     );
     let _ = writeln!(
@@ -388,14 +389,14 @@ fn limits_section(md: &mut String, c: &CompareResults, loads: &[Load]) {
     );
     let _ = writeln!(
         md,
-        "A write is acknowledged after the leader's fsync and one follower's append round trip + fsync, so at one request in flight neither system can beat ≈ fsync + RTT + fsync; with more in flight the throughput ceiling is *fsync rate × writes per fsync* (group commit). The leader's counters over the write runs (warm-up included):\n"
+        "A write is acknowledged after the leader's fsync and one follower's append round trip + fsync, so at one request in flight neither system can beat ≈ fsync + RTT + fsync; with more in flight the throughput ceiling is *fsync rate (1/p50) × writes per fsync* (group commit; a share above 100 % means fsyncs were faster during the run than during the probe). The leader's counters over the write runs (warm-up included):\n"
     );
     let _ = writeln!(
         md,
         "| in flight | system | writes/s | leader fsyncs | writes per fsync | Raft entries per fsync | writes per Raft entry | ceiling = fsync rate × writes/fsync | share of ceiling |"
     );
     let _ = writeln!(md, "|---:|---|---:|---:|---:|---:|---:|---:|---:|");
-    let rate = f.serial_rate_per_s();
+    let rate = f.median_rate_per_s();
     for l in loads {
         for s in [System::Kartotek, System::Etcd] {
             let Some(a) = find(&c.aggregates, s, Workload::Write, l) else {
@@ -450,7 +451,14 @@ fn profile_section(md: &mut String, c: &CompareResults) {
     let _ = writeln!(md, "## Profiles\n");
     for p in &c.profiles {
         let _ = writeln!(md, "### {}\n\n`{}`\n", p.what, p.command);
-        let _ = writeln!(md, "| thread | share of CPU samples |\n|---|---:|");
+        let _ = writeln!(
+            md,
+            "| stage (inclusive: the frame and everything it calls) | share of CPU samples |\n|---|---:|"
+        );
+        for (n, v) in &p.by_stage {
+            let _ = writeln!(md, "| {n} | {v:.1} % |");
+        }
+        let _ = writeln!(md, "\n| thread | share of CPU samples |\n|---|---:|");
         for (n, v) in p.by_thread.iter().take(10) {
             let _ = writeln!(md, "| `{n}` | {v:.1} % |");
         }

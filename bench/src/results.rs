@@ -307,6 +307,9 @@ pub struct Profile {
     pub by_thread: Vec<(String, f64)>,
     /// Share of samples by symbol (self time).
     pub by_symbol: Vec<(String, f64)>,
+    /// Inclusive share of samples by stage of the request path.
+    #[serde(default)]
+    pub by_stage: Vec<(String, f64)>,
     /// Where the raw data was left, if kept.
     pub data_file: Option<String>,
 }
