@@ -101,18 +101,37 @@ impl NodeContext {
 }
 
 impl NodeContext {
-    /// Checks that `representative` may act for `represented` in `area` now.
-    ///
-    /// Representation records are wired by the record-family work; until a node can read
-    /// them this refuses, so that no representative ever sees data unchecked.
+    /// Checks that `representative` may act for `represented` in `area` now, from this node's
+    /// representation records (a linearizable read first) and the configured age rules.
+    /// Refuses with PERMISSION_DENIED naming why.
     pub async fn check_representation(
         &self,
-        _representative: &kartotek_domain::NationalId,
-        _represented: &kartotek_domain::NationalId,
-        _area: &str,
+        representative: &kartotek_domain::NationalId,
+        represented: &kartotek_domain::NationalId,
+        area: &str,
     ) -> Result<(), NodeError> {
-        Err(NodeError::Precondition(
-            "representative access cannot be checked on this node version".into(),
-        ))
+        let area = kartotek_domain::fields::Area::parse("area", area)?;
+        self.barrier.linearize().await?;
+        let records = self.reader.representations_of_represented(represented)?;
+        let policy = self.config.policy.access_policy();
+        let checked = kartotek_domain::representation::check(
+            &records.value,
+            representative,
+            represented,
+            &area,
+            kartotek_domain::Timestamp::now(),
+            &policy.representation,
+        );
+        if checked.allowed {
+            Ok(())
+        } else {
+            Err(NodeError::Apply(
+                kartotek_domain::ApplyError::PermissionDenied(format!(
+                    "not a representative in area {}: {}",
+                    area.as_str(),
+                    checked.reason
+                )),
+            ))
+        }
     }
 }

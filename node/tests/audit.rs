@@ -237,6 +237,69 @@ async fn every_lookup_is_audited_and_the_chain_verifies() {
             >= 8
     );
 
+    // An access decision is audited with its effect, the personnel and the purpose.
+    let decided = writer
+        .decide_access(kartotek_proto::v1::AccessDecisionRequest {
+            patient: p.clone(),
+            personnel: "2345678".into(),
+            org: org(51),
+            service: "kjernejournal".into(),
+            purpose: "treatment".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("decide: {e}"));
+    let decisions = writer
+        .query_audit(QueryAuditRequest {
+            org: org(51),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let d = decisions
+        .events
+        .iter()
+        .find(|e| e.action == "access.decide")
+        .unwrap_or_else(|| panic!("no access.decide event: {decisions:?}"));
+    assert_eq!(d.actor, "personnel:2345678");
+    assert_eq!(d.patient, p);
+    assert!(!d.decision.is_empty());
+    assert!(decided.header.is_some());
+
+    // A representative reads the patient's log only with a representation covering `audit`.
+    let proxy = patient(4_000); // an adult
+    writer
+        .grant_representation(kartotek_proto::v1::GrantRepresentationRequest {
+            representative: proxy.clone(),
+            represented: p.clone(),
+            kind: kartotek_proto::v1::RepresentationKind::PowerOfAttorney as i32,
+            areas: vec!["audit".into()],
+            source: kartotek_proto::v1::RepresentationSource::PatientGranted as i32,
+            granted_by: Some(kartotek_proto::v1::Actor {
+                kind: kartotek_proto::v1::ActorKind::Citizen as i32,
+                id: p.clone(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("grant: {e}"));
+    let as_rep = |rep: &str| QueryAuditRequest {
+        patient: p.clone(),
+        representative: rep.to_owned(),
+        limit: 1000,
+        ..Default::default()
+    };
+    let seen = writer
+        .query_audit(as_rep(&proxy))
+        .await
+        .unwrap_or_else(|e| panic!("representative query: {e}"));
+    assert!(seen.events.iter().any(|e| e.action == "locator.lookup"));
+    match writer.query_audit(as_rep(&patient(4_001))).await {
+        Err(ClientError::Status(s)) if s.code() == tonic::Code::PermissionDenied => {}
+        other => panic!("a stranger must be refused, got {other:?}"),
+    }
+
     // The chain verifies and every node's head agrees.
     let out = Command::new(env!("CARGO_BIN_EXE_kartotek"))
         .args(["--endpoints", &endpoints, "--json", "audit", "verify"])

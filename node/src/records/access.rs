@@ -22,6 +22,8 @@ use tracing::Instrument;
 
 use super::convert::{self, actor_parts};
 use super::{applied, list_limit, unexpected, write_record};
+use crate::audit_service::handle_caller;
+use crate::caller::Caller;
 use crate::context::NodeContext;
 use crate::error::NodeError;
 use crate::locator_service::{handle, read_mode, request_id};
@@ -39,6 +41,7 @@ impl AccessServiceImpl {
 
     async fn decide(
         &self,
+        caller: Caller,
         r: v1::AccessDecisionRequest,
     ) -> Result<v1::AccessDecisionResponse, NodeError> {
         // An unset time is this node's clock; an override is only accepted by the leader, so
@@ -71,6 +74,7 @@ impl AccessServiceImpl {
         );
         if req.emergency_override.is_some() {
             let decided_for = req.time;
+            let audited_req = req.clone();
             let op = RecordOp::AccessOverride {
                 request: req,
                 policy,
@@ -85,8 +89,11 @@ impl AccessServiceImpl {
             else {
                 return Err(unexpected(&outcome));
             };
-            // AUDIT: access decision with emergency override (always audited: effect, matching
-            // blocks, the justification and the notification id); record before answering.
+            // An override is always audited, with the effect and the justification.
+            self.ctx
+                .audit(vec![decision_event(&caller, &audited_req, &decision)])
+                .instrument(span.clone())
+                .await?;
             let _entered = span.enter();
             tracing::info!(effect = %decision.effect, notification = ?notification.as_ref().map(|n| n.id), "access.override");
             let mut answer = convert::decision(
@@ -103,8 +110,11 @@ impl AccessServiceImpl {
         self.ctx.prepare_read(mode).instrument(span.clone()).await?;
         let facts = self.ctx.reader.access_facts(&req.patient, &req.service)?;
         let decision = decide(&req, &facts.value.facts(), &policy);
-        // AUDIT: access decision (effect, matching blocks/consents/reservations, purpose);
-        // record before answering.
+        // Every decision is audited (with its effect) before it is answered.
+        self.ctx
+            .audit(vec![decision_event(&caller, &req, &decision)])
+            .instrument(span.clone())
+            .await?;
         let _entered = span.enter();
         tracing::debug!(effect = %decision.effect, "access.decide");
         let mut answer = convert::decision(&decision, req.time, 0);
@@ -119,7 +129,7 @@ impl AccessService for AccessServiceImpl {
         &self,
         request: Request<v1::AccessDecisionRequest>,
     ) -> Result<Response<v1::AccessDecisionResponse>, Status> {
-        handle!(self, "Access/Decide", request, decide)
+        handle_caller!(self, "Access/Decide", request, decide)
     }
 }
 
@@ -136,13 +146,18 @@ impl NotificationServiceImpl {
 
     async fn list(
         &self,
+        caller: Caller,
         r: v1::ListNotificationsRequest,
     ) -> Result<v1::ListNotificationsResponse, NodeError> {
         let patient = parse_national_id("patient", &r.patient)?;
         let limit = list_limit("limit", r.limit)?;
         let mode = read_mode(r.read.as_ref())?;
-        self.ctx.prepare_read(mode).await?;
-        // AUDIT: read of patient data (notification.list); record before answering.
+        self.ctx
+            .audited_read(
+                mode,
+                vec![caller.event("notification.list", "notification", Some(&patient))],
+            )
+            .await?;
         let found = self
             .ctx
             .reader
@@ -189,7 +204,7 @@ impl NotificationService for NotificationServiceImpl {
         &self,
         request: Request<v1::ListNotificationsRequest>,
     ) -> Result<Response<v1::ListNotificationsResponse>, Status> {
-        handle!(self, "Notification/List", request, list)
+        handle_caller!(self, "Notification/List", request, list)
     }
 
     async fn acknowledge(
@@ -198,4 +213,37 @@ impl NotificationService for NotificationServiceImpl {
     ) -> Result<Response<v1::NotificationResponse>, Status> {
         handle!(self, "Notification/Acknowledge", request, acknowledge)
     }
+}
+
+/// The audit event of an access decision: who asked (the request's personnel and org when
+/// given, else the caller), about whom, why, and what was decided.
+fn decision_event(
+    caller: &Caller,
+    req: &AccessRequest,
+    decision: &kartotek_domain::access::AccessDecision,
+) -> kartotek_domain::AuditEvent {
+    let mut e = caller.event(
+        kartotek_domain::audit::actions::ACCESS_DECIDE,
+        req.service.as_str(),
+        Some(&req.patient),
+    );
+    if let Some(hpr) = req.personnel.clone() {
+        e.actor = kartotek_domain::fields::Actor::Personnel(hpr);
+    }
+    if req.org.is_some() {
+        e.org = req.org.clone();
+    }
+    if let Some(c) = &req.client {
+        e.actor = kartotek_domain::fields::Actor::Client(c.clone());
+    }
+    if req.on_behalf_of.is_some() {
+        e.on_behalf_of = req.on_behalf_of.clone();
+    }
+    e.purpose = Some(req.purpose.clone());
+    e.decision = Some(decision.effect);
+    if let Some(j) = &req.emergency_override {
+        e.emergency_override = true;
+        e.justification = Some(j.clone());
+    }
+    e
 }

@@ -11,6 +11,8 @@ use tracing::Instrument;
 
 use super::convert::{self, actor_parts, enum_text};
 use super::{applied, unexpected, write_record};
+use crate::audit_service::handle_caller;
+use crate::caller::Caller;
 use crate::context::NodeContext;
 use crate::error::NodeError;
 use crate::locator_service::{handle, read_mode};
@@ -90,11 +92,20 @@ impl BlockServiceImpl {
         })
     }
 
-    async fn list(&self, r: v1::ListBlocksRequest) -> Result<v1::ListBlocksResponse, NodeError> {
+    async fn list(
+        &self,
+        caller: Caller,
+        r: v1::ListBlocksRequest,
+    ) -> Result<v1::ListBlocksResponse, NodeError> {
         let patient = parse_national_id("patient", &r.patient)?;
         let mode = read_mode(r.read.as_ref())?;
-        self.ctx.prepare_read(mode).await?;
-        // AUDIT: read of patient data (block.list: the patient's blocks); record before answering.
+        // A read of patient data: audited before it is answered.
+        self.ctx
+            .audited_read(
+                mode,
+                vec![caller.event("block.list", "block", Some(&patient))],
+            )
+            .await?;
         let found = self.ctx.reader.blocks_of(&patient)?;
         let now = Timestamp::now();
         Ok(v1::ListBlocksResponse {
@@ -127,6 +138,6 @@ impl BlockService for BlockServiceImpl {
         &self,
         request: Request<v1::ListBlocksRequest>,
     ) -> Result<Response<v1::ListBlocksResponse>, Status> {
-        handle!(self, "Block/List", request, list)
+        handle_caller!(self, "Block/List", request, list)
     }
 }

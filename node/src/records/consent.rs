@@ -17,6 +17,8 @@ use tracing::Instrument;
 
 use super::convert::{self, actor_parts, enum_text, optional_enum_text};
 use super::{applied, unexpected, write_record};
+use crate::audit_service::handle_caller;
+use crate::caller::Caller;
 use crate::context::NodeContext;
 use crate::error::NodeError;
 use crate::locator_service::{handle, read_mode};
@@ -153,6 +155,7 @@ impl ConsentServiceImpl {
 
     async fn list(
         &self,
+        caller: Caller,
         r: v1::ListConsentsRequest,
     ) -> Result<v1::ListConsentsResponse, NodeError> {
         let patient = parse_national_id("patient", &r.patient)?;
@@ -165,8 +168,12 @@ impl ConsentServiceImpl {
         let status = optional_enum_text!("status", r.status, v1::ConsentStatus, "CONSENT_STATUS_")?;
         let filter = ConsentFilter::parse(&kind, &r.grantee, &status)?;
         let mode = read_mode(r.read.as_ref())?;
-        self.ctx.prepare_read(mode).await?;
-        // AUDIT: read of patient data (consent.list); record before answering.
+        self.ctx
+            .audited_read(
+                mode,
+                vec![caller.event("consent.list", "consent", Some(&patient))],
+            )
+            .await?;
         let found = self.ctx.reader.consents_of(&patient)?;
         let now = Timestamp::now();
         Ok(v1::ListConsentsResponse {
@@ -180,6 +187,7 @@ impl ConsentServiceImpl {
 
     async fn check(
         &self,
+        caller: Caller,
         r: v1::CheckConsentRequest,
     ) -> Result<v1::CheckConsentResponse, NodeError> {
         let kind = enum_text!(
@@ -190,8 +198,12 @@ impl ConsentServiceImpl {
         )?;
         let query = ConsentCheckQuery::parse(&r.patient, &kind, &r.grantee, &r.scope)?;
         let mode = read_mode(r.read.as_ref())?;
-        self.ctx.prepare_read(mode).await?;
-        // AUDIT: read of patient data (consent.check); record before answering.
+        self.ctx
+            .audited_read(
+                mode,
+                vec![caller.event("consent.check", "consent", Some(&query.patient))],
+            )
+            .await?;
         let found = self.ctx.reader.consents_of(&query.patient)?;
         let answer = check_consent(&found.value, &query, Timestamp::now());
         Ok(v1::CheckConsentResponse {
@@ -237,13 +249,13 @@ impl ConsentService for ConsentServiceImpl {
         &self,
         request: Request<v1::ListConsentsRequest>,
     ) -> Result<Response<v1::ListConsentsResponse>, Status> {
-        handle!(self, "Consent/List", request, list)
+        handle_caller!(self, "Consent/List", request, list)
     }
 
     async fn check(
         &self,
         request: Request<v1::CheckConsentRequest>,
     ) -> Result<Response<v1::CheckConsentResponse>, Status> {
-        handle!(self, "Consent/Check", request, check)
+        handle_caller!(self, "Consent/Check", request, check)
     }
 }

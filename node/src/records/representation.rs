@@ -18,6 +18,8 @@ use tracing::Instrument;
 
 use super::convert::{self, actor_parts, enum_text};
 use super::{applied, unexpected, write_record};
+use crate::audit_service::handle_caller;
+use crate::caller::Caller;
 use crate::context::NodeContext;
 use crate::error::NodeError;
 use crate::locator_service::{handle, read_mode};
@@ -112,15 +114,19 @@ impl RepresentationServiceImpl {
 
     async fn list(
         &self,
+        caller: Caller,
         side: Side,
         r: v1::ListRepresentationsRequest,
     ) -> Result<v1::ListRepresentationsResponse, NodeError> {
         let person = parse_national_id("person", &r.person)?;
         let t = parse_optional_timestamp("time", &r.time)?.unwrap_or_else(Timestamp::now);
         let mode = read_mode(r.read.as_ref())?;
-        self.ctx.prepare_read(mode).await?;
-        // AUDIT: read of patient data (representation.list for the person); record before
-        // answering.
+        self.ctx
+            .audited_read(
+                mode,
+                vec![caller.event("representation.list", "representation", Some(&person))],
+            )
+            .await?;
         let found = match side {
             Side::Representative => self.ctx.reader.representations_of_representative(&person)?,
             Side::Represented => self.ctx.reader.representations_of_represented(&person)?,
@@ -145,27 +151,38 @@ impl RepresentationServiceImpl {
 
     async fn list_by_representative(
         &self,
+        caller: Caller,
         r: v1::ListRepresentationsRequest,
     ) -> Result<v1::ListRepresentationsResponse, NodeError> {
-        self.list(Side::Representative, r).await
+        self.list(caller, Side::Representative, r).await
     }
 
     async fn list_by_represented(
         &self,
+        caller: Caller,
         r: v1::ListRepresentationsRequest,
     ) -> Result<v1::ListRepresentationsResponse, NodeError> {
-        self.list(Side::Represented, r).await
+        self.list(caller, Side::Represented, r).await
     }
 
     async fn check(
         &self,
+        caller: Caller,
         r: v1::CheckRepresentationRequest,
     ) -> Result<v1::CheckRepresentationResponse, NodeError> {
         let q = RepresentationQuery::parse(&r.representative, &r.represented, &r.area)?;
         let t = parse_optional_timestamp("time", &r.time)?.unwrap_or_else(Timestamp::now);
         let mode = read_mode(r.read.as_ref())?;
-        self.ctx.prepare_read(mode).await?;
-        // AUDIT: read of patient data (representation.check); record before answering.
+        self.ctx
+            .audited_read(
+                mode,
+                vec![caller.event(
+                    "representation.check",
+                    "representation",
+                    Some(&q.represented),
+                )],
+            )
+            .await?;
         let found = self
             .ctx
             .reader
@@ -208,7 +225,7 @@ impl RepresentationService for RepresentationServiceImpl {
         &self,
         request: Request<v1::ListRepresentationsRequest>,
     ) -> Result<Response<v1::ListRepresentationsResponse>, Status> {
-        handle!(
+        handle_caller!(
             self,
             "Representation/ListByRepresentative",
             request,
@@ -220,7 +237,7 @@ impl RepresentationService for RepresentationServiceImpl {
         &self,
         request: Request<v1::ListRepresentationsRequest>,
     ) -> Result<Response<v1::ListRepresentationsResponse>, Status> {
-        handle!(
+        handle_caller!(
             self,
             "Representation/ListByRepresented",
             request,
@@ -232,6 +249,6 @@ impl RepresentationService for RepresentationServiceImpl {
         &self,
         request: Request<v1::CheckRepresentationRequest>,
     ) -> Result<Response<v1::CheckRepresentationResponse>, Status> {
-        handle!(self, "Representation/Check", request, check)
+        handle_caller!(self, "Representation/Check", request, check)
     }
 }

@@ -12,6 +12,8 @@ use tracing::Instrument;
 
 use super::convert::{self, actor_parts};
 use super::{applied, unexpected, write_record};
+use crate::audit_service::handle_caller;
+use crate::caller::Caller;
 use crate::context::NodeContext;
 use crate::error::NodeError;
 use crate::locator_service::{handle, read_mode};
@@ -69,12 +71,17 @@ impl ReservationServiceImpl {
 
     async fn check(
         &self,
+        caller: Caller,
         r: v1::CheckReservationRequest,
     ) -> Result<v1::CheckReservationResponse, NodeError> {
         let key = ReservationKey::parse(&r.patient, &r.service)?;
         let mode = read_mode(r.read.as_ref())?;
-        self.ctx.prepare_read(mode).await?;
-        // AUDIT: read of patient data (reservation.check); record before answering.
+        self.ctx
+            .audited_read(
+                mode,
+                vec![caller.event("reservation.check", "reservation", Some(&key.patient))],
+            )
+            .await?;
         let found = self.ctx.reader.reservation(&key.patient, &key.service)?;
         Ok(v1::CheckReservationResponse {
             header: Some(self.ctx.header(found.revision, found.applied_index)),
@@ -85,12 +92,17 @@ impl ReservationServiceImpl {
 
     async fn list(
         &self,
+        caller: Caller,
         r: v1::ListReservationsRequest,
     ) -> Result<v1::ListReservationsResponse, NodeError> {
         let patient = parse_national_id("patient", &r.patient)?;
         let mode = read_mode(r.read.as_ref())?;
-        self.ctx.prepare_read(mode).await?;
-        // AUDIT: read of patient data (reservation.list); record before answering.
+        self.ctx
+            .audited_read(
+                mode,
+                vec![caller.event("reservation.list", "reservation", Some(&patient))],
+            )
+            .await?;
         let found = self.ctx.reader.reservations_of(&patient)?;
         Ok(v1::ListReservationsResponse {
             header: Some(self.ctx.header(found.revision, found.applied_index)),
@@ -122,13 +134,13 @@ impl ReservationService for ReservationServiceImpl {
         &self,
         request: Request<v1::CheckReservationRequest>,
     ) -> Result<Response<v1::CheckReservationResponse>, Status> {
-        handle!(self, "Reservation/Check", request, check)
+        handle_caller!(self, "Reservation/Check", request, check)
     }
 
     async fn list(
         &self,
         request: Request<v1::ListReservationsRequest>,
     ) -> Result<Response<v1::ListReservationsResponse>, Status> {
-        handle!(self, "Reservation/List", request, list)
+        handle_caller!(self, "Reservation/List", request, list)
     }
 }
