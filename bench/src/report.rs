@@ -524,6 +524,14 @@ fn scale_section(md: &mut String, s: &ScaleResults) {
             .join(" / "),
         s.disk_bytes_per_entry
     );
+    let _ = writeln!(
+        md,
+        "- Machine: other user processes used {:.0} % of all CPUs during the import (load average {:.1}) and {:.0} % during the lookups (load average {:.1}).",
+        s.import_busy.other_cpu_fraction * 100.0,
+        s.import_busy.loadavg_1m,
+        s.lookup_busy.other_cpu_fraction * 100.0,
+        s.lookup_busy.loadavg_1m
+    );
     if let Some(x) = &s.extrapolation {
         let _ = writeln!(md, "- {x}");
     }

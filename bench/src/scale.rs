@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::ScaleArgs;
 use crate::data::Keyspace;
 use crate::kartotek::{self, IMPORT_BATCH_ENTRIES, IMPORT_WINDOW_BATCHES, KartotekTarget};
-use crate::procfs;
+use crate::procfs::{self, BusySampler, Busyness};
 use crate::report;
 use crate::results::Percentiles;
 use crate::runner::{self, Load, RunSpec};
@@ -62,6 +62,12 @@ pub struct ScaleResults {
     pub disk_bytes_per_entry: f64,
     /// A clearly labelled linear extrapolation to 10 M entries, when fewer were run.
     pub extrapolation: Option<String>,
+    /// How busy the machine was with other work during the import.
+    #[serde(default)]
+    pub import_busy: Busyness,
+    /// … and during the lookups.
+    #[serde(default)]
+    pub lookup_busy: Busyness,
 }
 
 /// Runs `scale`.
@@ -77,6 +83,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     println!("cluster up in {}; importing", work.path().display());
     let progress = Progress::new(keyspace.len() as u64, "import");
     let last_line = std::sync::Mutex::new(Instant::now());
+    let busy = BusySampler::start(cluster.pids());
     let t = Instant::now();
     let imported = cluster
         .import(
@@ -99,6 +106,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
         .await
         .context("bulk import")?;
     let import_seconds = t.elapsed().as_secs_f64();
+    let import_busy = busy.finish();
     progress.finish();
     println!(
         "imported {imported} entries in {import_seconds:.1} s ({:.0}/s)",
@@ -116,7 +124,9 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
         duration: Duration::from_secs_f64(args.lookup_s),
         keys: keyspace.len(),
     };
+    let busy = BusySampler::start(cluster.pids());
     let out = runner::run(target, spec, Arc::new(AtomicU64::new(1))).await;
+    let lookup_busy = busy.finish();
     let lookup_latency = Percentiles::of(&out.latency_us);
     println!(
         "lookups: {:.0}/s p50 {:.2} ms p99 {:.2} ms ({} failed, {} wrong)",
@@ -168,6 +178,8 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
         disk_bytes,
         disk_bytes_per_entry,
         extrapolation,
+        import_busy,
+        lookup_busy,
     };
     drop(cluster);
     let json = report::save_json(&out_dir, report::SCALE_JSON, &results)?;
