@@ -317,7 +317,11 @@ async fn watch(
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         for e in &msg.events {
-            let entry = e.record.as_ref().and_then(locator_of);
+            // The feed carries every record family; this command shows locator entries.
+            let Some(entry) = e.record.as_ref().and_then(locator_of) else {
+                continue;
+            };
+            let entry = Some(entry);
             let view = EventView {
                 revision: e.revision,
                 at: e.at.clone(),
