@@ -102,6 +102,12 @@ pub struct Seen {
     pub leader_id: Option<u64>,
     /// Applied index.
     pub applied_index: Option<u64>,
+    /// Node id.
+    pub node_id: u64,
+    /// Last log index.
+    pub last_log_index: Option<u64>,
+    /// Members it knows: (id, voter).
+    pub members: Vec<(u64, bool)>,
 }
 
 /// Asks nodes about their state without holding the cluster (cheap to clone).
@@ -433,6 +439,9 @@ impl Cluster {
                     term: s.term,
                     leader_id: s.leader_id,
                     applied_index: s.applied_index,
+                    node_id: s.node_id,
+                    last_log_index: s.last_log_index,
+                    members: s.members.iter().map(|m| (m.node_id, m.voter)).collect(),
                 })
             })
             .collect()

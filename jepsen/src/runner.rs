@@ -214,7 +214,11 @@ pub async fn run(opts: TestOptions) -> anyhow::Result<Verdict> {
         }
     }
     let (checker, history, nemesis_log, node_exits) = outcome?;
-    if !opts.keep_data {
+    if checker.valid != Validity::Valid {
+        println!("kartotek-jepsen: keeping the nodes' data dirs (run not valid)");
+    }
+    // Data of a run that is not valid is kept for the investigation.
+    if !opts.keep_data && checker.valid == Validity::Valid {
         for i in 0..opts.nodes {
             let _ = std::fs::remove_dir_all(dir.join("nodes").join(format!("n{i}")).join("data"));
         }
@@ -367,7 +371,15 @@ async fn run_workload<W: Workload>(
             "cluster",
             json!({"stable_leader_slot": leader}),
         ),
-        Err(e) => log.log("error", None, "cluster", json!({"error": format!("{e:#}")})),
+        Err(e) => {
+            let seen = cluster.lock().await.seen().await;
+            log.log(
+                "error",
+                None,
+                "cluster",
+                json!({"error": format!("{e:#}"), "statuses": seen}),
+            );
+        }
     }
     tokio::time::sleep(Duration::from_secs(opts.heal_s)).await;
     stop.store(true, Ordering::Relaxed);
