@@ -103,7 +103,7 @@ impl RaftSettings {
     /// Fills unset timings from the profile.
     pub fn resolve(&self) -> ResolvedRaft {
         let (hb, emin, emax, rpc) = match self.profile {
-            RaftProfile::Lan => (50, 300, 600, 500),
+            RaftProfile::Lan => (100, 500, 1000, 500),
             RaftProfile::Wan => (150, 1500, 3000, 1500),
         };
         ResolvedRaft {
@@ -168,7 +168,9 @@ pub struct ApiSettings {
     pub proposals_in_flight_max: u64,
     /// Leader: most writes packed into one proposal (one log entry).
     pub proposal_items_max: u64,
-    /// Leader: most estimated bytes in one proposal.
+    /// Leader: most estimated bytes in one proposal. Keep it well below
+    /// `raft.append_bytes_max`: one log entry cannot be split, and openraft gives an append
+    /// only one heartbeat interval (a 1000-entry import batch goes alone).
     pub proposal_bytes_max: u64,
     /// Most bulk-import batches of one stream being committed at once (pipelining).
     pub import_batches_in_flight_max: u64,
@@ -188,7 +190,7 @@ impl Default for ApiSettings {
             reads_per_round_max: 4_096,
             proposals_in_flight_max: 4,
             proposal_items_max: 512,
-            proposal_bytes_max: 1 << 20,
+            proposal_bytes_max: 128 << 10,
             import_batches_in_flight_max: 4,
             watches_max: 1_024,
             watch_progress_interval_ms: 5_000,

@@ -51,6 +51,11 @@ fn cluster_file(dir: &Path) -> serde_json::Value {
 }
 
 fn leader_of(endpoints: &str) -> Option<u64> {
+    leader_and_term(endpoints).map(|(l, _)| l)
+}
+
+/// The leader some node reports, with that node's term.
+fn leader_and_term(endpoints: &str) -> Option<(u64, u64)> {
     let out = kartotek(endpoints, &["admin", "status", "--json"]);
     if !out.status.success() {
         return None;
@@ -58,7 +63,10 @@ fn leader_of(endpoints: &str) -> Option<u64> {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     v.as_array()?
         .iter()
-        .filter_map(|e| e.get("status")?.get("leader_id")?.as_u64())
+        .filter_map(|e| {
+            let s = e.get("status")?;
+            Some((s.get("leader_id")?.as_u64()?, s.get("term")?.as_u64()?))
+        })
         .next()
 }
 
@@ -133,7 +141,7 @@ fn dev_cluster_quick_start_survives_leader_kill() {
     assert_eq!(v["entries"][0]["status"], "active");
 
     // kill -9 the leader by its pid from cluster.json.
-    let leader = leader_of(&endpoints).unwrap_or_else(|| panic!("no leader"));
+    let (leader, old_term) = leader_and_term(&endpoints).unwrap_or_else(|| panic!("no leader"));
     let cf = cluster_file(&data);
     let pid = cf["nodes"]
         .as_array()
@@ -164,14 +172,23 @@ fn dev_cluster_quick_start_survives_leader_kill() {
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(l) = leader_of(&endpoints)
-            && l != leader
+        // Either a new election happened, or the supervisor restarted the killed leader
+        // (new pid) and it resumed leadership in its term before the followers' election
+        // timeout ran out (legal in Raft: its vote is on disk).
+        let restarted = cluster_file(&data)["nodes"]
+            .as_array()
+            .and_then(|n| n.iter().find(|n| n["id"] == leader))
+            .and_then(|n| n["pid"].as_i64())
+            .is_some_and(|p| p != pid);
+        if let Some((l, term)) = leader_and_term(&endpoints)
+            && (term > old_term || (l == leader && restarted))
         {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "admin status never showed a new leader"
+            "admin status never showed a leader after the kill (old {leader} in term {old_term}): {}",
+            String::from_utf8_lossy(&kartotek(&endpoints, &["admin", "status", "--json"]).stdout)
         );
         std::thread::sleep(Duration::from_millis(200));
     }
