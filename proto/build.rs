@@ -7,13 +7,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("kartotek_descriptor.bin"))
         .compile_protos(
-        &[
-            "proto/kartotek/v1/kartotek.proto",
-            "proto/kartotek/v1/record_types.proto",
-            "proto/kartotek/v1/records.proto",
-            "proto/kartotek/raft/v1/raft.proto",
-        ],
-        &["proto"],
-    )?;
+            &[
+                "proto/kartotek/v1/kartotek.proto",
+                "proto/kartotek/v1/record_types.proto",
+                "proto/kartotek/v1/records.proto",
+                "proto/kartotek/raft/v1/raft.proto",
+            ],
+            &["proto"],
+        )?;
     Ok(())
 }

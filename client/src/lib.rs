@@ -34,11 +34,11 @@ mod retry;
 mod streams;
 
 pub use client::{CallerIdentity, KartotekClient};
-pub use streams::{IMPORT_WINDOW_BATCHES_MAX, LocatorWatch};
 pub use config::{
     ClientConfig, DEFAULT_ENDPOINTS, ENDPOINT_LEN_MAX, ENDPOINTS_MAX, normalize_endpoint,
 };
 pub use error::{ClientError, ERROR_TEXT_MAX};
+pub use streams::{IMPORT_WINDOW_BATCHES_MAX, LocatorWatch};
 
 /// The `kartotek.v1` messages the client's methods take and return.
 pub use kartotek_proto::v1 as proto;

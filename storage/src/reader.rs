@@ -223,7 +223,10 @@ impl StateReader {
 }
 
 /// The applied log index and the revision in a view.
-pub(crate) fn view_position(db: &DB, view: &SnapshotWithThreadMode<'_, DB>) -> Result<(u64, u64), StoreError> {
+pub(crate) fn view_position(
+    db: &DB,
+    view: &SnapshotWithThreadMode<'_, DB>,
+) -> Result<(u64, u64), StoreError> {
     let sm = cf(db, CF_SM)?;
     let applied: Option<LogId> = match view.get_cf(sm, SM_APPLIED)? {
         Some(v) => decode(&v)?,

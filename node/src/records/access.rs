@@ -227,7 +227,7 @@ fn decision_event(
         req.service.as_str(),
         Some(&req.patient),
     );
-    if let Some(hpr) = req.personnel.clone() {
+    if let Some(hpr) = req.personnel {
         e.actor = kartotek_domain::fields::Actor::Personnel(hpr);
     }
     if req.org.is_some() {
