@@ -335,6 +335,7 @@ impl EtcdTarget {
 impl Target for EtcdTarget {
     async fn call(&self, op: OpKind, worker: usize, key: usize, seq: u64) -> Outcome {
         match op {
+            OpKind::AccessDecision => Outcome::Error("etcd has no access decision".into()),
             OpKind::Write => {
                 let e = self.keyspace.entry(key, seq);
                 match KvClient::new(self.leader.clone())

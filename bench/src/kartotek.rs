@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use kartotek_client::{CallerIdentity, ClientConfig, KartotekClient};
 use kartotek_proto::v1::{
-    Consistency, ImportEntry, ImportLocatorsRequest, LookupLocatorRequest, Member, ReadOptions,
-    RegisterLocatorRequest,
+    AccessDecisionRequest, Consistency, ImportEntry, ImportLocatorsRequest, LookupLocatorRequest,
+    Member, ReadOptions, RegisterLocatorRequest,
 };
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -24,6 +24,8 @@ use crate::target::{OpKind, Outcome, Target};
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(90);
 /// Who the benchmark says it is (recorded in Kartotek's audit events).
 pub const BENCH_ACTOR: &str = "system:kartotek-bench";
+/// The HPR number of the health professional its access decisions are for.
+pub const BENCH_PERSONNEL: &str = "1234567";
 /// The purpose of use it states.
 pub const BENCH_PURPOSE: &str = "treatment";
 /// Entries per bulk-import batch.
@@ -378,6 +380,25 @@ impl KartotekTarget {
 impl Target for KartotekTarget {
     async fn call(&self, op: OpKind, worker: usize, key: usize, seq: u64) -> Outcome {
         match op {
+            OpKind::AccessDecision => {
+                let e = self.keyspace.entry(key, seq);
+                let r = self
+                    .leader
+                    .decide_access(AccessDecisionRequest {
+                        patient: e.patient,
+                        personnel: BENCH_PERSONNEL.into(),
+                        org: e.org,
+                        service: e.system,
+                        purpose: BENCH_PURPOSE.into(),
+                        ..Default::default()
+                    })
+                    .await;
+                match r {
+                    Ok(a) if a.effect != 0 && a.header.is_some() => Outcome::Ok,
+                    Ok(a) => Outcome::Wrong(format!("decision without effect: {a:?}")),
+                    Err(e) => Outcome::Error(e.to_string()),
+                }
+            }
             OpKind::Write => {
                 let e = self.keyspace.entry(key, seq);
                 let r = self

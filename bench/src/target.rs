@@ -29,16 +29,24 @@ pub enum Workload {
     FollowerRead,
     /// 90 % linearizable reads, 10 % writes.
     Mixed,
+    /// Kartotek only: the access decision (linearizable, audited).
+    AccessDecision,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 4] = [
+    pub const ALL: [Workload; 5] = [
         Workload::Write,
         Workload::LinearRead,
         Workload::FollowerRead,
         Workload::Mixed,
+        Workload::AccessDecision,
     ];
+
+    /// Whether only Kartotek has this operation (etcd has no counterpart).
+    pub fn kartotek_only(self) -> bool {
+        self == Workload::AccessDecision
+    }
 
     /// Name in tables and files.
     pub fn name(self) -> &'static str {
@@ -47,6 +55,7 @@ impl Workload {
             Workload::LinearRead => "linearizable read",
             Workload::FollowerRead => "follower read",
             Workload::Mixed => "mixed 90/10",
+            Workload::AccessDecision => "access decision",
         }
     }
 
@@ -57,6 +66,7 @@ impl Workload {
             Workload::LinearRead => "linear-read",
             Workload::FollowerRead => "follower-read",
             Workload::Mixed => "mixed",
+            Workload::AccessDecision => "access-decision",
         }
     }
 
@@ -73,6 +83,9 @@ impl Workload {
                 "Kartotek bounded-staleness `Lookup` vs etcd serializable `Range`; spread over the two followers"
             }
             Workload::Mixed => "90 % linearizable reads, 10 % writes, as above",
+            Workload::AccessDecision => {
+                "Kartotek only: `AccessService.Decide` for a health professional (HPR number, org, service, purpose `treatment`) on a patient, linearizable, audited; etcd has no counterpart"
+            }
         }
     }
 
@@ -84,6 +97,7 @@ impl Workload {
             Workload::FollowerRead => OpKind::FollowerRead,
             Workload::Mixed if u < 10 => OpKind::Write,
             Workload::Mixed => OpKind::LinearRead,
+            Workload::AccessDecision => OpKind::AccessDecision,
         }
     }
 }
@@ -97,6 +111,8 @@ pub enum OpKind {
     LinearRead,
     /// Read a patient's entries from a follower.
     FollowerRead,
+    /// Decide whether a health professional may access a patient's data (Kartotek only).
+    AccessDecision,
 }
 
 /// The verdict on one answer.
