@@ -546,6 +546,9 @@ impl Nemesis {
             Fault::Kill { target } => {
                 let nodes = self.resolve(target).await?;
                 let mut c = self.cluster.lock().await;
+                // A slot being re-added belongs to the membership nemesis.
+                let nodes: Vec<usize> = nodes.into_iter().filter(|&n| c.nodes[n].member).collect();
+                anyhow::ensure!(!nodes.is_empty(), "target is not a member");
                 for &n in &nodes {
                     c.kill(n);
                 }
@@ -592,6 +595,20 @@ impl Nemesis {
                 Ok(json!({"nodes": [node]}))
             }
             Fault::Member { target } => {
+                // One node out at a time: finish an earlier removal's rejoin first.
+                let out: Vec<usize> = {
+                    let c = self.cluster.lock().await;
+                    (0..c.nodes.len()).filter(|&k| !c.nodes[k].member).collect()
+                };
+                for k in out {
+                    let id = self.rejoin(k).await.context("rejoining a node still out")?;
+                    self.log.log(
+                        "event",
+                        None,
+                        "member",
+                        json!({"rejoined_slot": k, "new_id": id}),
+                    );
+                }
                 let nodes = self.resolve(target).await?;
                 let (probe, n, id) = {
                     let c = self.cluster.lock().await;
@@ -680,14 +697,38 @@ impl Nemesis {
     /// Wipes slot `i`, starts it under a fresh id, adds it as a learner and promotes it; the
     /// cluster is not held during the membership calls.
     async fn rejoin(&self, i: usize) -> anyhow::Result<u64> {
-        let (probe, id, addr) = {
-            let mut c = self.cluster.lock().await;
+        let (probe, addr) = {
+            let c = self.cluster.lock().await;
             if c.nodes[i].member {
                 return Ok(c.nodes[i].id);
             }
-            let (id, addr) = c.start_fresh(i)?;
-            (c.probe(), id, addr)
+            (c.probe(), c.nodes[i].addr.clone())
         };
+        // An id left at this address by an earlier, unfinished attempt (a learner that was
+        // added but not promoted) must leave the membership first: the new node would
+        // otherwise answer the leader's replication meant for the old id.
+        let leader_view = probe
+            .statuses()
+            .await
+            .into_iter()
+            .flatten()
+            .filter(|s| s.role == "leader")
+            .max_by_key(|s| s.term)
+            .context("no leader to rejoin through")?;
+        for stale in leader_view.members.iter().filter(|m| m.addr == addr) {
+            probe
+                .admin
+                .remove(stale.node_id)
+                .await
+                .with_context(|| format!("removing stale id {} at {addr}", stale.node_id))?;
+            self.log.log(
+                "event",
+                None,
+                "member",
+                json!({"removed_stale_id": stale.node_id, "slot": i}),
+            );
+        }
+        let (id, addr) = self.cluster.lock().await.start_fresh(i)?;
         probe.wait_up(&addr, Duration::from_secs(10)).await?;
         probe
             .admin

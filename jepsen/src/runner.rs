@@ -431,7 +431,7 @@ async fn worker<W: Workload>(
     }
 }
 
-/// Runs the workload's final reads, each retried until ok or 60 s have passed.
+/// Runs the workload's final reads, each retried until ok or 60 s have passed (120 s for all).
 async fn final_reads<W: Workload>(
     workload: &W,
     addrs: &[String],
@@ -441,9 +441,11 @@ async fn final_reads<W: Workload>(
     const FINAL_PROCESS: u64 = 1_000_000;
     let clients = Clients::new(addrs, 0, deadline_ms.max(5_000))?;
     let mut state = W::WorkerState::default();
+    // 60 s for the first final op, 120 s for all: after that each op gets one attempt.
+    let overall = Instant::now() + Duration::from_secs(120);
     for (k, op) in workload.final_ops().iter().enumerate() {
         let process = FINAL_PROCESS + k as u64;
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = (Instant::now() + Duration::from_secs(60)).min(overall);
         loop {
             history.invoke(process, None, op).await;
             let done = workload.invoke(&clients, &mut state, op).await;
