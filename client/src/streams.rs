@@ -25,6 +25,10 @@ use crate::config::normalize_endpoint;
 use crate::error::ClientError;
 use crate::retry::{Backoff, Verdict, classify};
 
+/// An import gives up after no batch was answered for the client deadline, but never sooner
+/// than this.
+pub const IMPORT_STALL_MIN: Duration = Duration::from_secs(60);
+
 /// Most batches an import keeps sent but unanswered.
 pub const IMPORT_WINDOW_BATCHES_MAX: usize = 64;
 
@@ -69,10 +73,13 @@ impl KartotekClient {
         let mut last_progress = Instant::now();
         let mut target = endpoints.leader_or_preferred();
         loop {
-            if last_progress.elapsed() > config.deadline() {
+            // A bulk import is a long job: it rides out elections and restarts, and gives up
+            // only when nothing has been answered for a while.
+            let stall_max = config.deadline().max(IMPORT_STALL_MIN);
+            if last_progress.elapsed() > stall_max {
                 return Err(ClientError::DeadlineExceeded {
                     attempts: 0,
-                    last: format!("no batch answered for {} ms", config.deadline().as_millis()),
+                    last: format!("no batch answered for {} ms", stall_max.as_millis()),
                 });
             }
             let outcome = self
