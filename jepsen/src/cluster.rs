@@ -480,34 +480,78 @@ impl Cluster {
         self.wait_stable(deadline).await
     }
 
-    /// Waits until every running member agrees on one running leader; returns its slot.
+    /// Waits until every running node that the leader counts as a voter agrees on that
+    /// leader; returns the leader's slot.
     pub async fn wait_stable(&self, deadline: tokio::time::Instant) -> anyhow::Result<usize> {
         loop {
             let statuses = self.statuses().await;
-            let mut leaders = Vec::new();
-            let mut all_answer = true;
-            for (i, n) in self.nodes.iter().enumerate() {
-                if !n.member || n.child.is_none() {
-                    continue;
-                }
-                match &statuses[i] {
-                    Some(s) => leaders.push(s.leader_id),
-                    None => all_answer = false,
-                }
-            }
-            if all_answer
-                && let Some(Some(l)) = leaders.first()
-                && leaders.iter().all(|x| *x == Some(*l))
-                && let Some(slot) = self.slot_of(*l)
-                && self.running(slot)
+            let leader = statuses
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    s.as_ref()
+                        .filter(|s| s.role == "leader")
+                        .map(|s| (s.term, i))
+                })
+                .max()
+                .map(|(_, i)| i);
+            let mut seen = Vec::new();
+            if let Some(l) = leader
+                && let Some(ls) = &statuses[l]
             {
-                return Ok(slot);
+                let voters: Vec<u64> = ls
+                    .members
+                    .iter()
+                    .filter(|m| m.voter)
+                    .map(|m| m.node_id)
+                    .collect();
+                let mut agreed = true;
+                for (i, n) in self.nodes.iter().enumerate() {
+                    if !voters.contains(&n.id) || n.child.is_none() {
+                        continue;
+                    }
+                    let theirs = statuses[i].as_ref().and_then(|s| s.leader_id);
+                    seen.push(theirs);
+                    agreed &= theirs == Some(ls.node_id);
+                }
+                if agreed {
+                    return Ok(l);
+                }
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("no agreed leader; leaders seen: {leaders:?}");
+                bail!("no agreed leader; leader slot {leader:?}, voters' leaders seen: {seen:?}");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Aligns the slots' `member` flags with the leader's membership (an administrative call
+    /// that timed out may still have taken effect); returns the slots whose flag changed.
+    pub async fn sync_membership(&mut self) -> Vec<usize> {
+        let statuses = self.statuses().await;
+        let Some(ls) = statuses
+            .into_iter()
+            .flatten()
+            .filter(|s| s.role == "leader")
+            .max_by_key(|s| s.term)
+        else {
+            return Vec::new();
+        };
+        let voters: Vec<u64> = ls
+            .members
+            .iter()
+            .filter(|m| m.voter)
+            .map(|m| m.node_id)
+            .collect();
+        let mut changed = Vec::new();
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            let member = voters.contains(&n.id);
+            if member != n.member {
+                n.member = member;
+                changed.push(i);
+            }
+        }
+        changed
     }
 
     /// Marks slot `i` removed (after the membership change went through) and stops it.

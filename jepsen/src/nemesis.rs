@@ -774,6 +774,32 @@ impl Nemesis {
                 errors.push(format!("{e:#}"));
             }
         }
+        // Give a leader time to emerge in the healed network, then trust its membership.
+        drop(c);
+        let _ = self
+            .cluster
+            .lock()
+            .await
+            .wait_stable(tokio::time::Instant::now() + Duration::from_secs(20))
+            .await;
+        let mut c = self.cluster.lock().await;
+        let resynced = c.sync_membership().await;
+        if !resynced.is_empty() {
+            self.log.log(
+                "event",
+                None,
+                "member",
+                json!({"membership_resynced_slots": resynced}),
+            );
+        }
+        for i in 0..c.nodes.len() {
+            if c.nodes[i].member
+                && !c.running(i)
+                && let Err(e) = c.spawn(i)
+            {
+                errors.push(format!("{e:#}"));
+            }
+        }
         let outside: Vec<usize> = (0..c.nodes.len()).filter(|&i| !c.nodes[i].member).collect();
         drop(c);
         for i in outside {
