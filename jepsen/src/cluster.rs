@@ -110,6 +110,25 @@ pub struct Seen {
     pub members: Vec<(u64, bool)>,
 }
 
+/// The slot and status of the node that claims leadership in the highest term.
+pub fn leader_status(statuses: &[Option<NodeStatus>]) -> Option<(usize, &NodeStatus)> {
+    statuses
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.as_ref().filter(|s| s.role == "leader").map(|s| (i, s)))
+        .max_by_key(|(_, s)| s.term)
+}
+
+/// The voters in a node's view of the membership.
+pub fn voters(status: &NodeStatus) -> Vec<u64> {
+    status
+        .members
+        .iter()
+        .filter(|m| m.voter)
+        .map(|m| m.node_id)
+        .collect()
+}
+
 /// Asks nodes about their state without holding the cluster (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Probe {
@@ -144,13 +163,7 @@ impl Probe {
 
     /// Slot of the node that claims leadership in the highest term, if any.
     pub async fn leader(&self) -> Option<usize> {
-        self.statuses()
-            .await
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.filter(|s| s.role == "leader").map(|s| (s.term, i)))
-            .max()
-            .map(|(_, i)| i)
+        leader_status(&self.statuses().await).map(|(i, _)| i)
     }
 
     /// Waits until the node at `addr` answers.
@@ -485,26 +498,11 @@ impl Cluster {
     pub async fn wait_stable(&self, deadline: tokio::time::Instant) -> anyhow::Result<usize> {
         loop {
             let statuses = self.statuses().await;
-            let leader = statuses
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| {
-                    s.as_ref()
-                        .filter(|s| s.role == "leader")
-                        .map(|s| (s.term, i))
-                })
-                .max()
-                .map(|(_, i)| i);
+            let found = leader_status(&statuses);
+            let leader = found.map(|(i, _)| i);
             let mut seen = Vec::new();
-            if let Some(l) = leader
-                && let Some(ls) = &statuses[l]
-            {
-                let voters: Vec<u64> = ls
-                    .members
-                    .iter()
-                    .filter(|m| m.voter)
-                    .map(|m| m.node_id)
-                    .collect();
+            if let Some((l, ls)) = found {
+                let voters = voters(ls);
                 let mut agreed = true;
                 for (i, n) in self.nodes.iter().enumerate() {
                     if !voters.contains(&n.id) || n.child.is_none() {
@@ -529,20 +527,10 @@ impl Cluster {
     /// that timed out may still have taken effect); returns the slots whose flag changed.
     pub async fn sync_membership(&mut self) -> Vec<usize> {
         let statuses = self.statuses().await;
-        let Some(ls) = statuses
-            .into_iter()
-            .flatten()
-            .filter(|s| s.role == "leader")
-            .max_by_key(|s| s.term)
-        else {
+        let Some((_, ls)) = leader_status(&statuses) else {
             return Vec::new();
         };
-        let voters: Vec<u64> = ls
-            .members
-            .iter()
-            .filter(|m| m.voter)
-            .map(|m| m.node_id)
-            .collect();
+        let voters = voters(ls);
         let mut changed = Vec::new();
         for (i, n) in self.nodes.iter_mut().enumerate() {
             let member = voters.contains(&n.id);

@@ -707,14 +707,9 @@ impl Nemesis {
         // An id left at this address by an earlier, unfinished attempt (a learner that was
         // added but not promoted) must leave the membership first: the new node would
         // otherwise answer the leader's replication meant for the old id.
-        let leader_view = probe
-            .statuses()
-            .await
-            .into_iter()
-            .flatten()
-            .filter(|s| s.role == "leader")
-            .max_by_key(|s| s.term)
-            .context("no leader to rejoin through")?;
+        let statuses = probe.statuses().await;
+        let (_, leader_view) =
+            crate::cluster::leader_status(&statuses).context("no leader to rejoin through")?;
         for stale in leader_view.members.iter().filter(|m| m.addr == addr) {
             probe
                 .admin

@@ -147,6 +147,14 @@ pub fn read_error(value: Value, e: &ClientError) -> Completion {
     Completion::fail(value, e.to_string())
 }
 
+/// The value an entry holds (the category `v<n>`), as the register and watch workloads write.
+pub fn value_of(entry: &kartotek_client::proto::LocatorEntry) -> Option<u64> {
+    entry
+        .categories
+        .iter()
+        .find_map(|c| c.strip_prefix('v').and_then(|n| n.parse().ok()))
+}
+
 /// A valid synthetic national id, distinct for `n` below 15 000 (deterministic).
 pub fn patient(n: u64) -> String {
     let day = n % 15_000;

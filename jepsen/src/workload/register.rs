@@ -15,13 +15,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use kartotek_client::proto::{LocatorEntry, LookupLocatorRequest, RegisterLocatorRequest};
+use kartotek_client::proto::{LookupLocatorRequest, RegisterLocatorRequest};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
 use super::{
-    CheckOutcome, Clients, Validity, Workload, examples, org, patient, read_error, write_error,
+    CheckOutcome, Clients, Validity, Workload, examples, org, patient, read_error, value_of,
+    write_error,
 };
 use crate::history::{Completion, Event, EventType, Invocation, pair};
 use crate::linear::{self, LinOp, LinResult, Model};
@@ -105,14 +106,6 @@ impl RegisterWorkload {
             ..Default::default()
         }
     }
-}
-
-/// The value an entry holds (`v<n>` in its categories).
-fn value_of(entry: &LocatorEntry) -> Option<u64> {
-    entry
-        .categories
-        .iter()
-        .find_map(|c| c.strip_prefix('v').and_then(|n| n.parse().ok()))
 }
 
 impl Workload for RegisterWorkload {

@@ -30,7 +30,8 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
 use super::{
-    CheckOutcome, Clients, Validity, Workload, examples, org, patient, read_error, write_error,
+    CheckOutcome, Clients, Validity, Workload, examples, org, patient, read_error, value_of,
+    write_error,
 };
 use crate::history::{Completion, Event, EventType, Invocation, pair};
 
@@ -184,12 +185,6 @@ impl WatchWorkload {
             .unwrap_or_else(|p| p.into_inner()) = Some(revision);
         Completion::ok(json!({"entries": entries, "revision": revision}))
     }
-}
-
-fn value_of(e: &LocatorEntry) -> Option<u64> {
-    e.categories
-        .iter()
-        .find_map(|c| c.strip_prefix('v').and_then(|n| n.parse().ok()))
 }
 
 impl Workload for WatchWorkload {
