@@ -1,5 +1,6 @@
 //! A quick, indicative load run against a running cluster (e.g. `kartotek dev`): concurrent
-//! locator registers, then concurrent linearizable lookups, through the Rust client.
+//! locator registers, then concurrent linearizable (audited) lookups, then access decisions,
+//! through the Rust client.
 //! Not the benchmark (that is `bench/`); no comparison, no warm-up discipline.
 //!
 //! `cargo run --example quickload -- [endpoints] [concurrency] [seconds]`
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use kartotek_client::{ClientConfig, KartotekClient};
 use kartotek_domain::ids::NationalIdKind;
 use kartotek_domain::ids::testing::{national_id_from_parts, org_number_from_prefix};
-use kartotek_proto::v1::{LookupLocatorRequest, RegisterLocatorRequest};
+use kartotek_proto::v1::{AccessDecisionRequest, LookupLocatorRequest, RegisterLocatorRequest};
 
 fn patients(n: usize) -> Vec<String> {
     let mut out = Vec::new();
@@ -65,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|o| o.as_str().to_owned())
         .unwrap_or_default();
     let pats = patients(concurrency * 50);
-    for phase in ["write", "read"] {
+    for phase in ["write", "read", "decide"] {
         let started = Instant::now();
         let until = started + Duration::from_secs(seconds);
         let mut tasks = Vec::new();
@@ -90,10 +91,22 @@ async fn main() -> anyhow::Result<()> {
                             })
                             .await
                             .is_ok()
-                    } else {
+                    } else if phase == "read" {
                         client
                             .lookup_locator(LookupLocatorRequest {
                                 patient: p.clone(),
+                                ..Default::default()
+                            })
+                            .await
+                            .is_ok()
+                    } else {
+                        client
+                            .decide_access(AccessDecisionRequest {
+                                patient: p.clone(),
+                                personnel: "1234567".into(),
+                                org: org.clone(),
+                                service: "dips-arena".into(),
+                                purpose: "treatment".into(),
                                 ..Default::default()
                             })
                             .await

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use kartotek_proto::TARGET_NODE_HEADER;
 use kartotek_proto::raft::v1::RaftPayload;
 use kartotek_proto::raft::v1::raft_service_client::RaftServiceClient;
 use kartotek_storage::TypeConfig;
@@ -122,6 +123,9 @@ impl PeerClient {
             }
         };
         let mut request = with_cluster(tonic::Request::new(RaftPayload { data }), &self.cluster);
+        if let Ok(v) = tonic::metadata::MetadataValue::try_from(self.target.to_string()) {
+            request.metadata_mut().insert(TARGET_NODE_HEADER, v);
+        }
         request.set_timeout(timeout);
         let result = match rpc {
             Rpc::Append => client.append_entries(request).await,

@@ -4,9 +4,9 @@
 //! Calls from another cluster (wrong `x-kartotek-cluster`) and undecodable payloads are
 //! refused with an error; nothing a peer sends can crash the node.
 
-use kartotek_proto::CLUSTER_HEADER;
 use kartotek_proto::raft::v1::raft_service_server::RaftService;
 use kartotek_proto::raft::v1::{RaftPayload, ReadIndexRequest, ReadIndexResponse};
+use kartotek_proto::{CLUSTER_HEADER, TARGET_NODE_HEADER};
 use kartotek_storage::TypeConfig;
 use openraft::Raft;
 use serde::Serialize;
@@ -19,21 +19,40 @@ use crate::read_barrier::ReadBarrier;
 /// Serves Raft RPCs for one node.
 pub struct RaftServiceImpl {
     raft: Raft<TypeConfig>,
+    node_id: u64,
     cluster: String,
     barrier: ReadBarrier,
 }
 
 impl RaftServiceImpl {
     /// Serves `raft` for the cluster named `cluster`.
-    pub fn new(raft: Raft<TypeConfig>, cluster: String, barrier: ReadBarrier) -> Self {
+    pub fn new(
+        raft: Raft<TypeConfig>,
+        node_id: u64,
+        cluster: String,
+        barrier: ReadBarrier,
+    ) -> Self {
         RaftServiceImpl {
             raft,
+            node_id,
             cluster,
             barrier,
         }
     }
 
     fn check_cluster<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        // A request addressed to another node id (a stale membership entry at a reused
+        // address) is refused: answering it would feed one node's log to another's progress.
+        if let Some(v) = req.metadata().get(TARGET_NODE_HEADER) {
+            let target = v.to_str().ok().and_then(|s| s.parse::<u64>().ok());
+            if target != Some(self.node_id) {
+                return Err(Status::permission_denied(format!(
+                    "this is node {}, not node {}",
+                    self.node_id,
+                    v.to_str().unwrap_or("?")
+                )));
+            }
+        }
         match req.metadata().get(CLUSTER_HEADER).map(|v| v.to_str()) {
             Some(Ok(name)) if name == self.cluster => Ok(()),
             Some(Ok(name)) => Err(Status::permission_denied(format!(

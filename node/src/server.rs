@@ -158,6 +158,7 @@ pub async fn run_node(
     let request_max = usize::try_from(config.api.request_size_bytes_max).unwrap_or(1 << 20);
     let raft_svc = RaftServiceServer::new(RaftServiceImpl::new(
         raft.clone(),
+        config.node_id,
         config.cluster_name.clone(),
         barrier,
     ))

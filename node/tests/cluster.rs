@@ -475,6 +475,14 @@ async fn garbage_and_foreign_raft_traffic_is_refused() {
         .err()
         .map(|s| s.code());
     assert_eq!(e, Some(tonic::Code::PermissionDenied));
+    // A request meant for another node id (a stale membership entry at a reused address).
+    let mut misaddressed = payload(vec![], "kartotek-test");
+    misaddressed.metadata_mut().insert(
+        kartotek_proto::TARGET_NODE_HEADER,
+        tonic::metadata::MetadataValue::from_static("99"),
+    );
+    let e = raw.vote(misaddressed).await.err().map(|s| s.code());
+    assert_eq!(e, Some(tonic::Code::PermissionDenied));
     // Still the same leader, still serving.
     assert_eq!(c.leader().await, leader);
     c.client()

@@ -31,6 +31,9 @@ pub const LEADER_ADDR_HEADER: &str = "x-kartotek-leader-addr";
 pub const FIELD_HEADER: &str = "x-kartotek-field";
 /// Metadata key carrying the cluster name on every node-to-node call.
 pub const CLUSTER_HEADER: &str = "x-kartotek-cluster";
+/// Metadata key naming the node id a Raft request is meant for; a node with another id refuses
+/// it (a wiped node re-added under a new id at a reused address must not answer for the old id).
+pub const TARGET_NODE_HEADER: &str = "x-kartotek-target-node";
 /// Metadata key carrying the caller's request id (for tracing); writes also carry it in the body.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Metadata key naming who calls: `personnel:<HPR>`, `citizen:<national id>`,
