@@ -14,9 +14,10 @@ use kartotek_proto::v1::audit_service_client::AuditServiceClient;
 use kartotek_proto::v1::{
     AddLearnerRequest, Consistency, InitRequest, InitResponse, ListLocatorsRequest,
     ListLocatorsResponse, LookupLocatorRequest, LookupLocatorResponse, Member, MembershipResponse,
-    NodeStatus, PromoteRequest, RegisterLocatorRequest, RegisterLocatorResponse, RemoveRequest,
-    RetireLocatorRequest, RetireLocatorResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
-    admin_service_client::AdminServiceClient, locator_service_client::LocatorServiceClient,
+    NodeStatus, PromoteRequest, ReadOptions, RegisterLocatorRequest, RegisterLocatorResponse,
+    RemoveRequest, RetireLocatorRequest, RetireLocatorResponse, SnapshotRequest, SnapshotResponse,
+    StatusRequest, admin_service_client::AdminServiceClient,
+    locator_service_client::LocatorServiceClient,
 };
 use kartotek_proto::v1::{
     AuditHeadRequest, AuditHeadResponse, QueryAuditRequest, QueryAuditResponse,
@@ -74,6 +75,20 @@ impl<'a> Plan<'a> {
             route: Route::Leader,
             persistence: Persistence::UntilDeadline,
             request_id: None,
+        }
+    }
+
+    /// A read: linearizable reads go to the leader; bounded-staleness reads to the
+    /// preferred endpoint only (no hint following), so a refusal comes back at once.
+    pub(crate) fn read(op: &'static str, read: Option<&ReadOptions>) -> Self {
+        let bounded = read.is_some_and(|r| r.consistency == Consistency::BoundedStaleness as i32);
+        if bounded {
+            Self {
+                route: Route::Preferred,
+                ..Self::to_leader(op)
+            }
+        } else {
+            Self::to_leader(op)
         }
     }
 
@@ -236,18 +251,7 @@ impl KartotekClient {
         &self,
         request: LookupLocatorRequest,
     ) -> Result<LookupLocatorResponse, ClientError> {
-        let bounded = request
-            .read
-            .as_ref()
-            .is_some_and(|r| r.consistency == Consistency::BoundedStaleness as i32);
-        let plan = if bounded {
-            Plan {
-                route: Route::Preferred,
-                ..Plan::to_leader("lookup_locator_bounded")
-            }
-        } else {
-            Plan::to_leader("lookup_locator")
-        };
+        let plan = Plan::read("lookup_locator", request.read.as_ref());
         self.execute(plan, request, |channel, request| async move {
             LocatorServiceClient::new(channel).lookup(request).await
         })
@@ -260,18 +264,7 @@ impl KartotekClient {
         &self,
         request: ListLocatorsRequest,
     ) -> Result<ListLocatorsResponse, ClientError> {
-        let bounded = request
-            .read
-            .as_ref()
-            .is_some_and(|r| r.consistency == Consistency::BoundedStaleness as i32);
-        let plan = if bounded {
-            Plan {
-                route: Route::Preferred,
-                ..Plan::to_leader("list_locators_bounded")
-            }
-        } else {
-            Plan::to_leader("list_locators")
-        };
+        let plan = Plan::read("list_locators", request.read.as_ref());
         self.execute(plan, request, |channel, request| async move {
             LocatorServiceClient::new(channel).list(request).await
         })

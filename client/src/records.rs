@@ -18,20 +18,12 @@ use kartotek_proto::v1::representation_service_client::RepresentationServiceClie
 use kartotek_proto::v1::reservation_service_client::ReservationServiceClient;
 use kartotek_proto::v1::*;
 
-use crate::client::{KartotekClient, Plan, Route, ensure_request_id};
+use crate::client::{KartotekClient, Plan, ensure_request_id};
 use crate::error::ClientError;
 
 /// The plan of a read: the leader, or the preferred endpoint for a bounded-staleness read.
 fn read_plan(op: &'static str, read: Option<&ReadOptions>) -> Plan<'static> {
-    let bounded = read.is_some_and(|r| r.consistency == Consistency::BoundedStaleness as i32);
-    if bounded {
-        Plan {
-            route: Route::Preferred,
-            ..Plan::to_leader(op)
-        }
-    } else {
-        Plan::to_leader(op)
-    }
+    Plan::read(op, read)
 }
 
 /// A write method: fills the request id, sends to the leader, retries with the same id.
