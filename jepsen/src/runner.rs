@@ -24,6 +24,7 @@ use crate::history::{EventType, HistoryHandle, Recorder};
 use crate::nemesis::{Kind, Nemesis, NemesisLog, Timing, plan};
 use crate::netns::Network;
 use crate::report;
+use crate::workload::block::BlockWorkload;
 use crate::workload::register::{RegisterOptions, RegisterWorkload};
 use crate::workload::set::SetWorkload;
 use crate::workload::watch::WatchWorkload;
@@ -51,6 +52,8 @@ pub enum WorkloadChoice {
     Set,
     /// The change feed across faults: no gap, duplicate or reordering.
     Watch,
+    /// Block safety: once a block is acknowledged, no later access decision permits.
+    Block,
 }
 
 /// Everything a run needs.
@@ -295,6 +298,10 @@ async fn run_body(
             let w = Arc::new(WatchWorkload::new());
             run_workload(opts, dir, cluster, kinds, started, w).await
         }
+        WorkloadChoice::Block => {
+            let w = Arc::new(BlockWorkload::new());
+            run_workload(opts, dir, cluster, kinds, started, w).await
+        }
     }
 }
 
@@ -501,6 +508,7 @@ fn test_name(opts: &TestOptions) -> String {
         WorkloadChoice::Register => "register",
         WorkloadChoice::Set => "set",
         WorkloadChoice::Watch => "watch",
+        WorkloadChoice::Block => "block",
     };
     let nemesis = if opts.nemesis.is_empty() {
         "none".to_owned()

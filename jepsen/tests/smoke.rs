@@ -152,6 +152,23 @@ fn set_under_partitions_and_kills() {
     );
 }
 
+#[test]
+fn block_safety_under_partitions_and_kills() {
+    let r = partitions_and_kills("block", "15");
+    let details = &r.verdict["checker"]["details"];
+    assert!(
+        details["blocked_acknowledged"].as_u64().unwrap_or(0) > 0,
+        "{details}"
+    );
+    assert!(
+        details["decisions_after_acknowledged_block"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{details}"
+    );
+}
+
 /// The checkers can fail: with nodes serving linearizable reads from local state, paused and
 /// killed followers answer stale reads after they come back, and the register checker must
 /// find the non-linearizable history (exit code 1). Fault injection is probabilistic, so a

@@ -28,24 +28,27 @@ use crate::keys::CF_OUTBOX;
 pub struct AuditOutbox {
     db: Arc<DB>,
     next_seq: Arc<AtomicU64>,
+    /// Every seq up to this one has been removed: reads start after it and removals delete
+    /// only from it on, so neither steps over the tombstones of everything shipped before
+    /// (a scan from the start of the family would, and grow slower with every read served).
+    removed_through: Arc<AtomicU64>,
 }
 
 impl AuditOutbox {
     pub(crate) fn open(db: Arc<DB>) -> Result<Self, StoreError> {
-        let last = {
-            let c = cf(&db, CF_OUTBOX)?;
-            let mut it = db.iterator_cf(c, IteratorMode::End);
-            match it.next() {
-                Some(item) => {
-                    let (k, _) = item?;
-                    seq_of(&k)?
-                }
-                None => 0,
+        let c = cf(&db, CF_OUTBOX)?;
+        let edge = |mode: IteratorMode<'_>| -> Result<Option<u64>, StoreError> {
+            match db.iterator_cf(c, mode).next() {
+                Some(item) => Ok(Some(seq_of(&item?.0)?)),
+                None => Ok(None),
             }
         };
+        let last = edge(IteratorMode::End)?.unwrap_or(0);
+        let first = edge(IteratorMode::Start)?.unwrap_or(last + 1);
         Ok(AuditOutbox {
             db,
             next_seq: Arc::new(AtomicU64::new(last + 1)),
+            removed_through: Arc::new(AtomicU64::new(first.saturating_sub(1))),
         })
     }
 
@@ -66,9 +69,10 @@ impl AuditOutbox {
     pub fn pending(&self, limit: usize) -> Result<Vec<(u64, AuditEvent)>, StoreError> {
         let c = cf(&self.db, CF_OUTBOX)?;
         let mut out = Vec::new();
+        let from = (self.removed_through.load(Ordering::SeqCst) + 1).to_be_bytes();
         for item in self
             .db
-            .iterator_cf(c, IteratorMode::From(&[], Direction::Forward))
+            .iterator_cf(c, IteratorMode::From(&from, Direction::Forward))
         {
             if out.len() >= limit {
                 break;
@@ -82,9 +86,14 @@ impl AuditOutbox {
     /// Removes every event up to and including `seq` (shipped and acknowledged).
     pub fn remove_through(&self, seq: u64) -> Result<(), StoreError> {
         let c = cf(&self.db, CF_OUTBOX)?;
+        let from = self.removed_through.load(Ordering::SeqCst) + 1;
+        if seq < from {
+            return Ok(());
+        }
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(c, 0u64.to_be_bytes(), (seq + 1).to_be_bytes());
+        batch.delete_range_cf(c, from.to_be_bytes(), (seq + 1).to_be_bytes());
         self.db.write_opt(batch, &unsynced())?;
+        self.removed_through.fetch_max(seq, Ordering::SeqCst);
         Ok(())
     }
 }

@@ -6,14 +6,14 @@
 
 use std::sync::Arc;
 
-use kartotek_domain::{ChangeEvent, LocatorEntry, LocatorStatus, NationalId, OrgNumber};
+use kartotek_domain::{ChangeEvent, LocatorEntry, LocatorStatus, NationalId, OrgNumber, Timestamp};
 use rocksdb::{DB, Direction, IteratorMode, SnapshotWithThreadMode};
 
 use crate::codec::decode;
 use crate::db::cf;
 use crate::error::StoreError;
 use crate::keys::{
-    CF_SM, SM_APPLIED, SM_COMPACTED, SM_REVISION, change_key, locator_org_prefix,
+    CF_SM, SM_APPLIED, SM_CLOCK, SM_COMPACTED, SM_REVISION, change_key, locator_org_prefix,
     locator_patient_org_prefix, locator_patient_prefix,
 };
 use crate::types::LogId;
@@ -223,6 +223,20 @@ impl StateReader {
 }
 
 /// The applied log index and the revision in a view.
+/// The state machine's clock in `view`: the latest leader-stamped time applied (it never goes
+/// back). A decision about "now" made from this view must not use an earlier time, or a
+/// record that took effect at a stamp ahead of this node's clock would not yet count.
+pub(crate) fn view_clock(
+    db: &DB,
+    view: &SnapshotWithThreadMode<'_, DB>,
+) -> Result<Timestamp, StoreError> {
+    let sm = cf(db, CF_SM)?;
+    Ok(match view.get_cf(sm, SM_CLOCK)? {
+        Some(v) => decode(&v)?,
+        None => Timestamp::default(),
+    })
+}
+
 pub(crate) fn view_position(
     db: &DB,
     view: &SnapshotWithThreadMode<'_, DB>,

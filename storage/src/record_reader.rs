@@ -11,7 +11,7 @@ use kartotek_domain::access::PatientFacts;
 use kartotek_domain::notification::PatientNotification;
 use kartotek_domain::{
     Block, CatalogEntry, CatalogId, ClientId, ClientRecord, Consent, NationalId, OrgNumber,
-    Representation, Reservation, ServiceName,
+    Representation, Reservation, ServiceName, Timestamp,
 };
 use rocksdb::{DB, Direction, IteratorMode, SnapshotWithThreadMode};
 use serde::de::DeserializeOwned;
@@ -20,7 +20,7 @@ use crate::codec::decode;
 use crate::db::cf;
 use crate::error::StoreError;
 use crate::keys::CF_SM;
-use crate::reader::{ReadResult, StateReader, view_position};
+use crate::reader::{ReadResult, StateReader, view_clock, view_position};
 use crate::record_keys::*;
 
 /// Most records one prefix scan returns (a guard; the per-person bounds of the domain are
@@ -41,6 +41,9 @@ pub struct OwnedFacts {
     pub representations: Vec<Representation>,
     /// The catalog entry whose id is the service name, if any.
     pub catalog_entry: Option<CatalogEntry>,
+    /// The state clock of the view the facts come from (latest applied leader stamp): the
+    /// earliest time a decision from these facts may be made for.
+    pub state_clock: Timestamp,
 }
 
 impl OwnedFacts {
@@ -256,6 +259,7 @@ impl StateReader {
                     .collect(),
                 representations: scan(db, v, &represented_prefix(patient), RECORD_SCAN_MAX)?,
                 catalog_entry,
+                state_clock: view_clock(db, v)?,
             })
         })
     }

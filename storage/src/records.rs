@@ -160,7 +160,13 @@ pub(crate) fn apply_record(
             finish(r, client_outcome, |c| store_client(txn, meta, now, c))
         }
         RecordOp::AccessOverride { request, policy } => {
-            let facts = load_facts(txn, &request.patient, &request.service)?;
+            let facts = load_facts(txn, &request.patient, &request.service, now)?;
+            // The override is access happening now: never decide it for a time before the
+            // state clock, or a block stamped by a leader whose clock ran ahead of this
+            // request's node would not count yet.
+            let mut request = request.clone();
+            request.time = request.time.max(now);
+            let request = &request;
             let decision = decide(request, &facts.facts(), policy);
             let notification = notification_for(request, &decision, now, next);
             if let Some(n) = &notification {
@@ -417,6 +423,7 @@ fn load_facts(
     txn: &EntryTxn<'_>,
     patient: &NationalId,
     service: &ServiceName,
+    state_clock: Timestamp,
 ) -> Result<OwnedFacts, StoreError> {
     let blocks = load_list(txn, IdList::Blocks, patient, |id| block_key(patient, id))?;
     let consents = load_list(txn, IdList::Consents, patient, |id| {
@@ -439,5 +446,6 @@ fn load_facts(
         reservations,
         representations,
         catalog_entry,
+        state_clock,
     })
 }

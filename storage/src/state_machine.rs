@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kartotek_domain::locator::{apply_compare_and_register, apply_register, apply_retire};
 use kartotek_domain::{
@@ -68,6 +69,12 @@ pub struct StateMachine {
     snapshots: SnapshotStore,
     stats: Arc<StorageStats>,
     revisions: tokio::sync::watch::Sender<u64>,
+    /// Where the next dedup eviction scan starts: the stamp of the last evicted entry (0 after
+    /// start or a snapshot install). Every evicted `T` key is a point tombstone until RocksDB
+    /// compacts it away; a scan from the start of the table would step over all of them on
+    /// every applied entry, which made apply cost grow with the number of writes since the
+    /// first eviction (measured: 100x slower after 10 minutes of benchmark load).
+    dedup_scan_from_stamp: AtomicU64,
 }
 
 /// Reads a meta value from the `sm` family.
@@ -189,6 +196,7 @@ impl StateMachine {
             snapshots,
             stats,
             revisions,
+            dedup_scan_from_stamp: AtomicU64::new(0),
         }
     }
 
@@ -410,6 +418,11 @@ impl StateMachine {
     }
 
     /// Forgets request ids older than the TTL, and the oldest ones beyond the size bound.
+    ///
+    /// The scan starts at the stamp of the last evicted entry, not at the start of the `T`
+    /// table: every key before it was evicted (the scan goes in key order and stops at the
+    /// first key it keeps), and new keys are stamped with the state clock, which never goes
+    /// back, so none is ever inserted before it.
     fn evict_dedup(
         &self,
         txn: &mut EntryTxn<'_>,
@@ -418,10 +431,12 @@ impl StateMachine {
     ) -> Result<(), StoreError> {
         let cutoff = Timestamp(now.0.saturating_sub(self.config.dedup_ttl_ms));
         let sm = cf(&self.db, CF_SM)?;
-        let it = self.db.iterator_cf(
-            sm,
-            IteratorMode::From(DEDUP_TIME_PREFIX, Direction::Forward),
-        );
+        let mut start = DEDUP_TIME_PREFIX.to_vec();
+        let from_stamp = self.dedup_scan_from_stamp.load(Ordering::Relaxed);
+        start.extend_from_slice(&from_stamp.to_be_bytes());
+        let it = self
+            .db
+            .iterator_cf(sm, IteratorMode::From(&start, Direction::Forward));
         for (evicted, item) in it.enumerate() {
             if evicted >= self.config.dedup_evictions_per_entry_max {
                 break;
@@ -434,9 +449,12 @@ impl StateMachine {
             if stamp >= cutoff && !over_size {
                 break;
             }
+            debug_assert!(stamp.0.max(0) as u64 >= from_stamp);
             txn.delete(&k)?;
             txn.delete(&dkey)?;
             meta.dedup_count = meta.dedup_count.saturating_sub(1);
+            self.dedup_scan_from_stamp
+                .store(stamp.0.max(0) as u64, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -496,6 +514,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .install(meta, snapshot)
             .await
             .map_err(StoreError::write_snapshot)?;
+        // The installed state has its own dedup table: scan it from the start.
+        self.dedup_scan_from_stamp.store(0, Ordering::Relaxed);
         self.notify().map_err(StoreError::read_sm)
     }
 

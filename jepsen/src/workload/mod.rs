@@ -3,11 +3,11 @@
 //! A [`Workload`] generates operations for each worker, runs one against the cluster through
 //! the worker's [`Clients`], lists the final reads to run after the cluster healed, and checks
 //! the whole history. Implemented: [`register`] (read / write / compare-and-set per key,
-//! linearizability per key), [`set`] (unique inserts, reads, final read) and [`watch`] (the
-//! locator change feed across faults). The domain workloads (block safety, and watch over
-//! the domain records) plug in the same way once the registry offers those records: a worker
-//! op per API call, final reads, a checker over the history.
+//! linearizability per key), [`set`] (unique inserts, reads, final read), [`watch`] (the
+//! locator change feed across faults) and [`block`] (block safety: once a block is
+//! acknowledged, no later access decision permits).
 
+pub mod block;
 pub mod register;
 pub mod set;
 pub mod watch;

@@ -109,6 +109,13 @@ impl AccessServiceImpl {
         let mode = read_mode(r.read.as_ref())?;
         self.ctx.prepare_read(mode).instrument(span.clone()).await?;
         let facts = self.ctx.reader.access_facts(&req.patient, &req.service)?;
+        let mut req = req;
+        if r.time.is_empty() {
+            // "Now" is never before the state this decision reads: a record that took effect
+            // at a leader stamp ahead of this node's clock counts (found by the Jepsen block
+            // workload's reasoning about clock skew).
+            req.time = req.time.max(facts.value.state_clock);
+        }
         let decision = decide(&req, &facts.value.facts(), &policy);
         // Every decision is audited (with its effect) before it is answered.
         self.ctx
