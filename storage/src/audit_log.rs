@@ -18,7 +18,7 @@ use kartotek_domain::{AuditEvent, NationalId, OrgNumber};
 use rocksdb::{Direction, IteratorMode};
 
 use crate::codec::decode;
-use crate::db::cf;
+use crate::db::{cf, prefix_read_options};
 use crate::error::StoreError;
 use crate::keys::CF_SM;
 use crate::reader::{ReadResult, StateReader, view_position};
@@ -186,7 +186,11 @@ impl StateReader {
         match selector {
             AuditSelector::All => {
                 let start = audit_key(from_seq);
-                for item in view.iterator_cf(sm, IteratorMode::From(&start, Direction::Forward)) {
+                for item in view.iterator_cf_opt(
+                    sm,
+                    prefix_read_options(b"A"),
+                    IteratorMode::From(&start, Direction::Forward),
+                ) {
                     let (k, v) = item?;
                     if k.first() != Some(&b'A') {
                         break;
@@ -206,7 +210,11 @@ impl StateReader {
                     AuditSelector::All => Vec::new(),
                 };
                 let start = with_seq(prefix.clone(), from_seq);
-                for item in view.iterator_cf(sm, IteratorMode::From(&start, Direction::Forward)) {
+                for item in view.iterator_cf_opt(
+                    sm,
+                    prefix_read_options(&prefix),
+                    IteratorMode::From(&start, Direction::Forward),
+                ) {
                     let (k, _) = item?;
                     let Some(rest) = k.strip_prefix(prefix.as_slice()) else {
                         break;

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, ReadOptions, WriteOptions};
 
 use crate::error::StoreError;
 use crate::keys::{CF_LOG, CF_OUTBOX, CF_RAFT, CF_SM};
@@ -60,4 +60,43 @@ pub fn synced() -> WriteOptions {
 /// flusher makes them durable.
 pub fn unsynced() -> WriteOptions {
     WriteOptions::default()
+}
+
+/// The smallest key after every key that starts with `prefix` (`None`: no such key, the
+/// prefix is all `0xff`).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Read options for a scan of the keys that start with `prefix`: the iterator stops at the
+/// prefix's end instead of stepping on into the next table. Without the bound, a scan that
+/// finds nothing of its own walks every tombstone that follows (deleted dedup index keys,
+/// say) until it meets a live key, which made an access decision for a patient without
+/// representations cost 30 ms after a few minutes of writes.
+pub fn prefix_read_options(prefix: &[u8]) -> ReadOptions {
+    let mut ro = ReadOptions::default();
+    if let Some(end) = prefix_end(prefix) {
+        ro.set_iterate_upper_bound(end);
+    }
+    ro
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_is_the_next_key_after_the_prefix() {
+        assert_eq!(prefix_end(b"S"), Some(b"T".to_vec()));
+        assert_eq!(prefix_end(b"Sa\xff"), Some(b"Sb".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+        assert_eq!(prefix_end(b""), None);
+    }
 }

@@ -10,7 +10,7 @@ use kartotek_domain::{ChangeEvent, LocatorEntry, LocatorStatus, NationalId, OrgN
 use rocksdb::{DB, Direction, IteratorMode, SnapshotWithThreadMode};
 
 use crate::codec::decode;
-use crate::db::cf;
+use crate::db::{cf, prefix_read_options};
 use crate::error::StoreError;
 use crate::keys::{
     CF_SM, SM_APPLIED, SM_CLOCK, SM_COMPACTED, SM_REVISION, change_key, locator_org_prefix,
@@ -106,7 +106,11 @@ impl StateReader {
         // may examine so a long run of them cannot make a request unbounded.
         let scan_max = limit.saturating_mul(8).max(1_000);
         for (scanned, item) in view
-            .iterator_cf(sm, IteratorMode::From(&start, Direction::Forward))
+            .iterator_cf_opt(
+                sm,
+                prefix_read_options(&prefix),
+                IteratorMode::From(&start, Direction::Forward),
+            )
             .enumerate()
         {
             let (k, _) = item?;
@@ -163,7 +167,11 @@ impl StateReader {
         let (_, revision) = view_position(&self.db, &view)?;
         let mut events = Vec::new();
         let start = change_key(from);
-        for item in view.iterator_cf(sm, IteratorMode::From(&start, Direction::Forward)) {
+        for item in view.iterator_cf_opt(
+            sm,
+            prefix_read_options(b"C"),
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
             let (k, v) = item.map_err(StoreError::from)?;
             if k.first() != Some(&b'C') || events.len() >= limit {
                 break;
@@ -203,7 +211,11 @@ impl StateReader {
             None => locator_patient_prefix(patient),
         };
         let mut out = Vec::new();
-        for item in view.iterator_cf(sm, IteratorMode::From(&prefix, Direction::Forward)) {
+        for item in view.iterator_cf_opt(
+            sm,
+            prefix_read_options(&prefix),
+            IteratorMode::From(&prefix, Direction::Forward),
+        ) {
             let (k, v) = item?;
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;

@@ -17,7 +17,7 @@ use rocksdb::{DB, Direction, IteratorMode, SnapshotWithThreadMode};
 use serde::de::DeserializeOwned;
 
 use crate::codec::decode;
-use crate::db::cf;
+use crate::db::{cf, prefix_read_options};
 use crate::error::StoreError;
 use crate::keys::CF_SM;
 use crate::reader::{ReadResult, StateReader, view_clock, view_position};
@@ -70,7 +70,11 @@ fn scan<T: DeserializeOwned>(
 ) -> Result<Vec<T>, StoreError> {
     let sm = cf(db, CF_SM)?;
     let mut out = Vec::new();
-    for item in view.iterator_cf(sm, IteratorMode::From(prefix, Direction::Forward)) {
+    for item in view.iterator_cf_opt(
+        sm,
+        prefix_read_options(prefix),
+        IteratorMode::From(prefix, Direction::Forward),
+    ) {
         let (k, v) = item?;
         if !k.starts_with(prefix) || out.len() >= limit {
             break;
@@ -156,7 +160,11 @@ impl StateReader {
             let sm = cf(db, CF_SM)?;
             let prefix = representative_prefix(representative);
             let mut out = Vec::new();
-            for item in v.iterator_cf(sm, IteratorMode::From(&prefix, Direction::Forward)) {
+            for item in v.iterator_cf_opt(
+                sm,
+                prefix_read_options(&prefix),
+                IteratorMode::From(&prefix, Direction::Forward),
+            ) {
                 let (k, represented) = item?;
                 let Some(rest) = k.strip_prefix(prefix.as_slice()) else {
                     break;

@@ -30,7 +30,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{decode, encode};
-use crate::db::{cf, unsynced};
+use crate::db::{cf, prefix_read_options, unsynced};
 use crate::error::StoreError;
 use crate::keys::*;
 use crate::snapshot_store::SnapshotStore;
@@ -434,9 +434,11 @@ impl StateMachine {
         let mut start = DEDUP_TIME_PREFIX.to_vec();
         let from_stamp = self.dedup_scan_from_stamp.load(Ordering::Relaxed);
         start.extend_from_slice(&from_stamp.to_be_bytes());
-        let it = self
-            .db
-            .iterator_cf(sm, IteratorMode::From(&start, Direction::Forward));
+        let it = self.db.iterator_cf_opt(
+            sm,
+            prefix_read_options(DEDUP_TIME_PREFIX),
+            IteratorMode::From(&start, Direction::Forward),
+        );
         for (evicted, item) in it.enumerate() {
             if evicted >= self.config.dedup_evictions_per_entry_max {
                 break;

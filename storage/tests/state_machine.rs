@@ -397,3 +397,48 @@ fn interrupted_snapshot_install_is_finished_at_open() {
         assert_eq!(current.map(|s| s.meta), Some(snap_meta));
     });
 }
+
+/// Reads bounded to their table step over no tombstones of the next one. The dedup expiry
+/// index (`T`) follows the representation table (`S`) in key order; after many evictions a
+/// prefix scan of `S` that finds nothing must stop at the end of `S`, not walk every deleted
+/// `T` key (counted by RocksDB's perf context, deterministic unlike a timing).
+#[test]
+fn empty_prefix_scans_do_not_walk_evicted_dedup_keys() {
+    use rocksdb::perf::{PerfContext, PerfMetric, PerfStatsLevel, set_perf_stats};
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cfg = StateMachineConfig {
+            dedup_ttl_ms: 1,
+            dedup_entries_max: 10,
+            dedup_evictions_per_entry_max: 64,
+            ..StateMachineConfig::default()
+        };
+        let mut store = open(dir.path(), cfg);
+        const WRITES: u64 = 3_000;
+        for i in 0..WRITES {
+            let id = format!("req-{i}");
+            let _ = store
+                .state_machine
+                .apply([entry(i + 1, register(1, "a", Some(&id), 10 * i as i64))])
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let p = kartotek_domain::NationalId::parse(&patient(7)).unwrap_or_else(|e| panic!("{e}"));
+        let svc = kartotek_domain::ServiceName::parse("service", "kjernejournal")
+            .unwrap_or_else(|e| panic!("{e}"));
+        set_perf_stats(PerfStatsLevel::EnableCount);
+        let mut ctx = PerfContext::default();
+        ctx.reset();
+        let facts = store
+            .reader
+            .access_facts(&p, &svc)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let skipped = ctx.metric(PerfMetric::InternalDeleteSkippedCount);
+        set_perf_stats(PerfStatsLevel::Disable);
+        assert!(facts.value.representations.is_empty());
+        assert!(
+            skipped < 100,
+            "an empty scan stepped over {skipped} deleted keys of {WRITES} evicted"
+        );
+    });
+}
