@@ -119,8 +119,8 @@ pub struct CompareArgs {
 pub struct ScaleArgs {
     #[command(flatten)]
     pub setup: SetupArgs,
-    /// Locator entries to import.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Locator entries to import (10 M took 4.2 min and 0.66 GiB of disk per node on 2 cores).
+    #[arg(long, default_value_t = 10_000_000)]
     pub entries: usize,
     /// Entries per patient (each a different source system).
     #[arg(long, default_value_t = 4)]
