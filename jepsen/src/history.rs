@@ -256,22 +256,35 @@ pub fn pair(events: &[Event]) -> Vec<Op<'_>> {
     ops
 }
 
+/// A history event for checker tests: `index` doubles as the monotonic time.
+#[cfg(test)]
+pub(crate) fn test_event(
+    index: u64,
+    process: u64,
+    kind: EventType,
+    f: &str,
+    key: Option<u64>,
+    value: Value,
+) -> Event {
+    Event {
+        index,
+        time_ns: index,
+        process,
+        kind,
+        f: f.into(),
+        key,
+        value,
+        node: None,
+        error: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ev(time_ns: u64, process: u64, kind: EventType) -> Event {
-        Event {
-            index: 0,
-            time_ns,
-            process,
-            kind,
-            f: "read".into(),
-            key: None,
-            value: Value::Null,
-            node: None,
-            error: None,
-        }
+        test_event(time_ns, process, kind, "read", None, Value::Null)
     }
 
     #[test]

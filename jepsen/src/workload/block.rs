@@ -455,19 +455,7 @@ pub fn check_history(history: &[Event]) -> CheckOutcome {
 mod tests {
     use super::*;
 
-    fn ev(t: u64, p: u64, kind: EventType, f: &str, key: Option<u64>, value: Value) -> Event {
-        Event {
-            index: t,
-            time_ns: t,
-            process: p,
-            kind,
-            f: f.into(),
-            key,
-            value,
-            node: None,
-            error: None,
-        }
-    }
+    use crate::history::test_event as ev;
 
     /// Patient 7: permit, then a block acknowledged at 4, then a deny; final read deny.
     fn base() -> Vec<Event> {

@@ -465,19 +465,7 @@ pub fn check_history(history: &[Event]) -> CheckOutcome {
 mod tests {
     use super::*;
 
-    fn ev(index: u64, p: u64, kind: EventType, f: &str, key: Option<u64>, value: Value) -> Event {
-        Event {
-            index,
-            time_ns: index,
-            process: p,
-            kind,
-            f: f.into(),
-            key,
-            value,
-            node: None,
-            error: None,
-        }
-    }
+    use crate::history::test_event as ev;
 
     fn history(watch_events: Value, feed: Value) -> Vec<Event> {
         vec![
