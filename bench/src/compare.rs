@@ -558,7 +558,7 @@ fn conditions(args: &CompareArgs, data_dir: &str, systems: &Systems) -> Vec<Stri
     };
     vec![
         format!(
-            "Clusters: {} Kartotek nodes (default settings, `lan` Raft profile: heartbeat 50 ms) and {} etcd members (etcd defaults: heartbeat 100 ms, election 1000 ms), all on loopback, both running throughout (the one not measured is idle).",
+            "Clusters: {} Kartotek nodes (default settings, `lan` Raft profile: heartbeat 100 ms, election 500–1000 ms) and {} etcd members (etcd defaults: heartbeat 100 ms, election 1000 ms), all on loopback, both running throughout (the one not measured is idle).",
             systems.kartotek.nodes.len(),
             systems.etcd.members.len()
         ),
