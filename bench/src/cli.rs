@@ -120,7 +120,7 @@ pub struct ScaleArgs {
     #[command(flatten)]
     pub setup: SetupArgs,
     /// Locator entries to import (10 M took 4.2 min and 0.66 GiB of disk per node on 2 cores).
-    #[arg(long, default_value_t = 10_000_000)]
+    #[arg(long, default_value_t = crate::scale::TARGET_ENTRIES)]
     pub entries: usize,
     /// Entries per patient (each a different source system).
     #[arg(long, default_value_t = 4)]

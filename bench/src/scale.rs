@@ -19,7 +19,7 @@ use crate::setup::{self, Progress};
 use crate::target::Workload;
 
 /// The size the issue asks about.
-const TARGET_ENTRIES: usize = 10_000_000;
+pub const TARGET_ENTRIES: usize = 10_000_000;
 /// Time the followers get to apply the import before memory and disk are measured.
 const SETTLE: Duration = Duration::from_secs(5);
 
