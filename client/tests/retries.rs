@@ -1,6 +1,9 @@
 //! Integration tests of the client's routing and retry behaviour against in-process fake
 //! nodes: leader hints, stable request ids, final errors, deadlines, bounded-staleness reads.
 
+// Test code: a failed expect is a failed test (house rule 4 exempts tests).
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::Arc;
