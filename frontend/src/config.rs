@@ -4,7 +4,8 @@
 //!
 //! Nested keys use `__` in the environment, e.g. `KARTOTEK_FRONTEND_HTTP__REQUEST_TIMEOUT_MS=5000`;
 //! the cluster endpoints may be given as a comma-separated list,
-//! `KARTOTEK_FRONTEND_CLUSTER__ENDPOINTS=10.0.0.1:7401,10.0.0.2:7401`.
+//! `KARTOTEK_FRONTEND_CLUSTER__ENDPOINTS=10.0.0.1:7401,10.0.0.2:7401`. Every setting is
+//! shown, with its default, in `frontend/frontend.example.toml`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -433,6 +434,13 @@ mod tests {
             }
             Ok(())
         });
+    }
+
+    #[test]
+    fn example_file_is_the_defaults() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("frontend.example.toml");
+        let c = FrontendConfig::load_from(Some(&p), Env::raw().only(&[])).unwrap();
+        assert_eq!(c, FrontendConfig::default());
     }
 
     #[test]
