@@ -4,7 +4,8 @@
 //! 1. request id: `x-request-id` taken when valid (1 to [`REQUEST_ID_LEN_MAX`] bytes of
 //!    `A-Z a-z 0-9 - _ . : + / =`), else a new UUID v4; put into the request's extensions
 //!    as [`RequestId`] and echoed in the response header;
-//! 2. a tracing span `http_request` carrying the request id, method, route and path;
+//! 2. a tracing span `http_request` carrying the request id, method and route (the route
+//!    pattern, never the path: paths will carry national ids, which stay out of logs);
 //! 3. body size limit: a `content-length` above `http.request_body_bytes_max` is answered
 //!    413 at once, and the body is wrapped so that reading past the limit fails (413 too);
 //! 4. a concurrency limit (`http.concurrent_requests_max` slots; `/healthz` and `/metrics`
@@ -80,7 +81,6 @@ pub(crate) async fn request_layer(
         request_id = %request_id,
         method = %method,
         route = %route,
-        path = %path,
     );
     async move {
         let in_flight = s.metrics.in_flight();

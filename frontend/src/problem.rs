@@ -160,7 +160,15 @@ impl HttpError {
             .with_detail(detail.clone()),
             HttpError::Cluster(e) => {
                 let (slug, title, status) = cluster_problem(e);
-                Problem::new(slug, title, status).with_detail(e.to_string())
+                let problem = Problem::new(slug, title, status);
+                match e {
+                    // The server's answer about the request: meant for the caller.
+                    ClientError::InvalidArgument { .. }
+                    | ClientError::NotFound(_)
+                    | ClientError::FailedPrecondition(_) => problem.with_detail(e.to_string()),
+                    // Transport failures name internal addresses: logged, not sent.
+                    _ => problem,
+                }
             }
             HttpError::Internal(_) => Problem::new(
                 "internal",
@@ -223,8 +231,10 @@ fn cluster_problem(e: &ClientError) -> (&'static str, &'static str, StatusCode) 
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        if let HttpError::Internal(detail) = &self {
-            tracing::error!(error = %detail, "internal error");
+        match &self {
+            HttpError::Internal(detail) => tracing::error!(error = %detail, "internal error"),
+            HttpError::Cluster(e) => tracing::warn!(error = %e, "cluster call failed"),
+            _ => {}
         }
         self.problem().into_response()
     }
@@ -325,7 +335,12 @@ mod tests {
             ),
         ];
         for (e, status) in cases {
-            assert_eq!(HttpError::from(e).problem().status, status);
+            let p = HttpError::from(e).problem();
+            assert_eq!(p.status, status);
+            assert!(
+                !p.detail.unwrap_or_default().contains("refused"),
+                "transport failures are not sent"
+            );
         }
     }
 
