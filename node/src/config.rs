@@ -266,7 +266,7 @@ pub struct NodeConfig {
     /// Audit log settings.
     pub audit: AuditSettings,
     /// Access decision and representation (parental age rules) policy.
-    pub policy: crate::records::policy::PolicySettings,
+    pub policy: crate::policy::PolicySettings,
     /// Unsafe switches for the fault-injection harness (all off by default).
     pub testing: TestingSettings,
 }
@@ -285,7 +285,7 @@ impl Default for NodeConfig {
             storage: StorageSettings::default(),
             api: ApiSettings::default(),
             audit: AuditSettings::default(),
-            policy: crate::records::policy::PolicySettings::default(),
+            policy: crate::policy::PolicySettings::default(),
             testing: TestingSettings::default(),
         }
     }

@@ -1,24 +1,48 @@
-//! Everything a request handler needs from its node, in one cheap-to-clone value.
+//! [`NodeContext`]: the parts of a running node, behind methods.
+//!
+//! The fields are private. Infrastructure inside the crate (the server wiring, the audit
+//! shipper and retention in [`crate::audit`], the admin handlers through the request layer's
+//! admin grant) reaches them through the `pub(crate)` methods here. Request handlers never get
+//! a `NodeContext` at all: they get a [`Call`](crate::api::layer::Call) from the request layer,
+//! whose methods keep the rules (a read of patient data yields the state only once its audit
+//! event is durable; the Raft handle only for admin methods).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kartotek_domain::{Command, Op, RequestId, Response, Timestamp};
 use kartotek_proto::v1::ResponseHeader;
-use kartotek_storage::{StateReader, TypeConfig};
+use kartotek_storage::{AuditOutbox, StateReader, TypeConfig};
 use openraft::Raft;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::NodeConfig;
+use crate::consistency::ReadMode;
+use crate::consistency::read_barrier::ReadBarrier;
+use crate::consistency::staleness::StalenessTracker;
 use crate::error::NodeError;
 use crate::metrics::Metrics;
-use crate::proposer::Proposer;
-use crate::read_barrier::ReadBarrier;
-use crate::staleness::StalenessTracker;
+use crate::raft::peers::Peers;
+use crate::raft::proposer::Proposer;
 
-/// Shared state of a running node.
+/// The parts of a running node a request needs, cheap to clone.
 #[derive(Clone)]
 pub struct NodeContext {
+    config: Arc<NodeConfig>,
+    raft: Raft<TypeConfig>,
+    reader: StateReader,
+    barrier: ReadBarrier,
+    staleness: StalenessTracker,
+    metrics: Metrics,
+    inflight: Arc<Semaphore>,
+    watches: Arc<Semaphore>,
+    proposer: Proposer,
+    peers: Peers,
+    outbox: AuditOutbox,
+}
+
+/// What [`NodeContext::new`] is made of (the server builds these).
+pub struct NodeParts {
     /// The node's configuration.
     pub config: Arc<NodeConfig>,
     /// The Raft handle.
@@ -31,22 +55,72 @@ pub struct NodeContext {
     pub staleness: StalenessTracker,
     /// Metrics.
     pub metrics: Metrics,
-    /// Bounds the requests served at once.
-    pub inflight: Arc<Semaphore>,
-    /// Bounds the watch streams served at once.
-    pub watches: Arc<Semaphore>,
     /// Batches concurrent writes into log entries.
     pub proposer: Proposer,
-    /// Channels to the other nodes (forwarding audit events to the leader).
-    pub peers: crate::peers::Peers,
+    /// Channels to the other nodes.
+    pub peers: Peers,
     /// Audit events recorded on this node while not the leader, waiting to be shipped.
-    pub outbox: kartotek_storage::AuditOutbox,
+    pub outbox: AuditOutbox,
 }
 
 impl NodeContext {
+    /// Assembles a context; the in-flight and watch bounds come from `config.api`.
+    pub fn new(parts: NodeParts) -> NodeContext {
+        let api = &parts.config.api;
+        let inflight = Arc::new(Semaphore::new(
+            usize::try_from(api.concurrent_requests_max).unwrap_or(4096),
+        ));
+        let watches = Arc::new(Semaphore::new(
+            usize::try_from(api.watches_max).unwrap_or(usize::MAX),
+        ));
+        NodeContext {
+            config: parts.config,
+            raft: parts.raft,
+            reader: parts.reader,
+            barrier: parts.barrier,
+            staleness: parts.staleness,
+            metrics: parts.metrics,
+            inflight,
+            watches,
+            proposer: parts.proposer,
+            peers: parts.peers,
+            outbox: parts.outbox,
+        }
+    }
+
+    /// The node's configuration.
+    pub(crate) fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// The Raft handle (membership and status: admin methods, the audit tasks).
+    pub(crate) fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
+    /// The state machine's reader. Handlers get it only through the request layer.
+    pub(crate) fn reader(&self) -> &StateReader {
+        &self.reader
+    }
+
+    /// The node's metrics.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Channels to the other nodes.
+    pub(crate) fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// This node's audit outbox.
+    pub(crate) fn outbox(&self) -> &AuditOutbox {
+        &self.outbox
+    }
+
     /// Proposes a command (batched with concurrent ones by the [`Proposer`], stamped with
     /// this node's clock as leader) and waits for its answer, within the write timeout.
-    pub async fn write(
+    pub(crate) async fn write(
         &self,
         request_id: Option<RequestId>,
         op: Op,
@@ -66,8 +140,18 @@ impl NodeContext {
             })?
     }
 
+    /// Makes the local state fit to serve a read in `mode` (no audit: see
+    /// [`NodeContext::audited_read`] for reads of patient data).
+    pub(crate) async fn prepare_read(&self, mode: ReadMode) -> Result<(), NodeError> {
+        match mode {
+            ReadMode::Linearizable if self.config.testing.unsafe_stale_reads => Ok(()),
+            ReadMode::Linearizable => self.barrier.linearize().await,
+            ReadMode::Bounded(bound) => self.staleness.ensure_within(bound).await,
+        }
+    }
+
     /// The header for an answer made at `revision` / `applied_index`.
-    pub fn header(&self, revision: u64, applied_index: u64) -> ResponseHeader {
+    pub(crate) fn header(&self, revision: u64, applied_index: u64) -> ResponseHeader {
         let term = self.raft.metrics().borrow().current_term;
         ResponseHeader {
             revision,
@@ -78,7 +162,7 @@ impl NodeContext {
     }
 
     /// Takes an in-flight slot, waiting at most the read timeout.
-    pub async fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, NodeError> {
+    pub(crate) async fn admit(&self) -> Result<OwnedSemaphorePermit, NodeError> {
         let timeout = Duration::from_millis(self.config.api.read_timeout_ms);
         match tokio::time::timeout(timeout, self.inflight.clone().acquire_owned()).await {
             Ok(Ok(p)) => Ok(p),
@@ -89,8 +173,21 @@ impl NodeContext {
         }
     }
 
+    /// Takes a watch-stream slot at once, or refuses.
+    pub(crate) fn admit_watch(&self) -> Result<OwnedSemaphorePermit, NodeError> {
+        self.watches
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| NodeError::Unavailable("too many watch streams on this node".into()))
+    }
+
     /// Records a finished request in the metrics.
-    pub fn observe<T>(&self, method: &str, started: Instant, result: &Result<T, tonic::Status>) {
+    pub(crate) fn observe<T>(
+        &self,
+        method: &str,
+        started: Instant,
+        result: &Result<T, tonic::Status>,
+    ) {
         let code = match result {
             Ok(_) => tonic::Code::Ok,
             Err(s) => s.code(),
@@ -98,40 +195,22 @@ impl NodeContext {
         self.metrics
             .observe(method, code, started.elapsed().as_secs_f64());
     }
-}
 
-impl NodeContext {
-    /// Checks that `representative` may act for `represented` in `area` now, from this node's
-    /// representation records (a linearizable read first) and the configured age rules.
-    /// Refuses with PERMISSION_DENIED naming why.
-    pub async fn check_representation(
-        &self,
-        representative: &kartotek_domain::NationalId,
-        represented: &kartotek_domain::NationalId,
-        area: &str,
-    ) -> Result<(), NodeError> {
-        let area = kartotek_domain::fields::Area::parse("area", area)?;
-        self.barrier.linearize().await?;
-        let records = self.reader.representations_of_represented(represented)?;
-        let policy = self.config.policy.access_policy();
-        let checked = kartotek_domain::representation::check(
-            &records.value,
-            representative,
-            represented,
-            &area,
-            kartotek_domain::Timestamp::now(),
-            &policy.representation,
-        );
-        if checked.allowed {
-            Ok(())
-        } else {
-            Err(NodeError::Apply(
-                kartotek_domain::ApplyError::PermissionDenied(format!(
-                    "not a representative in area {}: {}",
-                    area.as_str(),
-                    checked.reason
-                )),
-            ))
-        }
+    /// True when this node believes it is the leader.
+    pub(crate) fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.current_leader == Some(self.config.node_id)
+    }
+
+    /// The leader's address, if known.
+    pub(crate) fn leader_addr(&self) -> Option<String> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let leader = m.current_leader?;
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
     }
 }

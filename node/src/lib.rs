@@ -1,31 +1,31 @@
 //! The Kartotek node and command-line tool, as a library; `main.rs` only calls [`cli::run`].
 //!
-//! - [`server`] wires a node: storage ([`kartotek_storage`]), openraft, the gRPC services and
-//!   the metrics endpoint.
-//! - [`raft_network`] / [`raft_service`]: the Raft transport over tonic, client and server.
-//! - [`read_barrier`] (linearizable reads) and [`staleness`] (bounded-staleness reads).
-//! - [`locator_service`] (+ [`locator_stream`]: import and watch), [`admin_service`]: the public
-//!   `kartotek.v1` API.
-//! - [`records`]: the record families' services (blocks, access decision, notifications,
-//!   consents, reservations, representation, API catalog, clients).
-//! - [`cli`]: `kartotek node`, `kartotek dev`, `kartotek admin …`, `kartotek locator …`.
+//! Layers, bottom to top (a module uses only the ones below it):
+//!
+//! - [`error`], [`config`] (+ [`policy`]), [`metrics`]: the node's error type (and its gRPC
+//!   mapping), its one `Config` (TOML + `KARTOTEK_*` env, validated; the access-policy
+//!   section), its Prometheus metrics.
+//! - [`raft`]: the Raft transport over tonic (client [`raft::network`], server
+//!   [`raft::service`]), the peer channel pool and the proposer that batches writes into log
+//!   entries. Storage ([`kartotek_storage`]) sits under it.
+//! - [`consistency`]: linearizable reads (read-index) and bounded-staleness proofs.
+//! - [`context`]: [`context::NodeContext`], the node's parts behind methods (private fields).
+//! - [`audit`]: audit events durable before an answer (chain on the leader, fsynced outbox
+//!   elsewhere), the outbox shipper, retention, and the events' wire form.
+//! - [`api`]: the public `kartotek.v1` API — the request layer ([`api::layer`]: one road for
+//!   every call: admission, caller, read mode, audit rule, metrics), the method table
+//!   ([`api::methods`]) and the thin service handlers over it, which never import each other.
+//! - [`server`]: wires one node together and serves it.
+//! - [`cli`]: `kartotek node`, `kartotek dev` and the client-side commands.
 
-pub mod admin_service;
-pub mod audit_service;
-pub mod caller;
+pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod consistency;
 pub mod context;
-pub mod convert;
 pub mod error;
-pub mod locator_service;
-pub mod locator_stream;
 pub mod metrics;
-pub mod peers;
-pub mod proposer;
-pub mod raft_network;
-pub mod raft_service;
-pub mod read_barrier;
-pub mod records;
+pub mod policy;
+pub mod raft;
 pub mod server;
-pub mod staleness;

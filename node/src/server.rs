@@ -5,26 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kartotek_proto::raft::v1::raft_service_server::RaftServiceServer;
-use kartotek_proto::v1::admin_service_server::AdminServiceServer;
-use kartotek_proto::v1::audit_service_server::AuditServiceServer;
-use kartotek_proto::v1::locator_service_server::LocatorServiceServer;
-
-use crate::audit_service::AuditServiceImpl;
 use kartotek_storage::{StateMachineConfig, Store, StoreConfig};
 use openraft::Raft;
-use tokio::sync::Semaphore;
 
-use crate::admin_service::AdminServiceImpl;
+use crate::api::layer::Gate;
 use crate::config::NodeConfig;
-use crate::context::NodeContext;
-use crate::locator_service::LocatorServiceImpl;
+use crate::consistency::read_barrier::ReadBarrier;
+use crate::consistency::staleness::StalenessTracker;
+use crate::context::{NodeContext, NodeParts};
 use crate::metrics::{self, Metrics};
-use crate::peers::Peers;
-use crate::proposer::{Proposer, ProposerLimits};
-use crate::raft_network::NetworkFactory;
-use crate::raft_service::RaftServiceImpl;
-use crate::read_barrier::ReadBarrier;
-use crate::staleness::StalenessTracker;
+use crate::raft::network::NetworkFactory;
+use crate::raft::peers::Peers;
+use crate::raft::proposer::{Proposer, ProposerLimits};
+use crate::raft::service::RaftServiceImpl;
 
 /// Largest Raft transport message (a batch of entries or a snapshot chunk).
 pub const RAFT_MESSAGE_BYTES_MAX: usize = 256 << 20;
@@ -115,33 +108,27 @@ pub async fn run_node(
         Duration::from_millis(resolved.rpc_timeout_ms),
     );
     let config = Arc::new(config);
-    let ctx = NodeContext {
+    let proposer = Proposer::start(
+        raft.clone(),
+        ProposerLimits {
+            queue_len_max: usize::try_from(config.api.concurrent_requests_max).unwrap_or(4096),
+            proposals_in_flight_max: usize::try_from(config.api.proposals_in_flight_max)
+                .unwrap_or(4),
+            proposal_items_max: usize::try_from(config.api.proposal_items_max).unwrap_or(512),
+            proposal_bytes_max: usize::try_from(config.api.proposal_bytes_max).unwrap_or(1 << 20),
+        },
+    );
+    let ctx = NodeContext::new(NodeParts {
         config: config.clone(),
         raft: raft.clone(),
         reader: store.reader.clone(),
         barrier: barrier.clone(),
         staleness,
         metrics: metrics.clone(),
-        inflight: Arc::new(Semaphore::new(
-            usize::try_from(config.api.concurrent_requests_max).unwrap_or(4096),
-        )),
-        watches: Arc::new(Semaphore::new(
-            usize::try_from(config.api.watches_max).unwrap_or(usize::MAX),
-        )),
+        proposer,
         peers: peers.clone(),
         outbox: store.outbox.clone(),
-        proposer: Proposer::start(
-            raft.clone(),
-            ProposerLimits {
-                queue_len_max: usize::try_from(config.api.concurrent_requests_max).unwrap_or(4096),
-                proposals_in_flight_max: usize::try_from(config.api.proposals_in_flight_max)
-                    .unwrap_or(4),
-                proposal_items_max: usize::try_from(config.api.proposal_items_max).unwrap_or(512),
-                proposal_bytes_max: usize::try_from(config.api.proposal_bytes_max)
-                    .unwrap_or(1 << 20),
-            },
-        ),
-    };
+    });
 
     if let Some(addr) = config.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -160,29 +147,25 @@ pub async fn run_node(
         raft.clone(),
         config.node_id,
         config.cluster_name.clone(),
-        barrier,
+        Arc::new(barrier),
     ))
     .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
     .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
-    let locator_svc = LocatorServiceServer::new(LocatorServiceImpl::new(ctx.clone()))
-        .max_decoding_message_size(request_max);
-    let admin_svc = AdminServiceServer::new(AdminServiceImpl::new(ctx.clone()))
-        .max_decoding_message_size(request_max);
-    crate::audit_service::spawn_retention(ctx.clone());
-    crate::audit_service::spawn_outbox_shipper(ctx.clone());
-    let audit_svc = AuditServiceServer::new(AuditServiceImpl::new(ctx.clone()))
-        .max_decoding_message_size(request_max);
-    // grpc.health.v1: SERVING once the node serves (per service and overall "").
+    crate::audit::spawn_retention(ctx.clone());
+    crate::audit::spawn_outbox_shipper(ctx.clone());
+    let gate = Gate::new(ctx);
+    // grpc.health.v1: SERVING once the node serves (per service, set by `add_services`, and
+    // overall "").
     let (health_reporter, health_svc) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<LocatorServiceServer<LocatorServiceImpl>>()
-        .await;
-    health_reporter
-        .set_serving::<AuditServiceServer<AuditServiceImpl>>()
-        .await;
-    let reflection_svc = tonic_reflection::server::Builder::configure()
+    // Server reflection in both versions: `v1` and `v1alpha` (older grpcurl, Python's
+    // grpcio-reflection and several GUI clients speak only `v1alpha`).
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(kartotek_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
+        .map_err(|e| StartError::Serve(format!("reflection: {e}")))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(kartotek_proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
         .map_err(|e| StartError::Serve(format!("reflection: {e}")))?;
 
     tracing::info!(
@@ -198,12 +181,10 @@ pub async fn run_node(
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let router = tonic::transport::Server::builder()
         .add_service(raft_svc)
-        .add_service(locator_svc)
-        .add_service(admin_svc)
-        .add_service(audit_svc)
         .add_service(health_svc)
-        .add_service(reflection_svc);
-    let served = crate::records::add_services(router, &ctx, request_max, &health_reporter)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    let served = crate::api::add_services(router, &gate, request_max, &health_reporter)
         .await
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;

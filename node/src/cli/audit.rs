@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::Cli;
 use super::output::print_json;
-use crate::audit_service::parse_event;
+use crate::audit::wire::parse_event;
 
 /// Audit subcommands.
 #[derive(Debug, Subcommand)]

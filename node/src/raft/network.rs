@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
-use crate::peers::{Peers, with_cluster};
+use super::peers::{Peers, with_cluster};
 
 /// Creates a [`PeerClient`] per target; channels are shared through [`Peers`].
 #[derive(Clone)]

@@ -15,6 +15,7 @@ use kartotek_proto::{
 };
 use tonic::metadata::MetadataMap;
 
+use crate::audit::wire::parse_actor;
 use crate::error::NodeError;
 
 /// The caller of one request.
@@ -41,22 +42,6 @@ fn header<'a>(md: &'a MetadataMap, key: &str) -> Result<Option<&'a str>, Validat
             Err(_) => Err(ValidationError::new(key, "is not visible ASCII")),
         },
     }
-}
-
-/// Parses an actor written `kind:id` (e.g. `personnel:1234567`), naming `field` in errors.
-pub fn parse_actor(field: &str, text: &str) -> Result<Actor, ValidationError> {
-    let Some((kind, id)) = text.split_once(':') else {
-        return Err(ValidationError::new(
-            field,
-            "must be kind:id with kind personnel, citizen, client or system",
-        ));
-    };
-    Actor::parse(field, kind, id)
-}
-
-/// An actor as `kind:id` (the inverse of [`parse_actor`]).
-pub fn actor_text(actor: &Actor) -> String {
-    format!("{}:{}", actor.kind().as_str(), actor.id_text())
 }
 
 impl Caller {
@@ -119,6 +104,7 @@ fn unreachable_action(action: &str) -> AuditAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::wire::actor_text;
     use tonic::metadata::MetadataValue;
 
     #[test]

@@ -49,7 +49,7 @@ pub fn optional_text_of(
 /// The domain text of a proto enum field: `enum_text!(field, value, Type, "PREFIX_")`.
 macro_rules! enum_text {
     ($field:expr, $value:expr, $ty:ty, $prefix:literal) => {
-        $crate::records::convert::text_of(
+        $crate::api::records::convert::text_of(
             $field,
             $value,
             <$ty>::try_from($value).ok().map(|e| e.as_str_name()),
@@ -62,7 +62,7 @@ pub(crate) use enum_text;
 /// Like [`enum_text!`], with 0 meaning "not set" (empty text).
 macro_rules! optional_enum_text {
     ($field:expr, $value:expr, $ty:ty, $prefix:literal) => {
-        $crate::records::convert::optional_text_of(
+        $crate::api::records::convert::optional_text_of(
             $field,
             $value,
             <$ty>::try_from($value).ok().map(|e| e.as_str_name()),

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::NodeError;
 use crate::metrics::Metrics;
-use crate::raft_service::forward_to_leader;
+use crate::raft::forward_to_leader;
 
 type Waiter = oneshot::Sender<Result<u64, NodeError>>;
 
@@ -116,5 +116,12 @@ fn map_check_error(e: &RaftError<u64, CheckIsLeaderError<u64, openraft::BasicNod
             NodeError::Unavailable(format!("no quorum: {q}"))
         }
         RaftError::Fatal(f) => NodeError::Unavailable(format!("raft stopped: {f}")),
+    }
+}
+
+#[tonic::async_trait]
+impl crate::raft::service::ReadIndexSource for ReadBarrier {
+    async fn read_index(&self) -> Result<u64, NodeError> {
+        ReadBarrier::read_index(self).await
     }
 }

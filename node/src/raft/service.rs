@@ -14,14 +14,22 @@ use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
 use crate::error::NodeError;
-use crate::read_barrier::ReadBarrier;
+
+/// Where the `ReadIndex` RPC gets its answer: the node's read barrier (in
+/// [`crate::consistency`]), passed in so that this transport layer does not depend on the
+/// layer above it.
+#[tonic::async_trait]
+pub trait ReadIndexSource: Send + Sync + 'static {
+    /// Confirms leadership with a quorum and returns the index a read must wait for.
+    async fn read_index(&self) -> Result<u64, NodeError>;
+}
 
 /// Serves Raft RPCs for one node.
 pub struct RaftServiceImpl {
     raft: Raft<TypeConfig>,
     node_id: u64,
     cluster: String,
-    barrier: ReadBarrier,
+    barrier: std::sync::Arc<dyn ReadIndexSource>,
 }
 
 impl RaftServiceImpl {
@@ -30,7 +38,7 @@ impl RaftServiceImpl {
         raft: Raft<TypeConfig>,
         node_id: u64,
         cluster: String,
-        barrier: ReadBarrier,
+        barrier: std::sync::Arc<dyn ReadIndexSource>,
     ) -> Self {
         RaftServiceImpl {
             raft,
@@ -111,15 +119,5 @@ impl RaftService for RaftServiceImpl {
         self.check_cluster(&req)?;
         let read_index = self.barrier.read_index().await.map_err(Status::from)?;
         Ok(Response::new(ReadIndexResponse { read_index }))
-    }
-}
-
-/// Maps openraft's "forward to leader" into [`NodeError::NotLeader`].
-pub fn forward_to_leader(
-    fwd: &openraft::error::ForwardToLeader<u64, openraft::BasicNode>,
-) -> NodeError {
-    NodeError::NotLeader {
-        leader_id: fwd.leader_id,
-        leader_addr: fwd.leader_node.as_ref().map(|n| n.addr.clone()),
     }
 }

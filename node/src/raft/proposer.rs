@@ -20,7 +20,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::error::NodeError;
-use crate::raft_service::forward_to_leader;
+use crate::raft::forward_to_leader;
 
 /// Limits of the proposer.
 #[derive(Debug, Clone, Copy)]

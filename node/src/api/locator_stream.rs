@@ -27,11 +27,11 @@ use kartotek_proto::v1::{
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use crate::caller::Caller;
-use crate::context::NodeContext;
-use crate::convert::change_event;
+use std::sync::Arc;
+
+use super::convert::change_event;
+use super::layer::{Call, request_id};
 use crate::error::NodeError;
-use crate::locator_service::request_id;
 
 /// The answer stream of an import.
 pub type ImportStream = Pin<Box<dyn Stream<Item = Result<ImportLocatorsResponse, Status>> + Send>>;
@@ -78,10 +78,10 @@ pub fn validate_batch(
 
 /// Commits one batch and builds its answer.
 async fn import_batch(
-    ctx: NodeContext,
+    call: Arc<Call>,
     r: ImportLocatorsRequest,
 ) -> Result<ImportLocatorsResponse, NodeError> {
-    let Some(rid) = request_id(&r.batch_id)? else {
+    let Some(_) = request_id(&r.batch_id)? else {
         return Err(
             ValidationError::new("batch_id", "is required (the batch's request id)").into(),
         );
@@ -94,10 +94,10 @@ async fn import_batch(
         ..Default::default()
     };
     if valid.is_empty() {
-        answer.revision = ctx.reader.position()?.1;
+        answer.revision = call.state()?.position()?.1;
         return Ok(answer);
     }
-    let response = ctx.write(Some(rid), Op::LocatorImport(valid)).await?;
+    let response = call.write(&r.batch_id, Op::LocatorImport(valid)).await?;
     match response.result {
         Ok(Outcome::Imported { changed, unchanged }) => {
             answer.changed = u32::try_from(changed).unwrap_or(u32::MAX);
@@ -108,23 +108,24 @@ async fn import_batch(
     }
     answer.revision = response.revision;
     answer.deduplicated = response.deduplicated;
-    ctx.metrics
+    call.metrics()
         .import_entries(u64::from(answer.changed) + u64::from(answer.unchanged));
     Ok(answer)
 }
 
 /// Serves an import stream: batches in, answers out in order, several committing at once.
 pub fn import(
-    ctx: NodeContext,
+    call: Call,
     batches: impl Stream<Item = Result<ImportLocatorsRequest, Status>> + Send + 'static,
 ) -> ImportStream {
-    let in_flight = usize::try_from(ctx.config.api.import_batches_in_flight_max).unwrap_or(1);
+    let in_flight = usize::try_from(call.config().api.import_batches_in_flight_max).unwrap_or(1);
+    let call = Arc::new(call);
     let answers = batches
         .map(move |batch| {
-            let ctx = ctx.clone();
+            let call = call.clone();
             async move {
                 let batch = batch?;
-                import_batch(ctx, batch).await.map_err(Status::from)
+                import_batch(call, batch).await.map_err(Status::from)
             }
         })
         .buffered(in_flight)
@@ -155,40 +156,35 @@ pub fn watch_filter(r: &WatchLocatorsRequest) -> Result<ChangeFilter, NodeError>
 }
 
 /// Serves a watch stream until the client goes away or the node shuts down.
-pub async fn watch(
-    ctx: NodeContext,
-    caller: Caller,
-    r: WatchLocatorsRequest,
-) -> Result<WatchStream, NodeError> {
+pub async fn watch(call: Call, r: WatchLocatorsRequest) -> Result<WatchStream, NodeError> {
     let filter = watch_filter(&r)?;
     // A watch reads patient data: audited once, when it starts.
-    let mut event = caller.event(actions::LOCATOR_WATCH, "locator", filter.patient.as_ref());
+    let mut event = call
+        .caller()
+        .event(actions::LOCATOR_WATCH, "locator", filter.patient.as_ref());
     event.org = filter.org.clone().or(event.org);
-    ctx.audit(vec![event]).await?;
-    let permit = ctx
-        .watches
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| NodeError::Unavailable("too many watch streams on this node".into()))?;
+    call.audit(vec![event]).await?;
+    let permit = call.admit_watch()?;
+    let reader = call.state()?.clone();
     let mut next = if r.from_revision == 0 {
-        ctx.reader.position()?.1 + 1
+        reader.position()?.1 + 1
     } else {
         r.from_revision
     };
     // Refuse a compacted start right away, as a status on the call.
-    ctx.reader.changes(next, 1)?;
+    reader.changes(next, 1)?;
     let (tx, rx) = mpsc::channel(WATCH_QUEUE_MESSAGES_MAX);
-    let progress_every = Duration::from_millis(ctx.config.api.watch_progress_interval_ms);
+    let progress_every = Duration::from_millis(call.config().api.watch_progress_interval_ms);
     tokio::spawn(async move {
         let _permit = permit;
-        let mut revisions = ctx.reader.subscribe();
+        let mut revisions = reader.subscribe();
         let mut last_sent = tokio::time::Instant::now();
         let mut sent_progress = next.saturating_sub(1);
         // The first message goes out at once, so the client learns where the feed starts.
         let mut first = true;
         loop {
             revisions.borrow_and_update();
-            let slice = match ctx.reader.changes(next, WATCH_EVENTS_PER_MESSAGE_MAX) {
+            let slice = match reader.changes(next, WATCH_EVENTS_PER_MESSAGE_MAX) {
                 Ok(s) => s,
                 Err(e) => {
                     let _ = tx.send(Err(Status::from(NodeError::from(e)))).await;
@@ -209,7 +205,7 @@ pub async fn watch(
             let due = last_sent.elapsed() >= progress_every;
             if first || !events.is_empty() || (due && (progress > sent_progress || caught_up)) {
                 first = false;
-                let header = ctx.header(slice.revision, ctx.reader.position().map_or(0, |p| p.0));
+                let header = call.header(slice.revision, reader.position().map_or(0, |p| p.0));
                 let msg = WatchLocatorsResponse {
                     header: Some(header),
                     events,

@@ -17,9 +17,9 @@ use kartotek_storage::TypeConfig;
 use openraft::Raft;
 use tokio::sync::Mutex;
 
+use super::read_barrier::ReadBarrier;
 use crate::error::NodeError;
-use crate::peers::{Peers, with_cluster};
-use crate::read_barrier::ReadBarrier;
+use crate::raft::peers::{Peers, with_cluster};
 
 /// Tracks the newest proof of freshness. Cheap to clone.
 #[derive(Clone)]

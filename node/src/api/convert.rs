@@ -3,7 +3,7 @@
 use kartotek_domain::{Change, ChangeEvent, LocatorEntry, LocatorStatus};
 use kartotek_proto::v1;
 
-use crate::records::convert as rc;
+use crate::api::records::convert as rc;
 
 /// A stored locator entry as an API message.
 pub fn locator_entry(e: &LocatorEntry) -> v1::LocatorEntry {

@@ -1,0 +1,301 @@
+//! The request layer: the one road every public `kartotek.v1` call takes.
+//!
+//! A service handler is run by [`Gate::unary`] (streams too: the stream is the answer of its
+//! opening call) with the [`Method`] it serves. In this order the gate
+//!
+//! 1. admits the call (a bounded number in flight; a full node answers `UNAVAILABLE`),
+//! 2. establishes the caller ([`Caller`]; today from the caller headers, next from a verified
+//!    token — this is the one place that will change),
+//! 3. runs the handler with a [`Call`], the handler's only handle on the node,
+//! 4. checks the audit rule: a [`Class::PatientRead`] or [`Class::Decision`] method that
+//!    answers without having recorded an audit event is a bug, and the answer is refused
+//!    (`INTERNAL`) instead of leaving the node unaudited,
+//! 5. counts the call in the metrics under the method's label and its status code.
+//!
+//! [`Call`] keeps the rules by construction: the state is handed out by [`Call::read`], which
+//! for a patient-data method first makes the read's audit events durable; the Raft handle only
+//! to [`Class::Admin`] methods; writes only to write-capable classes. The fields of `Gate`
+//! and `Call` are private to this module, so the handler modules (its siblings) cannot step
+//! around it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use kartotek_domain::audit::AuditEvent;
+use kartotek_domain::{NationalId, Op, RequestId, Response as Answer, Timestamp};
+use kartotek_proto::v1::ResponseHeader;
+use kartotek_storage::{StateReader, TypeConfig};
+use openraft::Raft;
+use tokio::sync::OwnedSemaphorePermit;
+use tonic::{Request, Response, Status};
+
+use super::caller::Caller;
+use super::methods::{Class, Method};
+use crate::config::NodeConfig;
+use crate::consistency::ReadMode;
+use crate::context::NodeContext;
+use crate::error::NodeError;
+use crate::metrics::Metrics;
+
+/// Runs public requests through the layer. Every service holds one; cheap to clone.
+#[derive(Clone)]
+pub struct Gate {
+    ctx: NodeContext,
+}
+
+impl Gate {
+    /// The gate of the node `ctx`.
+    pub fn new(ctx: NodeContext) -> Gate {
+        Gate { ctx }
+    }
+
+    /// Runs `handler` for one call of `method` (see the module docs for what happens around
+    /// it).
+    pub async fn unary<Req, Resp, F, Fut>(
+        &self,
+        method: &'static Method,
+        request: Request<Req>,
+        handler: F,
+    ) -> Result<Response<Resp>, Status>
+    where
+        F: FnOnce(Call, Req) -> Fut,
+        Fut: Future<Output = Result<Resp, NodeError>>,
+    {
+        let started = Instant::now();
+        let result = self
+            .run(method, request, handler)
+            .await
+            .map(Response::new)
+            .map_err(Status::from);
+        self.ctx.observe(method.label, started, &result);
+        result
+    }
+
+    async fn run<Req, Resp, F, Fut>(
+        &self,
+        method: &'static Method,
+        request: Request<Req>,
+        handler: F,
+    ) -> Result<Resp, NodeError>
+    where
+        F: FnOnce(Call, Req) -> Fut,
+        Fut: Future<Output = Result<Resp, NodeError>>,
+    {
+        let _permit = self.ctx.admit().await?;
+        let caller = Caller::from_metadata(request.metadata())?;
+        let audited = Arc::new(AtomicBool::new(false));
+        let call = Call {
+            ctx: self.ctx.clone(),
+            method,
+            caller,
+            audited: audited.clone(),
+        };
+        let answer = handler(call, request.into_inner()).await?;
+        let must_audit = matches!(method.class, Class::PatientRead | Class::Decision);
+        if must_audit && !audited.load(Ordering::Acquire) {
+            debug_assert!(false, "{} answered without an audit event", method.path);
+            return Err(NodeError::Internal(format!(
+                "{} would have answered without an audit event; refused",
+                method.path
+            )));
+        }
+        Ok(answer)
+    }
+}
+
+/// One call in progress: the handler's only handle on the node.
+pub struct Call {
+    ctx: NodeContext,
+    method: &'static Method,
+    caller: Caller,
+    audited: Arc<AtomicBool>,
+}
+
+impl Call {
+    /// Who is calling.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// The method being served.
+    pub fn method(&self) -> &'static Method {
+        self.method
+    }
+
+    /// The node's configuration (limits, policy), read-only.
+    pub fn config(&self) -> &NodeConfig {
+        self.ctx.config()
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        self.ctx.metrics()
+    }
+
+    fn refuse(&self, what: &str) -> NodeError {
+        debug_assert!(
+            false,
+            "{} ({:?}) may not {what}",
+            self.method.path, self.method.class
+        );
+        NodeError::Internal(format!(
+            "{} ({:?}) may not {what}",
+            self.method.path, self.method.class
+        ))
+    }
+
+    /// Makes the local state fit for a read in `mode` and hands it out.
+    ///
+    /// For a [`Class::PatientRead`] method the read's audit `events` (at least one) are made
+    /// durable first (see [`crate::audit`]); the state is returned only after that. A
+    /// [`Class::Decision`] reads first and records its decision with [`Call::audit`] before
+    /// answering; [`Class::PlainRead`] and [`Class::Admin`] read without events.
+    pub async fn read(
+        &self,
+        mode: ReadMode,
+        events: Vec<AuditEvent>,
+    ) -> Result<&StateReader, NodeError> {
+        match self.method.class {
+            Class::PatientRead => {
+                if events.is_empty() {
+                    return Err(self.refuse("read patient data without an audit event"));
+                }
+                self.ctx.audited_read(mode, events).await?;
+                self.audited.store(true, Ordering::Release);
+            }
+            Class::Decision | Class::PlainRead | Class::Admin => {
+                if !events.is_empty() {
+                    return Err(self.refuse("record read events (use Call::audit)"));
+                }
+                self.ctx.prepare_read(mode).await?;
+            }
+            Class::Write => return Err(self.refuse("read")),
+        }
+        Ok(self.ctx.reader())
+    }
+
+    /// The state without a read barrier, for streams that already recorded their audit
+    /// event ([`Call::audit`]) and for answers to writes and admin calls.
+    pub fn state(&self) -> Result<&StateReader, NodeError> {
+        match self.method.class {
+            Class::PatientRead | Class::Decision if !self.audited.load(Ordering::Acquire) => {
+                Err(self.refuse("see the state before its audit event is durable"))
+            }
+            _ => Ok(self.ctx.reader()),
+        }
+    }
+
+    /// Records audit events durably (on the leader in the chain, elsewhere in the fsynced
+    /// outbox) before the answer: a decision's event, or a stream's opening event.
+    pub async fn audit(&self, events: Vec<AuditEvent>) -> Result<(), NodeError> {
+        if events.is_empty() {
+            return Err(self.refuse("record an empty audit"));
+        }
+        self.ctx.audit(events).await?;
+        self.audited.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Proposes `op` under the caller's request id (`raw_request_id`, empty for none) and
+    /// waits for its answer.
+    pub async fn write(&self, raw_request_id: &str, op: Op) -> Result<Answer, NodeError> {
+        if !matches!(self.method.class, Class::Write | Class::Decision) {
+            return Err(self.refuse("write"));
+        }
+        let rid = request_id(raw_request_id)?;
+        self.ctx.write(rid, op).await
+    }
+
+    /// Commits caller-supplied audit events (`AuditService.Record`) to the chain: on the
+    /// leader directly, elsewhere by forwarding them to the leader. Returns their first and
+    /// last seq.
+    pub async fn record_audit(
+        &self,
+        raw_request_id: &str,
+        events: Vec<AuditEvent>,
+    ) -> Result<(u64, u64), NodeError> {
+        if self.method.class != Class::Write {
+            return Err(self.refuse("record audit events"));
+        }
+        let request_id = request_id(raw_request_id)?;
+        if self.ctx.is_leader() {
+            return self.ctx.append_audit(request_id, events).await;
+        }
+        let Some(addr) = self.ctx.leader_addr() else {
+            return Err(NodeError::Unavailable("no leader known yet".into()));
+        };
+        self.ctx.forward_audit(&addr, events, raw_request_id).await
+    }
+
+    /// The header of an answer made at `revision` / `applied_index`.
+    pub fn header(&self, revision: u64, applied_index: u64) -> ResponseHeader {
+        self.ctx.header(revision, applied_index)
+    }
+
+    /// The header of a write's answer at `revision` (with the applied index now).
+    pub fn write_header(&self, revision: u64) -> Result<ResponseHeader, NodeError> {
+        let applied = self.ctx.reader().position()?.0;
+        Ok(self.ctx.header(revision, applied))
+    }
+
+    /// Takes a watch-stream slot (held by the stream until it ends).
+    pub fn admit_watch(&self) -> Result<OwnedSemaphorePermit, NodeError> {
+        self.ctx.admit_watch()
+    }
+
+    /// The Raft handle, for [`Class::Admin`] methods only.
+    pub fn admin(&self) -> Result<&Raft<TypeConfig>, NodeError> {
+        if self.method.class != Class::Admin {
+            return Err(self.refuse("administer the cluster"));
+        }
+        Ok(self.ctx.raft())
+    }
+
+    /// Checks that `representative` may act for `represented` in `area` now, from this node's
+    /// representation records (a linearizable read first) and the configured age rules.
+    /// Refuses with PERMISSION_DENIED naming why.
+    pub async fn check_representation(
+        &self,
+        representative: &NationalId,
+        represented: &NationalId,
+        area: &str,
+    ) -> Result<(), NodeError> {
+        let area = kartotek_domain::fields::Area::parse("area", area)?;
+        self.ctx.prepare_read(ReadMode::Linearizable).await?;
+        let records = self
+            .ctx
+            .reader()
+            .representations_of_represented(represented)?;
+        let policy = self.config().policy.access_policy();
+        let checked = kartotek_domain::representation::check(
+            &records.value,
+            representative,
+            represented,
+            &area,
+            Timestamp::now(),
+            &policy.representation,
+        );
+        if checked.allowed {
+            Ok(())
+        } else {
+            Err(NodeError::Apply(
+                kartotek_domain::ApplyError::PermissionDenied(format!(
+                    "not a representative in area {}: {}",
+                    area.as_str(),
+                    checked.reason
+                )),
+            ))
+        }
+    }
+}
+
+/// Parses an optional request id (empty = none).
+pub fn request_id(s: &str) -> Result<Option<RequestId>, NodeError> {
+    if s.is_empty() {
+        Ok(None)
+    } else {
+        Ok(Some(RequestId::parse(s)?))
+    }
+}

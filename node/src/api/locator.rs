@@ -1,0 +1,233 @@
+//! `kartotek.v1.LocatorService`: register, retire and look up patient information locator
+//! entries.
+//!
+//! Requests are validated before anything is proposed; writes go through Raft with the
+//! caller's request id; lookups are linearizable unless the caller asks for a bounded-staleness
+//! read. Logs carry the request id and a hash of the patient id, never the id itself.
+
+use kartotek_domain::audit::actions;
+use kartotek_domain::limits::{
+    LIST_PAGE_SIZE_DEFAULT, LIST_PAGE_SIZE_MAX, LOOKUP_ENTRIES_MAX, PAGE_TOKEN_BYTES_MAX,
+};
+use kartotek_domain::locator::{parse_national_id, parse_org_number};
+use kartotek_domain::{
+    LocatorKey, LocatorRegister, Op, Outcome, Response as Answer, ValidationError,
+};
+use kartotek_proto::v1::locator_service_server::LocatorService;
+use kartotek_proto::v1::{
+    ImportLocatorsRequest, ListLocatorsRequest, ListLocatorsResponse, LookupLocatorRequest,
+    LookupLocatorResponse, RegisterLocatorRequest, RegisterLocatorResponse, RetireLocatorRequest,
+    RetireLocatorResponse, WatchLocatorsRequest,
+};
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use super::convert::locator_entry;
+use super::layer::{Call, Gate, request_id};
+use super::{locator_stream, methods, read_mode};
+use crate::error::NodeError;
+
+/// The locator service of one node.
+pub struct LocatorServiceImpl {
+    gate: Gate,
+}
+
+impl LocatorServiceImpl {
+    /// Serves locator requests through `gate`.
+    pub fn new(gate: Gate) -> Self {
+        LocatorServiceImpl { gate }
+    }
+}
+
+fn locator_outcome(
+    answer: Answer,
+) -> Result<(kartotek_domain::LocatorEntry, bool, u64), NodeError> {
+    match answer.result {
+        Ok(Outcome::Locator { entry, changed }) => Ok((entry, changed, answer.revision)),
+        Ok(other) => Err(NodeError::Internal(format!("unexpected outcome {other:?}"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn register(
+    call: Call,
+    r: RegisterLocatorRequest,
+) -> Result<RegisterLocatorResponse, NodeError> {
+    request_id(&r.request_id)?;
+    let reg = LocatorRegister::parse(
+        &r.patient,
+        &r.org,
+        &r.system,
+        &r.categories,
+        &r.endpoint_ref,
+    )?;
+    let span = tracing::info_span!(
+        "locator.register",
+        request_id = %r.request_id,
+        patient = %reg.key.patient.log_hash(),
+        org = %reg.key.org.as_str(),
+        expected_mod_revision = ?r.expected_mod_revision,
+    );
+    let op = match r.expected_mod_revision {
+        Some(expected_mod_revision) => Op::LocatorCompareAndRegister {
+            register: reg,
+            expected_mod_revision,
+        },
+        None => Op::LocatorRegister(reg),
+    };
+    let answer = call.write(&r.request_id, op).instrument(span).await?;
+    let (entry, changed, revision) = locator_outcome(answer)?;
+    Ok(RegisterLocatorResponse {
+        header: Some(call.write_header(revision)?),
+        entry: Some(locator_entry(&entry)),
+        changed,
+    })
+}
+
+async fn retire(call: Call, r: RetireLocatorRequest) -> Result<RetireLocatorResponse, NodeError> {
+    request_id(&r.request_id)?;
+    let key = LocatorKey::parse(&r.patient, &r.org, &r.system)?;
+    let span = tracing::info_span!(
+        "locator.retire",
+        request_id = %r.request_id,
+        patient = %key.patient.log_hash(),
+    );
+    let answer = call
+        .write(&r.request_id, Op::LocatorRetire(key))
+        .instrument(span)
+        .await?;
+    let (entry, changed, revision) = locator_outcome(answer)?;
+    Ok(RetireLocatorResponse {
+        header: Some(call.write_header(revision)?),
+        entry: Some(locator_entry(&entry)),
+        changed,
+    })
+}
+
+async fn list(call: Call, r: ListLocatorsRequest) -> Result<ListLocatorsResponse, NodeError> {
+    let org = parse_org_number("org", &r.org)?;
+    let limit = match r.page_size as usize {
+        0 => LIST_PAGE_SIZE_DEFAULT,
+        n if n > LIST_PAGE_SIZE_MAX => {
+            return Err(ValidationError::new(
+                "page_size",
+                format!("is {n}, at most {LIST_PAGE_SIZE_MAX}"),
+            )
+            .into());
+        }
+        n => n,
+    };
+    let cursor =
+        if r.page_token.is_empty() {
+            None
+        } else {
+            if r.page_token.len() > PAGE_TOKEN_BYTES_MAX {
+                return Err(ValidationError::new("page_token", "is too long").into());
+            }
+            Some(hex::decode(&r.page_token).map_err(|_| {
+                ValidationError::new("page_token", "is not a token this API returned")
+            })?)
+        };
+    let mode = read_mode(r.read.as_ref())?;
+    let mut event = call.caller().event(actions::LOCATOR_LIST, "locator", None);
+    event.org = Some(org.clone());
+    let page = call.read(mode, vec![event]).await?.list_locator_by_org(
+        &org,
+        r.include_retired,
+        cursor.as_deref(),
+        limit,
+    )?;
+    Ok(ListLocatorsResponse {
+        header: Some(call.header(page.revision, page.applied_index)),
+        entries: page.value.items.iter().map(locator_entry).collect(),
+        next_page_token: page.value.next_cursor.map(hex::encode).unwrap_or_default(),
+    })
+}
+
+async fn lookup(call: Call, r: LookupLocatorRequest) -> Result<LookupLocatorResponse, NodeError> {
+    let patient = parse_national_id("patient", &r.patient)?;
+    let org = if r.org.is_empty() {
+        None
+    } else {
+        Some(parse_org_number("org", &r.org)?)
+    };
+    let mode = read_mode(r.read.as_ref())?;
+    // No answer without a durable audit event (`Call::read`).
+    let event = call
+        .caller()
+        .event(actions::LOCATOR_LOOKUP, "locator", Some(&patient));
+    let found = call.read(mode, vec![event]).await?.lookup_locator(
+        &patient,
+        org.as_ref(),
+        r.include_retired,
+        LOOKUP_ENTRIES_MAX,
+    )?;
+    tracing::debug!(patient = %patient.log_hash(), entries = found.value.len(), "locator.lookup");
+    Ok(LookupLocatorResponse {
+        header: Some(call.header(found.revision, found.applied_index)),
+        entries: found.value.iter().map(locator_entry).collect(),
+    })
+}
+
+#[tonic::async_trait]
+impl LocatorService for LocatorServiceImpl {
+    async fn register(
+        &self,
+        request: Request<RegisterLocatorRequest>,
+    ) -> Result<Response<RegisterLocatorResponse>, Status> {
+        self.gate
+            .unary(&methods::LOCATOR_REGISTER, request, register)
+            .await
+    }
+
+    async fn retire(
+        &self,
+        request: Request<RetireLocatorRequest>,
+    ) -> Result<Response<RetireLocatorResponse>, Status> {
+        self.gate
+            .unary(&methods::LOCATOR_RETIRE, request, retire)
+            .await
+    }
+
+    async fn lookup(
+        &self,
+        request: Request<LookupLocatorRequest>,
+    ) -> Result<Response<LookupLocatorResponse>, Status> {
+        self.gate
+            .unary(&methods::LOCATOR_LOOKUP, request, lookup)
+            .await
+    }
+
+    async fn list(
+        &self,
+        request: Request<ListLocatorsRequest>,
+    ) -> Result<Response<ListLocatorsResponse>, Status> {
+        self.gate.unary(&methods::LOCATOR_LIST, request, list).await
+    }
+
+    type ImportStream = locator_stream::ImportStream;
+
+    async fn import(
+        &self,
+        request: Request<tonic::Streaming<ImportLocatorsRequest>>,
+    ) -> Result<Response<Self::ImportStream>, Status> {
+        self.gate
+            .unary(
+                &methods::LOCATOR_IMPORT,
+                request,
+                |call, batches| async move { Ok(locator_stream::import(call, batches)) },
+            )
+            .await
+    }
+
+    type WatchStream = locator_stream::WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<WatchLocatorsRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        self.gate
+            .unary(&methods::LOCATOR_WATCH, request, locator_stream::watch)
+            .await
+    }
+}

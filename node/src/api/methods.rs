@@ -1,0 +1,160 @@
+//! Every public `kartotek.v1` method, with the class that decides what the request layer lets
+//! its handler do. A handler can only be run through [`Gate`](super::layer::Gate) with one of
+//! these, and a test checks that this table and the services' protobuf descriptors name
+//! exactly the same methods, so a new RPC cannot be added without being classified here.
+
+/// What a method does, as far as the request layer's rules are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Reads patient data: the handler gets the state only after the read's audit event is
+    /// durable (and the layer refuses to answer if the handler never recorded one).
+    PatientRead,
+    /// An access decision: reads the state first, then must record the decision's audit event
+    /// (with its effect) before it answers; an override is also a write.
+    Decision,
+    /// Reads no patient data (API catalog, token-issuance clients, the audit chain head).
+    PlainRead,
+    /// A replicated write.
+    Write,
+    /// Cluster administration (status, membership, snapshots): the only class that reaches
+    /// the Raft handle.
+    Admin,
+}
+
+/// One public method.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Method {
+    /// The gRPC path, `/package.Service/Method`.
+    pub path: &'static str,
+    /// The short name used as the metrics label (`Service/Method` without the `Service`
+    /// suffix), stable for dashboards.
+    pub label: &'static str,
+    /// What the layer lets its handler do.
+    pub class: Class,
+}
+
+macro_rules! methods {
+    ($($name:ident = $service:literal / $method:literal : $class:ident, $label:literal;)*) => {
+        $(
+            #[doc = concat!("`", $service, "/", $method, "`.")]
+            pub const $name: Method = Method {
+                path: concat!("/kartotek.v1.", $service, "/", $method),
+                label: $label,
+                class: Class::$class,
+            };
+        )*
+        /// Every public method.
+        pub const ALL: &[&Method] = &[$(&$name),*];
+    };
+}
+
+methods! {
+    LOCATOR_REGISTER = "LocatorService" / "Register": Write, "Locator/Register";
+    LOCATOR_RETIRE = "LocatorService" / "Retire": Write, "Locator/Retire";
+    LOCATOR_LOOKUP = "LocatorService" / "Lookup": PatientRead, "Locator/Lookup";
+    LOCATOR_LIST = "LocatorService" / "List": PatientRead, "Locator/List";
+    LOCATOR_IMPORT = "LocatorService" / "Import": Write, "Locator/Import";
+    LOCATOR_WATCH = "LocatorService" / "Watch": PatientRead, "Locator/Watch";
+    AUDIT_RECORD = "AuditService" / "Record": Write, "Audit/Record";
+    AUDIT_QUERY = "AuditService" / "Query": PatientRead, "Audit/Query";
+    AUDIT_HEAD = "AuditService" / "Head": PlainRead, "Audit/Head";
+    ADMIN_STATUS = "AdminService" / "Status": Admin, "Admin/Status";
+    ADMIN_INIT = "AdminService" / "Init": Admin, "Admin/Init";
+    ADMIN_ADD_LEARNER = "AdminService" / "AddLearner": Admin, "Admin/AddLearner";
+    ADMIN_PROMOTE = "AdminService" / "Promote": Admin, "Admin/Promote";
+    ADMIN_REMOVE = "AdminService" / "Remove": Admin, "Admin/Remove";
+    ADMIN_SNAPSHOT = "AdminService" / "Snapshot": Admin, "Admin/Snapshot";
+    BLOCK_ADD = "BlockService" / "Add": Write, "Block/Add";
+    BLOCK_REVOKE = "BlockService" / "Revoke": Write, "Block/Revoke";
+    BLOCK_LIST = "BlockService" / "List": PatientRead, "Block/List";
+    ACCESS_DECIDE = "AccessService" / "Decide": Decision, "Access/Decide";
+    NOTIFICATION_LIST = "NotificationService" / "List": PatientRead, "Notification/List";
+    NOTIFICATION_ACKNOWLEDGE = "NotificationService" / "Acknowledge": Write, "Notification/Acknowledge";
+    CONSENT_REQUEST = "ConsentService" / "Request": Write, "Consent/Request";
+    CONSENT_GRANT = "ConsentService" / "Grant": Write, "Consent/Grant";
+    CONSENT_DENY = "ConsentService" / "Deny": Write, "Consent/Deny";
+    CONSENT_WITHDRAW = "ConsentService" / "Withdraw": Write, "Consent/Withdraw";
+    CONSENT_LIST = "ConsentService" / "List": PatientRead, "Consent/List";
+    CONSENT_CHECK = "ConsentService" / "Check": PatientRead, "Consent/Check";
+    RESERVATION_RESERVE = "ReservationService" / "Reserve": Write, "Reservation/Reserve";
+    RESERVATION_WITHDRAW = "ReservationService" / "Withdraw": Write, "Reservation/Withdraw";
+    RESERVATION_CHECK = "ReservationService" / "Check": PatientRead, "Reservation/Check";
+    RESERVATION_LIST = "ReservationService" / "List": PatientRead, "Reservation/List";
+    REPRESENTATION_GRANT = "RepresentationService" / "Grant": Write, "Representation/Grant";
+    REPRESENTATION_REVOKE = "RepresentationService" / "Revoke": Write, "Representation/Revoke";
+    REPRESENTATION_LIST_BY_REPRESENTATIVE = "RepresentationService" / "ListByRepresentative": PatientRead, "Representation/ListByRepresentative";
+    REPRESENTATION_LIST_BY_REPRESENTED = "RepresentationService" / "ListByRepresented": PatientRead, "Representation/ListByRepresented";
+    REPRESENTATION_CHECK = "RepresentationService" / "Check": PatientRead, "Representation/Check";
+    CATALOG_REGISTER = "CatalogService" / "Register": Write, "Catalog/Register";
+    CATALOG_UPDATE = "CatalogService" / "Update": Write, "Catalog/Update";
+    CATALOG_SET_LIFECYCLE = "CatalogService" / "SetLifecycle": Write, "Catalog/SetLifecycle";
+    CATALOG_GET = "CatalogService" / "Get": PlainRead, "Catalog/Get";
+    CATALOG_SEARCH = "CatalogService" / "Search": PlainRead, "Catalog/Search";
+    CLIENT_REGISTER = "ClientRegistryService" / "Register": Write, "Client/Register";
+    CLIENT_UPDATE = "ClientRegistryService" / "Update": Write, "Client/Update";
+    CLIENT_GET = "ClientRegistryService" / "Get": PlainRead, "Client/Get";
+    CLIENT_LIST = "ClientRegistryService" / "List": PlainRead, "Client/List";
+}
+
+/// The method with gRPC path `path`, if it is public.
+pub fn by_path(path: &str) -> Option<&'static Method> {
+    ALL.iter().copied().find(|m| m.path == path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use prost::Message;
+
+    use super::*;
+
+    /// Every method of every `kartotek.v1` service, from the compiled descriptors (what the
+    /// server registers and reflection serves).
+    fn described() -> BTreeSet<String> {
+        let set = prost_types::FileDescriptorSet::decode(kartotek_proto::FILE_DESCRIPTOR_SET)
+            .unwrap_or_else(|e| panic!("descriptor set: {e}"));
+        let mut paths = BTreeSet::new();
+        for file in set.file {
+            if file.package() != "kartotek.v1" {
+                continue;
+            }
+            for service in &file.service {
+                for method in &service.method {
+                    paths.insert(format!("/kartotek.v1.{}/{}", service.name(), method.name()));
+                }
+            }
+        }
+        paths
+    }
+
+    #[test]
+    fn the_table_names_exactly_the_described_methods() {
+        let described = described();
+        assert!(described.len() > 40, "descriptors: {described:?}");
+        let table: BTreeSet<String> = ALL.iter().map(|m| m.path.to_owned()).collect();
+        let unclassified: Vec<_> = described.difference(&table).collect();
+        let unknown: Vec<_> = table.difference(&described).collect();
+        assert!(
+            unclassified.is_empty(),
+            "methods with no class in api::methods (add them, and route them through the Gate): {unclassified:?}"
+        );
+        assert!(
+            unknown.is_empty(),
+            "table names methods that do not exist: {unknown:?}"
+        );
+        assert_eq!(table.len(), ALL.len(), "a method is listed twice");
+    }
+
+    #[test]
+    fn labels_are_unique_and_match_paths() {
+        let labels: BTreeSet<&str> = ALL.iter().map(|m| m.label).collect();
+        assert_eq!(labels.len(), ALL.len());
+        for m in ALL {
+            let (service, method) = m.label.split_once('/').unwrap_or_else(|| panic!("{m:?}"));
+            assert!(m.path.ends_with(&format!("/{method}")), "{m:?}");
+            assert!(m.path.contains(&format!(".{service}")), "{m:?}");
+            assert_eq!(by_path(m.path), Some(*m));
+        }
+    }
+}
