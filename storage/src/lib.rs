@@ -30,6 +30,7 @@
 //! The state machine is not held in memory; reads go to RocksDB ([`StateReader`]), so the data
 //! set may exceed RAM.
 
+mod apply;
 pub mod audit_log;
 pub mod audit_outbox;
 pub mod codec;
@@ -40,7 +41,6 @@ pub mod log_store;
 pub mod reader;
 pub mod record_keys;
 pub mod record_reader;
-pub mod records;
 pub mod snapshot_file;
 pub mod snapshot_store;
 pub mod state_machine;

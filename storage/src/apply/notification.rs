@@ -1,0 +1,41 @@
+//! Patient notifications ("someone used emergency access to your data"): how a
+//! [`PatientNotification`] is stored (key `W patient id`, no index) and the glue from the
+//! acknowledge command to `kartotek_domain::notification`. Notifications are created by an
+//! access override (see `access.rs`).
+
+use kartotek_domain::Change;
+use kartotek_domain::notification::{NotificationAck, PatientNotification, apply_notification_ack};
+use kartotek_domain::record_op::RecordOutcome;
+
+use super::Ctx;
+use super::stored::{Applied, StoredRecord};
+use crate::record_keys::notification_key;
+
+impl StoredRecord for PatientNotification {
+    type Outcome = RecordOutcome;
+
+    fn key(&self) -> Vec<u8> {
+        notification_key(&self.patient, self.id)
+    }
+
+    fn revisions(&self) -> (u64, u64) {
+        (self.create_revision, self.mod_revision)
+    }
+
+    fn change(&self) -> Change {
+        Change::Notification(self.clone())
+    }
+
+    fn outcome(self, changed: bool) -> RecordOutcome {
+        RecordOutcome::Notification {
+            notification: Box::new(self),
+            changed,
+        }
+    }
+}
+
+/// Acknowledges a notification.
+pub(super) fn ack(cx: &mut Ctx<'_, '_>, cmd: &NotificationAck) -> Applied<RecordOutcome> {
+    let key = notification_key(&cmd.patient, cmd.notification_id);
+    cx.update(&key, apply_notification_ack, cmd)
+}
