@@ -12,6 +12,9 @@
 //! Keys (`sm` family): `A seq` → event; `P patient seq` and `G org seq` → empty (indexes);
 //! meta `M:audit_head` → (seq, hash); `M:audit_pruned` → (seq, hash) of the last event removed
 //! by retention (the chain continues from it).
+//!
+//! This module holds the keys and the read side ([`StateReader::audit_head`],
+//! [`StateReader::audit_events`]); appending and pruning are applied in `apply/audit.rs`.
 
 use kartotek_domain::audit::{ChainedAuditEvent, GENESIS_PREV_HASH};
 use kartotek_domain::{NationalId, OrgNumber};

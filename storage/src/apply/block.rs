@@ -6,35 +6,18 @@ use kartotek_domain::block::{BlockAdd, BlockRevoke, apply_block_add, apply_block
 use kartotek_domain::record_op::RecordOutcome;
 use kartotek_domain::{Block, Change, NationalId};
 
-use super::stored::{Applied, StoredRecord, load_list};
+use super::stored::{Applied, load_list, stored_record};
 use super::{Ctx, EntryTxn};
 use crate::error::StoreError;
 use crate::record_keys::{IdList, block_key};
 
-impl StoredRecord for Block {
-    type Outcome = RecordOutcome;
-
-    fn key(&self) -> Vec<u8> {
-        block_key(&self.patient, self.id)
-    }
-
-    fn revisions(&self) -> (u64, u64) {
-        (self.create_revision, self.mod_revision)
-    }
-
+stored_record! {
+    Block => RecordOutcome,
+    key: |r| block_key(&r.patient, r.id),
+    change: Change::Block,
+    outcome: |r, changed| RecordOutcome::Block { block: Box::new(r), changed },
     fn id_list(&self) -> Option<(IdList, &NationalId, u64)> {
         Some((IdList::Blocks, &self.patient, self.id))
-    }
-
-    fn change(&self) -> Change {
-        Change::Block(self.clone())
-    }
-
-    fn outcome(self, changed: bool) -> RecordOutcome {
-        RecordOutcome::Block {
-            block: Box::new(self),
-            changed,
-        }
     }
 }
 

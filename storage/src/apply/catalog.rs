@@ -10,30 +10,14 @@ use kartotek_domain::record_op::RecordOutcome;
 use kartotek_domain::{CatalogEntry, Change};
 
 use super::Ctx;
-use super::stored::{Applied, StoredRecord};
+use super::stored::{Applied, stored_record};
 use crate::record_keys::catalog_key;
 
-impl StoredRecord for CatalogEntry {
-    type Outcome = RecordOutcome;
-
-    fn key(&self) -> Vec<u8> {
-        catalog_key(&self.id)
-    }
-
-    fn revisions(&self) -> (u64, u64) {
-        (self.create_revision, self.mod_revision)
-    }
-
-    fn change(&self) -> Change {
-        Change::CatalogEntry(self.clone())
-    }
-
-    fn outcome(self, changed: bool) -> RecordOutcome {
-        RecordOutcome::Catalog {
-            entry: Box::new(self),
-            changed,
-        }
-    }
+stored_record! {
+    CatalogEntry => RecordOutcome,
+    key: |r| catalog_key(&r.id),
+    change: Change::CatalogEntry,
+    outcome: |r, changed| RecordOutcome::Catalog { entry: Box::new(r), changed }
 }
 
 /// Registers an entry.

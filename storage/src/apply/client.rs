@@ -9,30 +9,14 @@ use kartotek_domain::record_op::RecordOutcome;
 use kartotek_domain::{Change, ClientRecord};
 
 use super::Ctx;
-use super::stored::{Applied, StoredRecord};
+use super::stored::{Applied, stored_record};
 use crate::record_keys::client_key;
 
-impl StoredRecord for ClientRecord {
-    type Outcome = RecordOutcome;
-
-    fn key(&self) -> Vec<u8> {
-        client_key(&self.client_id)
-    }
-
-    fn revisions(&self) -> (u64, u64) {
-        (self.create_revision, self.mod_revision)
-    }
-
-    fn change(&self) -> Change {
-        Change::Client(self.clone())
-    }
-
-    fn outcome(self, changed: bool) -> RecordOutcome {
-        RecordOutcome::Client {
-            client: Box::new(self),
-            changed,
-        }
-    }
+stored_record! {
+    ClientRecord => RecordOutcome,
+    key: |r| client_key(&r.client_id),
+    change: Change::Client,
+    outcome: |r, changed| RecordOutcome::Client { client: Box::new(r), changed }
 }
 
 /// Registers a client.

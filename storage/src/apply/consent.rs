@@ -9,35 +9,18 @@ use kartotek_domain::consent::{
 use kartotek_domain::record_op::RecordOutcome;
 use kartotek_domain::{Change, Consent, NationalId};
 
-use super::stored::{Applied, Rule, StoredRecord, load_list};
+use super::stored::{Applied, Rule, load_list, stored_record};
 use super::{Ctx, EntryTxn};
 use crate::error::StoreError;
 use crate::record_keys::{IdList, consent_key};
 
-impl StoredRecord for Consent {
-    type Outcome = RecordOutcome;
-
-    fn key(&self) -> Vec<u8> {
-        consent_key(&self.patient, self.id)
-    }
-
-    fn revisions(&self) -> (u64, u64) {
-        (self.create_revision, self.mod_revision)
-    }
-
+stored_record! {
+    Consent => RecordOutcome,
+    key: |r| consent_key(&r.patient, r.id),
+    change: Change::Consent,
+    outcome: |r, changed| RecordOutcome::Consent { consent: Box::new(r), changed },
     fn id_list(&self) -> Option<(IdList, &NationalId, u64)> {
         Some((IdList::Consents, &self.patient, self.id))
-    }
-
-    fn change(&self) -> Change {
-        Change::Consent(self.clone())
-    }
-
-    fn outcome(self, changed: bool) -> RecordOutcome {
-        RecordOutcome::Consent {
-            consent: Box::new(self),
-            changed,
-        }
     }
 }
 

@@ -10,37 +10,20 @@ use kartotek_domain::locator::{apply_compare_and_register, apply_register, apply
 use kartotek_domain::{Change, LocatorEntry, LocatorKey, LocatorRegister, LocatorStatus, Outcome};
 
 use super::Ctx;
-use super::stored::{Applied, StoredRecord};
+use super::stored::{Applied, stored_record};
 use crate::error::StoreError;
 use crate::keys::{locator_key, locator_org_index_key};
 
-impl StoredRecord for LocatorEntry {
-    type Outcome = Outcome;
-
-    fn key(&self) -> Vec<u8> {
-        locator_key(&self.key)
-    }
-
-    fn revisions(&self) -> (u64, u64) {
-        (self.create_revision, self.mod_revision)
-    }
-
+stored_record! {
+    LocatorEntry => Outcome,
+    key: |r| locator_key(&r.key),
+    change: Change::Locator,
+    outcome: |r, changed| Outcome::Locator { entry: r, changed },
     fn index_entries(&self, _created: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
         // Register (the only way to an active version) writes the index; retire does not.
         match self.status {
             LocatorStatus::Active => vec![(locator_org_index_key(&self.key), Vec::new())],
             LocatorStatus::Retired => Vec::new(),
-        }
-    }
-
-    fn change(&self) -> Change {
-        Change::Locator(self.clone())
-    }
-
-    fn outcome(self, changed: bool) -> Outcome {
-        Outcome::Locator {
-            entry: self,
-            changed,
         }
     }
 }

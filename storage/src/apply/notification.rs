@@ -8,30 +8,14 @@ use kartotek_domain::notification::{NotificationAck, PatientNotification, apply_
 use kartotek_domain::record_op::RecordOutcome;
 
 use super::Ctx;
-use super::stored::{Applied, StoredRecord};
+use super::stored::{Applied, stored_record};
 use crate::record_keys::notification_key;
 
-impl StoredRecord for PatientNotification {
-    type Outcome = RecordOutcome;
-
-    fn key(&self) -> Vec<u8> {
-        notification_key(&self.patient, self.id)
-    }
-
-    fn revisions(&self) -> (u64, u64) {
-        (self.create_revision, self.mod_revision)
-    }
-
-    fn change(&self) -> Change {
-        Change::Notification(self.clone())
-    }
-
-    fn outcome(self, changed: bool) -> RecordOutcome {
-        RecordOutcome::Notification {
-            notification: Box::new(self),
-            changed,
-        }
-    }
+stored_record! {
+    PatientNotification => RecordOutcome,
+    key: |r| notification_key(&r.patient, r.id),
+    change: Change::Notification,
+    outcome: |r, changed| RecordOutcome::Notification { notification: Box::new(r), changed }
 }
 
 /// Acknowledges a notification.

@@ -11,22 +11,16 @@ use kartotek_domain::representation::{
 };
 use kartotek_domain::{Change, NationalId, Representation};
 
-use super::stored::{Applied, StoredRecord, load_list};
+use super::stored::{Applied, load_list, stored_record};
 use super::{Ctx, EntryTxn};
 use crate::error::StoreError;
 use crate::record_keys::{IdList, representation_key, representative_index_key};
 
-impl StoredRecord for Representation {
-    type Outcome = RecordOutcome;
-
-    fn key(&self) -> Vec<u8> {
-        representation_key(&self.represented, self.id)
-    }
-
-    fn revisions(&self) -> (u64, u64) {
-        (self.create_revision, self.mod_revision)
-    }
-
+stored_record! {
+    Representation => RecordOutcome,
+    key: |r| representation_key(&r.represented, r.id),
+    change: Change::Representation,
+    outcome: |r, changed| RecordOutcome::Representation { representation: Box::new(r), changed },
     fn id_list(&self) -> Option<(IdList, &NationalId, u64)> {
         Some((IdList::Represented, &self.represented, self.id))
     }
@@ -37,17 +31,6 @@ impl StoredRecord for Representation {
         }
         let key = representative_index_key(&self.representative, self.id);
         vec![(key, self.represented.as_str().as_bytes().to_vec())]
-    }
-
-    fn change(&self) -> Change {
-        Change::Representation(self.clone())
-    }
-
-    fn outcome(self, changed: bool) -> RecordOutcome {
-        RecordOutcome::Representation {
-            representation: Box::new(self),
-            changed,
-        }
     }
 }
 

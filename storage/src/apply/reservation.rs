@@ -10,7 +10,7 @@ use kartotek_domain::reservation::{
 use kartotek_domain::{Change, Reservation};
 
 use super::Ctx;
-use super::stored::{Applied, StoredRecord};
+use super::stored::{Applied, stored_record};
 use crate::record_keys::reservation_key;
 
 /// The key of the reservation `key` names.
@@ -18,27 +18,11 @@ fn key_of(key: &ReservationKey) -> Vec<u8> {
     reservation_key(&key.patient, &key.service)
 }
 
-impl StoredRecord for Reservation {
-    type Outcome = RecordOutcome;
-
-    fn key(&self) -> Vec<u8> {
-        key_of(&self.key)
-    }
-
-    fn revisions(&self) -> (u64, u64) {
-        (self.create_revision, self.mod_revision)
-    }
-
-    fn change(&self) -> Change {
-        Change::Reservation(self.clone())
-    }
-
-    fn outcome(self, changed: bool) -> RecordOutcome {
-        RecordOutcome::Reservation {
-            reservation: Box::new(self),
-            changed,
-        }
-    }
+stored_record! {
+    Reservation => RecordOutcome,
+    key: |r| key_of(&r.key),
+    change: Change::Reservation,
+    outcome: |r, changed| RecordOutcome::Reservation { reservation: Box::new(r), changed }
 }
 
 /// Records (or renews) a reservation.

@@ -60,6 +60,44 @@ pub(crate) trait StoredRecord: Serialize + Clone {
     fn outcome(self, changed: bool) -> Self::Outcome;
 }
 
+/// Implements [`StoredRecord`] for a record family that carries `create_revision` and
+/// `mod_revision`: its key, the `Change` variant of its event and its outcome, plus any
+/// optional trait items (`id_list`, `index_entries`) written out after them.
+macro_rules! stored_record {
+    (
+        $record:ty => $outcome:ty,
+        key: |$k:ident| $key:expr,
+        change: $change:path,
+        outcome: |$o:ident, $changed:ident| $out:expr
+        $(, $($item:item)*)?
+    ) => {
+        impl $crate::apply::stored::StoredRecord for $record {
+            type Outcome = $outcome;
+
+            fn key(&self) -> Vec<u8> {
+                let $k = self;
+                $key
+            }
+
+            fn revisions(&self) -> (u64, u64) {
+                (self.create_revision, self.mod_revision)
+            }
+
+            fn change(&self) -> kartotek_domain::Change {
+                $change(self.clone())
+            }
+
+            fn outcome(self, $changed: bool) -> $outcome {
+                let $o = self;
+                $out
+            }
+
+            $($($item)*)?
+        }
+    };
+}
+pub(crate) use stored_record;
+
 impl Ctx<'_, '_> {
     /// The revision the next change is recorded under.
     pub(crate) fn next_revision(&self) -> u64 {
