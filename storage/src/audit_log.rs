@@ -12,9 +12,12 @@
 //! Keys (`sm` family): `A seq` → event; `P patient seq` and `G org seq` → empty (indexes);
 //! meta `M:audit_head` → (seq, hash); `M:audit_pruned` → (seq, hash) of the last event removed
 //! by retention (the chain continues from it).
+//!
+//! This module holds the keys and the read side ([`StateReader::audit_head`],
+//! [`StateReader::audit_events`]); appending and pruning are applied in `apply/audit.rs`.
 
 use kartotek_domain::audit::{ChainedAuditEvent, GENESIS_PREV_HASH};
-use kartotek_domain::{AuditEvent, NationalId, OrgNumber};
+use kartotek_domain::{NationalId, OrgNumber};
 use rocksdb::{Direction, IteratorMode};
 
 use crate::codec::decode;
@@ -22,7 +25,6 @@ use crate::db::{cf, prefix_read_options};
 use crate::error::StoreError;
 use crate::keys::CF_SM;
 use crate::reader::{ReadResult, StateReader, view_position};
-use crate::state_machine::EntryTxn;
 
 /// `sm` key of the chain head: `(seq, hash)` of the newest event.
 pub const SM_AUDIT_HEAD: &[u8] = b"M:audit_head";
@@ -36,21 +38,24 @@ pub fn audit_key(seq: u64) -> [u8; 9] {
     k
 }
 
-fn patient_index_prefix(p: &NationalId) -> Vec<u8> {
+/// Prefix of the by-patient index entries of `p`.
+pub(crate) fn patient_index_prefix(p: &NationalId) -> Vec<u8> {
     let mut k = Vec::with_capacity(20);
     k.push(b'P');
     k.extend_from_slice(p.as_str().as_bytes());
     k
 }
 
-fn org_index_prefix(o: &OrgNumber) -> Vec<u8> {
+/// Prefix of the by-organisation index entries of `o`.
+pub(crate) fn org_index_prefix(o: &OrgNumber) -> Vec<u8> {
     let mut k = Vec::with_capacity(18);
     k.push(b'G');
     k.extend_from_slice(o.as_str().as_bytes());
     k
 }
 
-fn with_seq(mut prefix: Vec<u8>, seq: u64) -> Vec<u8> {
+/// An index key: `prefix` followed by `seq`.
+pub(crate) fn with_seq(mut prefix: Vec<u8>, seq: u64) -> Vec<u8> {
     prefix.extend_from_slice(&seq.to_be_bytes());
     prefix
 }
@@ -66,68 +71,6 @@ pub struct AuditHead {
     pub pruned_seq: u64,
     /// Its hash: verification of the remaining events starts from it.
     pub pruned_hash: [u8; 32],
-}
-
-/// Appends `events` to the chain in the entry's transaction; returns the first and last seq.
-pub(crate) fn append(
-    txn: &mut EntryTxn<'_>,
-    events: &[AuditEvent],
-) -> Result<(u64, u64), StoreError> {
-    let (mut seq, mut hash): (u64, [u8; 32]) =
-        txn.get(SM_AUDIT_HEAD)?.unwrap_or((0, GENESIS_PREV_HASH));
-    let first = seq + 1;
-    for event in events {
-        let linked = ChainedAuditEvent::link(hash, seq + 1, event.clone());
-        // Invariant: the chain only grows at its head.
-        assert_eq!(linked.seq, seq + 1, "audit seq out of step");
-        seq = linked.seq;
-        hash = linked.hash;
-        if let Some(p) = &linked.event.patient {
-            txn.put_raw(&with_seq(patient_index_prefix(p), seq), &[])?;
-        }
-        if let Some(o) = &linked.event.org {
-            txn.put_raw(&with_seq(org_index_prefix(o), seq), &[])?;
-        }
-        txn.put(&audit_key(seq), &linked)?;
-    }
-    txn.put(SM_AUDIT_HEAD, &(seq, hash))?;
-    Ok((first, seq))
-}
-
-/// Removes up to `max` of the oldest events recorded before `before`, with their index
-/// entries, and moves the retention checkpoint; returns how many and the checkpoint seq.
-pub(crate) fn prune(
-    txn: &mut EntryTxn<'_>,
-    before: kartotek_domain::Timestamp,
-    max: u32,
-) -> Result<(u32, u64), StoreError> {
-    let (mut pruned_seq, mut pruned_hash): (u64, [u8; 32]) =
-        txn.get(SM_AUDIT_PRUNED)?.unwrap_or((0, GENESIS_PREV_HASH));
-    let (head_seq, _): (u64, [u8; 32]) = txn.get(SM_AUDIT_HEAD)?.unwrap_or((0, GENESIS_PREV_HASH));
-    let mut removed = 0u32;
-    while removed < max && pruned_seq < head_seq {
-        let seq = pruned_seq + 1;
-        let Some(e) = txn.get::<ChainedAuditEvent>(&audit_key(seq))? else {
-            return Err(StoreError::Corrupt(format!("audit event {seq} missing")));
-        };
-        if e.event.time >= before {
-            break;
-        }
-        txn.delete(&audit_key(seq))?;
-        if let Some(p) = &e.event.patient {
-            txn.delete(&with_seq(patient_index_prefix(p), seq))?;
-        }
-        if let Some(o) = &e.event.org {
-            txn.delete(&with_seq(org_index_prefix(o), seq))?;
-        }
-        pruned_seq = seq;
-        pruned_hash = e.hash;
-        removed += 1;
-    }
-    if removed > 0 {
-        txn.put(SM_AUDIT_PRUNED, &(pruned_seq, pruned_hash))?;
-    }
-    Ok((removed, pruned_seq))
 }
 
 /// Which events an audit read wants.

@@ -29,7 +29,40 @@
 //!
 //! The state machine is not held in memory; reads go to RocksDB ([`StateReader`]), so the data
 //! set may exceed RAM.
+//!
+//! # Module map
+//!
+//! Opening and layout:
+//! - [`store`]: opens a node's storage ([`Store`]): the database, crash recovery (an
+//!   interrupted snapshot install), and the handles below, all sharing one [`db`].
+//! - [`db`]: the RocksDB instance and its column families; [`keys`] and [`record_keys`]: the
+//!   key layout of every family; [`codec`]: the versioned encoding of every stored value.
+//! - [`types`]: the openraft type configuration; [`error`]: storage errors and their mapping to
+//!   openraft's; [`stats`]: counters for the node's metrics.
+//!
+//! The Raft side (what openraft calls):
+//! - [`log_store`]: the Raft log ([`LogStore`]) with group commit, vote, truncate and purge.
+//! - [`state_machine`]: openraft's state machine ([`StateMachine`], [`StateMachineConfig`]):
+//!   hands committed entries to `apply` and snapshots to [`snapshot_store`].
+//! - `apply` (crate-private): applying one entry's command to the state in one WriteBatch:
+//!   the dispatcher and the entry transaction (`apply/mod.rs`), exactly-once dedup, the one
+//!   generic store of a changed record (`apply/stored.rs`), and one module per record family
+//!   (locator, block, consent, reservation, representation, catalog, client, notification,
+//!   access override, audit chain) holding the glue to the domain's `apply_*` rules.
+//! - [`snapshot_store`] and [`snapshot_file`]: building, serving and installing snapshots, and
+//!   their checksummed file format.
+//!
+//! The read side (what the API calls; none of it depends on `apply`):
+//! - [`reader`]: [`StateReader`], point-in-time reads of the locator and the change history;
+//!   [`record_reader`]: reads of the record families and the facts for access decisions;
+//!   [`audit_log`]: the audit chain's keys and reads.
+//! - [`audit_outbox`]: this node's durable queue of audit events not yet in the chain.
+//!
+//! Dependencies go one way: `state_machine` → `apply` → keys/codec/db (and the audit keys in
+//! `audit_log`, the record facts type in `record_reader`); readers depend only on `reader`,
+//! keys, codec, db, error and types.
 
+mod apply;
 pub mod audit_log;
 pub mod audit_outbox;
 pub mod codec;
@@ -40,7 +73,6 @@ pub mod log_store;
 pub mod reader;
 pub mod record_keys;
 pub mod record_reader;
-pub mod records;
 pub mod snapshot_file;
 pub mod snapshot_store;
 pub mod state_machine;

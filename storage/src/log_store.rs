@@ -135,6 +135,17 @@ impl LogStore {
     }
 }
 
+/// The log indexes a purge up to `log_id` deletes, as a half-open range `[from, to)`: from
+/// the entry after the previous purge point (`previous`, persisted in the `raft` family), or
+/// from 0 when nothing was purged yet, through `log_id`. `None` when there is nothing new to
+/// delete. Everything up to `previous` is already gone, so starting there again would only
+/// pile one more range tombstone over the whole purged prefix on every purge.
+fn purge_range(previous: Option<&LogId>, log_id: &LogId) -> Option<(u64, u64)> {
+    let from = previous.map_or(0, |p| p.index.saturating_add(1));
+    let to = log_id.index.saturating_add(1);
+    (from < to).then_some((from, to))
+}
+
 /// The flusher: one WAL fsync for every group of queued appends.
 fn run_flusher(
     db: Arc<DB>,
@@ -284,14 +295,69 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let res = (|| {
             let log = cf(&self.db, CF_LOG)?;
             let raft = cf(&self.db, CF_RAFT)?;
+            let previous: Option<LogId> = self.get_raft(RAFT_LAST_PURGED)?;
             let mut batch = WriteBatch::default();
             batch.put_cf(raft, RAFT_LAST_PURGED, encode(&log_id)?);
-            batch.delete_range_cf(log, log_key(0), log_key(log_id.index.saturating_add(1)));
+            if let Some((from, to)) = purge_range(previous.as_ref(), &log_id) {
+                batch.delete_range_cf(log, log_key(from), log_key(to));
+            }
             // Not synced: if lost in a crash, the purged entries reappear together with the
             // older last-purged id, which is consistent.
             self.db.write_opt(batch, &unsynced())?;
             Ok::<_, StoreError>(())
         })();
         res.map_err(StoreError::write_logs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+
+    fn log_id(index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    #[test]
+    fn purge_range_starts_after_the_previous_purge_point() {
+        assert_eq!(purge_range(None, &log_id(0)), Some((0, 1)));
+        assert_eq!(purge_range(None, &log_id(9)), Some((0, 10)));
+        assert_eq!(purge_range(Some(&log_id(9)), &log_id(20)), Some((10, 21)));
+        assert_eq!(purge_range(Some(&log_id(20)), &log_id(21)), Some((21, 22)));
+        // Nothing new: no range tombstone at all.
+        assert_eq!(purge_range(Some(&log_id(20)), &log_id(20)), None);
+        assert_eq!(purge_range(Some(&log_id(20)), &log_id(5)), None);
+    }
+
+    /// A purge deletes only what lies after the previous purge point: a key planted below it
+    /// (which no real log has) survives the next purge. A purge from index 0 deletes it.
+    #[tokio::test]
+    async fn purge_deletes_only_from_the_previous_purge_point() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let db = crate::db::open(&dir.path().join("db"), 1 << 20).unwrap();
+        let mut store = LogStore::new(db.clone(), Arc::new(StorageStats::default())).unwrap();
+        let log = cf(&db, CF_LOG).unwrap();
+        for i in 1..=30u64 {
+            db.put_cf(log, log_key(i), b"x").unwrap();
+        }
+        store.purge(log_id(10)).await.unwrap();
+        assert!(db.get_cf(log, log_key(10)).unwrap().is_none());
+        assert!(db.get_cf(log, log_key(11)).unwrap().is_some());
+
+        db.put_cf(log, log_key(5), b"planted").unwrap();
+        store.purge(log_id(20)).await.unwrap();
+        assert_eq!(
+            db.get_cf(log, log_key(5)).unwrap().as_deref(),
+            Some(&b"planted"[..]),
+            "the second purge deleted below the first purge point"
+        );
+        for i in 11..=20u64 {
+            assert!(db.get_cf(log, log_key(i)).unwrap().is_none(), "{i} kept");
+        }
+        assert!(db.get_cf(log, log_key(21)).unwrap().is_some());
+        let purged: Option<LogId> = store.get_raft(RAFT_LAST_PURGED).unwrap();
+        assert_eq!(purged, Some(log_id(20)));
     }
 }
