@@ -99,6 +99,7 @@ impl Node {
             return Ok(());
         }
         self.spec.write(&self.config_file)?;
+        self.process.name = format!("node {} at {}", self.spec.id, self.spec.addr);
         self.process.launch.env = self.spec.env.clone();
         self.process.start()
     }
@@ -170,7 +171,7 @@ impl Cluster {
             process,
             member: false,
         });
-        self.admin = None;
+        self.admin = Some(self.client_at(self.addrs())?);
         Ok(self.nodes.len() - 1)
     }
 
@@ -238,27 +239,20 @@ impl Cluster {
         KartotekClient::new_as(config, self.opts.identity.clone()).context("building a client")
     }
 
-    /// A client over every node, for administration (kept until a node is added).
-    pub fn admin(&mut self) -> anyhow::Result<KartotekClient> {
-        if let Some(a) = &self.admin {
-            return Ok(a.clone());
-        }
-        let a = self.client_at(self.addrs())?;
-        self.admin = Some(a.clone());
-        Ok(a)
+    /// The client over every node used for administration and status polls (`None` before
+    /// the first node is added).
+    pub fn admin(&self) -> Option<&KartotekClient> {
+        self.admin.as_ref()
     }
 
-    fn admin_now(&self) -> anyhow::Result<KartotekClient> {
-        match &self.admin {
-            Some(a) => Ok(a.clone()),
-            None => self.client_at(self.addrs()),
-        }
+    fn admin_or_err(&self) -> anyhow::Result<KartotekClient> {
+        self.admin.clone().context("a cluster without nodes")
     }
 
     /// Waits until every running node answers a status call; fails with the tail of its log
     /// when one exits or `deadline` passes.
     pub async fn wait_up(&mut self, deadline: Instant) -> anyhow::Result<()> {
-        let admin = self.admin()?;
+        let admin = self.admin_or_err()?;
         for n in &mut self.nodes {
             if !n.process.running() {
                 continue;
@@ -298,7 +292,7 @@ impl Cluster {
                 addr: n.addr.clone(),
             })
             .collect();
-        self.admin()?
+        self.admin_or_err()?
             .init(&first, members)
             .await
             .context("initialising the cluster")?;
@@ -310,16 +304,16 @@ impl Cluster {
 
     /// Status of every slot (concurrently, one attempt each).
     pub async fn statuses(&self) -> Vec<Option<NodeStatus>> {
-        match self.admin_now() {
-            Ok(admin) => status::poll(&admin, &self.addrs()).await,
-            Err(_) => vec![None; self.nodes.len()],
+        match &self.admin {
+            Some(admin) => status::poll(admin, &self.addrs()).await,
+            None => Vec::new(),
         }
     }
 
     /// Status of node `id`, if it answers.
     pub async fn status(&self, id: u64) -> Option<NodeStatus> {
         let slot = self.slot_of(id)?;
-        let admin = self.admin_now().ok()?;
+        let admin = self.admin.as_ref()?;
         tokio::time::timeout(status::POLL_TIMEOUT, admin.status(&self.nodes[slot].addr))
             .await
             .ok()?
@@ -329,29 +323,17 @@ impl Cluster {
     /// Waits until every answering node that the leader counts as a voter names that leader
     /// (see [`status::agreed_leader`]); returns the leader's slot.
     pub async fn wait_leader(&self, deadline: Instant) -> anyhow::Result<usize> {
-        loop {
-            let statuses = self.statuses().await;
-            let expected: Vec<(u64, bool)> =
-                self.nodes.iter().map(|n| (n.id, n.answers())).collect();
-            if let Some(slot) = status::agreed_leader(&statuses, &expected) {
-                return Ok(slot);
-            }
-            if Instant::now() > deadline {
-                let seen: Vec<String> = statuses
-                    .iter()
-                    .zip(&self.nodes)
-                    .map(|(s, n)| match s {
-                        Some(s) => format!(
-                            "node {}: {} term {} leader {:?}",
-                            n.id, s.role, s.term, s.leader_id
-                        ),
-                        None => format!("node {}: no answer", n.id),
-                    })
-                    .collect();
-                bail!("no leader the voters agree on: {}", seen.join("; "));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let admin = self.admin_or_err()?;
+        let nodes: Vec<status::Expected> = self
+            .nodes
+            .iter()
+            .map(|n| status::Expected {
+                id: n.id,
+                addr: n.addr.clone(),
+                answers: n.answers(),
+            })
+            .collect();
+        status::wait_agreed_leader(&admin, &nodes, deadline).await
     }
 
     /// Prints the last `lines` lines of every node's log to stderr.

@@ -1,7 +1,7 @@
 //! Reading the cluster's state from the nodes' `Status` answers: polling every node at once,
 //! the leader claim of the highest term, and whether the voters agree on it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kartotek_client::KartotekClient;
 use kartotek_proto::v1::NodeStatus;
@@ -52,15 +52,25 @@ pub fn voters(status: &NodeStatus) -> Vec<u64> {
         .collect()
 }
 
+/// A node [`agreed_leader`] looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    /// Its node id.
+    pub id: u64,
+    /// Its address.
+    pub addr: String,
+    /// Whether it is expected to answer (false while killed or paused).
+    pub answers: bool,
+}
+
 /// The position of the leader (highest-term claim) if every node that is expected to answer
-/// (`expected[i] = (node id, expected)`) and is a voter in the leader's view names it as
-/// leader.
-pub fn agreed_leader(statuses: &[Option<NodeStatus>], expected: &[(u64, bool)]) -> Option<usize> {
+/// and is a voter in the leader's view names it as leader.
+pub fn agreed_leader(statuses: &[Option<NodeStatus>], nodes: &[Expected]) -> Option<usize> {
     let (slot, ls) = leader_status(statuses)?;
     let voters = voters(ls);
-    let agreed = expected.iter().enumerate().all(|(i, (id, answers))| {
-        !answers
-            || !voters.contains(id)
+    let agreed = nodes.iter().enumerate().all(|(i, n)| {
+        !n.answers
+            || !voters.contains(&n.id)
             || statuses
                 .get(i)
                 .and_then(Option::as_ref)
@@ -68,6 +78,37 @@ pub fn agreed_leader(statuses: &[Option<NodeStatus>], expected: &[(u64, bool)]) 
                 == Some(ls.node_id)
     });
     agreed.then_some(slot)
+}
+
+/// Polls `nodes` until [`agreed_leader`] finds one; returns its position. Fails at
+/// `deadline` with what each node said last.
+pub async fn wait_agreed_leader(
+    admin: &KartotekClient,
+    nodes: &[Expected],
+    deadline: Instant,
+) -> anyhow::Result<usize> {
+    let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+    loop {
+        let statuses = poll(admin, &addrs).await;
+        if let Some(slot) = agreed_leader(&statuses, nodes) {
+            return Ok(slot);
+        }
+        if Instant::now() > deadline {
+            let seen: Vec<String> = statuses
+                .iter()
+                .zip(nodes)
+                .map(|(s, n)| match s {
+                    Some(s) => format!(
+                        "node {}: {} term {} leader {:?}",
+                        n.id, s.role, s.term, s.leader_id
+                    ),
+                    None => format!("node {}: no answer", n.id),
+                })
+                .collect();
+            anyhow::bail!("no leader the voters agree on: {}", seen.join("; "));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[cfg(test)]
@@ -104,9 +145,20 @@ mod tests {
         assert_eq!(voters(&status(1, "leader", 1, None, &[1, 2, 4])), [1, 2]);
     }
 
+    fn expected(nodes: &[(u64, bool)]) -> Vec<Expected> {
+        nodes
+            .iter()
+            .map(|&(id, answers)| Expected {
+                id,
+                addr: format!("n{id}"),
+                answers,
+            })
+            .collect()
+    }
+
     #[test]
     fn agreement_counts_answering_voters_only() {
-        let three = [(1, true), (2, true), (3, true)];
+        let three = expected(&[(1, true), (2, true), (3, true)]);
         let mut s = vec![
             Some(status(1, "follower", 3, Some(2), &[])),
             Some(status(2, "leader", 3, Some(2), &[1, 2, 3, 4])),
@@ -114,7 +166,7 @@ mod tests {
         ];
         assert_eq!(agreed_leader(&s, &three), None, "node 3 has no leader yet");
         assert_eq!(
-            agreed_leader(&s, &[(1, true), (2, true), (3, false)]),
+            agreed_leader(&s, &expected(&[(1, true), (2, true), (3, false)])),
             Some(1),
             "a node not expected to answer (killed, paused) is not waited for"
         );
@@ -122,10 +174,13 @@ mod tests {
         assert_eq!(agreed_leader(&s, &three), Some(1));
         s.push(None);
         assert_eq!(
-            agreed_leader(&s, &[(1, true), (2, true), (3, true), (4, true)]),
+            agreed_leader(&s, &expected(&[(1, true), (2, true), (3, true), (4, true)])),
             Some(1),
             "a learner does not count"
         );
-        assert_eq!(agreed_leader(&[None, None], &[(1, true), (2, true)]), None);
+        assert_eq!(
+            agreed_leader(&[None, None], &expected(&[(1, true), (2, true)])),
+            None
+        );
     }
 }
