@@ -1,6 +1,8 @@
 //! Kartotek under test: a cluster of real `kartotek node` processes started on free loopback
 //! ports (or attached to through a `kartotek dev` `cluster.json`), and the operations of the
-//! workloads through the Rust client.
+//! workloads through the Rust client. Starting, waiting for the nodes, `admin init` and the
+//! leader wait are `kartotek-testkit`'s (shared with the node tests and jepsen); attaching,
+//! pids, metrics and the bulk import are the benchmark's.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,18 +12,21 @@ use anyhow::{Context, bail};
 use kartotek_client::{CallerIdentity, ClientConfig, KartotekClient};
 use kartotek_proto::v1::{
     AccessDecisionRequest, Consistency, ImportEntry, ImportLocatorsRequest, LookupLocatorRequest,
-    Member, ReadOptions, RegisterLocatorRequest,
+    ReadOptions, RegisterLocatorRequest,
 };
+use kartotek_testkit::ClusterOptions;
+use kartotek_testkit::status::{self, Expected};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::data::Keyspace;
 use crate::metrics::{self, Samples};
-use crate::process::{Server, free_port};
 use crate::target::{OpKind, Outcome, Target};
 
 /// How long nodes get to come up and elect a leader.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a node gets to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Who the benchmark says it is (recorded in Kartotek's audit events).
 pub const BENCH_ACTOR: &str = "system:kartotek-bench";
 /// The HPR number of the health professional its access decisions are for.
@@ -46,14 +51,15 @@ pub struct Node {
     pub data_dir: Option<PathBuf>,
     /// Pid, if known.
     pub pid: Option<u32>,
-    server: Option<Server>,
 }
 
-/// A Kartotek cluster.
+/// A Kartotek cluster: started by the benchmark (through `kartotek-testkit`, which owns the
+/// processes) or attached to.
 #[derive(Debug)]
 pub struct Cluster {
     /// The nodes.
     pub nodes: Vec<Node>,
+    started: Option<kartotek_testkit::Cluster>,
 }
 
 /// The part of `kartotek dev`'s `cluster.json` the benchmark reads.
@@ -80,72 +86,31 @@ impl Cluster {
         n: u64,
         env: &[(String, String)],
     ) -> anyhow::Result<Cluster> {
-        let mut nodes = Vec::new();
-        for id in 1..=n {
-            let data_dir = dir.join(format!("node-{id}"));
-            std::fs::create_dir_all(&data_dir)
-                .with_context(|| format!("creating {}", data_dir.display()))?;
-            let addr = format!("127.0.0.1:{}", free_port()?);
-            let metrics_addr = format!("127.0.0.1:{}", free_port()?);
-            let config_file = data_dir.join("node.toml");
-            let toml = format!(
-                "# Written by kartotek-bench.\nnode_id = {id}\ncluster_name = \"kartotek-bench\"\n\
-                 listen_addr = \"{addr}\"\nadvertise_addr = \"{addr}\"\nmetrics_addr = \"{metrics_addr}\"\n\
-                 data_dir = \"{}\"\nlog_filter = \"warn\"\n",
-                data_dir.display()
-            );
-            std::fs::write(&config_file, toml)?;
-            let mut cmd = std::process::Command::new(bin);
-            cmd.arg("node").arg("--config").arg(&config_file);
-            for (k, _) in std::env::vars() {
-                if k.starts_with("KARTOTEK_") {
-                    cmd.env_remove(k);
-                }
-            }
-            for (k, v) in env {
-                cmd.env(k, v);
-            }
-            let server = Server::spawn(
-                &format!("kartotek node {id}"),
-                cmd,
-                &data_dir.join("node.log"),
-            )?;
-            nodes.push(Node {
-                id,
-                addr,
-                metrics_addr: Some(metrics_addr),
-                data_dir: Some(data_dir),
-                pid: server.pid(),
-                server: Some(server),
-            });
-        }
-        let cluster = Cluster { nodes };
-        let client = cluster.admin_client()?;
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        for node in &cluster.nodes {
-            while client.status(&node.addr).await.is_err() {
-                cluster.check_alive()?;
-                if Instant::now() > deadline {
-                    bail!("kartotek node {} did not come up", node.id);
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        let members = cluster
+        let mut opts = ClusterOptions::new(bin, dir, "kartotek-bench");
+        opts.log_filter = "warn".into();
+        opts.metrics = true;
+        opts.env = env.to_vec();
+        opts.client = client_config(Vec::new());
+        opts.identity = bench_identity();
+        opts.startup_timeout = STARTUP_TIMEOUT;
+        let started = kartotek_testkit::Cluster::start(opts, n, |_| {})
+            .await
+            .context("starting the Kartotek cluster")?;
+        let nodes = started
             .nodes
             .iter()
-            .map(|n| Member {
-                node_id: n.id,
+            .map(|n| Node {
+                id: n.id,
                 addr: n.addr.clone(),
-                voter: true,
+                metrics_addr: n.metrics_addr.clone(),
+                data_dir: Some(n.data_dir.clone()),
+                pid: n.process.pid().and_then(|p| u32::try_from(p.as_raw()).ok()),
             })
             .collect();
-        client
-            .init(&cluster.nodes[0].addr, members)
-            .await
-            .context("initialising the Kartotek cluster")?;
-        cluster.leader().await?;
-        Ok(cluster)
+        Ok(Cluster {
+            nodes,
+            started: Some(started),
+        })
     }
 
     /// Attaches to a running `kartotek dev` cluster described by its `cluster.json`.
@@ -164,22 +129,10 @@ impl Cluster {
                     metrics_addr: Some(n.metrics_addr),
                     data_dir: Some(n.data_dir),
                     pid: n.pid,
-                    server: None,
                 })
                 .collect(),
+            started: None,
         })
-    }
-
-    fn check_alive(&self) -> anyhow::Result<()> {
-        for n in &self.nodes {
-            if let Some(s) = &n.server
-                && let Some(pid) = s.pid()
-                && !Path::new(&format!("/proc/{pid}")).exists()
-            {
-                bail!("kartotek node {} exited; log:\n{}", n.id, s.log_tail(30));
-            }
-        }
-        Ok(())
     }
 
     fn admin_client(&self) -> anyhow::Result<KartotekClient> {
@@ -198,39 +151,27 @@ impl Cluster {
             }
         }
         Ok(KartotekClient::new_as(
-            ClientConfig {
-                endpoints,
-                deadline_ms: 30_000,
-                ..ClientConfig::default()
-            },
-            CallerIdentity {
-                actor: Some(BENCH_ACTOR.into()),
-                purpose: Some(BENCH_PURPOSE.into()),
-                ..CallerIdentity::default()
-            },
+            client_config(endpoints),
+            bench_identity(),
         )?)
     }
 
     /// The leader's id, once every node agrees on one.
     pub async fn leader(&self) -> anyhow::Result<u64> {
-        let client = self.admin_client()?;
+        let nodes: Vec<Expected> = self
+            .nodes
+            .iter()
+            .map(|n| Expected {
+                id: n.id,
+                addr: n.addr.clone(),
+                answers: true,
+            })
+            .collect();
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            let mut seen = Vec::new();
-            for n in &self.nodes {
-                seen.push(client.status(&n.addr).await.ok().and_then(|s| s.leader_id));
-            }
-            if let Some(Some(l)) = seen.first()
-                && seen.iter().all(|s| *s == Some(*l))
-            {
-                return Ok(*l);
-            }
-            self.check_alive()?;
-            if Instant::now() > deadline {
-                bail!("the Kartotek nodes agree on no leader: {seen:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let slot = status::wait_agreed_leader(&self.admin_client()?, &nodes, deadline)
+            .await
+            .context("the Kartotek nodes agree on no leader")?;
+        Ok(self.nodes[slot].id)
     }
 
     /// Pids of the node processes (those known).
@@ -264,11 +205,11 @@ impl Cluster {
         metrics::scrape(&addr).await.unwrap_or_default()
     }
 
-    /// Stops the nodes this benchmark started.
+    /// Stops the nodes this benchmark started (SIGTERM, SIGKILL after 10 s).
     pub fn stop(&mut self) {
-        for n in &mut self.nodes {
-            if let Some(mut s) = n.server.take() {
-                s.stop();
+        if let Some(mut started) = self.started.take() {
+            for n in &mut started.nodes {
+                n.process.stop(STOP_TIMEOUT);
             }
         }
     }
@@ -342,6 +283,24 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The benchmark's client settings over `endpoints`.
+fn client_config(endpoints: Vec<String>) -> ClientConfig {
+    ClientConfig {
+        endpoints,
+        deadline_ms: 30_000,
+        ..ClientConfig::default()
+    }
+}
+
+/// Who the benchmark's clients say they are.
+fn bench_identity() -> CallerIdentity {
+    CallerIdentity {
+        actor: Some(BENCH_ACTOR.into()),
+        purpose: Some(BENCH_PURPOSE.into()),
+        ..CallerIdentity::default()
     }
 }
 

@@ -10,12 +10,7 @@ use anyhow::Context;
 /// How long a server gets to exit after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A free loopback port (bound then released; good enough for a benchmark on one machine).
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+pub use kartotek_testkit::free_port;
 
 /// A running server process.
 #[derive(Debug)]

@@ -1,33 +1,34 @@
 //! Test harness: real `kartotek node` processes on loopback ports, driven through the client.
 //!
-//! Every node is its own OS process (so it can be killed with SIGKILL, stopped with SIGSTOP,
-//! restarted on its data dir). Ports are taken from the kernel (bind to port 0). Clusters are
-//! torn down (SIGKILL) when the harness is dropped, also when a test fails.
+//! The bootstrap (configs, ports from the kernel, processes, wait-until-up, `admin init`,
+//! leader agreement, kill -9 / SIGSTOP / restart on the data dir, log tails on failure) is
+//! `kartotek-testkit`'s, shared with jepsen and bench; this adds the node tests' helpers on top:
+//! a bound on concurrent clusters, panicking wrappers keyed by node id, synthetic ids.
+//! [`TestCluster`] derefs to the [`Cluster`] (`c.nodes`, `c.status(id)`); it is torn down
+//! (SIGKILL) when dropped, also when a test fails, and then prints the nodes' log tails.
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::ops::{Deref, DerefMut};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kartotek_client::{ClientConfig, KartotekClient};
+use kartotek_client::KartotekClient;
 use kartotek_domain::ids::NationalIdKind;
 use kartotek_domain::ids::testing::{national_id_from_parts, org_number_from_prefix};
-use kartotek_node::config::NodeConfig;
-use kartotek_proto::v1::{Member, NodeStatus};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use kartotek_testkit::{Cluster, ClusterOptions, NodeSpec};
+use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
 /// At most two clusters run at once (the CI machine has 2 cores).
 pub static CLUSTERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
+/// One node process (the testkit's node: `n.id`, `n.addr`, `n.process`).
+pub type TestNode = kartotek_testkit::Node;
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
+    kartotek_testkit::free_port().unwrap_or_else(|e| panic!("no free port: {e}"))
 }
 
 /// The n-th valid synthetic patient id (deterministic).
@@ -49,136 +50,78 @@ pub fn org(n: u32) -> String {
         .unwrap_or_else(|| panic!("no valid org for {n}"))
 }
 
-/// One node process.
-pub struct TestNode {
-    /// Node id.
-    pub id: u64,
-    /// gRPC address.
-    pub addr: String,
-    /// Config file.
-    pub config_file: PathBuf,
-    /// Log file.
-    pub log_file: PathBuf,
-    /// The process, if running.
-    pub child: Option<Child>,
-}
-
-impl TestNode {
-    /// Pid of the running process.
-    pub fn pid(&self) -> Option<Pid> {
-        self.child
-            .as_ref()
-            .and_then(|c| i32::try_from(c.id()).ok())
-            .map(Pid::from_raw)
-    }
-}
-
-/// A cluster of node processes.
+/// A cluster of node processes (node ids 1..=n, data under [`dir`](TestCluster::dir)).
 pub struct TestCluster {
+    // Declared first so the nodes die before their directories are removed.
+    kit: Cluster,
     /// Keeps the data dirs alive.
     pub dir: TempDir,
-    /// The nodes, by index (id = index + 1).
-    pub nodes: Vec<TestNode>,
-    tweak: fn(&mut NodeConfig),
+    tweak: fn(&mut NodeSpec),
     _permit: tokio::sync::SemaphorePermit<'static>,
 }
 
+impl Deref for TestCluster {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        &self.kit
+    }
+}
+
+impl DerefMut for TestCluster {
+    fn deref_mut(&mut self) -> &mut Cluster {
+        &mut self.kit
+    }
+}
+
 impl TestCluster {
-    /// Starts `n` nodes with `tweak` applied to each config, initialises, waits for a leader.
-    pub async fn start(n: u64, tweak: fn(&mut NodeConfig)) -> TestCluster {
+    /// Starts `n` nodes with `tweak` applied to each node's spec, initialises, waits for a
+    /// leader.
+    pub async fn start(n: u64, tweak: fn(&mut NodeSpec)) -> TestCluster {
         let permit = CLUSTERS
             .acquire()
             .await
             .unwrap_or_else(|e| panic!("semaphore: {e}"));
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let mut c = TestCluster {
+        let mut opts = ClusterOptions::new(
+            Path::new(env!("CARGO_BIN_EXE_kartotek")),
+            dir.path(),
+            "kartotek-test",
+        );
+        opts.startup_timeout = Duration::from_secs(90);
+        let mut kit = Cluster::new(opts);
+        for id in 1..=n {
+            kit.add_loopback(id, tweak)
+                .unwrap_or_else(|e| panic!("node {id}: {e:#}"));
+        }
+        kit.start_all().unwrap_or_else(|e| panic!("{e:#}"));
+        // A panic here drops `kit` while unwinding, which prints the nodes' log tails.
+        kit.bootstrap()
+            .await
+            .unwrap_or_else(|e| panic!("starting the cluster: {e:#}"));
+        TestCluster {
+            kit,
             dir,
-            nodes: Vec::new(),
             tweak,
             _permit: permit,
-        };
-        for id in 1..=n {
-            c.add_node_process(id);
         }
-        let members = c
-            .nodes
-            .iter()
-            .map(|n| Member {
-                node_id: n.id,
-                addr: n.addr.clone(),
-                voter: true,
-            })
-            .collect();
-        let client = c.client();
-        c.wait_up(&client).await;
-        let first = c.nodes[0].addr.clone();
-        client
-            .init(&first, members)
-            .await
-            .unwrap_or_else(|e| panic!("init: {e}"));
-        c.leader().await;
-        c
     }
 
     /// Writes a config for node `id` and starts it (not part of the membership yet).
     pub fn add_node_process(&mut self, id: u64) -> usize {
-        let data_dir = self.dir.path().join(format!("node-{id}"));
-        std::fs::create_dir_all(&data_dir).unwrap_or_else(|e| panic!("{e}"));
-        let port = free_port();
-        let mut cfg = NodeConfig {
-            node_id: id,
-            cluster_name: "kartotek-test".into(),
-            listen_addr: format!("127.0.0.1:{port}")
-                .parse()
-                .unwrap_or_else(|e| panic!("{e}")),
-            advertise_addr: None,
-            metrics_addr: None,
-            data_dir: data_dir.clone(),
-            log_filter: "info,openraft=warn".into(),
-            ..NodeConfig::default()
-        };
-        (self.tweak)(&mut cfg);
-        let config_file = data_dir.join("node.toml");
-        let text = toml::to_string_pretty(&cfg).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(&config_file, text).unwrap_or_else(|e| panic!("{e}"));
-        self.nodes.push(TestNode {
-            id,
-            addr: format!("127.0.0.1:{port}"),
-            config_file,
-            log_file: data_dir.join("node.log"),
-            child: None,
-        });
-        let idx = self.nodes.len() - 1;
-        self.spawn(idx);
+        let tweak = self.tweak;
+        let idx = self
+            .kit
+            .add_loopback(id, tweak)
+            .unwrap_or_else(|e| panic!("node {id}: {e:#}"));
+        self.kit.nodes[idx]
+            .start()
+            .unwrap_or_else(|e| panic!("node {id}: {e:#}"));
         idx
-    }
-
-    fn spawn(&mut self, idx: usize) {
-        let node = &mut self.nodes[idx];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log_file)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let log2 = log.try_clone().unwrap_or_else(|e| panic!("{e}"));
-        let child = Command::new(env!("CARGO_BIN_EXE_kartotek"))
-            .arg("node")
-            .arg("--config")
-            .arg(&node.config_file)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn node {}: {e}", node.id));
-        node.child = Some(child);
     }
 
     /// Index of node `id`.
     pub fn idx(&self, id: u64) -> usize {
-        self.nodes
-            .iter()
-            .position(|n| n.id == id)
-            .unwrap_or_else(|| panic!("no node {id}"))
+        self.slot_of(id).unwrap_or_else(|| panic!("no node {id}"))
     }
 
     /// A client over every node.
@@ -188,60 +131,17 @@ impl TestCluster {
 
     /// A client over the given nodes only (first = preferred).
     pub fn client_for(&self, ids: &[u64]) -> KartotekClient {
-        let endpoints = ids
-            .iter()
-            .map(|id| self.nodes[self.idx(*id)].addr.clone())
-            .collect();
-        KartotekClient::new(ClientConfig {
-            endpoints,
-            deadline_ms: 20_000,
-            ..ClientConfig::default()
-        })
-        .unwrap_or_else(|e| panic!("client: {e}"))
+        self.client_over(ids)
+            .unwrap_or_else(|e| panic!("client: {e:#}"))
     }
 
-    async fn wait_up(&self, client: &KartotekClient) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        for n in &self.nodes {
-            while client.status(&n.addr).await.is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "node {} did not come up; log:\n{}",
-                    n.id,
-                    self.log(n.id)
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-
-    /// Status of node `id`.
-    pub async fn status(&self, id: u64) -> Option<NodeStatus> {
-        self.client_for(&[id])
-            .status(&self.nodes[self.idx(id)].addr)
-            .await
-            .ok()
-    }
-
-    /// Waits for a leader that every running node agrees on; returns its id.
+    /// Waits for a leader that every running voter agrees on; returns its id.
     pub async fn leader(&self) -> u64 {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let mut seen = Vec::new();
-            for n in self.nodes.iter().filter(|n| n.child.is_some()) {
-                if let Some(s) = self.status(n.id).await {
-                    seen.push(s.leader_id);
-                }
-            }
-            if let Some(Some(l)) = seen.first()
-                && seen.iter().all(|s| *s == Some(*l))
-                && self.nodes.iter().any(|n| n.id == *l && n.child.is_some())
-            {
-                return *l;
-            }
-            assert!(Instant::now() < deadline, "no agreed leader: {seen:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let slot = self
+            .wait_leader(Instant::now() + Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        self.nodes[slot].id
     }
 
     /// Waits until node `id` has applied at least `index`.
@@ -260,73 +160,35 @@ impl TestCluster {
 
     /// Sends `sig` to node `id`.
     pub fn signal(&self, id: u64, sig: Signal) {
-        if let Some(pid) = self.nodes[self.idx(id)].pid() {
-            let _ = kill(pid, sig);
-        }
+        self.nodes[self.idx(id)].process.signal(sig);
     }
 
     /// `kill -9` node `id` and reaps it.
     pub fn kill9(&mut self, id: u64) {
         let idx = self.idx(id);
-        if let Some(mut c) = self.nodes[idx].child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.kit.nodes[idx].process.kill9();
     }
 
-    /// SIGTERM node `id` and waits for it to exit.
+    /// SIGTERM node `id` and waits for it to exit (SIGKILL after 15 s).
     pub fn stop(&mut self, id: u64) {
         let idx = self.idx(id);
-        self.signal(id, Signal::SIGTERM);
-        if let Some(mut c) = self.nodes[idx].child.take() {
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                match c.try_wait() {
-                    Ok(Some(_)) => break,
-                    _ if Instant::now() > deadline => {
-                        let _ = c.kill();
-                        let _ = c.wait();
-                        break;
-                    }
-                    _ => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        }
+        self.kit.nodes[idx].process.stop(Duration::from_secs(15));
     }
 
     /// Restarts node `id` on its data dir.
     pub fn restart(&mut self, id: u64) {
         let idx = self.idx(id);
-        assert!(self.nodes[idx].child.is_none(), "node {id} still running");
-        self.spawn(idx);
+        assert!(
+            !self.nodes[idx].process.running(),
+            "node {id} still running"
+        );
+        self.kit.nodes[idx]
+            .start()
+            .unwrap_or_else(|e| panic!("node {id}: {e:#}"));
     }
 
     /// The log of node `id`.
     pub fn log(&self, id: u64) -> String {
-        std::fs::read_to_string(&self.nodes[self.idx(id)].log_file).unwrap_or_default()
-    }
-}
-
-impl Drop for TestCluster {
-    fn drop(&mut self) {
-        for n in &mut self.nodes {
-            if let Some(pid) = n.pid() {
-                let _ = kill(pid, Signal::SIGCONT);
-            }
-            if let Some(mut c) = n.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-        if std::thread::panicking() {
-            for n in &self.nodes {
-                let log = std::fs::read_to_string(&n.log_file).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                eprintln!("---- node {} log (last 40 lines, newest first) ----", n.id);
-                for l in tail {
-                    eprintln!("{l}");
-                }
-            }
-        }
+        self.nodes[self.idx(id)].process.log()
     }
 }

@@ -1,0 +1,35 @@
+//! One cluster bootstrap for the node tests (`node/tests/common`), the fault-injection harness
+//! (`jepsen/src/cluster.rs`) and the benchmark (`bench/src/kartotek.rs`): real `kartotek node`
+//! processes, each with its own config file, data dir and log, driven through
+//! `kartotek-client`.
+//!
+//! Module map:
+//! - [`config`]: [`NodeSpec`] / [`RaftSpec`], a node as a harness sets it, rendered to the
+//!   node's TOML (key names of `node/src/config.rs`; `node/tests/testkit_config.rs` checks
+//!   them against `NodeConfig`).
+//! - [`process`]: [`Process`], one server process: [`Launch`] plus an optional [`Wrapper`]
+//!   (jepsen's `ip netns exec`), log file, kill -9, SIGSTOP / SIGCONT, SIGTERM stop, restart
+//!   on the same data dir, reap, log tail; dies with the harness (`PR_SET_PDEATHSIG`).
+//! - [`cluster`]: [`Cluster`], nodes on kernel-chosen loopback ports (or caller-chosen
+//!   addresses): start, wait until up, `admin init`, wait for an agreed leader, statuses,
+//!   clients; prints the nodes' log tails when dropped during a panic.
+//! - [`status`]: polling every node's status at once, the leader claim of the highest term,
+//!   leader agreement among the voters.
+//! - [`free_port`]: a port the kernel picked.
+
+pub mod cluster;
+pub mod config;
+pub mod process;
+pub mod status;
+
+pub use cluster::{Cluster, ClusterOptions, Node};
+pub use config::{NodeSpec, RaftProfile, RaftSpec};
+pub use process::{Launch, Process, Wrapper};
+
+/// A free loopback port (bound, then released: another process may take it in between, which
+/// is good enough for harnesses on one machine).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
