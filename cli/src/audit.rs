@@ -7,13 +7,13 @@
 use clap::{Args, Subcommand};
 use comfy_table::Table;
 use kartotek_client::KartotekClient;
+use kartotek_client::audit::chained_from_message;
 use kartotek_domain::audit::{ChainedAuditEvent, GENESIS_PREV_HASH, verify_chain};
 use kartotek_proto::v1::{self as v1, QueryAuditRequest};
 use serde::Serialize;
 
-use super::Cli;
-use super::output::print_json;
-use crate::audit_service::parse_event;
+use crate::GlobalArgs;
+use crate::output::print_json;
 
 /// Audit subcommands.
 #[derive(Debug, Subcommand)]
@@ -65,23 +65,10 @@ struct NodeHeadView {
 }
 
 fn to_chained(m: &v1::AuditEvent) -> anyhow::Result<ChainedAuditEvent> {
-    let event = parse_event(0, m, kartotek_domain::Timestamp(0))
-        .map_err(|e| anyhow::anyhow!("event {} does not parse: {e}", m.seq))?;
-    let hash32 = |h: &str| -> anyhow::Result<[u8; 32]> {
-        let bytes = hex::decode(h)?;
-        bytes
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("event {}: a hash is not 32 bytes", m.seq))
-    };
-    Ok(ChainedAuditEvent {
-        seq: m.seq,
-        event,
-        prev_hash: hash32(&m.prev_hash)?,
-        hash: hash32(&m.hash)?,
-    })
+    chained_from_message(m).map_err(|e| anyhow::anyhow!("event {} does not parse: {e}", m.seq))
 }
 
-async fn query(cli: &Cli, client: &KartotekClient, a: &QueryArgs) -> anyhow::Result<()> {
+async fn query(cli: &GlobalArgs, client: &KartotekClient, a: &QueryArgs) -> anyhow::Result<()> {
     let mut from = a.from_seq;
     let mut shown = 0u64;
     let mut table = Table::new();
@@ -175,7 +162,7 @@ impl<'a> From<&'a v1::AuditEvent> for EventView<'a> {
     }
 }
 
-async fn verify(cli: &Cli, client: &KartotekClient) -> anyhow::Result<()> {
+async fn verify(cli: &GlobalArgs, client: &KartotekClient) -> anyhow::Result<()> {
     // Heads first: a node's head can only move forward while we read.
     let endpoints = client.endpoints();
     let mut heads = Vec::new();
@@ -299,7 +286,7 @@ async fn verify(cli: &Cli, client: &KartotekClient) -> anyhow::Result<()> {
 }
 
 /// Runs an audit subcommand.
-pub async fn run(cli: &Cli, cmd: &AuditCommand) -> anyhow::Result<()> {
+pub async fn run(cli: &GlobalArgs, cmd: &AuditCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
     match cmd {
         AuditCommand::Query(a) => query(cli, &client, a).await,

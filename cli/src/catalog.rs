@@ -4,9 +4,9 @@
 use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
-use super::Cli;
-use super::output::{HeaderView, print_json};
-use super::record_views::{
+use crate::GlobalArgs;
+use crate::output::{HeaderView, print_json};
+use crate::record_views::{
     CatalogEntryView, ClientView, WriteView, enum_flag, print_catalog, print_clients,
 };
 
@@ -137,7 +137,7 @@ fn entry_request(a: &EntryArgs) -> anyhow::Result<v1::CatalogEntryRequest> {
     })
 }
 
-fn print_entry(cli: &Cli, r: &v1::CatalogEntryResponse) -> anyhow::Result<()> {
+fn print_entry(cli: &GlobalArgs, r: &v1::CatalogEntryResponse) -> anyhow::Result<()> {
     let item = r.entry.as_ref().map(CatalogEntryView::from);
     if cli.json {
         return print_json(&WriteView {
@@ -151,7 +151,7 @@ fn print_entry(cli: &Cli, r: &v1::CatalogEntryResponse) -> anyhow::Result<()> {
 }
 
 /// Runs a catalog subcommand.
-pub async fn run(cli: &Cli, cmd: &CatalogCommand) -> anyhow::Result<()> {
+pub async fn run(cli: &GlobalArgs, cmd: &CatalogCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
     match cmd {
         CatalogCommand::Register(a) => {
@@ -270,7 +270,7 @@ pub struct ClientListArgs {
 }
 
 /// Runs a client-registry subcommand.
-pub async fn run_client(cli: &Cli, cmd: &ClientCommand) -> anyhow::Result<()> {
+pub async fn run_client(cli: &GlobalArgs, cmd: &ClientCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
     let (header, items, changed) = match cmd {
         ClientCommand::Register(a) => {

@@ -7,8 +7,8 @@ use kartotek_proto::v1::{
 };
 use serde::Serialize;
 
-use super::Cli;
-use super::output::{HeaderView, LocatorEntryView, print_json, print_locator_table};
+use crate::GlobalArgs;
+use crate::output::{HeaderView, LocatorEntryView, print_json, print_locator_table};
 
 /// Locator subcommands.
 #[derive(Debug, Subcommand)]
@@ -22,7 +22,7 @@ pub enum LocatorCommand {
     /// List an organisation's entries (for reconciliation), page by page.
     List(ListArgs),
     /// Bulk import entries from an NDJSON or CSV file (resumable).
-    Import(super::import::ImportArgs),
+    Import(crate::import::ImportArgs),
     /// Follow the change feed from a revision (Ctrl-C to stop).
     Watch(WatchArgs),
 }
@@ -144,10 +144,10 @@ struct LookupView {
 }
 
 /// Runs a locator subcommand.
-pub async fn run(cli: &Cli, cmd: &LocatorCommand) -> anyhow::Result<()> {
+pub async fn run(cli: &GlobalArgs, cmd: &LocatorCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
     match cmd {
-        LocatorCommand::Import(a) => super::import::run(cli, a).await,
+        LocatorCommand::Import(a) => crate::import::run(cli, a).await,
         LocatorCommand::List(a) => list(cli, &client, a).await,
         LocatorCommand::Watch(a) => watch(cli, &client, a).await,
         LocatorCommand::Register(a) => {
@@ -221,7 +221,7 @@ pub async fn run(cli: &Cli, cmd: &LocatorCommand) -> anyhow::Result<()> {
 }
 
 fn print_write(
-    cli: &Cli,
+    cli: &GlobalArgs,
     header: Option<&kartotek_proto::v1::ResponseHeader>,
     changed: bool,
     entry: Option<&kartotek_proto::v1::LocatorEntry>,
@@ -248,7 +248,7 @@ fn print_write(
 }
 
 async fn list(
-    cli: &Cli,
+    cli: &GlobalArgs,
     client: &kartotek_client::KartotekClient,
     a: &ListArgs,
 ) -> anyhow::Result<()> {
@@ -301,7 +301,7 @@ async fn list(
 }
 
 async fn watch(
-    cli: &Cli,
+    cli: &GlobalArgs,
     client: &kartotek_client::KartotekClient,
     a: &WatchArgs,
 ) -> anyhow::Result<()> {

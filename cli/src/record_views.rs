@@ -6,7 +6,7 @@ use anyhow::bail;
 use kartotek_proto::v1;
 use serde::Serialize;
 
-use super::output::{HeaderView, table};
+use crate::output::{HeaderView, table};
 
 /// The lower-case text of a proto enum number (`BLOCK_LEVEL_ABSOLUTE` → `absolute`).
 macro_rules! enum_str {

@@ -3,10 +3,10 @@
 use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
-use super::Cli;
-use super::block::by_or_patient;
-use super::output::{HeaderView, print_json};
-use super::record_views::{ConsentView, WriteView, enum_flag, print_consents, read_options};
+use crate::GlobalArgs;
+use crate::block::by_or_patient;
+use crate::output::{HeaderView, print_json};
+use crate::record_views::{ConsentView, WriteView, enum_flag, print_consents, read_options};
 
 /// Consent subcommands.
 #[derive(Debug, Subcommand)]
@@ -132,7 +132,7 @@ fn grantee_kind(text: &str) -> anyhow::Result<i32> {
     )
 }
 
-fn print_write(cli: &Cli, r: &v1::ConsentResponse) -> anyhow::Result<()> {
+fn print_write(cli: &GlobalArgs, r: &v1::ConsentResponse) -> anyhow::Result<()> {
     let consent = r.consent.as_ref().map(ConsentView::from);
     if cli.json {
         return print_json(&WriteView {
@@ -146,7 +146,7 @@ fn print_write(cli: &Cli, r: &v1::ConsentResponse) -> anyhow::Result<()> {
 }
 
 /// Runs a consent subcommand.
-pub async fn run(cli: &Cli, cmd: &ConsentCommand) -> anyhow::Result<()> {
+pub async fn run(cli: &GlobalArgs, cmd: &ConsentCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
     match cmd {
         ConsentCommand::Request(t) => {

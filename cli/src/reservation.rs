@@ -4,10 +4,10 @@
 use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
-use super::Cli;
-use super::block::by_or_patient;
-use super::output::{HeaderView, print_json};
-use super::record_views::{ReservationView, WriteView, print_reservations, read_options};
+use crate::GlobalArgs;
+use crate::block::by_or_patient;
+use crate::output::{HeaderView, print_json};
+use crate::record_views::{ReservationView, WriteView, print_reservations, read_options};
 
 /// Reservation subcommands.
 #[derive(Debug, Subcommand)]
@@ -65,7 +65,7 @@ pub struct ListArgs {
 }
 
 /// Runs a reservation subcommand.
-pub async fn run(cli: &Cli, cmd: &ReservationCommand) -> anyhow::Result<()> {
+pub async fn run(cli: &GlobalArgs, cmd: &ReservationCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
     match cmd {
         ReservationCommand::Add(a) | ReservationCommand::Withdraw(a) => {

@@ -4,9 +4,9 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
-use super::Cli;
-use super::output::{HeaderView, print_json};
-use super::record_views::{
+use crate::GlobalArgs;
+use crate::output::{HeaderView, print_json};
+use crate::record_views::{
     RepresentationView, WriteView, enum_flag, parse_actor, print_representations, read_options,
 };
 
@@ -109,7 +109,7 @@ pub struct CheckArgs {
     pub time: String,
 }
 
-fn print_write(cli: &Cli, r: &v1::RepresentationResponse) -> anyhow::Result<()> {
+fn print_write(cli: &GlobalArgs, r: &v1::RepresentationResponse) -> anyhow::Result<()> {
     let item = r.representation.as_ref().map(RepresentationView::from);
     if cli.json {
         return print_json(&WriteView {
@@ -123,7 +123,7 @@ fn print_write(cli: &Cli, r: &v1::RepresentationResponse) -> anyhow::Result<()> 
 }
 
 /// Runs a representation subcommand.
-pub async fn run(cli: &Cli, cmd: &RepresentationCommand) -> anyhow::Result<()> {
+pub async fn run(cli: &GlobalArgs, cmd: &RepresentationCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
     let citizen = |id: &str| v1::Actor {
         kind: v1::ActorKind::Citizen as i32,

@@ -9,10 +9,10 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
-use super::Cli;
-use super::block::by_or_patient;
-use super::output::{HeaderView, print_json};
-use super::record_views::{
+use crate::GlobalArgs;
+use crate::block::by_or_patient;
+use crate::output::{HeaderView, print_json};
+use crate::record_views::{
     DecisionView, NotificationView, WriteView, print_notifications, read_options,
 };
 
@@ -120,7 +120,7 @@ struct ListView {
 }
 
 /// Runs an access subcommand.
-pub async fn run(cli: &Cli, cmd: &AccessCommand) -> anyhow::Result<()> {
+pub async fn run(cli: &GlobalArgs, cmd: &AccessCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
     match cmd {
         AccessCommand::Check(a) => {

@@ -4,9 +4,9 @@
 use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
-use super::Cli;
-use super::output::{HeaderView, print_json};
-use super::record_views::{
+use crate::GlobalArgs;
+use crate::output::{HeaderView, print_json};
+use crate::record_views::{
     BlockView, WriteView, enum_flag, parse_actor, print_blocks, read_options,
 };
 
@@ -107,7 +107,7 @@ pub fn by_or_patient(by: Option<&str>, patient: &str) -> anyhow::Result<v1::Acto
     }
 }
 
-fn print_write(cli: &Cli, r: &v1::BlockResponse) -> anyhow::Result<()> {
+fn print_write(cli: &GlobalArgs, r: &v1::BlockResponse) -> anyhow::Result<()> {
     let block = r.block.as_ref().map(BlockView::from);
     if cli.json {
         return print_json(&WriteView {
@@ -126,7 +126,7 @@ fn print_write(cli: &Cli, r: &v1::BlockResponse) -> anyhow::Result<()> {
 }
 
 /// Runs a block subcommand.
-pub async fn run(cli: &Cli, cmd: &BlockCommand) -> anyhow::Result<()> {
+pub async fn run(cli: &GlobalArgs, cmd: &BlockCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
     match cmd {
         BlockCommand::Add(a) => {
