@@ -120,8 +120,29 @@ impl GlobalArgs {
             purpose: self.purpose.clone(),
             on_behalf_of: self.on_behalf_of.clone(),
         };
-        Ok(KartotekClient::new_as(config, identity)?)
+        let client = KartotekClient::new_as(config, identity)?;
+        // A user at a terminal: when nothing listens at any endpoint, say so in a second or
+        // two instead of retrying for the whole deadline.
+        client.set_fail_fast_on_refusal(Some(REFUSED_FAIL_FAST));
+        Ok(client)
     }
+}
+
+/// How long every endpoint must have refused the connection before a command gives up
+/// with [`NO_CLUSTER_HINT`] (a node restarting is back well within the deadline, but a
+/// cluster that is not running at all should not cost the user 15 s).
+pub const REFUSED_FAIL_FAST: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// Printed under the error when no node listens at any endpoint.
+pub const NO_CLUSTER_HINT: &str = "is the cluster running? start one with: kartotek dev";
+
+/// A hint for the user to print under `error`, if there is one.
+pub fn hint(error: &anyhow::Error) -> Option<&'static str> {
+    error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<kartotek_client::ClientError>())
+        .any(|e| matches!(e, kartotek_client::ClientError::Refused { .. }))
+        .then_some(NO_CLUSTER_HINT)
 }
 
 /// Runs a client-side command.

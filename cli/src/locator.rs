@@ -24,6 +24,9 @@ pub enum LocatorCommand {
     /// Bulk import entries from an NDJSON or CSV file (resumable).
     Import(crate::import::ImportArgs),
     /// Follow the change feed from a revision (Ctrl-C to stop).
+    ///
+    /// A stream: with --json it prints one JSON document per event, one per line (NDJSON),
+    /// as the events arrive.
     Watch(WatchArgs),
 }
 
@@ -45,7 +48,7 @@ pub struct ListArgs {
     /// Include retired entries.
     #[arg(long)]
     pub include_retired: bool,
-    /// Only print the number of entries.
+    /// Only print the number of entries (of every page, as with --all).
     #[arg(long)]
     pub count: bool,
 }
@@ -252,8 +255,12 @@ async fn list(
     client: &kartotek_client::KartotekClient,
     a: &ListArgs,
 ) -> anyhow::Result<()> {
+    // A count is of the whole listing, so it pages through everything like --all.
+    let every_page = a.all || a.count;
     let mut token = a.page_token.clone().unwrap_or_default();
     let mut total = 0u64;
+    let mut entries = Vec::new();
+    let mut header;
     loop {
         let resp = client
             .list_locators(ListLocatorsRequest {
@@ -265,20 +272,12 @@ async fn list(
             })
             .await?;
         total += resp.entries.len() as u64;
-        let view = ListView {
-            header: resp.header.as_ref().into(),
-            entries: resp.entries.iter().map(LocatorEntryView::from).collect(),
-            next_page_token: resp.next_page_token.clone(),
-        };
-        if a.count {
-            // printed at the end
-        } else if cli.json {
-            print_json(&view)?;
-        } else {
-            print_locator_table(&view.entries);
+        if !a.count {
+            entries.extend(resp.entries.iter().map(LocatorEntryView::from));
         }
+        header = resp.header.as_ref().into();
         token = resp.next_page_token;
-        if token.is_empty() || !a.all {
+        if token.is_empty() || !every_page {
             break;
         }
     }
@@ -287,16 +286,25 @@ async fn list(
             return print_json(&serde_json::json!({ "org": a.org, "count": total }));
         }
         println!("{total}");
-    } else if !cli.json {
-        println!(
-            "{total} entries{}",
-            if token.is_empty() {
-                String::new()
-            } else {
-                format!("; more with --page-token {token}")
-            }
-        );
+        return Ok(());
     }
+    if cli.json {
+        // One document, whatever the number of pages fetched.
+        return print_json(&ListView {
+            header,
+            entries,
+            next_page_token: token,
+        });
+    }
+    print_locator_table(&entries);
+    println!(
+        "{total} entries{}",
+        if token.is_empty() {
+            String::new()
+        } else {
+            format!("; more with --page-token {token}")
+        }
+    );
     Ok(())
 }
 

@@ -34,7 +34,7 @@ macro_rules! enum_flag {
         )) {
             Some(e) if i32::from(e) != 0 => Ok(i32::from(e)),
             _ => Err(anyhow::anyhow!(
-                "{}: unknown value {:?}; expected one of: {}",
+                "{}: unknown value `{}`; expected one of: {}",
                 $flag,
                 text,
                 [$($known),+].join(", ")

@@ -246,7 +246,7 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<()> {
     }
 
     println!(
-        "Kartotek dev cluster {:?} is running:",
+        "Kartotek dev cluster `{}` is running:",
         cluster.cluster_name
     );
     for n in &cluster.nodes {
