@@ -5,9 +5,10 @@ use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
 use crate::GlobalArgs;
+use crate::args::RequestIdArg;
 use crate::output::{HeaderView, print_json};
 use crate::record_views::{
-    CatalogEntryView, ClientView, WriteView, enum_flag, print_catalog, print_clients,
+    CatalogEntryView, ClientView, enum_flag, print_catalog, print_clients, print_write_answer,
 };
 
 /// Catalog subcommands.
@@ -58,9 +59,9 @@ pub struct EntryArgs {
     /// Version.
     #[arg(long = "api-version", default_value = "")]
     pub api_version: String,
-    /// Request id for exactly-once retries.
-    #[arg(long)]
-    pub request_id: Option<String>,
+    /// The request id.
+    #[command(flatten)]
+    pub request_id: RequestIdArg,
 }
 
 /// Arguments of `catalog lifecycle`.
@@ -75,9 +76,9 @@ pub struct LifecycleArgs {
     /// The caller's organisation (must own the entry).
     #[arg(long)]
     pub owner: String,
-    /// Request id for exactly-once retries.
-    #[arg(long)]
-    pub request_id: Option<String>,
+    /// The request id.
+    #[command(flatten)]
+    pub request_id: RequestIdArg,
 }
 
 /// Arguments of `catalog get`.
@@ -123,7 +124,7 @@ fn audience(text: &str) -> anyhow::Result<i32> {
 
 fn entry_request(a: &EntryArgs) -> anyhow::Result<v1::CatalogEntryRequest> {
     Ok(v1::CatalogEntryRequest {
-        request_id: a.request_id.clone().unwrap_or_default(),
+        request_id: a.request_id.value(),
         id: a.id.clone(),
         owner: a.owner.clone(),
         title: a.title.clone(),
@@ -139,15 +140,14 @@ fn entry_request(a: &EntryArgs) -> anyhow::Result<v1::CatalogEntryRequest> {
 
 fn print_entry(cli: &GlobalArgs, r: &v1::CatalogEntryResponse) -> anyhow::Result<()> {
     let item = r.entry.as_ref().map(CatalogEntryView::from);
-    if cli.json {
-        return print_json(&WriteView {
-            header: HeaderView::from(r.header.as_ref()),
-            changed: r.changed,
-            record: serde_json::json!({ "entry": item }),
-        });
-    }
-    print_catalog(&item.into_iter().collect::<Vec<_>>());
-    Ok(())
+    print_write_answer(
+        cli,
+        r.header.as_ref(),
+        r.changed,
+        "entry",
+        item,
+        print_catalog,
+    )
 }
 
 /// Runs a catalog subcommand.
@@ -172,7 +172,7 @@ pub async fn run(cli: &GlobalArgs, cmd: &CatalogCommand) -> anyhow::Result<()> {
             )?;
             let r = client
                 .set_catalog_lifecycle(v1::SetCatalogLifecycleRequest {
-                    request_id: a.request_id.clone().unwrap_or_default(),
+                    request_id: a.request_id.value(),
                     id: a.id.clone(),
                     lifecycle,
                     owner: a.owner.clone(),
@@ -248,9 +248,9 @@ pub struct ClientArgs {
     /// Approved third-party vendor.
     #[arg(long)]
     pub third_party: bool,
-    /// Request id for exactly-once retries.
-    #[arg(long)]
-    pub request_id: Option<String>,
+    /// The request id.
+    #[command(flatten)]
+    pub request_id: RequestIdArg,
 }
 
 /// Arguments of `client get`.
@@ -280,7 +280,7 @@ pub async fn run_client(cli: &GlobalArgs, cmd: &ClientCommand) -> anyhow::Result
             }
             let r = client
                 .register_client(v1::ClientRequest {
-                    request_id: a.request_id.clone().unwrap_or_default(),
+                    request_id: a.request_id.value(),
                     client_id: a.client_id.clone(),
                     org: a.org.clone(),
                     public_keys: keys,

@@ -25,6 +25,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod args;
 pub mod audit;
 pub mod block;
 pub mod catalog;

@@ -2,12 +2,13 @@
 
 use clap::{Args, Subcommand};
 use kartotek_proto::v1::{
-    Consistency, ListLocatorsRequest, LookupLocatorRequest, ReadOptions, RegisterLocatorRequest,
-    RetireLocatorRequest, WatchLocatorsRequest,
+    ListLocatorsRequest, LookupLocatorRequest, RegisterLocatorRequest, RetireLocatorRequest,
+    WatchLocatorsRequest,
 };
 use serde::Serialize;
 
 use crate::GlobalArgs;
+use crate::args::{ReadArgs, RequestIdArg};
 use crate::output::{HeaderView, LocatorEntryView, print_json, print_locator_table};
 
 /// Locator subcommands.
@@ -82,9 +83,9 @@ pub struct KeyArgs {
     /// System id at the organisation.
     #[arg(long)]
     pub system: String,
-    /// Request id for exactly-once retries (a fresh UUID by default).
-    #[arg(long)]
-    pub request_id: Option<String>,
+    /// The request id.
+    #[command(flatten)]
+    pub request_id: RequestIdArg,
 }
 
 /// Arguments of `locator register`.
@@ -113,10 +114,9 @@ pub struct LookupArgs {
     /// Include retired entries.
     #[arg(long)]
     pub include_retired: bool,
-    /// Accept an answer from the first endpoint if it is provably at most this stale
-    /// (default: linearizable).
-    #[arg(long)]
-    pub max_staleness_ms: Option<u64>,
+    /// The read's consistency.
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 #[derive(Serialize)]
@@ -156,7 +156,7 @@ pub async fn run(cli: &GlobalArgs, cmd: &LocatorCommand) -> anyhow::Result<()> {
         LocatorCommand::Register(a) => {
             let resp = client
                 .register_locator(RegisterLocatorRequest {
-                    request_id: a.key.request_id.clone().unwrap_or_default(),
+                    request_id: a.key.request_id.value(),
                     patient: a.key.patient.clone(),
                     org: a.key.org.clone(),
                     system: a.key.system.clone(),
@@ -176,7 +176,7 @@ pub async fn run(cli: &GlobalArgs, cmd: &LocatorCommand) -> anyhow::Result<()> {
         LocatorCommand::Retire(k) => {
             let resp = client
                 .retire_locator(RetireLocatorRequest {
-                    request_id: k.request_id.clone().unwrap_or_default(),
+                    request_id: k.request_id.value(),
                     patient: k.patient.clone(),
                     org: k.org.clone(),
                     system: k.system.clone(),
@@ -191,16 +191,12 @@ pub async fn run(cli: &GlobalArgs, cmd: &LocatorCommand) -> anyhow::Result<()> {
             )
         }
         LocatorCommand::Lookup(a) => {
-            let read = a.max_staleness_ms.map(|ms| ReadOptions {
-                consistency: Consistency::BoundedStaleness as i32,
-                max_staleness_ms: ms,
-            });
             let resp = client
                 .lookup_locator(LookupLocatorRequest {
                     patient: a.patient.clone(),
                     org: a.org.clone().unwrap_or_default(),
                     include_retired: a.include_retired,
-                    read,
+                    read: a.read.options(),
                 })
                 .await?;
             let view = LookupView {
