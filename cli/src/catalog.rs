@@ -224,21 +224,21 @@ pub async fn run(cli: &GlobalArgs, cmd: &CatalogCommand) -> anyhow::Result<()> {
 pub enum ClientCommand {
     /// Register a token-issuance client.
     Register(ClientArgs),
+    /// Replace a client's keys, scopes and flags, and optionally its status (owner or
+    /// operator).
+    Update(ClientUpdateArgs),
     /// Show one client.
     Get(ClientIdArgs),
     /// List clients (of one organisation, or all).
     List(ClientListArgs),
 }
 
-/// Arguments of `client register`.
+/// A client's settings, as `client register` sets them and `client update` replaces them.
 #[derive(Debug, Args)]
-pub struct ClientArgs {
+pub struct ClientSettingsArgs {
     /// Client id.
     #[arg(long)]
     pub client_id: String,
-    /// Owning org number.
-    #[arg(long)]
-    pub org: String,
     /// File with a public JWK (JSON; repeatable).
     #[arg(long = "jwk-file", required = true)]
     pub jwk_files: Vec<std::path::PathBuf>,
@@ -251,6 +251,52 @@ pub struct ClientArgs {
     /// The request id.
     #[command(flatten)]
     pub request_id: RequestIdArg,
+}
+
+impl ClientSettingsArgs {
+    /// The request, with `org` and `status` (the proto number) filled in.
+    fn request(&self, org: &str, status: i32) -> anyhow::Result<v1::ClientRequest> {
+        let mut keys = Vec::new();
+        for f in &self.jwk_files {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
+            keys.push(text.trim().to_owned());
+        }
+        Ok(v1::ClientRequest {
+            request_id: self.request_id.value(),
+            client_id: self.client_id.clone(),
+            org: org.to_owned(),
+            public_keys: keys,
+            allowed_scopes: self.scopes.clone(),
+            approved_third_party: self.third_party,
+            status,
+        })
+    }
+}
+
+/// Arguments of `client register`.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Id, keys, scopes, flags.
+    #[command(flatten)]
+    pub settings: ClientSettingsArgs,
+    /// Owning org number.
+    #[arg(long)]
+    pub org: String,
+}
+
+/// Arguments of `client update`.
+#[derive(Debug, Args)]
+pub struct ClientUpdateArgs {
+    /// Id, and the new keys, scopes and flags (they replace the old ones).
+    #[command(flatten)]
+    pub settings: ClientSettingsArgs,
+    /// The caller's organisation, which must own the client (empty: an operator).
+    #[arg(long, default_value = "")]
+    pub org: String,
+    /// New status: active or disabled (default: keep).
+    #[arg(long)]
+    pub status: Option<String>,
 }
 
 /// Arguments of `client get`.
@@ -274,26 +320,30 @@ pub async fn run_client(cli: &GlobalArgs, cmd: &ClientCommand) -> anyhow::Result
     let client = cli.client()?;
     let (header, items, changed) = match cmd {
         ClientCommand::Register(a) => {
-            let mut keys = Vec::new();
-            for f in &a.jwk_files {
-                keys.push(std::fs::read_to_string(f)?.trim().to_owned());
-            }
             let r = client
-                .register_client(v1::ClientRequest {
-                    request_id: a.request_id.value(),
-                    client_id: a.client_id.clone(),
-                    org: a.org.clone(),
-                    public_keys: keys,
-                    allowed_scopes: a.scopes.clone(),
-                    approved_third_party: a.third_party,
-                    status: 0,
-                })
+                .register_client(a.settings.request(&a.org, 0)?)
                 .await?;
             (
                 r.header,
                 r.client.into_iter().collect::<Vec<_>>(),
                 Some(r.changed),
             )
+        }
+        ClientCommand::Update(a) => {
+            let status = match &a.status {
+                Some(text) => enum_flag!(
+                    v1::ClientStatus,
+                    "CLIENT_STATUS_",
+                    "--status",
+                    text,
+                    ["active", "disabled"]
+                )?,
+                None => 0,
+            };
+            let r = client
+                .update_client(a.settings.request(&a.org, status)?)
+                .await?;
+            (r.header, r.client.into_iter().collect(), Some(r.changed))
         }
         ClientCommand::Get(a) => {
             let r = client
