@@ -1,0 +1,457 @@
+//! The frontend's configuration: TOML file plus `KARTOTEK_FRONTEND_*` environment overrides,
+//! validated before anything starts. The defaults are those of `kartotek dev`: listen on
+//! `127.0.0.1:8080`, talk to the three-node dev cluster on `127.0.0.1:7401..7403`.
+//!
+//! Nested keys use `__` in the environment, e.g. `KARTOTEK_FRONTEND_HTTP__REQUEST_TIMEOUT_MS=5000`;
+//! the cluster endpoints may be given as a comma-separated list,
+//! `KARTOTEK_FRONTEND_CLUSTER__ENDPOINTS=10.0.0.1:7401,10.0.0.2:7401`. Every setting is
+//! shown, with its default, in `frontend/frontend.example.toml`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use axum::http::Uri;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use kartotek_client::{ClientConfig, DEFAULT_ENDPOINTS, ENDPOINTS_MAX, normalize_endpoint};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Prefix of the environment variables that override the file.
+pub const ENV_PREFIX: &str = "KARTOTEK_FRONTEND_";
+
+/// Longest accepted `public_base_url`, in bytes.
+pub const PUBLIC_BASE_URL_LEN_MAX: usize = 512;
+
+/// Errors in a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or environment could not be read or parsed.
+    #[error("reading configuration: {0}")]
+    Load(String),
+    /// A value is out of range or inconsistent with another.
+    #[error("invalid configuration: {field}: {reason}")]
+    Invalid {
+        /// The setting, dotted (`http.request_timeout_ms`).
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// How the frontend reaches the cluster (through `kartotek-client`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// Node gRPC addresses, `host:port` or `http://host:port`. In the environment also a
+    /// comma-separated list.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub endpoints: Vec<String>,
+    /// Time allowed to open a TCP connection to one node.
+    pub connect_timeout_ms: u64,
+    /// Time allowed for one attempt of a call (one request to one node).
+    pub attempt_timeout_ms: u64,
+    /// Time allowed for a whole call to the cluster, all retries included.
+    pub deadline_ms: u64,
+    /// `/readyz` answers 503 unless a node reports a known leader within this time.
+    pub readiness_timeout_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        let client = ClientConfig::default();
+        ClusterSettings {
+            endpoints: DEFAULT_ENDPOINTS.iter().map(|e| (*e).to_owned()).collect(),
+            connect_timeout_ms: client.connect_timeout_ms,
+            attempt_timeout_ms: client.attempt_timeout_ms,
+            deadline_ms: 5_000,
+            readiness_timeout_ms: 1_000,
+        }
+    }
+}
+
+/// Limits of the HTTP request layer every route passes through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Largest request body accepted; a larger one is answered 413.
+    pub request_body_bytes_max: u64,
+    /// Time allowed to produce a response (waiting for a concurrency slot included); a slower
+    /// request is answered 503.
+    pub request_timeout_ms: u64,
+    /// Most requests handled at once; more wait for a slot, bounded by `request_timeout_ms`.
+    /// `/healthz` and `/metrics` do not take a slot.
+    pub concurrent_requests_max: u64,
+    /// After the shutdown signal, time given to requests in flight before the server stops.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            request_body_bytes_max: 1 << 20,
+            request_timeout_ms: 10_000,
+            concurrent_requests_max: 1_024,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+/// One frontend's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FrontendConfig {
+    /// Address the HTTP server listens on.
+    pub listen_addr: SocketAddr,
+    /// The URL clients reach this frontend at (`http[s]://host[:port][/prefix]`, no trailing
+    /// `/`): the base of absolute links and, later, the token issuer.
+    pub public_base_url: String,
+    /// Log filter (`tracing` env-filter syntax) when `RUST_LOG` is unset.
+    pub log_filter: String,
+    /// How the cluster is reached.
+    pub cluster: ClusterSettings,
+    /// Limits of the HTTP request layer.
+    pub http: HttpSettings,
+}
+
+impl Default for FrontendConfig {
+    fn default() -> Self {
+        FrontendConfig {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_base_url: "http://127.0.0.1:8080".into(),
+            log_filter: "info".into(),
+            cluster: ClusterSettings::default(),
+            http: HttpSettings::default(),
+        }
+    }
+}
+
+impl FrontendConfig {
+    /// Loads defaults, then the TOML file (if given), then `KARTOTEK_FRONTEND_*` variables
+    /// (nested keys with `__`, e.g. `KARTOTEK_FRONTEND_HTTP__REQUEST_TIMEOUT_MS=5000`), and
+    /// validates the result.
+    pub fn load(path: Option<&Path>) -> Result<FrontendConfig, ConfigError> {
+        Self::load_from(path, Env::prefixed(ENV_PREFIX).split("__"))
+    }
+
+    /// [`load`](Self::load) with the environment provider given (tests use a fresh one).
+    fn load_from(path: Option<&Path>, env: Env) -> Result<FrontendConfig, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(FrontendConfig::default()));
+        if let Some(p) = path {
+            if !p.exists() {
+                return Err(ConfigError::Load(format!("{} does not exist", p.display())));
+            }
+            fig = fig.merge(Toml::file(p));
+        }
+        let cfg: FrontendConfig = fig
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The effective configuration as TOML (what `--print-config` prints).
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(|e| ConfigError::Load(e.to_string()))
+    }
+
+    /// Checks ranges and relations between settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_base_url(&self.public_base_url)?;
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_filter) {
+            return Err(invalid("log_filter", e.to_string()));
+        }
+
+        let c = &self.cluster;
+        if c.endpoints.is_empty() {
+            return Err(invalid(
+                "cluster.endpoints",
+                "at least one endpoint is needed",
+            ));
+        }
+        if c.endpoints.len() > ENDPOINTS_MAX {
+            return Err(invalid(
+                "cluster.endpoints",
+                format!("at most {ENDPOINTS_MAX} endpoints"),
+            ));
+        }
+        for e in &c.endpoints {
+            if let Err(err) = normalize_endpoint(e) {
+                return Err(invalid("cluster.endpoints", err.to_string()));
+            }
+        }
+        for (field, value) in [
+            ("cluster.connect_timeout_ms", c.connect_timeout_ms),
+            ("cluster.attempt_timeout_ms", c.attempt_timeout_ms),
+            ("cluster.deadline_ms", c.deadline_ms),
+            ("cluster.readiness_timeout_ms", c.readiness_timeout_ms),
+        ] {
+            if !(1..=600_000).contains(&value) {
+                return Err(invalid(field, "must be 1 ms to 10 min"));
+            }
+        }
+        if c.attempt_timeout_ms > c.deadline_ms {
+            return Err(invalid(
+                "cluster.attempt_timeout_ms",
+                "must not exceed cluster.deadline_ms",
+            ));
+        }
+
+        let h = &self.http;
+        if !(1024..=(64 << 20)).contains(&h.request_body_bytes_max) {
+            return Err(invalid(
+                "http.request_body_bytes_max",
+                "must be 1 KiB to 64 MiB",
+            ));
+        }
+        if !(1..=600_000).contains(&h.request_timeout_ms) {
+            return Err(invalid("http.request_timeout_ms", "must be 1 ms to 10 min"));
+        }
+        if !(1..=65_536).contains(&h.concurrent_requests_max) {
+            return Err(invalid(
+                "http.concurrent_requests_max",
+                "must be 1 to 65536",
+            ));
+        }
+        if h.shutdown_grace_ms > 600_000 {
+            return Err(invalid("http.shutdown_grace_ms", "must be at most 10 min"));
+        }
+        if c.readiness_timeout_ms >= h.request_timeout_ms {
+            return Err(invalid(
+                "cluster.readiness_timeout_ms",
+                "must be less than http.request_timeout_ms (else /readyz times out first)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `kartotek-client` configuration for reaching the cluster.
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig {
+            endpoints: self.cluster.endpoints.clone(),
+            connect_timeout_ms: self.cluster.connect_timeout_ms,
+            attempt_timeout_ms: self.cluster.attempt_timeout_ms,
+            deadline_ms: self.cluster.deadline_ms,
+            ..ClientConfig::default()
+        }
+    }
+
+    /// [`HttpSettings::request_timeout_ms`] as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.http.request_timeout_ms)
+    }
+
+    /// [`ClusterSettings::readiness_timeout_ms`] as a duration.
+    pub fn readiness_timeout(&self) -> Duration {
+        Duration::from_millis(self.cluster.readiness_timeout_ms)
+    }
+
+    /// [`HttpSettings::shutdown_grace_ms`] as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.http.shutdown_grace_ms)
+    }
+}
+
+fn validate_base_url(url: &str) -> Result<(), ConfigError> {
+    const FIELD: &str = "public_base_url";
+    if url.is_empty() || url.len() > PUBLIC_BASE_URL_LEN_MAX {
+        return Err(invalid(
+            FIELD,
+            format!("must be 1 to {PUBLIC_BASE_URL_LEN_MAX} bytes"),
+        ));
+    }
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| invalid(FIELD, format!("not a URL: {e}")))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(invalid(FIELD, "must start with http:// or https://")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid(FIELD, "missing host"));
+    }
+    if url.contains(['?', '#', '@']) {
+        return Err(invalid(
+            FIELD,
+            "must not contain user info, a query or a fragment",
+        ));
+    }
+    if url.ends_with('/') {
+        return Err(invalid(FIELD, "must not end with /"));
+    }
+    Ok(())
+}
+
+/// A list from TOML (`["a:1", "b:2"]`) or a comma-separated string from the environment.
+fn list_or_comma_separated<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        String(String),
+    }
+    Ok(match ListOrString::deserialize(d)? {
+        ListOrString::List(list) => list,
+        ListOrString::String(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(c: &FrontendConfig) -> Option<&'static str> {
+        match c.validate() {
+            Err(ConfigError::Invalid { field, .. }) => Some(field),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_and_match_kartotek_dev() {
+        let c = FrontendConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            c.cluster.endpoints,
+            ["127.0.0.1:7401", "127.0.0.1:7402", "127.0.0.1:7403"]
+        );
+        c.client_config().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let ok = FrontendConfig::default();
+        let mut cases: Vec<(FrontendConfig, &str)> = Vec::new();
+        for (url, _) in [
+            ("", 0),
+            ("127.0.0.1:8080", 0),
+            ("ftp://x", 0),
+            ("http://x/", 0),
+            ("http://x?a=1", 0),
+            ("http://u@x", 0),
+        ] {
+            let mut c = ok.clone();
+            c.public_base_url = url.into();
+            cases.push((c, "public_base_url"));
+        }
+        let mut c = ok.clone();
+        c.log_filter = "info,[=".into();
+        cases.push((c, "log_filter"));
+        let mut c = ok.clone();
+        c.cluster.endpoints.clear();
+        cases.push((c, "cluster.endpoints"));
+        let mut c = ok.clone();
+        c.cluster.endpoints = vec!["https://x:1".into()];
+        cases.push((c, "cluster.endpoints"));
+        let mut c = ok.clone();
+        c.cluster.connect_timeout_ms = 0;
+        cases.push((c, "cluster.connect_timeout_ms"));
+        let mut c = ok.clone();
+        c.cluster.attempt_timeout_ms = c.cluster.deadline_ms + 1;
+        cases.push((c, "cluster.attempt_timeout_ms"));
+        let mut c = ok.clone();
+        c.http.request_body_bytes_max = 10;
+        cases.push((c, "http.request_body_bytes_max"));
+        let mut c = ok.clone();
+        c.http.request_timeout_ms = 0;
+        cases.push((c, "http.request_timeout_ms"));
+        let mut c = ok.clone();
+        c.http.concurrent_requests_max = 0;
+        cases.push((c, "http.concurrent_requests_max"));
+        let mut c = ok.clone();
+        c.http.shutdown_grace_ms = 3_600_000;
+        cases.push((c, "http.shutdown_grace_ms"));
+        let mut c = ok.clone();
+        c.cluster.readiness_timeout_ms = c.http.request_timeout_ms;
+        cases.push((c, "cluster.readiness_timeout_ms"));
+        for (c, want) in cases {
+            assert_eq!(field_of(&c), Some(want), "{c:?}");
+        }
+        let mut c = ok.clone();
+        c.public_base_url = "https://kartotek.example.no/api".into();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn toml_file_and_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.toml");
+        std::fs::write(
+            &p,
+            "listen_addr = \"0.0.0.0:9090\"\n[cluster]\nendpoints = [\"10.0.0.1:7401\"]\n",
+        )
+        .unwrap();
+        let c = FrontendConfig::load_from(Some(&p), Env::raw().only(&[])).unwrap();
+        assert_eq!(c.listen_addr.to_string(), "0.0.0.0:9090");
+        assert_eq!(c.cluster.endpoints, ["10.0.0.1:7401"]);
+        std::fs::write(&p, "listen_addres = \"0.0.0.0:9090\"\n").unwrap();
+        assert!(FrontendConfig::load_from(Some(&p), Env::raw().only(&[])).is_err());
+        let missing = dir.path().join("missing.toml");
+        assert!(FrontendConfig::load(Some(&missing)).is_err());
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure returns figment::Result.
+    fn env_overrides_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "f.toml",
+                "public_base_url = \"http://file:1\"\n[http]\nrequest_timeout_ms = 7000\n",
+            )?;
+            jail.set_env("KARTOTEK_FRONTEND_PUBLIC_BASE_URL", "https://env.example");
+            jail.set_env("KARTOTEK_FRONTEND_HTTP__REQUEST_TIMEOUT_MS", "4000");
+            jail.set_env(
+                "KARTOTEK_FRONTEND_CLUSTER__ENDPOINTS",
+                "10.0.0.1:7401, 10.0.0.2:7401",
+            );
+            // Not ours: the node's and the CLI's variables are left alone.
+            jail.set_env("KARTOTEK_ENDPOINTS", "x");
+            let c = FrontendConfig::load(Some(Path::new("f.toml")))
+                .map_err(|e| figment::Error::from(e.to_string()))?;
+            assert_eq!(c.public_base_url, "https://env.example");
+            assert_eq!(c.http.request_timeout_ms, 4000);
+            assert_eq!(c.cluster.endpoints, ["10.0.0.1:7401", "10.0.0.2:7401"]);
+            jail.set_env("KARTOTEK_FRONTEND_HTTP__CONCURRENT_REQUESTS_MAX", "0");
+            match FrontendConfig::load(None) {
+                Err(ConfigError::Invalid { field, .. }) => {
+                    assert_eq!(field, "http.concurrent_requests_max")
+                }
+                other => panic!("{other:?}"),
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn example_file_is_the_defaults() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("frontend.example.toml");
+        let c = FrontendConfig::load_from(Some(&p), Env::raw().only(&[])).unwrap();
+        assert_eq!(c, FrontendConfig::default());
+    }
+
+    #[test]
+    fn printed_config_loads_back() {
+        let c = FrontendConfig::default();
+        let text = c.to_toml().unwrap();
+        assert!(text.contains("[cluster]"), "{text}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.toml");
+        std::fs::write(&p, &text).unwrap();
+        let back = FrontendConfig::load_from(Some(&p), Env::raw().only(&[])).unwrap();
+        assert_eq!(back, c);
+    }
+}

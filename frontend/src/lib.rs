@@ -1,0 +1,59 @@
+//! Kartotek's stateless HTTP frontend.
+//!
+//! The frontend holds no registry state: it talks to the Raft cluster only through
+//! `kartotek-client` (the crate does not depend on `kartotek-storage`, `kartotek-node` or
+//! `openraft`, and `tests/dependencies.rs` keeps it so). Any number of frontends can run side
+//! by side behind a load balancer, and one can be killed at any time.
+//!
+//! The `kartotek frontend --config frontend.toml` command calls [`run`]; tests call [`serve`]
+//! with a listener on port 0.
+//!
+//! # Module map
+//!
+//! - [`config`]: [`FrontendConfig`], TOML file plus `KARTOTEK_FRONTEND_*` environment
+//!   overrides, validated; defaults fit `kartotek dev`.
+//! - [`server`]: [`FrontendArgs`], [`run`], [`serve`], [`app`] and [`FrontendError`].
+//! - [`layer`]: the one request layer every route passes through: request id, tracing
+//!   span, body size limit, concurrency limit, timeout, problem documents, metrics.
+//! - [`problem`]: RFC 9457 problem details ([`Problem`]) and the request error type
+//!   [`HttpError`].
+//! - [`metrics`]: Prometheus metrics `kartotek_frontend_*` and `GET /metrics`.
+//! - [`health`]: `GET /healthz` (liveness) and `GET /readyz` (the cluster answers and has a
+//!   leader).
+//!
+//! Future homes, each a module of its own behind the same layer: the token service
+//! (`/connect/token`, `/.well-known/jwks.json`, `/.well-known/oauth-authorization-server`,
+//! issuer = `public_base_url`), the API catalog (`/catalog`, `/api/v1/catalog`,
+//! `/catalog.ttl`, `/openapi.json`), audit forwarding (`/api/v1/audit-events`), the citizen
+//! and organisation pages (`/innsyn`, `/org`) and the FHIR facade (`/fhir/…`).
+
+pub mod config;
+pub mod health;
+pub mod layer;
+pub mod metrics;
+pub mod problem;
+pub mod server;
+
+use std::sync::Arc;
+
+use kartotek_client::KartotekClient;
+use tokio::sync::Semaphore;
+
+pub use config::{ClusterSettings, ConfigError, FrontendConfig, HttpSettings};
+pub use layer::RequestId;
+pub use metrics::Metrics;
+pub use problem::{HttpError, PROBLEM_JSON, Problem};
+pub use server::{FrontendArgs, FrontendError, app, run, serve};
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone, Debug)]
+pub(crate) struct AppState {
+    /// The validated configuration.
+    pub(crate) config: Arc<FrontendConfig>,
+    /// The cluster, through kartotek-client.
+    pub(crate) client: KartotekClient,
+    /// The metrics registry.
+    pub(crate) metrics: Metrics,
+    /// Concurrency slots (`http.concurrent_requests_max`).
+    pub(crate) slots: Arc<Semaphore>,
+}

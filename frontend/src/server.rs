@@ -1,0 +1,299 @@
+//! Starting and stopping: [`FrontendArgs`] (the `kartotek frontend` command line), [`run`]
+//! (load the configuration, bind, serve until shutdown), [`serve`] (serve on a listener the
+//! caller bound, e.g. port 0 in tests) and [`app`] (the router alone).
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::get;
+use futures::FutureExt;
+use kartotek_client::{ClientError, KartotekClient};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::config::{ConfigError, FrontendConfig};
+use crate::metrics::Metrics;
+use crate::problem::HttpError;
+use crate::{AppState, health, layer, metrics};
+
+/// Arguments of `kartotek frontend`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FrontendArgs {
+    /// TOML configuration file (see frontend/frontend.example.toml); `KARTOTEK_FRONTEND_*` variables override it (nested keys with
+    /// `__`, e.g. `KARTOTEK_FRONTEND_HTTP__REQUEST_TIMEOUT_MS=5000`).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// Why the frontend could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum FrontendError {
+    /// The configuration is unreadable or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The cluster client could not be built from the configuration.
+    #[error("cluster client: {0}")]
+    Client(#[from] ClientError),
+    /// The listen address could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("serving HTTP: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Runs `kartotek frontend`: loads the configuration (file from `--config`, then
+/// `KARTOTEK_FRONTEND_*` variables); with `--print-config` prints it as TOML to stdout and
+/// returns. Otherwise sets up logging to stderr (unless the caller already installed a
+/// tracing subscriber), binds `listen_addr` and serves until `shutdown` completes.
+pub async fn run(
+    args: &FrontendArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), FrontendError> {
+    let config = FrontendConfig::load(args.config.as_deref())?;
+    if args.print_config {
+        print!("{}", config.to_toml()?);
+        return Ok(());
+    }
+    init_tracing(&config.log_filter);
+    let addr = config.listen_addr;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| FrontendError::Bind { addr, source })?;
+    serve(config, listener, shutdown).await
+}
+
+/// Serves the frontend on `listener` until `shutdown` completes, then stops taking
+/// connections and gives requests in flight up to `http.shutdown_grace_ms` to finish.
+pub async fn serve(
+    config: FrontendConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), FrontendError> {
+    let grace = config.shutdown_grace();
+    let public = config.public_base_url.clone();
+    let router = app(config)?;
+    let local = listener.local_addr().map_err(FrontendError::Serve)?;
+    tracing::info!(addr = %local, public_base_url = %public, "frontend listening");
+    let shutdown = shutdown.shared();
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.clone())
+        .into_future();
+    let grace_over = async move {
+        shutdown.await;
+        tracing::info!(grace_ms = grace.as_millis(), "shutting down");
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result.map_err(FrontendError::Serve)?,
+        () = grace_over => tracing::warn!("shutdown grace over; requests still in flight were cut"),
+    }
+    tracing::info!("frontend stopped");
+    Ok(())
+}
+
+/// The router with every route behind the request layer. Builds the cluster client (which
+/// opens no connection until used); needs a Tokio runtime only when requests come.
+pub fn app(config: FrontendConfig) -> Result<Router, FrontendError> {
+    Ok(routes(state(config)?, Router::new()))
+}
+
+/// The shared state of a validated configuration.
+pub(crate) fn state(config: FrontendConfig) -> Result<AppState, FrontendError> {
+    config.validate()?;
+    let client = KartotekClient::new(config.client_config())?;
+    let slots = usize::try_from(config.http.concurrent_requests_max).unwrap_or(usize::MAX);
+    Ok(AppState {
+        config: Arc::new(config),
+        client,
+        metrics: Metrics::new(),
+        slots: Arc::new(Semaphore::new(slots)),
+    })
+}
+
+/// The frontend's routes plus `extra` (tests add some), the fallback and the request layer.
+pub(crate) fn routes(state: AppState, extra: Router<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::serve_metrics))
+        .merge(extra)
+        .fallback(not_found)
+        // The request layer's `Limited` body enforces http.request_body_bytes_max.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            layer::request_layer,
+        ))
+        .with_state(state)
+}
+
+/// Answer to paths no route takes.
+async fn not_found(uri: axum::http::Uri) -> HttpError {
+    HttpError::NotFound {
+        path: uri.path().to_owned(),
+    }
+}
+
+fn init_tracing(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::{Body, Bytes};
+    use axum::http::{Request, StatusCode, header};
+    use axum::routing::post;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::problem::PROBLEM_JSON;
+
+    /// A frontend with `/test/slow` (sleeps 5 s) and `/test/echo` (reads the whole body).
+    fn test_app(configure: impl FnOnce(&mut FrontendConfig)) -> Router {
+        let mut config = FrontendConfig::default();
+        config.cluster.readiness_timeout_ms = 50;
+        config.http.request_timeout_ms = 200;
+        configure(&mut config);
+        let extra = Router::new()
+            .route(
+                "/test/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .route("/test/echo", post(|body: Bytes| async move { body }));
+        routes(state(config).unwrap(), extra)
+    }
+
+    async fn call(app: &Router, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let response = app.clone().oneshot(req).await.unwrap();
+        let status = response.status();
+        let ct = response.headers().get(header::CONTENT_TYPE).cloned();
+        let id = response.headers().get("x-request-id").cloned();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        if status.is_success() {
+            return (
+                status,
+                serde_json::Value::String(String::from_utf8_lossy(&bytes).into()),
+            );
+        }
+        assert_eq!(ct.unwrap(), PROBLEM_JSON);
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["request_id"].as_str(), id.unwrap().to_str().ok());
+        (status, json)
+    }
+
+    fn get_req(path: &str) -> Request<Body> {
+        Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure returns figment::Result.
+    fn run_prints_the_config_or_names_the_problem() {
+        // In a jail: the config tests set KARTOTEK_FRONTEND_* variables in other jails.
+        figment::Jail::expect_with(|_| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let example =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("frontend.example.toml");
+            let args = FrontendArgs {
+                config: Some(example),
+                print_config: true,
+            };
+            // Returns at once, without binding 127.0.0.1:8080.
+            rt.block_on(run(&args, std::future::pending())).unwrap();
+            let args = FrontendArgs {
+                config: Some("/nonexistent/frontend.toml".into()),
+                print_config: true,
+            };
+            let err = rt.block_on(run(&args, std::future::pending())).unwrap_err();
+            assert!(matches!(err, FrontendError::Config(_)), "{err}");
+            assert!(
+                err.to_string().contains("/nonexistent/frontend.toml"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[tokio::test]
+    async fn slow_requests_time_out_as_problems() {
+        let app = test_app(|_| {});
+        let (status, p) = call(&app, get_req("/test/slow")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(p["type"], "urn:kartotek:problem:timeout");
+        assert_eq!(p["instance"], "/test/slow");
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_cut_while_read() {
+        let app = test_app(|c| c.http.request_body_bytes_max = 1024);
+        // No content-length: the limit applies while the handler reads.
+        let chunks = (0..8).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 512])));
+        let req = Request::post("/test/echo")
+            .body(Body::from_stream(futures::stream::iter(chunks)))
+            .unwrap();
+        let (status, p) = call(&app, req).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(p["type"], "urn:kartotek:problem:body-too-large");
+        assert_eq!(p["detail"], "request body larger than 1024 bytes");
+        // Within the limit it passes.
+        let req = Request::post("/test/echo")
+            .body(Body::from(vec![b'y'; 1000]))
+            .unwrap();
+        let (status, body) = call(&app, req).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body.as_str().map(str::len), Some(1000));
+    }
+
+    #[tokio::test]
+    async fn concurrency_limit_queues_but_spares_liveness() {
+        let mut config = FrontendConfig::default();
+        config.cluster.readiness_timeout_ms = 50;
+        config.http.request_timeout_ms = 200;
+        config.http.concurrent_requests_max = 2;
+        let state = state(config).unwrap();
+        let app = routes(state.clone(), Router::new());
+        // Every slot taken: a request waits, then times out.
+        let held = state.slots.clone().acquire_many_owned(2).await.unwrap();
+        let (status, p) = call(&app, get_req("/no/such/thing")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(p["type"], "urn:kartotek:problem:timeout");
+        // Liveness and metrics take no slot.
+        let (status, body) = call(&app, get_req("/healthz")).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, Some("ok")));
+        let (status, _) = call(&app, get_req("/metrics")).await;
+        assert_eq!(status, StatusCode::OK);
+        // A freed slot is taken by the next request.
+        drop(held);
+        let (status, _) = call(&app, get_req("/no/such/thing")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}
