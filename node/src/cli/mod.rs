@@ -3,7 +3,8 @@
 //!
 //! This module keeps only the commands that need the node library: `kartotek node`
 //! ([`node`]: `NodeConfig`, `run_node`) and `kartotek dev` ([`dev`]: starts `kartotek node`
-//! processes). Every other command (`admin`, `locator`, `audit`, `block`, ...) lives in the
+//! processes and a `kartotek frontend`), plus `kartotek frontend` (the `kartotek-frontend`
+//! crate, which like `kartotek-cli` reaches the cluster only through `kartotek-client`). Every other command (`admin`, `locator`, `audit`, `block`, ...) lives in the
 //! `kartotek-cli` crate, which depends only on `kartotek-client`, `kartotek-domain` and
 //! `kartotek-proto` (not on storage, this crate or openraft), so that the compiler keeps those
 //! commands talking to the cluster through the public API only. [`Command`] flattens
@@ -41,8 +42,11 @@ pub struct Cli {
 pub enum Command {
     /// Run one production node.
     Node(node::NodeArgs),
-    /// Run a local cluster (one OS process per node) on embedded defaults.
+    /// Run a local cluster (one OS process per node, and an HTTP frontend) on embedded
+    /// defaults.
     Dev(dev::DevArgs),
+    /// Run the stateless HTTP frontend (a client of the cluster).
+    Frontend(kartotek_frontend::FrontendArgs),
     /// The client-side commands (admin, locator, audit, ...), from `kartotek-cli`.
     #[command(flatten)]
     Client(Box<kartotek_cli::Command>),
@@ -73,6 +77,7 @@ pub fn run() -> ExitCode {
     let result = runtime.block_on(async {
         match &cli.command {
             Command::Node(args) => node::run(args).await,
+            Command::Frontend(args) => Ok(kartotek_frontend::run(args, shutdown_signal()).await?),
             Command::Dev(args) => {
                 init_tracing("info");
                 dev::run(args).await
