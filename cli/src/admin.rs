@@ -127,6 +127,9 @@ pub async fn run(cli: &GlobalArgs, cmd: &AdminCommand) -> anyhow::Result<()> {
                 }
             }
             println!("{t}");
+            if views.iter().all(|v| v.status.is_none()) {
+                eprintln!("hint: no node answered; {}", crate::NO_CLUSTER_HINT);
+            }
             Ok(())
         }
         AdminCommand::Init => {

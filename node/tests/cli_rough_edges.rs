@@ -250,4 +250,8 @@ fn no_cluster_fails_fast_with_a_hint() {
         );
         assert!(err.contains("refused the connection"), "{args:?}: {err}");
     }
+    // `admin status` asks each node once and shows the table, with the hint under it.
+    let out = kartotek(&endpoints, &["admin", "status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is the cluster running?"), "{err}");
 }
