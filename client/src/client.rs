@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use kartotek_proto::REQUEST_ID_HEADER;
@@ -32,7 +33,7 @@ use tracing::debug;
 use crate::config::{ClientConfig, ENDPOINTS_MAX, normalize_endpoint};
 use crate::endpoints::Endpoints;
 use crate::error::ClientError;
-use crate::retry::{Backoff, Verdict, classify, is_attempt_timeout, is_connect_failure};
+use crate::retry::{Backoff, Refusals, Verdict, classify, is_attempt_timeout, is_connect_failure};
 
 /// Where the attempts of a call go.
 #[derive(Debug, Clone)]
@@ -108,6 +109,8 @@ pub(crate) struct Inner {
     authorization: Option<AsciiMetadataValue>,
     /// Caller metadata (`x-kartotek-actor`, ...), sent on every call.
     caller: Vec<(&'static str, AsciiMetadataValue)>,
+    /// The fail-fast window for refused connections, in ms; 0 = off (the default).
+    refused_window_ms: AtomicU64,
 }
 
 /// Who is calling, sent as metadata on every call; the server records it in audit events.
@@ -181,6 +184,7 @@ impl KartotekClient {
                 endpoints,
                 authorization,
                 caller,
+                refused_window_ms: AtomicU64::new(0),
             }),
         })
     }
@@ -194,6 +198,28 @@ impl KartotekClient {
     /// then those learned from leader hints (at most [`ENDPOINTS_MAX`]).
     pub fn endpoints(&self) -> Vec<String> {
         self.inner.endpoints.all()
+    }
+
+    /// Turns on (`Some(window)`) or off (`None`, the default) failing fast when no node
+    /// listens: once every endpoint a call may use has refused the TCP connection, with no
+    /// other outcome in between, for `window`, the call ends with [`ClientError::Refused`]
+    /// instead of retrying until its deadline. Meant for interactive tools (the `kartotek`
+    /// command line), where "is the cluster running?" should come in a second or two.
+    ///
+    /// A refusal by one endpoint while another answers (even "unavailable, no leader") is
+    /// not a fast fail: the call goes on riding out the election. Applies to every clone.
+    pub fn set_fail_fast_on_refusal(&self, window: Option<Duration>) {
+        let ms = window.map_or(0, |w| {
+            u64::try_from(w.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        self.inner.refused_window_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub(crate) fn refused_window(&self) -> Option<Duration> {
+        match self.inner.refused_window_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
     }
 
     /// The last known leader endpoint (canonical), if any.
@@ -455,6 +481,7 @@ impl KartotekClient {
         let mut followed: Vec<String> = Vec::new();
         let mut attempts: u32 = 0;
         let mut last: Option<(Status, String)> = None;
+        let mut refusals = Refusals::new(self.refused_window());
 
         loop {
             let now = Instant::now();
@@ -491,6 +518,14 @@ impl KartotekClient {
             };
             if !retry {
                 return Err(ClientError::from_status(status, attempts, &target));
+            }
+
+            let usable = || match &plan.route {
+                Route::Leader => endpoints.all(),
+                Route::Preferred | Route::Fixed(_) => vec![target.clone()],
+            };
+            if let Some(nobody_listens) = refusals.note(&status, &target, usable) {
+                return Err(nobody_listens);
             }
 
             let code = status.code();

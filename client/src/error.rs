@@ -39,6 +39,17 @@ pub enum ClientError {
         /// Description of the last failure.
         last: String,
     },
+    /// Every endpoint the call may use refused the connection for the client's fail-fast
+    /// window (see [`KartotekClient::set_fail_fast_on_refusal`](crate::KartotekClient::set_fail_fast_on_refusal)):
+    /// nothing listens there, most likely no cluster is running. Only clients that turned
+    /// the rule on return it; others keep retrying until the deadline.
+    #[error("no node is listening: {} refused the connection ({attempts} attempt(s))", endpoints.join(", "))]
+    Refused {
+        /// The endpoints that refused, canonical.
+        endpoints: Vec<String>,
+        /// Number of attempts made.
+        attempts: u32,
+    },
     /// The last attempt timed out and the call's deadline has passed.
     #[error("deadline exceeded after {attempts} attempt(s): {last}")]
     DeadlineExceeded {
@@ -64,7 +75,7 @@ impl ClientError {
             Self::InvalidArgument { .. } | Self::Config(_) => Code::InvalidArgument,
             Self::NotFound(_) => Code::NotFound,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
-            Self::Unavailable { .. } => Code::Unavailable,
+            Self::Unavailable { .. } | Self::Refused { .. } => Code::Unavailable,
             Self::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             Self::Status(status) => status.code(),
         }
@@ -81,9 +92,9 @@ impl ClientError {
     /// The number of attempts made, for errors that end a retry loop.
     pub fn attempts(&self) -> Option<u32> {
         match self {
-            Self::Unavailable { attempts, .. } | Self::DeadlineExceeded { attempts, .. } => {
-                Some(*attempts)
-            }
+            Self::Unavailable { attempts, .. }
+            | Self::DeadlineExceeded { attempts, .. }
+            | Self::Refused { attempts, .. } => Some(*attempts),
             _ => None,
         }
     }

@@ -4,7 +4,8 @@
 //! `AuditService` and the record families' services: blocks, access decision, notifications,
 //! consents, reservations, representation, API catalog, clients)
 //! with leader discovery, retries with backoff until a deadline, and stable request ids for
-//! writes. Configure it with [`ClientConfig`]; failures are [`ClientError`]s.
+//! writes. Configure it with [`ClientConfig`]; failures are [`ClientError`]s. [`audit`] turns
+//! audit event messages back into the domain's chained events, to recompute the hash chain.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), kartotek_client::ClientError> {
@@ -25,6 +26,7 @@
 //! # }
 //! ```
 
+pub mod audit;
 mod client;
 mod config;
 mod endpoints;

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use kartotek_proto::LEADER_ADDR_HEADER;
 use rand::Rng;
+use tokio::time::Instant;
 use tonic::{Code, Status};
+
+use crate::error::ClientError;
 
 /// Longest leader address accepted from a hint, in bytes.
 const HINT_LEN_MAX: usize = crate::config::ENDPOINT_LEN_MAX;
@@ -66,6 +69,15 @@ pub(crate) fn is_connect_failure(status: &Status) -> bool {
     })
 }
 
+/// True when the node's address refused the TCP connection: nothing listens there. (Not a
+/// connect timeout, and not an Unavailable answered by a node.)
+pub(crate) fn is_connection_refused(status: &Status) -> bool {
+    chain_has(status, |err| {
+        err.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    })
+}
+
 /// True when `status` is the client-side expiry of the attempt's `grpc-timeout` (tonic
 /// reports it as Cancelled).
 pub(crate) fn is_attempt_timeout(status: &Status) -> bool {
@@ -98,6 +110,63 @@ fn leader_hint(status: &Status) -> Option<String> {
         return None;
     }
     Some(value.to_owned())
+}
+
+/// The fail-fast rule for refused connections: remembers which endpoints refused the
+/// connection since the last other outcome, and since when.
+#[derive(Debug)]
+pub(crate) struct Refusals {
+    window: Option<Duration>,
+    refused: Vec<String>,
+    since: Option<Instant>,
+    /// Refused attempts since the last other outcome.
+    attempts: u32,
+}
+
+impl Refusals {
+    /// A tracker failing after `window` of refusals (`None`: never).
+    pub(crate) fn new(window: Option<Duration>) -> Self {
+        Self {
+            window,
+            refused: Vec::new(),
+            since: None,
+            attempts: 0,
+        }
+    }
+
+    /// Notes the failure `status` of an attempt on `endpoint`. Returns
+    /// [`ClientError::Refused`] when every one of `usable` has refused the connection, with no
+    /// other outcome in between, for the whole window; any other failure starts over.
+    pub(crate) fn note(
+        &mut self,
+        status: &Status,
+        endpoint: &str,
+        usable: impl FnOnce() -> Vec<String>,
+    ) -> Option<ClientError> {
+        let window = self.window?;
+        if !is_connection_refused(status) {
+            self.refused.clear();
+            self.since = None;
+            self.attempts = 0;
+            return None;
+        }
+        self.attempts = self.attempts.saturating_add(1);
+        if !self.refused.iter().any(|r| r == endpoint) {
+            self.refused.push(endpoint.to_owned());
+        }
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if since.elapsed() < window {
+            return None;
+        }
+        let endpoints = usable();
+        endpoints
+            .iter()
+            .all(|u| self.refused.contains(u))
+            .then(|| ClientError::Refused {
+                endpoints,
+                attempts: self.attempts,
+            })
+    }
 }
 
 /// Exponential backoff with jitter: the n-th pause is drawn from
@@ -204,11 +273,56 @@ mod tests {
         );
     }
 
+    fn refused() -> Status {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        Status::from_error(Box::new(io))
+    }
+
+    #[tokio::test]
+    async fn fails_fast_only_when_every_endpoint_refused_for_the_window() {
+        let all = || vec!["http://a:1".to_owned(), "http://b:2".to_owned()];
+        let mut r = Refusals::new(Some(Duration::from_millis(30)));
+        assert!(r.note(&refused(), "http://a:1", all).is_none());
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        // Only a has refused so far.
+        assert!(r.note(&refused(), "http://a:1", all).is_none());
+        let err = r.note(&refused(), "http://b:2", all).map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "no node is listening: http://a:1, http://b:2 refused the connection \
+                 (3 attempt(s))"
+            )
+        );
+
+        // An answer from a node (an election in progress) starts over.
+        let mut r = Refusals::new(Some(Duration::from_millis(30)));
+        r.note(&refused(), "http://a:1", all);
+        r.note(&refused(), "http://b:2", all);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(
+            r.note(&Status::unavailable("no leader"), "http://b:2", all)
+                .is_none()
+        );
+        assert!(r.note(&refused(), "http://a:1", all).is_none());
+
+        // Off by default.
+        let mut off = Refusals::new(None);
+        off.note(&refused(), "http://a:1", all);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(off.note(&refused(), "http://b:2", all).is_none());
+    }
+
     #[test]
     fn detects_connect_failures_and_timeouts() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert!(is_connect_failure(&Status::from_error(Box::new(io))));
         assert!(!is_connect_failure(&Status::unavailable("x")));
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(is_connection_refused(&Status::from_error(Box::new(io))));
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timeout");
+        assert!(!is_connection_refused(&Status::from_error(Box::new(io))));
+        assert!(!is_connection_refused(&Status::unavailable("no leader")));
         let expired = Status::from_error(Box::new(tonic::TimeoutExpired(())));
         assert_eq!(expired.code(), Code::Cancelled);
         assert!(is_attempt_timeout(&expired));

@@ -23,7 +23,7 @@ use tracing::debug;
 use crate::client::KartotekClient;
 use crate::config::normalize_endpoint;
 use crate::error::ClientError;
-use crate::retry::{Backoff, Verdict, classify};
+use crate::retry::{Backoff, Refusals, Verdict, classify};
 
 /// An import gives up after no batch was answered for the client deadline, but never sooner
 /// than this.
@@ -72,6 +72,7 @@ impl KartotekClient {
         let mut source_done = false;
         let mut last_progress = Instant::now();
         let mut target = endpoints.leader_or_preferred();
+        let mut refusals = Refusals::new(self.refused_window());
         loop {
             // A bulk import is a long job: it rides out elections and restarts, and gives up
             // only when nothing has been answered for a while.
@@ -100,6 +101,11 @@ impl KartotekClient {
                 }
                 Err(Broken::Fatal(e)) => return Err(e),
                 Err(Broken::Retry(status, hint)) => {
+                    if let Some(nobody_listens) =
+                        refusals.note(&status, &target, || endpoints.all())
+                    {
+                        return Err(nobody_listens);
+                    }
                     let failed = target.clone();
                     target = match hint.and_then(|h| normalize_endpoint(&h).ok()) {
                         Some(leader) if leader != failed => {
@@ -263,6 +269,7 @@ impl LocatorWatch {
             Duration::from_millis(config.backoff_max_ms),
         );
         let started = Instant::now();
+        let mut refusals = Refusals::new(self.client.refused_window());
         loop {
             if self.stream.is_none() {
                 if started.elapsed() > config.deadline() {
@@ -281,6 +288,10 @@ impl LocatorWatch {
                 match LocatorServiceClient::new(channel).watch(request).await {
                     Ok(s) => self.stream = Some(s.into_inner()),
                     Err(status) => {
+                        let all = || self.client.inner.endpoints.all();
+                        if let Some(nobody_listens) = refusals.note(&status, &self.target, all) {
+                            return Err(nobody_listens);
+                        }
                         self.fail(status)?;
                         tokio::time::sleep(backoff.next_delay()).await;
                         continue;

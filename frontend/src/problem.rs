@@ -191,7 +191,7 @@ fn cluster_problem(e: &ClientError) -> (&'static str, &'static str, StatusCode) 
         ),
         E::NotFound(_) => ("not-found", "Not found", StatusCode::NOT_FOUND),
         E::FailedPrecondition(_) => ("conflict", "Conflict", StatusCode::CONFLICT),
-        E::Unavailable { .. } => (
+        E::Unavailable { .. } | E::Refused { .. } => (
             "cluster-unavailable",
             "Cluster unavailable",
             StatusCode::SERVICE_UNAVAILABLE,

@@ -179,7 +179,7 @@ async fn every_lookup_is_audited_and_the_chain_verifies() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
-    // "Who has looked at my data?" — through the CLI, as JSON lines.
+    // "Who has looked at my data?" — through the CLI, as one JSON document.
     let out = Command::new(env!("CARGO_BIN_EXE_kartotek"))
         .args(["--endpoints", &endpoints, "--json"])
         .args(["audit", "query", "--patient", &p])
@@ -190,10 +190,9 @@ async fn every_lookup_is_audited_and_the_chain_verifies() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let events: Vec<serde_json::Value> = answer["events"].as_array().cloned().unwrap_or_default();
     let lookups: Vec<&serde_json::Value> = events
         .iter()
         .filter(|e| e["action"] == "locator.lookup")

@@ -1,6 +1,7 @@
 //! The README quick start as a test: `kartotek dev` runs a 3-process cluster; the CLI
 //! registers and looks up an entry; `kill -9` of the leader's pid from `cluster.json` is
-//! survived; `kartotek admin status` shows the new leader; Ctrl-C stops everything.
+//! survived; `kartotek admin status` shows the new leader; the dev frontend answers
+//! `GET /healthz` at the address `cluster.json` names; Ctrl-C stops everything.
 
 mod common;
 
@@ -45,6 +46,23 @@ fn free_base() -> u16 {
     panic!("no three consecutive free ports");
 }
 
+/// `GET http://{addr}{path}` over a plain TCP connection: (status code, body).
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let code = answer.split_whitespace().nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((code, body))
+}
+
 fn cluster_file(dir: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join("cluster.json")).unwrap_or_default();
     serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
@@ -76,6 +94,7 @@ fn dev_cluster_quick_start_survives_leader_kill() {
     let data = dir.path().join("dev");
     let base = free_base();
     let metrics_base = free_base();
+    let frontend_addr = format!("127.0.0.1:{}", common::free_port());
     let endpoints = (0..3)
         .map(|i| format!("127.0.0.1:{}", base + i))
         .collect::<Vec<_>>()
@@ -88,6 +107,8 @@ fn dev_cluster_quick_start_survives_leader_kill() {
             &base.to_string(),
             "--metrics-base-port",
             &metrics_base.to_string(),
+            "--frontend-addr",
+            &frontend_addr,
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -111,6 +132,27 @@ fn dev_cluster_quick_start_survives_leader_kill() {
             "dev cluster did not come up: {cf}"
         );
         std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // The frontend: cluster.json names it, with a pid, and it answers /healthz.
+    let cf = cluster_file(&data);
+    assert_eq!(
+        cf["frontend"]["http"],
+        format!("http://{frontend_addr}"),
+        "{cf}"
+    );
+    assert!(cf["frontend"]["pid"].is_u64(), "{cf}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((code, body)) = http_get(&frontend_addr, "/healthz") {
+            assert_eq!(code, 200, "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the frontend never answered /healthz"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 
     let p = patient(42);
@@ -221,6 +263,7 @@ fn dev_cluster_quick_start_survives_leader_kill() {
             .as_array()
             .is_some_and(|n| n.iter().all(|n| n["pid"].is_null()))
     );
+    assert!(cf["frontend"]["pid"].is_null(), "{cf}");
     drop(guard);
 }
 

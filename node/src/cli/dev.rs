@@ -5,6 +5,10 @@
 //! disk on later starts. A node that dies (e.g. `kill -9`) is restarted after a short pause
 //! (unless `--no-restart`) and its new pid is written to `cluster.json`. Ctrl-C (or SIGTERM)
 //! stops every node cleanly. Nodes run in their own process group and die with the supervisor.
+//!
+//! It also runs one HTTP frontend (`kartotek frontend --config <data-dir>/frontend.toml`, on
+//! `--frontend-addr`, 127.0.0.1:8080 by default), restarted like the nodes; its address and
+//! pid are in the `frontend` field of `cluster.json`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -40,9 +44,12 @@ pub struct DevArgs {
     /// Metrics port of node 1; node n gets base + n - 1.
     #[arg(long, default_value_t = 9401)]
     pub metrics_base_port: u16,
-    /// Do not restart nodes that exit.
+    /// Do not restart nodes (or the frontend) that exit.
     #[arg(long)]
     pub no_restart: bool,
+    /// Address the HTTP frontend listens on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub frontend_addr: std::net::SocketAddr,
 }
 
 /// `cluster.json`: what runs where.
@@ -56,8 +63,21 @@ pub struct ClusterFile {
     pub supervisor_pid: Option<u32>,
     /// The nodes.
     pub nodes: Vec<NodeEntry>,
-    /// The HTTP frontend, once it exists.
-    pub frontend: Option<String>,
+    /// The HTTP frontend.
+    pub frontend: Option<FrontendEntry>,
+}
+
+/// The frontend in `cluster.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FrontendEntry {
+    /// Base URL, e.g. `http://127.0.0.1:8080` (`GET <http>/healthz`).
+    pub http: String,
+    /// Pid of the running process, if any.
+    pub pid: Option<u32>,
+    /// Frontend configuration file (rewritten at every start from the flags).
+    pub config_file: PathBuf,
+    /// Log file.
+    pub log_file: PathBuf,
 }
 
 /// One node in `cluster.json`.
@@ -161,18 +181,29 @@ fn write_node_config(cluster: &ClusterFile, node: &NodeEntry) -> anyhow::Result<
 }
 
 fn spawn_node(exe: &Path, node: &NodeEntry) -> anyhow::Result<Child> {
-    let log = std::fs::OpenOptions::new()
+    spawn(exe, "node", &node.config_file, &node.log_file)
+        .with_context(|| format!("starting node {}", node.id))
+}
+
+fn spawn_frontend(exe: &Path, frontend: &FrontendEntry) -> anyhow::Result<Child> {
+    spawn(exe, "frontend", &frontend.config_file, &frontend.log_file)
+        .context("starting the frontend")
+}
+
+/// Starts `kartotek <command> --config <config>` with its output appended to `log`.
+fn spawn(exe: &Path, command: &str, config: &Path, log: &Path) -> anyhow::Result<Child> {
+    let log_out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&node.log_file)
-        .with_context(|| format!("opening {}", node.log_file.display()))?;
-    let log_err = log.try_clone()?;
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let log_err = log_out.try_clone()?;
     let mut cmd = Command::new(exe);
-    cmd.arg("node")
+    cmd.arg(command)
         .arg("--config")
-        .arg(&node.config_file)
+        .arg(config)
         .stdin(std::process::Stdio::null())
-        .stdout(log)
+        .stdout(log_out)
         .stderr(log_err)
         .process_group(0)
         .kill_on_drop(false);
@@ -184,8 +215,70 @@ fn spawn_node(exe: &Path, node: &NodeEntry) -> anyhow::Result<Child> {
             Ok(())
         });
     }
-    cmd.spawn()
-        .with_context(|| format!("starting node {}", node.id))
+    Ok(cmd.spawn()?)
+}
+
+/// Writes `<data-dir>/frontend.toml` for `addr`, talking to the cluster's nodes.
+fn write_frontend_config(
+    cluster: &ClusterFile,
+    data_dir: &Path,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<FrontendEntry> {
+    let http = format!("http://{addr}");
+    let config = kartotek_frontend::FrontendConfig {
+        listen_addr: addr,
+        public_base_url: http.clone(),
+        cluster: kartotek_frontend::ClusterSettings {
+            endpoints: cluster.nodes.iter().map(|n| n.grpc_addr.clone()).collect(),
+            ..kartotek_frontend::ClusterSettings::default()
+        },
+        ..kartotek_frontend::FrontendConfig::default()
+    };
+    config.validate()?;
+    let config_file = data_dir.join("frontend.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "# Written by `kartotek dev` at every start (--frontend-addr).\n{}",
+            config.to_toml()?
+        ),
+    )?;
+    Ok(FrontendEntry {
+        http,
+        pid: None,
+        config_file,
+        log_file: data_dir.join("frontend.log"),
+    })
+}
+
+/// If the process in `slot` has exited: notes it (`pid` = None) and, unless `no_restart`,
+/// starts it again after a pause with `respawn`. Returns whether anything changed.
+async fn restart_if_exited(
+    slot: &mut Option<Child>,
+    pid: &mut Option<u32>,
+    name: &str,
+    no_restart: bool,
+    respawn: impl FnOnce() -> anyhow::Result<Child>,
+) -> bool {
+    let Some(Ok(Some(status))) = slot.as_mut().map(|c| c.try_wait()) else {
+        return false;
+    };
+    *slot = None;
+    *pid = None;
+    if no_restart {
+        println!("{name} exited ({status}); not restarting (--no-restart)");
+        return true;
+    }
+    println!("{name} exited ({status}); restarting in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    match respawn() {
+        Ok(child) => {
+            *pid = child.id();
+            *slot = Some(child);
+        }
+        Err(e) => println!("{name} could not be restarted: {e:#}"),
+    }
+    true
 }
 
 /// Runs the dev cluster until Ctrl-C.
@@ -227,6 +320,10 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<()> {
         cluster.nodes[i].pid = child.id();
         children.push(Some(child));
     }
+    let mut frontend = write_frontend_config(&cluster, &data_dir, args.frontend_addr)?;
+    let mut frontend_child = Some(spawn_frontend(&exe, &frontend)?);
+    frontend.pid = frontend_child.as_ref().and_then(Child::id);
+    cluster.frontend = Some(frontend.clone());
     cluster.save(&cluster_path)?;
 
     let endpoints: Vec<String> = cluster.nodes.iter().map(|n| n.grpc_addr.clone()).collect();
@@ -239,6 +336,7 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<()> {
         _ = super::shutdown_signal() => Err(anyhow::anyhow!("interrupted during start-up")),
     };
     if let Err(e) = result {
+        stop_all(std::slice::from_mut(&mut frontend_child)).await;
         stop_all(&mut children).await;
         cluster.supervisor_pid = None;
         let _ = cluster.save(&cluster_path);
@@ -246,7 +344,7 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<()> {
     }
 
     println!(
-        "Kartotek dev cluster {:?} is running:",
+        "Kartotek dev cluster `{}` is running:",
         cluster.cluster_name
     );
     for n in &cluster.nodes {
@@ -259,6 +357,15 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<()> {
             n.log_file.display()
         );
     }
+    println!(
+        "  frontend {}  pid {}  log {}",
+        frontend.http,
+        frontend
+            .pid
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "-".into()),
+        frontend.log_file.display()
+    );
     println!("  cluster file: {}", cluster_path.display());
     println!("  endpoints:    {}", endpoints.join(","));
     println!("Try `kartotek admin status` in another terminal. Ctrl-C stops the cluster.");
@@ -272,28 +379,18 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 let mut changed = false;
                 for (slot, node) in children.iter_mut().zip(cluster.nodes.iter_mut()) {
-                    let exited = match slot.as_mut().map(|c| c.try_wait()) {
-                        Some(Ok(Some(status))) => Some(status),
-                        _ => None,
-                    };
-                    let Some(status) = exited else { continue };
-                    let id = node.id;
-                    *slot = None;
-                    node.pid = None;
+                    let name = format!("node {}", node.id);
+                    let respawn = || spawn_node(&exe, node);
+                    let mut pid = node.pid;
+                    changed |= restart_if_exited(slot, &mut pid, &name, args.no_restart, respawn).await;
+                    node.pid = pid;
+                }
+                let mut pid = frontend.pid;
+                let respawn = || spawn_frontend(&exe, &frontend);
+                if restart_if_exited(&mut frontend_child, &mut pid, "frontend", args.no_restart, respawn).await {
+                    frontend.pid = pid;
+                    cluster.frontend = Some(frontend.clone());
                     changed = true;
-                    if args.no_restart {
-                        println!("node {id} exited ({status}); not restarting (--no-restart)");
-                        continue;
-                    }
-                    println!("node {id} exited ({status}); restarting in 1 s");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    match spawn_node(&exe, node) {
-                        Ok(child) => {
-                            node.pid = child.id();
-                            *slot = Some(child);
-                        }
-                        Err(e) => println!("node {id} could not be restarted: {e:#}"),
-                    }
                 }
                 if changed {
                     cluster.save(&cluster_path)?;
@@ -301,11 +398,17 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<()> {
             }
         }
     }
-    println!("stopping {} nodes…", children.iter().flatten().count());
+    println!(
+        "stopping {} nodes and the frontend…",
+        children.iter().flatten().count()
+    );
+    stop_all(std::slice::from_mut(&mut frontend_child)).await;
     stop_all(&mut children).await;
     for n in &mut cluster.nodes {
         n.pid = None;
     }
+    frontend.pid = None;
+    cluster.frontend = Some(frontend);
     cluster.supervisor_pid = None;
     cluster.save(&cluster_path)?;
     println!(

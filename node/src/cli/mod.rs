@@ -1,59 +1,37 @@
 //! The `kartotek` command line: one binary for running nodes, a local dev cluster, cluster
 //! administration and the domain commands.
 //!
-//! Global flags: `--endpoints` (or `KARTOTEK_ENDPOINTS`), `--token` (or `KARTOTEK_TOKEN`),
-//! `--json`. Results go to stdout (tables, or JSON with `--json`); errors go to stderr with a
-//! non-zero exit code.
+//! This module keeps only the commands that need the node library: `kartotek node`
+//! ([`node`]: `NodeConfig`, `run_node`) and `kartotek dev` ([`dev`]: starts `kartotek node`
+//! processes and a `kartotek frontend`), plus `kartotek frontend` (the `kartotek-frontend`
+//! crate, which like `kartotek-cli` reaches the cluster only through `kartotek-client`). Every other command (`admin`, `locator`, `audit`, `block`, ...) lives in the
+//! `kartotek-cli` crate, which depends only on `kartotek-client`, `kartotek-domain` and
+//! `kartotek-proto` (not on storage, this crate or openraft), so that the compiler keeps those
+//! commands talking to the cluster through the public API only. [`Command`] flattens
+//! [`kartotek_cli::Command`] and [`Cli`] flattens [`kartotek_cli::GlobalArgs`], so users see
+//! one flat `kartotek` command. The binary stays in this crate (`node/src/main.rs`) because
+//! `node` and `dev` need the node library and the integration tests drive it through
+//! `CARGO_BIN_EXE_kartotek`.
+//!
+//! Results go to stdout (tables, or one JSON document with `--json`); errors go to stderr
+//! with a non-zero exit code.
 
-pub mod access;
-pub mod admin;
-pub mod audit;
-pub mod block;
-pub mod catalog;
-pub mod consent;
 pub mod dev;
-pub mod import;
-pub mod locator;
 pub mod node;
-pub mod output;
-pub mod record_views;
-pub mod representation;
-pub mod reservation;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kartotek_client::{CallerIdentity, ClientConfig, KartotekClient};
 
-/// Default endpoints: the `kartotek dev` cluster.
-pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7401,127.0.0.1:7402,127.0.0.1:7403";
+pub use kartotek_cli::DEFAULT_ENDPOINTS;
 
 /// Kartotek: a Raft-replicated patient information locator and privacy registry.
 #[derive(Debug, Parser)]
 #[command(name = "kartotek", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Cluster endpoints (host:port, comma separated).
-    #[arg(long, global = true, env = "KARTOTEK_ENDPOINTS", default_value = DEFAULT_ENDPOINTS, value_delimiter = ',')]
-    pub endpoints: Vec<String>,
-    /// Bearer token sent with every request.
-    #[arg(long, global = true, env = "KARTOTEK_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Machine-readable JSON on stdout instead of tables.
-    #[arg(long, global = true)]
-    pub json: bool,
-    /// Who is calling, for the audit log: personnel:HPR, citizen:NATIONAL_ID, client:ID or
-    /// system:NAME.
-    #[arg(long, global = true, env = "KARTOTEK_ACTOR")]
-    pub actor: Option<String>,
-    /// Purpose of use recorded in the audit log (e.g. treatment).
-    #[arg(long, global = true, env = "KARTOTEK_PURPOSE")]
-    pub purpose: Option<String>,
-    /// Organisation number the caller acts for (audit log).
-    #[arg(long, global = true, env = "KARTOTEK_ACTING_ORG")]
-    pub acting_org: Option<String>,
-    /// National id of the person the caller acts for (representation; audit log).
-    #[arg(long, global = true, env = "KARTOTEK_ON_BEHALF_OF")]
-    pub on_behalf_of: Option<String>,
+    /// Endpoints, token, `--json` and the caller's identity.
+    #[command(flatten)]
+    pub global: kartotek_cli::GlobalArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -64,56 +42,14 @@ pub struct Cli {
 pub enum Command {
     /// Run one production node.
     Node(node::NodeArgs),
-    /// Run a local cluster (one OS process per node) on embedded defaults.
+    /// Run a local cluster (one OS process per node, and an HTTP frontend) on embedded
+    /// defaults.
     Dev(dev::DevArgs),
-    /// Cluster operations.
-    #[command(subcommand)]
-    Admin(admin::AdminCommand),
-    /// Patient information locator entries.
-    #[command(subcommand)]
-    Locator(locator::LocatorCommand),
-    /// The audit log: who looked at what, and a check of its hash chain.
-    #[command(subcommand)]
-    Audit(audit::AuditCommand),
-    /// A patient's blocks (sperring / blokkering).
-    #[command(subcommand)]
-    Block(block::BlockCommand),
-    /// The access decision and the override notifications.
-    #[command(subcommand)]
-    Access(access::AccessCommand),
-    /// A patient's consents.
-    #[command(subcommand)]
-    Consent(consent::ConsentCommand),
-    /// A patient's reservations (opt-outs from national services).
-    #[command(subcommand)]
-    Reservation(reservation::ReservationCommand),
-    /// Who may act for whom.
-    #[command(subcommand)]
-    Representation(representation::RepresentationCommand),
-    /// The API catalog.
-    #[command(subcommand)]
-    Catalog(catalog::CatalogCommand),
-    /// Token-issuance clients.
-    #[command(subcommand)]
-    Client(catalog::ClientCommand),
-}
-
-impl Cli {
-    /// A client for the global endpoints and token.
-    pub fn client(&self) -> anyhow::Result<KartotekClient> {
-        let config = ClientConfig {
-            endpoints: self.endpoints.clone(),
-            token: self.token.clone(),
-            ..ClientConfig::default()
-        };
-        let identity = CallerIdentity {
-            actor: self.actor.clone(),
-            org: self.acting_org.clone(),
-            purpose: self.purpose.clone(),
-            on_behalf_of: self.on_behalf_of.clone(),
-        };
-        Ok(KartotekClient::new_as(config, identity)?)
-    }
+    /// Run the stateless HTTP frontend (a client of the cluster).
+    Frontend(kartotek_frontend::FrontendArgs),
+    /// The client-side commands (admin, locator, audit, ...), from `kartotek-cli`.
+    #[command(flatten)]
+    Client(Box<kartotek_cli::Command>),
 }
 
 fn init_tracing(default_filter: &str) {
@@ -141,49 +77,14 @@ pub fn run() -> ExitCode {
     let result = runtime.block_on(async {
         match &cli.command {
             Command::Node(args) => node::run(args).await,
+            Command::Frontend(args) => Ok(kartotek_frontend::run(args, shutdown_signal()).await?),
             Command::Dev(args) => {
                 init_tracing("info");
                 dev::run(args).await
             }
-            Command::Admin(cmd) => {
-                init_tracing("warn");
-                admin::run(&cli, cmd).await
-            }
-            Command::Locator(cmd) => {
-                init_tracing("warn");
-                locator::run(&cli, cmd).await
-            }
-            Command::Audit(cmd) => {
-                init_tracing("warn");
-                audit::run(&cli, cmd).await
-            }
-            Command::Block(cmd) => {
-                init_tracing("warn");
-                block::run(&cli, cmd).await
-            }
-            Command::Access(cmd) => {
-                init_tracing("warn");
-                access::run(&cli, cmd).await
-            }
-            Command::Consent(cmd) => {
-                init_tracing("warn");
-                consent::run(&cli, cmd).await
-            }
-            Command::Reservation(cmd) => {
-                init_tracing("warn");
-                reservation::run(&cli, cmd).await
-            }
-            Command::Representation(cmd) => {
-                init_tracing("warn");
-                representation::run(&cli, cmd).await
-            }
-            Command::Catalog(cmd) => {
-                init_tracing("warn");
-                catalog::run(&cli, cmd).await
-            }
             Command::Client(cmd) => {
                 init_tracing("warn");
-                catalog::run_client(&cli, cmd).await
+                kartotek_cli::run(&cli.global, cmd).await
             }
         }
     });
@@ -191,6 +92,9 @@ pub fn run() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(hint) = kartotek_cli::hint(&e) {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -212,5 +116,19 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// clap's own consistency checks (no two flags of a command with one name, flattened
+    /// groups included).
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

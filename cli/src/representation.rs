@@ -4,10 +4,11 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
-use super::Cli;
-use super::output::{HeaderView, print_json};
-use super::record_views::{
-    RepresentationView, WriteView, enum_flag, parse_actor, print_representations, read_options,
+use crate::GlobalArgs;
+use crate::args::{ReadArgs, WriteArgs};
+use crate::output::{HeaderView, print_json};
+use crate::record_views::{
+    RepresentationView, enum_flag, print_check, print_representations, print_write_answer,
 };
 
 /// Representation subcommands.
@@ -47,12 +48,9 @@ pub struct GrantArgs {
     /// End (RFC 3339; default until revoked).
     #[arg(long, default_value = "")]
     pub valid_to: String,
-    /// Who registers it, kind:id (default citizen:<represented>).
-    #[arg(long)]
-    pub by: Option<String>,
-    /// Request id for exactly-once retries.
-    #[arg(long)]
-    pub request_id: Option<String>,
+    /// Who registers it (default: the represented person), and the request id.
+    #[command(flatten)]
+    pub write: WriteArgs,
 }
 
 /// Arguments of `representation revoke`.
@@ -64,12 +62,9 @@ pub struct RevokeArgs {
     /// Representation id.
     #[arg(long)]
     pub id: u64,
-    /// Who revokes it, kind:id (default citizen:<represented>).
-    #[arg(long)]
-    pub by: Option<String>,
-    /// Request id for exactly-once retries.
-    #[arg(long)]
-    pub request_id: Option<String>,
+    /// Who revokes it (default: the represented person), and the request id.
+    #[command(flatten)]
+    pub write: WriteArgs,
 }
 
 /// Arguments of `representation list`.
@@ -87,9 +82,9 @@ pub struct ListArgs {
     /// Also records that give nothing at that time.
     #[arg(long)]
     pub all: bool,
-    /// Accept a follower's answer at most this stale.
-    #[arg(long)]
-    pub max_staleness_ms: Option<u64>,
+    /// The read's consistency.
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 /// Arguments of `representation check`.
@@ -109,26 +104,21 @@ pub struct CheckArgs {
     pub time: String,
 }
 
-fn print_write(cli: &Cli, r: &v1::RepresentationResponse) -> anyhow::Result<()> {
+fn print_write(cli: &GlobalArgs, r: &v1::RepresentationResponse) -> anyhow::Result<()> {
     let item = r.representation.as_ref().map(RepresentationView::from);
-    if cli.json {
-        return print_json(&WriteView {
-            header: HeaderView::from(r.header.as_ref()),
-            changed: r.changed,
-            record: serde_json::json!({ "representation": item }),
-        });
-    }
-    print_representations(&item.into_iter().collect::<Vec<_>>());
-    Ok(())
+    print_write_answer(
+        cli,
+        r.header.as_ref(),
+        r.changed,
+        "representation",
+        item,
+        print_representations,
+    )
 }
 
 /// Runs a representation subcommand.
-pub async fn run(cli: &Cli, cmd: &RepresentationCommand) -> anyhow::Result<()> {
+pub async fn run(cli: &GlobalArgs, cmd: &RepresentationCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
-    let citizen = |id: &str| v1::Actor {
-        kind: v1::ActorKind::Citizen as i32,
-        id: id.to_owned(),
-    };
     match cmd {
         RepresentationCommand::Grant(a) => {
             let kind = enum_flag!(
@@ -157,13 +147,10 @@ pub async fn run(cli: &Cli, cmd: &RepresentationCommand) -> anyhow::Result<()> {
                 &source_text,
                 ["patient-granted", "population-register"]
             )?;
-            let by = match &a.by {
-                Some(b) => parse_actor("--by", b)?,
-                None => citizen(&a.represented),
-            };
+            let by = a.write.actor(&a.represented)?;
             let r = client
                 .grant_representation(v1::GrantRepresentationRequest {
-                    request_id: a.request_id.clone().unwrap_or_default(),
+                    request_id: a.write.request_id.value(),
                     representative: a.representative.clone(),
                     represented: a.represented.clone(),
                     kind,
@@ -177,13 +164,10 @@ pub async fn run(cli: &Cli, cmd: &RepresentationCommand) -> anyhow::Result<()> {
             print_write(cli, &r)
         }
         RepresentationCommand::Revoke(a) => {
-            let by = match &a.by {
-                Some(b) => parse_actor("--by", b)?,
-                None => citizen(&a.represented),
-            };
+            let by = a.write.actor(&a.represented)?;
             let r = client
                 .revoke_representation(v1::RevokeRepresentationRequest {
-                    request_id: a.request_id.clone().unwrap_or_default(),
+                    request_id: a.write.request_id.value(),
                     represented: a.represented.clone(),
                     representation_id: a.id,
                     revoked_by: Some(by),
@@ -196,7 +180,7 @@ pub async fn run(cli: &Cli, cmd: &RepresentationCommand) -> anyhow::Result<()> {
                 person: person.to_owned(),
                 time: a.time.clone(),
                 include_inactive: a.all,
-                read: read_options(a.max_staleness_ms),
+                read: a.read.options(),
             };
             let r = match (&a.representative, &a.represented) {
                 (Some(p), _) => client.list_represented_by(request(p)).await?,
@@ -228,21 +212,14 @@ pub async fn run(cli: &Cli, cmd: &RepresentationCommand) -> anyhow::Result<()> {
                     read: None,
                 })
                 .await?;
-            if cli.json {
-                print_json(&serde_json::json!({
-                    "header": HeaderView::from(r.header.as_ref()),
-                    "allowed": r.allowed,
-                    "representation_ids": r.representation_ids,
-                    "reason": r.reason,
-                }))
-            } else {
-                println!(
-                    "{}: {}",
-                    if r.allowed { "allowed" } else { "not allowed" },
-                    r.reason
-                );
-                Ok(())
-            }
+            print_check(
+                cli,
+                r.header.as_ref(),
+                r.allowed,
+                "representation_ids",
+                &r.representation_ids,
+                &r.reason,
+            )
         }
     }
 }

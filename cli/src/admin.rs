@@ -5,8 +5,8 @@ use clap::{Args, Subcommand};
 use kartotek_proto::v1::{AddLearnerRequest, Member, MembershipResponse};
 use serde::Serialize;
 
-use super::Cli;
-use super::output::{MemberView, NodeStatusView, opt, print_json, table};
+use crate::GlobalArgs;
+use crate::output::{MemberView, NodeStatusView, opt, print_json, table};
 
 /// Admin subcommands.
 #[derive(Debug, Subcommand)]
@@ -69,7 +69,7 @@ struct MembershipView {
 }
 
 /// Runs an admin subcommand.
-pub async fn run(cli: &Cli, cmd: &AdminCommand) -> anyhow::Result<()> {
+pub async fn run(cli: &GlobalArgs, cmd: &AdminCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
     match cmd {
         AdminCommand::Status => {
@@ -127,6 +127,9 @@ pub async fn run(cli: &Cli, cmd: &AdminCommand) -> anyhow::Result<()> {
                 }
             }
             println!("{t}");
+            if views.iter().all(|v| v.status.is_none()) {
+                eprintln!("hint: no node answered; {}", crate::NO_CLUSTER_HINT);
+            }
             Ok(())
         }
         AdminCommand::Init => {
@@ -193,7 +196,7 @@ fn membership(r: &MembershipResponse) -> MembershipView {
     }
 }
 
-fn print_membership(cli: &Cli, view: &MembershipView, verb: &str) -> anyhow::Result<()> {
+fn print_membership(cli: &GlobalArgs, view: &MembershipView, verb: &str) -> anyhow::Result<()> {
     if cli.json {
         return print_json(view);
     }

@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::Cli;
-use super::output::print_json;
+use crate::GlobalArgs;
+use crate::output::print_json;
 
 /// Longest line read from an import file, in bytes.
 pub const IMPORT_LINE_BYTES_MAX: usize = 64 * 1024;
@@ -373,7 +373,7 @@ fn count_data_lines(path: &Path, format: ImportFormat) -> anyhow::Result<u64> {
 }
 
 /// Runs `locator import`.
-pub async fn run(cli: &Cli, a: &ImportArgs) -> anyhow::Result<()> {
+pub async fn run(cli: &GlobalArgs, a: &ImportArgs) -> anyhow::Result<()> {
     if !(1..=IMPORT_ENTRIES_PER_BATCH_MAX).contains(&a.batch_size) {
         anyhow::bail!("--batch-size must be 1 to {IMPORT_ENTRIES_PER_BATCH_MAX}");
     }

@@ -9,12 +9,10 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
-use super::Cli;
-use super::block::by_or_patient;
-use super::output::{HeaderView, print_json};
-use super::record_views::{
-    DecisionView, NotificationView, WriteView, print_notifications, read_options,
-};
+use crate::GlobalArgs;
+use crate::args::{ReadArgs, RecordChange, RequestIdArg};
+use crate::output::{HeaderView, print_json};
+use crate::record_views::{DecisionView, NotificationView, WriteView, print_notifications};
 
 /// Access subcommands.
 // Parsed once per process; boxing the larger variant would buy nothing.
@@ -65,12 +63,12 @@ pub struct CheckArgs {
     /// Why the override is required for responsible care.
     #[arg(long, default_value = "")]
     pub justification: String,
-    /// Request id of an override (exactly-once; a fresh UUID by default).
-    #[arg(long)]
-    pub request_id: Option<String>,
-    /// Accept a follower's answer at most this stale (not with --override).
-    #[arg(long)]
-    pub max_staleness_ms: Option<u64>,
+    /// The request id of an override (exactly-once).
+    #[command(flatten)]
+    pub request_id: RequestIdArg,
+    /// The read's consistency (not with --override).
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 /// Notification subcommands.
@@ -78,8 +76,8 @@ pub struct CheckArgs {
 pub enum NotificationsCommand {
     /// List a patient's notifications.
     List(NotificationListArgs),
-    /// Acknowledge (mark delivered) a notification.
-    Ack(NotificationAckArgs),
+    /// Acknowledge (mark delivered) a notification (`--id` from `notifications list`).
+    Ack(RecordChange),
 }
 
 /// Arguments of `access notifications list`.
@@ -96,23 +94,6 @@ pub struct NotificationListArgs {
     pub limit: u32,
 }
 
-/// Arguments of `access notifications ack`.
-#[derive(Debug, Args)]
-pub struct NotificationAckArgs {
-    /// Patient national id.
-    #[arg(long)]
-    pub patient: String,
-    /// Notification id.
-    #[arg(long)]
-    pub id: u64,
-    /// Who acknowledges, kind:id (default: citizen:<patient>).
-    #[arg(long)]
-    pub by: Option<String>,
-    /// Request id for exactly-once retries.
-    #[arg(long)]
-    pub request_id: Option<String>,
-}
-
 #[derive(serde::Serialize)]
 struct ListView {
     header: HeaderView,
@@ -120,7 +101,7 @@ struct ListView {
 }
 
 /// Runs an access subcommand.
-pub async fn run(cli: &Cli, cmd: &AccessCommand) -> anyhow::Result<()> {
+pub async fn run(cli: &GlobalArgs, cmd: &AccessCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
     match cmd {
         AccessCommand::Check(a) => {
@@ -129,7 +110,7 @@ pub async fn run(cli: &Cli, cmd: &AccessCommand) -> anyhow::Result<()> {
             };
             let r = client
                 .decide_access(v1::AccessDecisionRequest {
-                    request_id: a.request_id.clone().unwrap_or_default(),
+                    request_id: a.request_id.value(),
                     patient: a.patient.clone(),
                     personnel: a.personnel.clone(),
                     org: a.org.clone(),
@@ -143,7 +124,7 @@ pub async fn run(cli: &Cli, cmd: &AccessCommand) -> anyhow::Result<()> {
                     area: a.area.clone(),
                     emergency_override: a.emergency_override,
                     justification: a.justification.clone(),
-                    read: read_options(a.max_staleness_ms),
+                    read: a.read.options(),
                 })
                 .await?;
             let view = DecisionView::from(&r);
@@ -193,10 +174,10 @@ pub async fn run(cli: &Cli, cmd: &AccessCommand) -> anyhow::Result<()> {
         AccessCommand::Notifications(NotificationsCommand::Ack(a)) => {
             let r = client
                 .acknowledge_notification(v1::AcknowledgeNotificationRequest {
-                    request_id: a.request_id.clone().unwrap_or_default(),
-                    patient: a.patient.clone(),
+                    request_id: a.target.request_id(),
+                    patient: a.target.patient.clone(),
                     notification_id: a.id,
-                    by: Some(by_or_patient(a.by.as_deref(), &a.patient)?),
+                    by: Some(a.target.actor()?),
                 })
                 .await?;
             let item = r.notification.as_ref().map(NotificationView::from);

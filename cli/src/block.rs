@@ -4,19 +4,18 @@
 use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
-use super::Cli;
-use super::output::{HeaderView, print_json};
-use super::record_views::{
-    BlockView, WriteView, enum_flag, parse_actor, print_blocks, read_options,
-};
+use crate::GlobalArgs;
+use crate::args::{PatientRead, PatientWrite, RecordChange};
+use crate::output::{HeaderView, print_json};
+use crate::record_views::{BlockView, enum_flag, print_blocks, print_write_answer};
 
 /// Block subcommands.
 #[derive(Debug, Subcommand)]
 pub enum BlockCommand {
     /// Block a health professional, a personnel group or an organisation.
     Add(AddArgs),
-    /// Revoke a block.
-    Revoke(RevokeArgs),
+    /// Revoke a block (`--id` from `block list`).
+    Revoke(RecordChange),
     /// List a patient's blocks.
     List(ListArgs),
 }
@@ -24,9 +23,9 @@ pub enum BlockCommand {
 /// Arguments of `block add`.
 #[derive(Debug, Args)]
 pub struct AddArgs {
-    /// Patient national id (11 digits).
-    #[arg(long)]
-    pub patient: String,
+    /// Whose block, who registers it, and the request id.
+    #[command(flatten)]
+    pub change: PatientWrite,
     /// What is blocked: personnel, group or organisation.
     #[arg(long)]
     pub target_kind: String,
@@ -51,43 +50,17 @@ pub struct AddArgs {
     /// Why.
     #[arg(long, default_value = "")]
     pub reason: String,
-    /// Who registers it, kind:id (default: citizen:<patient>).
-    #[arg(long)]
-    pub by: Option<String>,
-    /// Request id for exactly-once retries (a fresh UUID by default).
-    #[arg(long)]
-    pub request_id: Option<String>,
-}
-
-/// Arguments of `block revoke`.
-#[derive(Debug, Args)]
-pub struct RevokeArgs {
-    /// Patient national id.
-    #[arg(long)]
-    pub patient: String,
-    /// Block id.
-    #[arg(long)]
-    pub id: u64,
-    /// Who revokes it, kind:id (default: citizen:<patient>).
-    #[arg(long)]
-    pub by: Option<String>,
-    /// Request id for exactly-once retries.
-    #[arg(long)]
-    pub request_id: Option<String>,
 }
 
 /// Arguments of `block list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Patient national id.
-    #[arg(long)]
-    pub patient: String,
+    /// Whose blocks, and the read's consistency.
+    #[command(flatten)]
+    pub of: PatientRead,
     /// Only blocks in force now.
     #[arg(long)]
     pub in_force: bool,
-    /// Accept a follower's answer at most this stale (default: linearizable).
-    #[arg(long)]
-    pub max_staleness_ms: Option<u64>,
 }
 
 #[derive(serde::Serialize)]
@@ -96,44 +69,34 @@ struct ListView {
     blocks: Vec<BlockView>,
 }
 
-/// The actor of `--by`, or the patient as citizen.
-pub fn by_or_patient(by: Option<&str>, patient: &str) -> anyhow::Result<v1::Actor> {
-    match by {
-        Some(b) => parse_actor("--by", b),
-        None => Ok(v1::Actor {
-            kind: v1::ActorKind::Citizen as i32,
-            id: patient.to_owned(),
-        }),
+fn print_write(cli: &GlobalArgs, r: &v1::BlockResponse) -> anyhow::Result<()> {
+    if !cli.json {
+        println!(
+            "{} (revision {})",
+            if r.changed { "changed" } else { "unchanged" },
+            r.header.as_ref().map(|h| h.revision).unwrap_or(0)
+        );
     }
-}
-
-fn print_write(cli: &Cli, r: &v1::BlockResponse) -> anyhow::Result<()> {
     let block = r.block.as_ref().map(BlockView::from);
-    if cli.json {
-        return print_json(&WriteView {
-            header: HeaderView::from(r.header.as_ref()),
-            changed: r.changed,
-            record: serde_json::json!({ "block": block }),
-        });
-    }
-    println!(
-        "{} (revision {})",
-        if r.changed { "changed" } else { "unchanged" },
-        r.header.as_ref().map(|h| h.revision).unwrap_or(0)
-    );
-    print_blocks(&block.into_iter().collect::<Vec<_>>());
-    Ok(())
+    print_write_answer(
+        cli,
+        r.header.as_ref(),
+        r.changed,
+        "block",
+        block,
+        print_blocks,
+    )
 }
 
 /// Runs a block subcommand.
-pub async fn run(cli: &Cli, cmd: &BlockCommand) -> anyhow::Result<()> {
+pub async fn run(cli: &GlobalArgs, cmd: &BlockCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
     match cmd {
         BlockCommand::Add(a) => {
             let r = client
                 .add_block(v1::AddBlockRequest {
-                    request_id: a.request_id.clone().unwrap_or_default(),
-                    patient: a.patient.clone(),
+                    request_id: a.change.request_id(),
+                    patient: a.change.patient.clone(),
                     target_kind: enum_flag!(
                         v1::BlockTargetKind,
                         "BLOCK_TARGET_KIND_",
@@ -154,7 +117,7 @@ pub async fn run(cli: &Cli, cmd: &BlockCommand) -> anyhow::Result<()> {
                     valid_from: a.valid_from.clone(),
                     valid_to: a.valid_to.clone(),
                     reason: a.reason.clone(),
-                    registered_by: Some(by_or_patient(a.by.as_deref(), &a.patient)?),
+                    registered_by: Some(a.change.actor()?),
                 })
                 .await?;
             print_write(cli, &r)
@@ -162,10 +125,10 @@ pub async fn run(cli: &Cli, cmd: &BlockCommand) -> anyhow::Result<()> {
         BlockCommand::Revoke(a) => {
             let r = client
                 .revoke_block(v1::RevokeBlockRequest {
-                    request_id: a.request_id.clone().unwrap_or_default(),
-                    patient: a.patient.clone(),
+                    request_id: a.target.request_id(),
+                    patient: a.target.patient.clone(),
                     block_id: a.id,
-                    revoked_by: Some(by_or_patient(a.by.as_deref(), &a.patient)?),
+                    revoked_by: Some(a.target.actor()?),
                 })
                 .await?;
             print_write(cli, &r)
@@ -173,9 +136,9 @@ pub async fn run(cli: &Cli, cmd: &BlockCommand) -> anyhow::Result<()> {
         BlockCommand::List(a) => {
             let r = client
                 .list_blocks(v1::ListBlocksRequest {
-                    patient: a.patient.clone(),
+                    patient: a.of.patient.clone(),
                     in_force_only: a.in_force,
-                    read: read_options(a.max_staleness_ms),
+                    read: a.of.read.options(),
                 })
                 .await?;
             let blocks: Vec<BlockView> = r.blocks.iter().map(BlockView::from).collect();

@@ -161,7 +161,8 @@ pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A table with the house style.
+/// The one table style of every command (box drawing, `UTF8_FULL_CONDENSED`): build every
+/// table with this.
 pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);

@@ -5,15 +5,14 @@
 //! that have applied the same events report the same hash.
 
 use clap::{Args, Subcommand};
-use comfy_table::Table;
 use kartotek_client::KartotekClient;
+use kartotek_client::audit::chained_from_message;
 use kartotek_domain::audit::{ChainedAuditEvent, GENESIS_PREV_HASH, verify_chain};
 use kartotek_proto::v1::{self as v1, QueryAuditRequest};
 use serde::Serialize;
 
-use super::Cli;
-use super::output::print_json;
-use crate::audit::wire::parse_event;
+use crate::GlobalArgs;
+use crate::output::{print_json, table};
 
 /// Audit subcommands.
 #[derive(Debug, Subcommand)]
@@ -65,30 +64,13 @@ struct NodeHeadView {
 }
 
 fn to_chained(m: &v1::AuditEvent) -> anyhow::Result<ChainedAuditEvent> {
-    let event = parse_event(0, m, kartotek_domain::Timestamp(0))
-        .map_err(|e| anyhow::anyhow!("event {} does not parse: {e}", m.seq))?;
-    let hash32 = |h: &str| -> anyhow::Result<[u8; 32]> {
-        let bytes = hex::decode(h)?;
-        bytes
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("event {}: a hash is not 32 bytes", m.seq))
-    };
-    Ok(ChainedAuditEvent {
-        seq: m.seq,
-        event,
-        prev_hash: hash32(&m.prev_hash)?,
-        hash: hash32(&m.hash)?,
-    })
+    chained_from_message(m).map_err(|e| anyhow::anyhow!("event {} does not parse: {e}", m.seq))
 }
 
-async fn query(cli: &Cli, client: &KartotekClient, a: &QueryArgs) -> anyhow::Result<()> {
+async fn query(cli: &GlobalArgs, client: &KartotekClient, a: &QueryArgs) -> anyhow::Result<()> {
     let mut from = a.from_seq;
-    let mut shown = 0u64;
-    let mut table = Table::new();
-    table.set_header([
-        "seq", "time", "actor", "org", "patient", "action", "purpose", "decision", "override",
-    ]);
-    loop {
+    let mut events: Vec<v1::AuditEvent> = Vec::new();
+    let next_seq = loop {
         let page = client
             .query_audit(QueryAuditRequest {
                 patient: a.patient.clone().unwrap_or_default(),
@@ -99,41 +81,61 @@ async fn query(cli: &Cli, client: &KartotekClient, a: &QueryArgs) -> anyhow::Res
                 read: None,
             })
             .await?;
-        for e in &page.events {
-            if a.limit.is_some_and(|l| shown >= l) {
-                break;
-            }
-            shown += 1;
-            if cli.json {
-                println!("{}", serde_json::to_string(&EventView::from(e))?);
-            } else {
-                table.add_row([
-                    e.seq.to_string(),
-                    e.time.clone(),
-                    e.actor.clone(),
-                    e.org.clone(),
-                    e.patient.clone(),
-                    e.action.clone(),
-                    e.purpose.clone(),
-                    e.decision.clone(),
-                    if e.emergency_override {
-                        format!("yes: {}", e.justification)
-                    } else {
-                        String::new()
-                    },
-                ]);
-            }
+        let room = a.limit.map_or(usize::MAX, |l| {
+            usize::try_from(l)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(events.len())
+        });
+        let cut = page.events.len() > room;
+        events.extend(page.events.into_iter().take(room));
+        if cut {
+            break events.last().map_or(0, |e| e.seq + 1);
         }
-        if page.next_seq == 0 || a.limit.is_some_and(|l| shown >= l) {
-            break;
+        if page.next_seq == 0 || a.limit.is_some_and(|l| events.len() as u64 >= l) {
+            break page.next_seq;
         }
         from = page.next_seq;
+    };
+    if cli.json {
+        return print_json(&QueryView {
+            count: events.len(),
+            events: events.iter().map(EventView::from).collect(),
+            next_seq,
+        });
     }
-    if !cli.json {
-        println!("{table}");
-        println!("{shown} events");
+    let mut t = table(&[
+        "SEQ", "TIME", "ACTOR", "ORG", "PATIENT", "ACTION", "PURPOSE", "DECISION", "OVERRIDE",
+    ]);
+    for e in &events {
+        t.add_row(vec![
+            e.seq.to_string(),
+            e.time.clone(),
+            e.actor.clone(),
+            e.org.clone(),
+            e.patient.clone(),
+            e.action.clone(),
+            e.purpose.clone(),
+            e.decision.clone(),
+            if e.emergency_override {
+                format!("yes: {}", e.justification)
+            } else {
+                String::new()
+            },
+        ]);
     }
+    println!("{t}");
+    println!("{} events", events.len());
     Ok(())
+}
+
+/// `audit query --json`: one document.
+#[derive(Serialize)]
+struct QueryView<'a> {
+    /// Number of events below.
+    count: usize,
+    events: Vec<EventView<'a>>,
+    /// Where to continue (`--from-seq`) when `--limit` cut the answer; 0 at the end.
+    next_seq: u64,
 }
 
 #[derive(Serialize)]
@@ -175,7 +177,7 @@ impl<'a> From<&'a v1::AuditEvent> for EventView<'a> {
     }
 }
 
-async fn verify(cli: &Cli, client: &KartotekClient) -> anyhow::Result<()> {
+async fn verify(cli: &GlobalArgs, client: &KartotekClient) -> anyhow::Result<()> {
     // Heads first: a node's head can only move forward while we read.
     let endpoints = client.endpoints();
     let mut heads = Vec::new();
@@ -278,18 +280,18 @@ async fn verify(cli: &Cli, client: &KartotekClient) -> anyhow::Result<()> {
             view.events, view.verified_from_seq, view.head_seq, view.head_hash
         );
         for n in &view.nodes {
-            println!(
-                "  {} node {:?}: head seq {:?} {}",
-                n.endpoint,
-                n.node_id,
-                n.seq,
-                match (&n.error, n.agrees) {
-                    (Some(e), _) => format!("unreachable: {e}"),
-                    (None, Some(true)) => "agrees".into(),
-                    (None, Some(false)) => "DISAGREES: this copy differs".into(),
-                    (None, None) => "not comparable (head outside the verified range)".into(),
+            let verdict = match (&n.error, n.agrees) {
+                (Some(e), _) => format!("unreachable: {e}"),
+                (None, Some(true)) => "agrees".into(),
+                (None, Some(false)) => "DISAGREES: this copy differs".into(),
+                (None, None) => "not comparable (head outside the verified range)".into(),
+            };
+            match (n.node_id, n.seq) {
+                (Some(id), Some(seq)) => {
+                    println!("  {} node {id}: head seq {seq} {verdict}", n.endpoint);
                 }
-            );
+                _ => println!("  {}: {verdict}", n.endpoint),
+            }
         }
     }
     if !view.ok {
@@ -299,7 +301,7 @@ async fn verify(cli: &Cli, client: &KartotekClient) -> anyhow::Result<()> {
 }
 
 /// Runs an audit subcommand.
-pub async fn run(cli: &Cli, cmd: &AuditCommand) -> anyhow::Result<()> {
+pub async fn run(cli: &GlobalArgs, cmd: &AuditCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
     match cmd {
         AuditCommand::Query(a) => query(cli, &client, a).await,

@@ -2,13 +2,14 @@
 
 use clap::{Args, Subcommand};
 use kartotek_proto::v1::{
-    Consistency, ListLocatorsRequest, LookupLocatorRequest, ReadOptions, RegisterLocatorRequest,
-    RetireLocatorRequest, WatchLocatorsRequest,
+    ListLocatorsRequest, LookupLocatorRequest, RegisterLocatorRequest, RetireLocatorRequest,
+    WatchLocatorsRequest,
 };
 use serde::Serialize;
 
-use super::Cli;
-use super::output::{HeaderView, LocatorEntryView, print_json, print_locator_table};
+use crate::GlobalArgs;
+use crate::args::{ReadArgs, RequestIdArg};
+use crate::output::{HeaderView, LocatorEntryView, print_json, print_locator_table};
 
 /// Locator subcommands.
 #[derive(Debug, Subcommand)]
@@ -22,8 +23,11 @@ pub enum LocatorCommand {
     /// List an organisation's entries (for reconciliation), page by page.
     List(ListArgs),
     /// Bulk import entries from an NDJSON or CSV file (resumable).
-    Import(super::import::ImportArgs),
+    Import(crate::import::ImportArgs),
     /// Follow the change feed from a revision (Ctrl-C to stop).
+    ///
+    /// A stream: with --json it prints one JSON document per event, one per line (NDJSON),
+    /// as the events arrive.
     Watch(WatchArgs),
 }
 
@@ -45,7 +49,7 @@ pub struct ListArgs {
     /// Include retired entries.
     #[arg(long)]
     pub include_retired: bool,
-    /// Only print the number of entries.
+    /// Only print the number of entries (of every page, as with --all).
     #[arg(long)]
     pub count: bool,
 }
@@ -79,9 +83,9 @@ pub struct KeyArgs {
     /// System id at the organisation.
     #[arg(long)]
     pub system: String,
-    /// Request id for exactly-once retries (a fresh UUID by default).
-    #[arg(long)]
-    pub request_id: Option<String>,
+    /// The request id.
+    #[command(flatten)]
+    pub request_id: RequestIdArg,
 }
 
 /// Arguments of `locator register`.
@@ -110,10 +114,9 @@ pub struct LookupArgs {
     /// Include retired entries.
     #[arg(long)]
     pub include_retired: bool,
-    /// Accept an answer from the first endpoint if it is provably at most this stale
-    /// (default: linearizable).
-    #[arg(long)]
-    pub max_staleness_ms: Option<u64>,
+    /// The read's consistency.
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 #[derive(Serialize)]
@@ -144,16 +147,16 @@ struct LookupView {
 }
 
 /// Runs a locator subcommand.
-pub async fn run(cli: &Cli, cmd: &LocatorCommand) -> anyhow::Result<()> {
+pub async fn run(cli: &GlobalArgs, cmd: &LocatorCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
     match cmd {
-        LocatorCommand::Import(a) => super::import::run(cli, a).await,
+        LocatorCommand::Import(a) => crate::import::run(cli, a).await,
         LocatorCommand::List(a) => list(cli, &client, a).await,
         LocatorCommand::Watch(a) => watch(cli, &client, a).await,
         LocatorCommand::Register(a) => {
             let resp = client
                 .register_locator(RegisterLocatorRequest {
-                    request_id: a.key.request_id.clone().unwrap_or_default(),
+                    request_id: a.key.request_id.value(),
                     patient: a.key.patient.clone(),
                     org: a.key.org.clone(),
                     system: a.key.system.clone(),
@@ -173,7 +176,7 @@ pub async fn run(cli: &Cli, cmd: &LocatorCommand) -> anyhow::Result<()> {
         LocatorCommand::Retire(k) => {
             let resp = client
                 .retire_locator(RetireLocatorRequest {
-                    request_id: k.request_id.clone().unwrap_or_default(),
+                    request_id: k.request_id.value(),
                     patient: k.patient.clone(),
                     org: k.org.clone(),
                     system: k.system.clone(),
@@ -188,16 +191,12 @@ pub async fn run(cli: &Cli, cmd: &LocatorCommand) -> anyhow::Result<()> {
             )
         }
         LocatorCommand::Lookup(a) => {
-            let read = a.max_staleness_ms.map(|ms| ReadOptions {
-                consistency: Consistency::BoundedStaleness as i32,
-                max_staleness_ms: ms,
-            });
             let resp = client
                 .lookup_locator(LookupLocatorRequest {
                     patient: a.patient.clone(),
                     org: a.org.clone().unwrap_or_default(),
                     include_retired: a.include_retired,
-                    read,
+                    read: a.read.options(),
                 })
                 .await?;
             let view = LookupView {
@@ -221,7 +220,7 @@ pub async fn run(cli: &Cli, cmd: &LocatorCommand) -> anyhow::Result<()> {
 }
 
 fn print_write(
-    cli: &Cli,
+    cli: &GlobalArgs,
     header: Option<&kartotek_proto::v1::ResponseHeader>,
     changed: bool,
     entry: Option<&kartotek_proto::v1::LocatorEntry>,
@@ -248,12 +247,16 @@ fn print_write(
 }
 
 async fn list(
-    cli: &Cli,
+    cli: &GlobalArgs,
     client: &kartotek_client::KartotekClient,
     a: &ListArgs,
 ) -> anyhow::Result<()> {
+    // A count is of the whole listing, so it pages through everything like --all.
+    let every_page = a.all || a.count;
     let mut token = a.page_token.clone().unwrap_or_default();
     let mut total = 0u64;
+    let mut entries = Vec::new();
+    let mut header;
     loop {
         let resp = client
             .list_locators(ListLocatorsRequest {
@@ -265,20 +268,12 @@ async fn list(
             })
             .await?;
         total += resp.entries.len() as u64;
-        let view = ListView {
-            header: resp.header.as_ref().into(),
-            entries: resp.entries.iter().map(LocatorEntryView::from).collect(),
-            next_page_token: resp.next_page_token.clone(),
-        };
-        if a.count {
-            // printed at the end
-        } else if cli.json {
-            print_json(&view)?;
-        } else {
-            print_locator_table(&view.entries);
+        if !a.count {
+            entries.extend(resp.entries.iter().map(LocatorEntryView::from));
         }
+        header = resp.header.as_ref().into();
         token = resp.next_page_token;
-        if token.is_empty() || !a.all {
+        if token.is_empty() || !every_page {
             break;
         }
     }
@@ -287,21 +282,30 @@ async fn list(
             return print_json(&serde_json::json!({ "org": a.org, "count": total }));
         }
         println!("{total}");
-    } else if !cli.json {
-        println!(
-            "{total} entries{}",
-            if token.is_empty() {
-                String::new()
-            } else {
-                format!("; more with --page-token {token}")
-            }
-        );
+        return Ok(());
     }
+    if cli.json {
+        // One document, whatever the number of pages fetched.
+        return print_json(&ListView {
+            header,
+            entries,
+            next_page_token: token,
+        });
+    }
+    print_locator_table(&entries);
+    println!(
+        "{total} entries{}",
+        if token.is_empty() {
+            String::new()
+        } else {
+            format!("; more with --page-token {token}")
+        }
+    );
     Ok(())
 }
 
 async fn watch(
-    cli: &Cli,
+    cli: &GlobalArgs,
     client: &kartotek_client::KartotekClient,
     a: &WatchArgs,
 ) -> anyhow::Result<()> {

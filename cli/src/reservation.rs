@@ -4,10 +4,10 @@
 use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
-use super::Cli;
-use super::block::by_or_patient;
-use super::output::{HeaderView, print_json};
-use super::record_views::{ReservationView, WriteView, print_reservations, read_options};
+use crate::GlobalArgs;
+use crate::args::{PatientRead, WriteArgs};
+use crate::output::{HeaderView, print_json};
+use crate::record_views::{ReservationView, print_reservations, print_write_answer};
 
 /// Reservation subcommands.
 #[derive(Debug, Subcommand)]
@@ -31,12 +31,9 @@ pub struct ChangeArgs {
     /// Why (add only).
     #[arg(long, default_value = "")]
     pub reason: String,
-    /// Who, kind:id (default citizen:<patient>).
-    #[arg(long)]
-    pub by: Option<String>,
-    /// Request id for exactly-once retries.
-    #[arg(long)]
-    pub request_id: Option<String>,
+    /// Who, and the request id.
+    #[command(flatten)]
+    pub write: WriteArgs,
 }
 
 /// A patient and a service.
@@ -53,24 +50,21 @@ pub struct KeyArgs {
 /// Arguments of `reservation list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Patient national id.
-    #[arg(long)]
-    pub patient: String,
+    /// Whose reservations, and the read's consistency.
+    #[command(flatten)]
+    pub of: PatientRead,
     /// Only active reservations.
     #[arg(long)]
     pub active: bool,
-    /// Accept a follower's answer at most this stale.
-    #[arg(long)]
-    pub max_staleness_ms: Option<u64>,
 }
 
 /// Runs a reservation subcommand.
-pub async fn run(cli: &Cli, cmd: &ReservationCommand) -> anyhow::Result<()> {
+pub async fn run(cli: &GlobalArgs, cmd: &ReservationCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
     match cmd {
         ReservationCommand::Add(a) | ReservationCommand::Withdraw(a) => {
-            let by = Some(by_or_patient(a.by.as_deref(), &a.key.patient)?);
-            let request_id = a.request_id.clone().unwrap_or_default();
+            let by = Some(a.write.actor(&a.key.patient)?);
+            let request_id = a.write.request_id.value();
             let r = if matches!(cmd, ReservationCommand::Add(_)) {
                 client
                     .reserve(v1::ReserveRequest {
@@ -92,16 +86,14 @@ pub async fn run(cli: &Cli, cmd: &ReservationCommand) -> anyhow::Result<()> {
                     .await?
             };
             let item = r.reservation.as_ref().map(ReservationView::from);
-            if cli.json {
-                print_json(&WriteView {
-                    header: HeaderView::from(r.header.as_ref()),
-                    changed: r.changed,
-                    record: serde_json::json!({ "reservation": item }),
-                })
-            } else {
-                print_reservations(&item.into_iter().collect::<Vec<_>>());
-                Ok(())
-            }
+            print_write_answer(
+                cli,
+                r.header.as_ref(),
+                r.changed,
+                "reservation",
+                item,
+                print_reservations,
+            )
         }
         ReservationCommand::Check(k) => {
             let r = client
@@ -132,9 +124,9 @@ pub async fn run(cli: &Cli, cmd: &ReservationCommand) -> anyhow::Result<()> {
         ReservationCommand::List(a) => {
             let r = client
                 .list_reservations(v1::ListReservationsRequest {
-                    patient: a.patient.clone(),
+                    patient: a.of.patient.clone(),
                     active_only: a.active,
-                    read: read_options(a.max_staleness_ms),
+                    read: a.of.read.options(),
                 })
                 .await?;
             let items: Vec<ReservationView> =

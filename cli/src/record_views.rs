@@ -6,7 +6,7 @@ use anyhow::bail;
 use kartotek_proto::v1;
 use serde::Serialize;
 
-use super::output::{HeaderView, table};
+use crate::output::{HeaderView, table};
 
 /// The lower-case text of a proto enum number (`BLOCK_LEVEL_ABSOLUTE` → `absolute`).
 macro_rules! enum_str {
@@ -34,7 +34,7 @@ macro_rules! enum_flag {
         )) {
             Some(e) if i32::from(e) != 0 => Ok(i32::from(e)),
             _ => Err(anyhow::anyhow!(
-                "{}: unknown value {:?}; expected one of: {}",
+                "{}: unknown value `{}`; expected one of: {}",
                 $flag,
                 text,
                 [$($known),+].join(", ")
@@ -74,12 +74,53 @@ pub fn actor_text(a: Option<&v1::Actor>) -> String {
     }
 }
 
-/// Read options for `--max-staleness-ms` (linearizable when unset).
-pub fn read_options(max_staleness_ms: Option<u64>) -> Option<v1::ReadOptions> {
-    max_staleness_ms.map(|ms| v1::ReadOptions {
-        consistency: v1::Consistency::BoundedStaleness as i32,
-        max_staleness_ms: ms,
-    })
+/// Prints the answer of a check ("may A do B?"): `allowed`, the ids of the records that
+/// decided it (as `ids_key` in JSON) and the reason.
+pub fn print_check(
+    cli: &crate::GlobalArgs,
+    header: Option<&v1::ResponseHeader>,
+    allowed: bool,
+    ids_key: &str,
+    ids: &[u64],
+    reason: &str,
+) -> anyhow::Result<()> {
+    if cli.json {
+        let mut view = serde_json::json!({
+            "header": HeaderView::from(header),
+            "allowed": allowed,
+            "reason": reason,
+        });
+        view[ids_key] = serde_json::json!(ids);
+        return crate::output::print_json(&view);
+    }
+    println!(
+        "{}: {reason}",
+        if allowed { "allowed" } else { "not allowed" }
+    );
+    Ok(())
+}
+
+/// Prints a write's answer: with `--json` a [`WriteView`] with the record under `key`,
+/// else the record with `table`.
+pub fn print_write_answer<V: Serialize>(
+    cli: &crate::GlobalArgs,
+    header: Option<&v1::ResponseHeader>,
+    changed: bool,
+    key: &str,
+    record: Option<V>,
+    table: fn(&[V]),
+) -> anyhow::Result<()> {
+    if cli.json {
+        let mut keyed = serde_json::Map::new();
+        keyed.insert(key.to_owned(), serde_json::to_value(&record)?);
+        return crate::output::print_json(&WriteView {
+            header: HeaderView::from(header),
+            changed,
+            record: keyed,
+        });
+    }
+    table(&record.into_iter().collect::<Vec<_>>());
+    Ok(())
 }
 
 /// A write's answer: header, whether it changed anything, and the record.

@@ -4,10 +4,11 @@
 use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
-use super::Cli;
-use super::output::{HeaderView, print_json};
-use super::record_views::{
-    CatalogEntryView, ClientView, WriteView, enum_flag, print_catalog, print_clients,
+use crate::GlobalArgs;
+use crate::args::RequestIdArg;
+use crate::output::{HeaderView, print_json};
+use crate::record_views::{
+    CatalogEntryView, ClientView, enum_flag, print_catalog, print_clients, print_write_answer,
 };
 
 /// Catalog subcommands.
@@ -58,9 +59,9 @@ pub struct EntryArgs {
     /// Version.
     #[arg(long = "api-version", default_value = "")]
     pub api_version: String,
-    /// Request id for exactly-once retries.
-    #[arg(long)]
-    pub request_id: Option<String>,
+    /// The request id.
+    #[command(flatten)]
+    pub request_id: RequestIdArg,
 }
 
 /// Arguments of `catalog lifecycle`.
@@ -75,9 +76,9 @@ pub struct LifecycleArgs {
     /// The caller's organisation (must own the entry).
     #[arg(long)]
     pub owner: String,
-    /// Request id for exactly-once retries.
-    #[arg(long)]
-    pub request_id: Option<String>,
+    /// The request id.
+    #[command(flatten)]
+    pub request_id: RequestIdArg,
 }
 
 /// Arguments of `catalog get`.
@@ -123,7 +124,7 @@ fn audience(text: &str) -> anyhow::Result<i32> {
 
 fn entry_request(a: &EntryArgs) -> anyhow::Result<v1::CatalogEntryRequest> {
     Ok(v1::CatalogEntryRequest {
-        request_id: a.request_id.clone().unwrap_or_default(),
+        request_id: a.request_id.value(),
         id: a.id.clone(),
         owner: a.owner.clone(),
         title: a.title.clone(),
@@ -137,21 +138,20 @@ fn entry_request(a: &EntryArgs) -> anyhow::Result<v1::CatalogEntryRequest> {
     })
 }
 
-fn print_entry(cli: &Cli, r: &v1::CatalogEntryResponse) -> anyhow::Result<()> {
+fn print_entry(cli: &GlobalArgs, r: &v1::CatalogEntryResponse) -> anyhow::Result<()> {
     let item = r.entry.as_ref().map(CatalogEntryView::from);
-    if cli.json {
-        return print_json(&WriteView {
-            header: HeaderView::from(r.header.as_ref()),
-            changed: r.changed,
-            record: serde_json::json!({ "entry": item }),
-        });
-    }
-    print_catalog(&item.into_iter().collect::<Vec<_>>());
-    Ok(())
+    print_write_answer(
+        cli,
+        r.header.as_ref(),
+        r.changed,
+        "entry",
+        item,
+        print_catalog,
+    )
 }
 
 /// Runs a catalog subcommand.
-pub async fn run(cli: &Cli, cmd: &CatalogCommand) -> anyhow::Result<()> {
+pub async fn run(cli: &GlobalArgs, cmd: &CatalogCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
     match cmd {
         CatalogCommand::Register(a) => {
@@ -172,7 +172,7 @@ pub async fn run(cli: &Cli, cmd: &CatalogCommand) -> anyhow::Result<()> {
             )?;
             let r = client
                 .set_catalog_lifecycle(v1::SetCatalogLifecycleRequest {
-                    request_id: a.request_id.clone().unwrap_or_default(),
+                    request_id: a.request_id.value(),
                     id: a.id.clone(),
                     lifecycle,
                     owner: a.owner.clone(),
@@ -224,21 +224,21 @@ pub async fn run(cli: &Cli, cmd: &CatalogCommand) -> anyhow::Result<()> {
 pub enum ClientCommand {
     /// Register a token-issuance client.
     Register(ClientArgs),
+    /// Replace a client's keys, scopes and flags, and optionally its status (owner or
+    /// operator).
+    Update(ClientUpdateArgs),
     /// Show one client.
     Get(ClientIdArgs),
     /// List clients (of one organisation, or all).
     List(ClientListArgs),
 }
 
-/// Arguments of `client register`.
+/// A client's settings, as `client register` sets them and `client update` replaces them.
 #[derive(Debug, Args)]
-pub struct ClientArgs {
+pub struct ClientSettingsArgs {
     /// Client id.
     #[arg(long)]
     pub client_id: String,
-    /// Owning org number.
-    #[arg(long)]
-    pub org: String,
     /// File with a public JWK (JSON; repeatable).
     #[arg(long = "jwk-file", required = true)]
     pub jwk_files: Vec<std::path::PathBuf>,
@@ -248,9 +248,55 @@ pub struct ClientArgs {
     /// Approved third-party vendor.
     #[arg(long)]
     pub third_party: bool,
-    /// Request id for exactly-once retries.
+    /// The request id.
+    #[command(flatten)]
+    pub request_id: RequestIdArg,
+}
+
+impl ClientSettingsArgs {
+    /// The request, with `org` and `status` (the proto number) filled in.
+    fn request(&self, org: &str, status: i32) -> anyhow::Result<v1::ClientRequest> {
+        let mut keys = Vec::new();
+        for f in &self.jwk_files {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
+            keys.push(text.trim().to_owned());
+        }
+        Ok(v1::ClientRequest {
+            request_id: self.request_id.value(),
+            client_id: self.client_id.clone(),
+            org: org.to_owned(),
+            public_keys: keys,
+            allowed_scopes: self.scopes.clone(),
+            approved_third_party: self.third_party,
+            status,
+        })
+    }
+}
+
+/// Arguments of `client register`.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Id, keys, scopes, flags.
+    #[command(flatten)]
+    pub settings: ClientSettingsArgs,
+    /// Owning org number.
     #[arg(long)]
-    pub request_id: Option<String>,
+    pub org: String,
+}
+
+/// Arguments of `client update`.
+#[derive(Debug, Args)]
+pub struct ClientUpdateArgs {
+    /// Id, and the new keys, scopes and flags (they replace the old ones).
+    #[command(flatten)]
+    pub settings: ClientSettingsArgs,
+    /// The caller's organisation, which must own the client (empty: an operator).
+    #[arg(long, default_value = "")]
+    pub org: String,
+    /// New status: active or disabled (default: keep).
+    #[arg(long)]
+    pub status: Option<String>,
 }
 
 /// Arguments of `client get`.
@@ -270,30 +316,34 @@ pub struct ClientListArgs {
 }
 
 /// Runs a client-registry subcommand.
-pub async fn run_client(cli: &Cli, cmd: &ClientCommand) -> anyhow::Result<()> {
+pub async fn run_client(cli: &GlobalArgs, cmd: &ClientCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
     let (header, items, changed) = match cmd {
         ClientCommand::Register(a) => {
-            let mut keys = Vec::new();
-            for f in &a.jwk_files {
-                keys.push(std::fs::read_to_string(f)?.trim().to_owned());
-            }
             let r = client
-                .register_client(v1::ClientRequest {
-                    request_id: a.request_id.clone().unwrap_or_default(),
-                    client_id: a.client_id.clone(),
-                    org: a.org.clone(),
-                    public_keys: keys,
-                    allowed_scopes: a.scopes.clone(),
-                    approved_third_party: a.third_party,
-                    status: 0,
-                })
+                .register_client(a.settings.request(&a.org, 0)?)
                 .await?;
             (
                 r.header,
                 r.client.into_iter().collect::<Vec<_>>(),
                 Some(r.changed),
             )
+        }
+        ClientCommand::Update(a) => {
+            let status = match &a.status {
+                Some(text) => enum_flag!(
+                    v1::ClientStatus,
+                    "CLIENT_STATUS_",
+                    "--status",
+                    text,
+                    ["active", "disabled"]
+                )?,
+                None => 0,
+            };
+            let r = client
+                .update_client(a.settings.request(&a.org, status)?)
+                .await?;
+            (r.header, r.client.into_iter().collect(), Some(r.changed))
         }
         ClientCommand::Get(a) => {
             let r = client

@@ -3,10 +3,12 @@
 use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
-use super::Cli;
-use super::block::by_or_patient;
-use super::output::{HeaderView, print_json};
-use super::record_views::{ConsentView, WriteView, enum_flag, print_consents, read_options};
+use crate::GlobalArgs;
+use crate::args::{PatientRead, RecordChange, RequestIdArg, by_or_citizen};
+use crate::output::{HeaderView, print_json};
+use crate::record_views::{
+    ConsentView, enum_flag, print_check, print_consents, print_write_answer,
+};
 
 /// Consent subcommands.
 #[derive(Debug, Subcommand)]
@@ -15,10 +17,10 @@ pub enum ConsentCommand {
     Request(TermsArgs),
     /// Grant a pending request (--id) or grant directly (the terms).
     Grant(GrantArgs),
-    /// Deny a pending request.
-    Deny(AnswerArgs),
-    /// Withdraw a granted consent.
-    Withdraw(AnswerArgs),
+    /// Deny a pending request (`--id` from `consent list`).
+    Deny(RecordChange),
+    /// Withdraw a granted consent (`--id` from `consent list`).
+    Withdraw(RecordChange),
     /// List a patient's consents.
     List(ListArgs),
     /// May this grantee use this scope for the patient now?
@@ -52,9 +54,9 @@ pub struct TermsArgs {
     /// Deadline of a request (RFC 3339).
     #[arg(long, default_value = "")]
     pub deadline: String,
-    /// Request id for exactly-once retries.
-    #[arg(long)]
-    pub request_id: Option<String>,
+    /// The request id.
+    #[command(flatten)]
+    pub request_id: RequestIdArg,
 }
 
 /// Arguments of `consent grant`.
@@ -71,35 +73,15 @@ pub struct GrantArgs {
     pub by: Option<String>,
 }
 
-/// Arguments of `consent deny|withdraw`.
-#[derive(Debug, Args)]
-pub struct AnswerArgs {
-    /// Patient national id.
-    #[arg(long)]
-    pub patient: String,
-    /// Consent id.
-    #[arg(long)]
-    pub id: u64,
-    /// Who answers, kind:id (default citizen:<patient>).
-    #[arg(long)]
-    pub by: Option<String>,
-    /// Request id for exactly-once retries.
-    #[arg(long)]
-    pub request_id: Option<String>,
-}
-
 /// Arguments of `consent list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Patient national id.
-    #[arg(long)]
-    pub patient: String,
+    /// Whose consents, and the read's consistency.
+    #[command(flatten)]
+    pub of: PatientRead,
     /// Only this effective status (requested, granted, denied, expired, withdrawn).
     #[arg(long)]
     pub status: Option<String>,
-    /// Accept a follower's answer at most this stale.
-    #[arg(long)]
-    pub max_staleness_ms: Option<u64>,
 }
 
 /// Arguments of `consent check`.
@@ -132,27 +114,26 @@ fn grantee_kind(text: &str) -> anyhow::Result<i32> {
     )
 }
 
-fn print_write(cli: &Cli, r: &v1::ConsentResponse) -> anyhow::Result<()> {
+fn print_write(cli: &GlobalArgs, r: &v1::ConsentResponse) -> anyhow::Result<()> {
     let consent = r.consent.as_ref().map(ConsentView::from);
-    if cli.json {
-        return print_json(&WriteView {
-            header: HeaderView::from(r.header.as_ref()),
-            changed: r.changed,
-            record: serde_json::json!({ "consent": consent }),
-        });
-    }
-    print_consents(&consent.into_iter().collect::<Vec<_>>());
-    Ok(())
+    print_write_answer(
+        cli,
+        r.header.as_ref(),
+        r.changed,
+        "consent",
+        consent,
+        print_consents,
+    )
 }
 
 /// Runs a consent subcommand.
-pub async fn run(cli: &Cli, cmd: &ConsentCommand) -> anyhow::Result<()> {
+pub async fn run(cli: &GlobalArgs, cmd: &ConsentCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
     match cmd {
         ConsentCommand::Request(t) => {
             let r = client
                 .request_consent(v1::RequestConsentRequest {
-                    request_id: t.request_id.clone().unwrap_or_default(),
+                    request_id: t.request_id.value(),
                     patient: t.patient.clone(),
                     grantee_kind: grantee_kind(&t.grantee_kind)?,
                     grantee: t.grantee.clone(),
@@ -169,7 +150,7 @@ pub async fn run(cli: &Cli, cmd: &ConsentCommand) -> anyhow::Result<()> {
             let t = &g.terms;
             let r = client
                 .grant_consent(v1::GrantConsentRequest {
-                    request_id: t.request_id.clone().unwrap_or_default(),
+                    request_id: t.request_id.value(),
                     patient: t.patient.clone(),
                     consent_id: g.id,
                     grantee_kind: grantee_kind(&t.grantee_kind)?,
@@ -178,17 +159,17 @@ pub async fn run(cli: &Cli, cmd: &ConsentCommand) -> anyhow::Result<()> {
                     purpose: t.consent_purpose.clone(),
                     valid_from: t.valid_from.clone(),
                     valid_to: t.valid_to.clone(),
-                    by: Some(by_or_patient(g.by.as_deref(), &t.patient)?),
+                    by: Some(by_or_citizen(g.by.as_deref(), &t.patient)?),
                 })
                 .await?;
             print_write(cli, &r)
         }
         ConsentCommand::Deny(a) | ConsentCommand::Withdraw(a) => {
             let req = v1::AnswerConsentRequest {
-                request_id: a.request_id.clone().unwrap_or_default(),
-                patient: a.patient.clone(),
+                request_id: a.target.request_id(),
+                patient: a.target.patient.clone(),
                 consent_id: a.id,
-                by: Some(by_or_patient(a.by.as_deref(), &a.patient)?),
+                by: Some(a.target.actor()?),
             };
             let r = if matches!(cmd, ConsentCommand::Deny(_)) {
                 client.deny_consent(req).await?
@@ -210,9 +191,9 @@ pub async fn run(cli: &Cli, cmd: &ConsentCommand) -> anyhow::Result<()> {
             };
             let r = client
                 .list_consents(v1::ListConsentsRequest {
-                    patient: a.patient.clone(),
+                    patient: a.of.patient.clone(),
                     status,
-                    read: read_options(a.max_staleness_ms),
+                    read: a.of.read.options(),
                     ..Default::default()
                 })
                 .await?;
@@ -237,21 +218,14 @@ pub async fn run(cli: &Cli, cmd: &ConsentCommand) -> anyhow::Result<()> {
                     read: None,
                 })
                 .await?;
-            if cli.json {
-                print_json(&serde_json::json!({
-                    "header": HeaderView::from(r.header.as_ref()),
-                    "allowed": r.allowed,
-                    "consent_ids": r.consent_ids,
-                    "reason": r.reason,
-                }))
-            } else {
-                println!(
-                    "{}: {}",
-                    if r.allowed { "allowed" } else { "not allowed" },
-                    r.reason
-                );
-                Ok(())
-            }
+            print_check(
+                cli,
+                r.header.as_ref(),
+                r.allowed,
+                "consent_ids",
+                &r.consent_ids,
+                &r.reason,
+            )
         }
     }
 }

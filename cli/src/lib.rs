@@ -1,0 +1,163 @@
+//! The client-side commands of the `kartotek` binary: cluster administration (`admin`) and the
+//! domain commands (`locator`, `audit`, `block`, `access`, `consent`, `reservation`,
+//! `representation`, `catalog`, `client`).
+//!
+//! # Why a crate of its own
+//!
+//! These commands are clients of the cluster: they must reach it only through the public
+//! gRPC API, like the HTTP frontend does. This crate therefore depends on `kartotek-client`,
+//! `kartotek-domain` and `kartotek-proto`, and *not* on `kartotek-storage`, `kartotek-node` or
+//! openraft, so the compiler, not review, keeps a command from reaching into a node's state.
+//!
+//! The `kartotek` binary itself stays in `node/` (`node/src/main.rs`): `kartotek node` and
+//! `kartotek dev` need the node library (`NodeConfig`, `run_node`), and the node's integration
+//! tests drive the binary through `CARGO_BIN_EXE_kartotek`. Its top-level parser
+//! (`kartotek_node::cli`) keeps `node` and `dev` and flattens this crate's [`Command`] enum
+//! and [`GlobalArgs`] into itself.
+//!
+//! # Output
+//!
+//! Global flags: `--endpoints` (or `KARTOTEK_ENDPOINTS`), `--token` (or `KARTOTEK_TOKEN`),
+//! `--json`, and the caller's identity (`--actor`, `--purpose`, `--acting-org`,
+//! `--on-behalf-of`). Results go to stdout: tables (one style, [`output::table`]) or, with
+//! `--json`, exactly one JSON document per command; only streams (`locator watch`) print
+//! NDJSON, one document per line. Errors go to stderr with a non-zero exit code.
+
+pub mod access;
+pub mod admin;
+pub mod args;
+pub mod audit;
+pub mod block;
+pub mod catalog;
+pub mod consent;
+pub mod import;
+pub mod locator;
+pub mod output;
+pub mod record_views;
+pub mod representation;
+pub mod reservation;
+
+use clap::{Args, Subcommand};
+use kartotek_client::{CallerIdentity, ClientConfig, KartotekClient};
+
+/// Default endpoints: the `kartotek dev` cluster.
+pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7401,127.0.0.1:7402,127.0.0.1:7403";
+
+/// Flags every client-side command takes (declared `global`, so they may follow the
+/// subcommand).
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Cluster endpoints (host:port, comma separated).
+    #[arg(long, global = true, env = "KARTOTEK_ENDPOINTS", default_value = DEFAULT_ENDPOINTS, value_delimiter = ',')]
+    pub endpoints: Vec<String>,
+    /// Bearer token sent with every request.
+    #[arg(long, global = true, env = "KARTOTEK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Machine-readable output on stdout instead of tables: one JSON document per command
+    /// (streams such as `locator watch` print one document per line).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Who is calling, for the audit log: personnel:HPR, citizen:NATIONAL_ID, client:ID or
+    /// system:NAME.
+    #[arg(long, global = true, env = "KARTOTEK_ACTOR")]
+    pub actor: Option<String>,
+    /// Purpose of use recorded in the audit log (e.g. treatment).
+    #[arg(long, global = true, env = "KARTOTEK_PURPOSE")]
+    pub purpose: Option<String>,
+    /// Organisation number the caller acts for (audit log).
+    #[arg(long, global = true, env = "KARTOTEK_ACTING_ORG")]
+    pub acting_org: Option<String>,
+    /// National id of the person the caller acts for (representation; audit log).
+    #[arg(long, global = true, env = "KARTOTEK_ON_BEHALF_OF")]
+    pub on_behalf_of: Option<String>,
+}
+
+/// The client-side commands (flattened into `kartotek`'s top level).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Cluster operations.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Patient information locator entries.
+    #[command(subcommand)]
+    Locator(locator::LocatorCommand),
+    /// The audit log: who looked at what, and a check of its hash chain.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// A patient's blocks (sperring / blokkering).
+    #[command(subcommand)]
+    Block(block::BlockCommand),
+    /// The access decision and the override notifications.
+    #[command(subcommand)]
+    Access(access::AccessCommand),
+    /// A patient's consents.
+    #[command(subcommand)]
+    Consent(consent::ConsentCommand),
+    /// A patient's reservations (opt-outs from national services).
+    #[command(subcommand)]
+    Reservation(reservation::ReservationCommand),
+    /// Who may act for whom.
+    #[command(subcommand)]
+    Representation(representation::RepresentationCommand),
+    /// The API catalog.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
+    /// Token-issuance clients.
+    #[command(subcommand)]
+    Client(catalog::ClientCommand),
+}
+
+impl GlobalArgs {
+    /// A client for the global endpoints, token and caller identity.
+    pub fn client(&self) -> anyhow::Result<KartotekClient> {
+        let config = ClientConfig {
+            endpoints: self.endpoints.clone(),
+            token: self.token.clone(),
+            ..ClientConfig::default()
+        };
+        let identity = CallerIdentity {
+            actor: self.actor.clone(),
+            org: self.acting_org.clone(),
+            purpose: self.purpose.clone(),
+            on_behalf_of: self.on_behalf_of.clone(),
+        };
+        let client = KartotekClient::new_as(config, identity)?;
+        // A user at a terminal: when nothing listens at any endpoint, say so in a second or
+        // two instead of retrying for the whole deadline.
+        client.set_fail_fast_on_refusal(Some(REFUSED_FAIL_FAST));
+        Ok(client)
+    }
+}
+
+/// How long every endpoint must have refused the connection before a command gives up
+/// with [`NO_CLUSTER_HINT`] (a node restarting is back well within the deadline, but a
+/// cluster that is not running at all should not cost the user 15 s).
+pub const REFUSED_FAIL_FAST: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// Printed under the error when no node listens at any endpoint.
+pub const NO_CLUSTER_HINT: &str = "is the cluster running? start one with: kartotek dev";
+
+/// A hint for the user to print under `error`, if there is one.
+pub fn hint(error: &anyhow::Error) -> Option<&'static str> {
+    error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<kartotek_client::ClientError>())
+        .any(|e| matches!(e, kartotek_client::ClientError::Refused { .. }))
+        .then_some(NO_CLUSTER_HINT)
+}
+
+/// Runs a client-side command.
+pub async fn run(global: &GlobalArgs, command: &Command) -> anyhow::Result<()> {
+    match command {
+        Command::Admin(cmd) => admin::run(global, cmd).await,
+        Command::Locator(cmd) => locator::run(global, cmd).await,
+        Command::Audit(cmd) => audit::run(global, cmd).await,
+        Command::Block(cmd) => block::run(global, cmd).await,
+        Command::Access(cmd) => access::run(global, cmd).await,
+        Command::Consent(cmd) => consent::run(global, cmd).await,
+        Command::Reservation(cmd) => reservation::run(global, cmd).await,
+        Command::Representation(cmd) => representation::run(global, cmd).await,
+        Command::Catalog(cmd) => catalog::run(global, cmd).await,
+        Command::Client(cmd) => catalog::run_client(global, cmd).await,
+    }
+}
