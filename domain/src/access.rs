@@ -1404,12 +1404,36 @@ mod tests {
             proptest::collection::vec(arb_reservation(p), 0..3),
             any::<bool>(),
         )
-            .prop_map(|(blocks, consents, reservations, requires_consent)| World {
-                blocks,
-                consents,
-                reservations,
-                requires_consent,
-            })
+            .prop_map(
+                |(mut blocks, mut consents, mut reservations, requires_consent)| {
+                    // The registry never repeats an id: every id is the revision that created the
+                    // record, drawn from one counter for all families. The element strategies draw
+                    // ids independently, so make them unique here: a repeated id moves up to the
+                    // next free one (the drawn values stay, so a saved seed replays the same world).
+                    let mut used = std::collections::BTreeSet::new();
+                    let mut unique = |id: &mut u64, create: &mut u64, modified: &mut u64| {
+                        while !used.insert(*id) {
+                            *id += 1;
+                        }
+                        (*create, *modified) = (*id, *id);
+                    };
+                    for b in &mut blocks {
+                        unique(&mut b.id, &mut b.create_revision, &mut b.mod_revision);
+                    }
+                    for c in &mut consents {
+                        unique(&mut c.id, &mut c.create_revision, &mut c.mod_revision);
+                    }
+                    for r in &mut reservations {
+                        unique(&mut r.id, &mut r.create_revision, &mut r.mod_revision);
+                    }
+                    World {
+                        blocks,
+                        consents,
+                        reservations,
+                        requires_consent,
+                    }
+                },
+            )
     }
 
     fn catalog_entry(service: &ServiceName, requires_consent: bool) -> CatalogEntry {
@@ -1505,14 +1529,16 @@ mod tests {
             let d1 = decide_in(&world, &r);
             for id in d1.matching_consents.clone() {
                 let mut after = world.clone();
-                for c in after.consents.iter_mut().filter(|c| c.id == id) {
-                    let ans = ConsentAnswer { patient: p.clone(), consent_id: id, by: Actor::Citizen(p.clone()) };
-                    let withdrawn = match apply_consent_withdraw(Some(c), &ans, r.time, 10_000) {
-                        Ok((w, _)) => w,
-                        Err(e) => return Err(TestCaseError::fail(format!("a permitting consent could not be withdrawn: {e}"))),
-                    };
-                    *c = withdrawn;
-                }
+                let mut with_id = after.consents.iter_mut().filter(|c| c.id == id);
+                let (Some(c), None) = (with_id.next(), with_id.next()) else {
+                    return Err(TestCaseError::fail(format!("not exactly one consent has the matching id {id}")));
+                };
+                let ans = ConsentAnswer { patient: p.clone(), consent_id: id, by: Actor::Citizen(p.clone()) };
+                let withdrawn = match apply_consent_withdraw(Some(c), &ans, r.time, 10_000) {
+                    Ok((w, _)) => w,
+                    Err(e) => return Err(TestCaseError::fail(format!("a permitting consent could not be withdrawn: {e}"))),
+                };
+                *c = withdrawn;
                 let d2 = decide_in(&after, &r);
                 prop_assert!(!d2.matching_consents.contains(&id));
                 if d1.matching_consents == [id] {
