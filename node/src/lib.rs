@@ -16,7 +16,9 @@
 //!   every call: admission, caller, read mode, audit rule, metrics), the method table
 //!   ([`api::methods`]) and the thin service handlers over it, which never import each other.
 //! - [`server`]: wires one node together and serves it.
-//! - [`cli`]: `kartotek node`, `kartotek dev` and the client-side commands.
+//! - [`cli`]: the `kartotek` command line: `node`, `dev` and `frontend` here; every client-side
+//!   command comes from the `kartotek-cli` crate, which talks to the cluster only through
+//!   `kartotek-client`.
 
 pub mod api;
 pub mod audit;

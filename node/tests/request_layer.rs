@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::{TestCluster, free_port};
-use kartotek_node::config::NodeConfig;
+use kartotek_testkit::config::NodeSpec;
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -97,17 +97,15 @@ fn metrics_text(addr: &str) -> String {
     body
 }
 
-fn with_metrics(c: &mut NodeConfig) {
-    c.metrics_addr = format!("127.0.0.1:{}", free_port()).parse().ok();
+fn with_metrics(spec: &mut NodeSpec) {
+    spec.metrics_addr = Some(format!("127.0.0.1:{}", free_port()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_described_method_is_counted_by_the_request_layer() {
-    let _slot = common::CLUSTERS.acquire().await.expect("cluster slot");
     let cluster = TestCluster::start(1, with_metrics).await;
     let node = &cluster.nodes[0];
-    let config = NodeConfig::load(Some(&node.config_file)).expect("node config");
-    let metrics_addr = config.metrics_addr.expect("metrics address").to_string();
+    let metrics_addr = node.metrics_addr.clone().expect("metrics address");
     let channel = Channel::from_shared(format!("http://{}", node.addr))
         .expect("uri")
         .connect()
