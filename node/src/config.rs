@@ -313,7 +313,14 @@ impl NodeConfig {
             }
             fig = fig.merge(Toml::file(p));
         }
-        fig = fig.merge(Env::prefixed("KARTOTEK_").split("__").ignore(CLI_ENV));
+        // `KARTOTEK_FRONTEND_*` configures the frontend (`kartotek dev` runs both from one
+        // environment); it is not a node setting.
+        fig = fig.merge(
+            Env::prefixed("KARTOTEK_")
+                .filter(|k| !k.as_str().starts_with("frontend_"))
+                .split("__")
+                .ignore(CLI_ENV),
+        );
         let cfg: NodeConfig = fig
             .extract()
             .map_err(|e| ConfigError::Load(e.to_string()))?;

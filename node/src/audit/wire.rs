@@ -1,7 +1,7 @@
 //! Audit events on the wire: the `kartotek.v1.AuditEvent` message to and from the domain's
 //! [`AuditEvent`], and actors in their `kind:id` text form (as in the caller headers).
 
-use kartotek_domain::audit::{AuditEvent, AuditEventInput, ChainedAuditEvent};
+use kartotek_domain::audit::{AuditEvent, ChainedAuditEvent};
 use kartotek_domain::fields::Actor;
 use kartotek_domain::{Timestamp, ValidationError};
 use kartotek_proto::v1;
@@ -83,25 +83,10 @@ pub fn chained_message(c: &ChainedAuditEvent) -> v1::AuditEvent {
 }
 
 /// Validates an event sent by a caller (a frontend or a forwarding node), naming
-/// `events[i].field` in errors.
+/// `events[i].field` in errors. The same rules as the client's
+/// [`event_from_message`](kartotek_client::audit::event_from_message), which `kartotek audit
+/// verify` uses to recompute the chain: one conversion for both sides.
 pub fn parse_event(i: usize, m: &v1::AuditEvent, now: Timestamp) -> Result<AuditEvent, NodeError> {
-    let named =
-        |e: ValidationError| ValidationError::new(format!("events[{i}].{}", e.field), e.reason);
-    let actor = parse_actor("actor", &m.actor).map_err(named)?;
-    let input = AuditEventInput {
-        time: &m.time,
-        actor_kind: actor.kind().as_str(),
-        actor: &actor.id_text(),
-        org: &m.org,
-        on_behalf_of: &m.on_behalf_of,
-        patient: &m.patient,
-        action: &m.action,
-        resource: &m.resource,
-        purpose: &m.purpose,
-        decision: &m.decision,
-        emergency_override: m.emergency_override,
-        justification: &m.justification,
-        correlation_id: &m.correlation_id,
-    };
-    Ok(AuditEvent::parse(&input, now).map_err(named)?)
+    kartotek_client::audit::event_from_message(m, now)
+        .map_err(|e| ValidationError::new(format!("events[{i}].{}", e.field), e.reason).into())
 }
