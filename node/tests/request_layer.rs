@@ -161,3 +161,56 @@ async fn every_described_method_is_counted_by_the_request_layer() {
         cluster.log(node.id)
     );
 }
+
+/// The services a reflection endpoint of `version` lists (one `list_services` request).
+macro_rules! listed_services {
+    ($version:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$version::ServerReflectionRequest;
+        use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = ServerReflectionClient::new($channel)
+            .server_reflection_info(futures::stream::iter(vec![request]))
+            .await
+            .expect(concat!("reflection ", stringify!($version), " answers"))
+            .into_inner();
+        let answer = answers
+            .message()
+            .await
+            .expect("a reflection message")
+            .expect("one answer");
+        match answer.message_response {
+            Some(MessageResponse::ListServicesResponse(list)) => {
+                list.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
+            }
+            other => panic!("not a service list: {other:?}"),
+        }
+    }};
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_answers_in_v1_and_v1alpha() {
+    let cluster = TestCluster::start(1, |_| {}).await;
+    let channel = Channel::from_shared(format!("http://{}", cluster.nodes[0].addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    // grpcurl and grpcio-reflection (Python) speak v1alpha; newer clients v1.
+    let v1 = listed_services!(v1, channel.clone());
+    let v1alpha = listed_services!(v1alpha, channel);
+    for listed in [&v1, &v1alpha] {
+        assert!(
+            listed.iter().any(|s| s == "kartotek.v1.LocatorService"),
+            "{listed:?}"
+        );
+        assert!(
+            listed.iter().any(|s| s == "kartotek.v1.AuditService"),
+            "{listed:?}"
+        );
+    }
+}
