@@ -276,7 +276,7 @@ async fn verify(cli: &GlobalArgs, client: &KartotekClient) -> anyhow::Result<()>
         print_json(&view)?;
     } else {
         println!(
-            "chain verified: {} events (seq {}..={}), head {}",
+            "chain verified: {} events (seq {} to {}), head {}",
             view.events, view.verified_from_seq, view.head_seq, view.head_hash
         );
         for n in &view.nodes {

@@ -192,7 +192,7 @@ async fn audit_verify_prints_plain_values() {
         .find(|l| l.contains("node 1: head seq "))
         .unwrap_or_else(|| panic!("no line for node 1:\n{text}"));
     assert!(node_line.trim_end().ends_with("agrees"), "{node_line}");
-    for debug in ["Some(", "None", "\"", "{:?}"] {
+    for debug in ["Some(", "None", "\"", "{:?}", "..="] {
         assert!(
             !text.contains(debug),
             "debug formatting {debug:?} in:\n{text}"
