@@ -176,6 +176,19 @@ impl Call {
         Ok(self.ctx.reader())
     }
 
+    /// [`Call::read`] of one patient's data, audited as this caller doing `action` to
+    /// `resource` about `patient`: the common shape of a patient-data read.
+    pub async fn read_patient(
+        &self,
+        mode: ReadMode,
+        action: &str,
+        resource: &str,
+        patient: &NationalId,
+    ) -> Result<&StateReader, NodeError> {
+        let event = self.caller.event(action, resource, Some(patient));
+        self.read(mode, vec![event]).await
+    }
+
     /// The state without a read barrier, for streams that already recorded their audit
     /// event ([`Call::audit`]) and for answers to writes and admin calls.
     pub fn state(&self) -> Result<&StateReader, NodeError> {

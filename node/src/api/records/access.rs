@@ -162,13 +162,7 @@ async fn list(
     let limit = list_limit("limit", r.limit)?;
     let mode = read_mode(r.read.as_ref())?;
     let found = call
-        .read(
-            mode,
-            vec![
-                call.caller()
-                    .event("notification.list", "notification", Some(&patient)),
-            ],
-        )
+        .read_patient(mode, "notification.list", "notification", &patient)
         .await?
         .notifications_of(&patient, r.pending_only, limit)?;
     Ok(v1::ListNotificationsResponse {

@@ -96,10 +96,7 @@ async fn list(call: Call, r: v1::ListBlocksRequest) -> Result<v1::ListBlocksResp
     let mode = read_mode(r.read.as_ref())?;
     // A read of patient data: audited before it is answered.
     let found = call
-        .read(
-            mode,
-            vec![call.caller().event("block.list", "block", Some(&patient))],
-        )
+        .read_patient(mode, "block.list", "block", &patient)
         .await?
         .blocks_of(&patient)?;
     let now = Timestamp::now();

@@ -174,13 +174,7 @@ async fn list(
     let filter = ConsentFilter::parse(&kind, &r.grantee, &status)?;
     let mode = read_mode(r.read.as_ref())?;
     let found = call
-        .read(
-            mode,
-            vec![
-                call.caller()
-                    .event("consent.list", "consent", Some(&patient)),
-            ],
-        )
+        .read_patient(mode, "consent.list", "consent", &patient)
         .await?
         .consents_of(&patient)?;
     let now = Timestamp::now();
@@ -206,13 +200,7 @@ async fn check(
     let query = ConsentCheckQuery::parse(&r.patient, &kind, &r.grantee, &r.scope)?;
     let mode = read_mode(r.read.as_ref())?;
     let found = call
-        .read(
-            mode,
-            vec![
-                call.caller()
-                    .event("consent.check", "consent", Some(&query.patient)),
-            ],
-        )
+        .read_patient(mode, "consent.check", "consent", &query.patient)
         .await?
         .consents_of(&query.patient)?;
     let answer = check_consent(&found.value, &query, Timestamp::now());

@@ -117,13 +117,7 @@ async fn list(
     let t = parse_optional_timestamp("time", &r.time)?.unwrap_or_else(Timestamp::now);
     let mode = read_mode(r.read.as_ref())?;
     let state = call
-        .read(
-            mode,
-            vec![
-                call.caller()
-                    .event("representation.list", "representation", Some(&person)),
-            ],
-        )
+        .read_patient(mode, "representation.list", "representation", &person)
         .await?;
     let found = match side {
         Side::Representative => state.representations_of_representative(&person)?,
@@ -169,13 +163,11 @@ async fn check(
     let t = parse_optional_timestamp("time", &r.time)?.unwrap_or_else(Timestamp::now);
     let mode = read_mode(r.read.as_ref())?;
     let found = call
-        .read(
+        .read_patient(
             mode,
-            vec![call.caller().event(
-                "representation.check",
-                "representation",
-                Some(&q.represented),
-            )],
+            "representation.check",
+            "representation",
+            &q.represented,
         )
         .await?
         .representations_of_represented(&q.represented)?;

@@ -72,13 +72,7 @@ async fn check(
     let key = ReservationKey::parse(&r.patient, &r.service)?;
     let mode = read_mode(r.read.as_ref())?;
     let found = call
-        .read(
-            mode,
-            vec![
-                call.caller()
-                    .event("reservation.check", "reservation", Some(&key.patient)),
-            ],
-        )
+        .read_patient(mode, "reservation.check", "reservation", &key.patient)
         .await?
         .reservation(&key.patient, &key.service)?;
     Ok(v1::CheckReservationResponse {
@@ -95,13 +89,7 @@ async fn list(
     let patient = parse_national_id("patient", &r.patient)?;
     let mode = read_mode(r.read.as_ref())?;
     let found = call
-        .read(
-            mode,
-            vec![
-                call.caller()
-                    .event("reservation.list", "reservation", Some(&patient)),
-            ],
-        )
+        .read_patient(mode, "reservation.list", "reservation", &patient)
         .await?
         .reservations_of(&patient)?;
     Ok(v1::ListReservationsResponse {
