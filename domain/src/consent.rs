@@ -28,7 +28,9 @@ use crate::fields::{
     parse_record_id, parse_scope, parse_scopes, parse_timestamp, text_enum,
 };
 use crate::ids::{HprNumber, NationalId, OrgNumber};
-use crate::limits::{CONSENTS_PER_PATIENT_MAX, SCOPES_PER_CONSENT_MAX};
+use crate::limits::{
+    CONSENT_EXPIRE_PER_COMMAND_MAX, CONSENTS_PER_PATIENT_MAX, SCOPES_PER_CONSENT_MAX,
+};
 use crate::locator::{parse_national_id, parse_org_number};
 use crate::time::Timestamp;
 
@@ -272,6 +274,17 @@ impl Consent {
     /// validity period.
     pub fn permits_at(&self, t: Timestamp) -> bool {
         effective_status(self, t) == ConsentStatus::Granted && self.validity.contains(t)
+    }
+
+    /// When this version falls due for the expiry sweep: a pending request's deadline, or a
+    /// grant's `valid_to`; `None` when nothing will expire it (denied, withdrawn, expired, or
+    /// granted without an end).
+    pub fn due_at(&self) -> Option<Timestamp> {
+        match self.status {
+            ConsentStatus::Requested => self.request.as_ref().map(|r| r.deadline),
+            ConsentStatus::Granted => self.validity.to,
+            _ => None,
+        }
     }
 
     /// True when the consent includes any of `scopes`.
@@ -588,13 +601,45 @@ pub fn apply_consent_expire_due_all(
 pub fn next_expiry(consents: &[Consent], now: Timestamp) -> Option<Timestamp> {
     consents
         .iter()
-        .filter_map(|c| match c.status {
-            ConsentStatus::Requested => c.request.as_ref().map(|r| r.deadline),
-            ConsentStatus::Granted => c.validity.to,
-            _ => None,
-        })
+        .filter_map(Consent::due_at)
         .filter(|t| *t > now)
         .min()
+}
+
+/// One entry of the consent due index: a consent version that falls due at `due_at`. Entries
+/// of versions that have since changed stay in the index until their time comes; the sweep
+/// then removes them without touching the consent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentDue {
+    /// When that version falls due.
+    pub due_at: Timestamp,
+    /// The grantor.
+    pub patient: NationalId,
+    /// The consent's id.
+    pub consent_id: u64,
+}
+
+/// The leader's expiry sweep: due-index entries it read from its own state, all due by the
+/// time it proposes (at most [`CONSENT_EXPIRE_PER_COMMAND_MAX`]). Applying re-checks each
+/// consent against the command's stamp, so what the leader saw only picks the candidates:
+/// every replica stores the same result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentExpireDue {
+    /// The candidates, in due-index order.
+    pub due: Vec<ConsentDue>,
+}
+
+impl ConsentExpireDue {
+    /// A sweep over `due`; refuses more than [`CONSENT_EXPIRE_PER_COMMAND_MAX`] entries.
+    pub fn new(due: Vec<ConsentDue>) -> Result<Self, ValidationError> {
+        if due.len() > CONSENT_EXPIRE_PER_COMMAND_MAX {
+            return Err(ValidationError::new(
+                "due",
+                format!("at most {CONSENT_EXPIRE_PER_COMMAND_MAX} entries per sweep"),
+            ));
+        }
+        Ok(ConsentExpireDue { due })
+    }
 }
 
 /// A filter for listing a patient's consents (empty fields = any).

@@ -57,6 +57,9 @@ pub const JUSTIFICATION_BYTES_MAX: usize = 2048;
 pub const BLOCKS_PER_PATIENT_MAX: usize = 1_000;
 /// Most consents (any status) one patient may have; a request or grant beyond it is refused.
 pub const CONSENTS_PER_PATIENT_MAX: usize = 1_000;
+/// Most due-index entries one consent-expiry sweep command carries (bounds apply latency; the
+/// sweep proposes again while more are due).
+pub const CONSENT_EXPIRE_PER_COMMAND_MAX: usize = 1_000;
 /// Most representations (any status) naming one represented person.
 pub const REPRESENTATIONS_PER_PERSON_MAX: usize = 200;
 

@@ -11,7 +11,7 @@ use crate::access::{AccessDecision, AccessPolicy, AccessRequest};
 use crate::block::{Block, BlockAdd, BlockRevoke};
 use crate::catalog::{CatalogEntry, CatalogRegister, CatalogSetLifecycle, CatalogUpdate};
 use crate::client_record::{ClientRecord, ClientRegister, ClientUpdate};
-use crate::consent::{Consent, ConsentAnswer, ConsentGrant, ConsentRequest};
+use crate::consent::{Consent, ConsentAnswer, ConsentExpireDue, ConsentGrant, ConsentRequest};
 use crate::notification::{NotificationAck, PatientNotification};
 use crate::representation::{Representation, RepresentationGrant, RepresentationRevoke};
 use crate::reservation::{Reservation, ReservationReserve, ReservationWithdraw};
@@ -62,6 +62,9 @@ pub enum RecordOp {
     },
     /// Acknowledge a patient notification.
     NotificationAck(NotificationAck),
+    /// The leader's periodic sweep: store as expired the consents in the due index whose
+    /// request deadline or validity end has passed by the command's stamp.
+    ConsentExpireDue(ConsentExpireDue),
 }
 
 impl RecordOp {
@@ -86,6 +89,7 @@ impl RecordOp {
             RecordOp::ClientUpdate(_) => "client_update",
             RecordOp::AccessOverride { .. } => "access_override",
             RecordOp::NotificationAck(_) => "notification_ack",
+            RecordOp::ConsentExpireDue(_) => "consent_expire_due",
         }
     }
 }
@@ -151,5 +155,12 @@ pub enum RecordOutcome {
         notification: Box<PatientNotification>,
         /// Whether the command changed it.
         changed: bool,
+    },
+    /// What an expiry sweep did.
+    ConsentsExpired {
+        /// Consents stored as expired by this command.
+        expired: u32,
+        /// Due-index entries it removed (expired ones and stale ones of changed consents).
+        index_removed: u32,
     },
 }

@@ -220,6 +220,28 @@ impl Default for AuditSettings {
     }
 }
 
+/// Record-family settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordSettings {
+    /// How often the leader looks for consents past their request deadline or validity end and
+    /// proposes storing them as expired (0: never; reads still show them as expired).
+    pub consent_sweep_interval_ms: u64,
+    /// Most due-index entries one sweep command carries (at most
+    /// `kartotek_domain::limits::CONSENT_EXPIRE_PER_COMMAND_MAX`); the sweep proposes again
+    /// at once while more are due.
+    pub consent_expire_per_command_max: u32,
+}
+
+impl Default for RecordSettings {
+    fn default() -> Self {
+        RecordSettings {
+            consent_sweep_interval_ms: 5_000,
+            consent_expire_per_command_max: 500,
+        }
+    }
+}
+
 /// Switches for the fault-injection harness's self-check. Each one breaks a guarantee on
 /// purpose, so that the harness can prove its checkers catch the anomaly. Never set in
 /// production: the node logs an error at start when any is on.
@@ -265,6 +287,8 @@ pub struct NodeConfig {
     pub api: ApiSettings,
     /// Audit log settings.
     pub audit: AuditSettings,
+    /// Record-family settings (the consent-expiry sweep).
+    pub records: RecordSettings,
     /// Access decision and representation (parental age rules) policy.
     pub policy: crate::policy::PolicySettings,
     /// Unsafe switches for the fault-injection harness (all off by default).
@@ -285,6 +309,7 @@ impl Default for NodeConfig {
             storage: StorageSettings::default(),
             api: ApiSettings::default(),
             audit: AuditSettings::default(),
+            records: RecordSettings::default(),
             policy: crate::policy::PolicySettings::default(),
             testing: TestingSettings::default(),
         }
@@ -405,6 +430,13 @@ impl NodeConfig {
             return Err(invalid(
                 "audit.prune_interval_ms",
                 "prune_interval_ms and prune_events_per_command_max must be positive",
+            ));
+        }
+        let expire_max = kartotek_domain::limits::CONSENT_EXPIRE_PER_COMMAND_MAX;
+        if !(1..=expire_max).contains(&(self.records.consent_expire_per_command_max as usize)) {
+            return Err(invalid(
+                "records.consent_expire_per_command_max",
+                format!("must be 1 to {expire_max}"),
             ));
         }
         if let Err(e) = self.policy.validate() {

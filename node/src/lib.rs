@@ -12,6 +12,7 @@
 //! - [`context`]: [`context::NodeContext`], the node's parts behind methods (private fields).
 //! - [`audit`]: audit events durable before an answer (chain on the leader, fsynced outbox
 //!   elsewhere), the outbox shipper, retention, and the events' wire form.
+//! - [`sweep`]: leader-only housekeeping proposals (the consent-expiry sweep).
 //! - [`api`]: the public `kartotek.v1` API — the request layer ([`api::layer`]: one road for
 //!   every call: admission, caller, read mode, audit rule, metrics), the method table
 //!   ([`api::methods`]) and the thin service handlers over it, which never import each other.
@@ -31,3 +32,4 @@ pub mod metrics;
 pub mod policy;
 pub mod raft;
 pub mod server;
+pub mod sweep;

@@ -51,6 +51,8 @@ pub struct Metrics {
     pub reads_coalesced_total: Counter,
     /// Locator entries committed by bulk import.
     pub import_entries_total: Counter,
+    /// Consents stored as expired by this node's expiry sweeps (as leader).
+    pub consents_expired_total: Counter,
 }
 
 struct RaftCollector {
@@ -162,7 +164,13 @@ impl Metrics {
         let read_rounds_total = Counter::default();
         let reads_coalesced_total = Counter::default();
         let import_entries_total = Counter::default();
+        let consents_expired_total = Counter::default();
         let mut registry = Registry::default();
+        registry.register(
+            "kartotek_records_consents_expired",
+            "Consents stored as expired by this node's expiry sweeps (as leader)",
+            consents_expired_total.clone(),
+        );
         registry.register(
             "kartotek_locator_imported_entries",
             "Locator entries committed by bulk import (changed or unchanged)",
@@ -195,6 +203,7 @@ impl Metrics {
             read_rounds_total,
             reads_coalesced_total,
             import_entries_total,
+            consents_expired_total,
         }
     }
 

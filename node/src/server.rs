@@ -153,6 +153,7 @@ pub async fn run_node(
     .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
     crate::audit::spawn_retention(ctx.clone());
     crate::audit::spawn_outbox_shipper(ctx.clone());
+    crate::sweep::spawn_consent_sweep(ctx.clone());
     let gate = Gate::new(ctx);
     // grpc.health.v1: SERVING once the node serves (per service, set by `add_services`, and
     // overall "").

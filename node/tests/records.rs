@@ -256,6 +256,48 @@ async fn consents(c: &KartotekClient) {
     assert_eq!(listed.consents.len(), 2);
 }
 
+/// The leader's sweep stores a request past its deadline as expired: a new revision with
+/// `expired_at`, not only an expired reading of the old record.
+async fn consent_expiry_sweep(c: &KartotekClient) {
+    let p = patient(103);
+    let deadline = (Utc::now() + chrono::Duration::milliseconds(1_500)).to_rfc3339();
+    let req = ok(c
+        .request_consent(RequestConsentRequest {
+            patient: p.clone(),
+            grantee_kind: GranteeKind::Personnel as i32,
+            grantee: "4242".into(),
+            scopes: vec!["kjernejournal".into()],
+            purpose: "treatment".into(),
+            deadline,
+            ..Default::default()
+        })
+        .await)
+    .consent
+    .unwrap_or_default();
+    assert_eq!(req.status, ConsentStatus::Requested as i32);
+    assert!(req.expired_at.is_empty());
+    let started = std::time::Instant::now();
+    let stored = loop {
+        let listed = ok(c
+            .list_consents(ListConsentsRequest {
+                patient: p.clone(),
+                ..Default::default()
+            })
+            .await);
+        let now = listed.consents.into_iter().find(|x| x.id == req.id);
+        if let Some(x) = now.filter(|x| !x.expired_at.is_empty()) {
+            break x;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the sweep did not store the request as expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(stored.status, ConsentStatus::Expired as i32);
+    assert!(stored.mod_revision > req.mod_revision, "{stored:?}");
+}
+
 async fn reservations(c: &KartotekClient) {
     let p = patient(103);
     let r = ok(c
@@ -446,10 +488,17 @@ async fn catalog_and_clients(c: &KartotekClient) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_family_through_the_client() {
-    let cluster = TestCluster::start(3, |_| {}).await;
+    let cluster = TestCluster::start(3, |spec| {
+        spec.env.push((
+            "KARTOTEK_RECORDS__CONSENT_SWEEP_INTERVAL_MS".into(),
+            "200".into(),
+        ))
+    })
+    .await;
     let c = cluster.client();
     blocks_and_override(&c).await;
     consents(&c).await;
+    consent_expiry_sweep(&c).await;
     reservations(&c).await;
     representation(&c).await;
     catalog_and_clients(&c).await;

@@ -15,12 +15,17 @@
 //! - `Q` token-issuance clients: `client id` → [`kartotek_domain::ClientRecord`];
 //! - `W` patient notifications (emergency overrides): `patient(11) id(u64 BE)` →
 //!   [`kartotek_domain::notification::PatientNotification`];
+//! - `E` the consent due index: `due_at(u64 BE, ms, clamped at 0) patient(11) id(u64 BE)` →
+//!   empty, one entry per stored consent version that falls due (see
+//!   [`kartotek_domain::Consent::due_at`]); the leader's sweep reads it in time order and the
+//!   sweep command removes what it went through;
 //! - `I` id lists for apply: `family(1) owner(11)` → the sorted ids (`Vec<u64>`) of one
 //!   person's blocks (`B`), consents (`N`) or representations as represented (`S`). Apply
 //!   reads a person's records through this list with point reads, which see the writes of
 //!   the same log entry (the entry transaction has no prefix scan).
 
-use kartotek_domain::{CatalogId, ClientId, NationalId, ServiceName};
+use kartotek_domain::consent::ConsentDue;
+use kartotek_domain::{CatalogId, ClientId, NationalId, ServiceName, Timestamp};
 
 /// Which per-person id list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +80,32 @@ pub fn consent_prefix(patient: &NationalId) -> Vec<u8> {
 /// Key of one consent.
 pub fn consent_key(patient: &NationalId, id: u64) -> Vec<u8> {
     with_id(consent_prefix(patient), id)
+}
+
+/// Prefix of the consent due index.
+pub const CONSENT_DUE_PREFIX: &[u8] = b"E";
+
+/// Key of one consent due-index entry.
+pub fn consent_due_key(due: &ConsentDue) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + 8 + 11 + 8);
+    k.extend_from_slice(CONSENT_DUE_PREFIX);
+    k.extend_from_slice(&(due.due_at.0.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(due.patient.as_str().as_bytes());
+    k.extend_from_slice(&due.consent_id.to_be_bytes());
+    k
+}
+
+/// The entry a consent due-index key names; `None` for a key that is not one.
+pub fn split_consent_due_key(key: &[u8]) -> Option<ConsentDue> {
+    let rest = key.strip_prefix(CONSENT_DUE_PREFIX)?;
+    let (due_at, rest) = rest.split_at_checked(8)?;
+    let (patient, id) = rest.split_at_checked(11)?;
+    let due_at = i64::try_from(u64::from_be_bytes(due_at.try_into().ok()?)).ok()?;
+    Some(ConsentDue {
+        due_at: Timestamp(due_at),
+        patient: NationalId::parse(std::str::from_utf8(patient).ok()?).ok()?,
+        consent_id: u64::from_be_bytes(id.try_into().ok()?),
+    })
 }
 
 /// Prefix of every reservation of a patient.
@@ -174,5 +205,21 @@ mod tests {
         );
         assert!(representation_key(&p, 3).starts_with(b"S"));
         assert!(representative_index_key(&p, 3).starts_with(b"R"));
+    }
+
+    #[test]
+    fn consent_due_keys_order_by_time_and_round_trip() {
+        let p = person();
+        let due = |t, id| ConsentDue {
+            due_at: Timestamp(t),
+            patient: p.clone(),
+            consent_id: id,
+        };
+        assert!(consent_due_key(&due(999, 9)) < consent_due_key(&due(1_000, 1)));
+        assert!(consent_due_key(&due(1_000, 1)) < consent_due_key(&due(1_000, 2)));
+        let d = due(1_700_000_000_000, 42);
+        assert_eq!(split_consent_due_key(&consent_due_key(&d)), Some(d));
+        assert_eq!(split_consent_due_key(b"E123"), None);
+        assert_eq!(split_consent_due_key(&block_key(&p, 1)), None);
     }
 }

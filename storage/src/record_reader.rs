@@ -8,6 +8,7 @@
 //! fresh enough is the caller's business (the node's read path).
 
 use kartotek_domain::access::PatientFacts;
+use kartotek_domain::consent::ConsentDue;
 use kartotek_domain::notification::PatientNotification;
 use kartotek_domain::{
     Block, CatalogEntry, CatalogId, ClientId, ClientRecord, Consent, NationalId, OrgNumber,
@@ -111,6 +112,35 @@ impl StateReader {
             revision,
             applied_index,
         })
+    }
+
+    /// Up to `max` consent due-index entries due at or before `by`, earliest first: the
+    /// candidates of the leader's expiry sweep. A key in the index that does not parse is
+    /// corruption.
+    pub fn consents_due(&self, by: Timestamp, max: usize) -> Result<Vec<ConsentDue>, StoreError> {
+        let sm = cf(&self.db, CF_SM)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf_opt(
+            sm,
+            prefix_read_options(CONSENT_DUE_PREFIX),
+            IteratorMode::From(CONSENT_DUE_PREFIX, Direction::Forward),
+        ) {
+            let (k, _) = item?;
+            if !k.starts_with(CONSENT_DUE_PREFIX) || out.len() >= max {
+                break;
+            }
+            let due = split_consent_due_key(&k).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "consent due-index key {} does not parse",
+                    hex::encode(&k)
+                ))
+            })?;
+            if due.due_at > by {
+                break;
+            }
+            out.push(due);
+        }
+        Ok(out)
     }
 
     /// Every block of a patient (any status), oldest first.

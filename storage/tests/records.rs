@@ -4,6 +4,7 @@
 //! determinism (two stores fed the same log in different apply groupings end equal).
 
 use kartotek_domain::access::AccessPolicy;
+use kartotek_domain::consent::ConsentExpireDue;
 use kartotek_domain::ids::NationalIdKind;
 use kartotek_domain::ids::testing::{national_id_from_parts, org_number_from_prefix};
 use kartotek_domain::notification::NotificationAck;
@@ -11,7 +12,7 @@ use kartotek_domain::record_op::{RecordOp, RecordOutcome};
 use kartotek_domain::{
     AccessRequest, AccessRequestInput, ApplyError, BatchItem, BlockAdd, BlockAddInput, BlockRevoke,
     CatalogId, CatalogInput, CatalogQuery, CatalogRegister, Change, Command, ConsentAnswer,
-    ConsentGrant, ConsentInput, ConsentRequest, Effect, NationalId, Op, Outcome,
+    ConsentGrant, ConsentInput, ConsentRequest, ConsentStatus, Effect, NationalId, Op, Outcome,
     RepresentationGrant, RepresentationInput, ReservationReserve, Response, ServiceName, Timestamp,
 };
 use kartotek_storage::{StateMachineConfig, Store, StoreConfig};
@@ -403,6 +404,119 @@ fn consent_deadline_uses_leader_time_and_withdraw_ends_the_permit() {
             kartotek_domain::consent::effective_status(&consents[0], now),
             kartotek_domain::ConsentStatus::Expired
         );
+    });
+}
+
+#[test]
+fn expiry_sweep_stores_due_consents_as_expired_and_drops_stale_index_entries() {
+    rt().block_on(async {
+        let dir = ok(tempfile::tempdir());
+        let mut store = open(dir.path());
+        let p = person(1981, 4);
+        let scopes = vec!["kjernejournal".to_owned()];
+        let other_scopes = vec!["pasientjournal".to_owned()];
+        let request = |scopes: &[String]| {
+            RecordOp::ConsentRequest(ok(ConsentRequest::parse(
+                &consent_input(&p, scopes),
+                "2026-01-02T00:00:00Z",
+            )))
+        };
+        let bounded = ConsentInput {
+            valid_to: "2026-01-03T00:00:00Z",
+            ..consent_input(&p, &scopes)
+        };
+        let answer = |id| ok(ConsentAnswer::parse(p.as_str(), id, "citizen", p.as_str()));
+        let cmds = vec![
+            // 1: a request nobody answers (due at its deadline, day 1).
+            cmd(request(&scopes), T0),
+            // 2: a direct grant that ends on day 2.
+            cmd(
+                RecordOp::ConsentGrant(ok(ConsentGrant::parse(&bounded, "citizen", p.as_str()))),
+                T0 + 1,
+            ),
+            // 3: a request granted in time: its deadline entry goes stale.
+            cmd(request(&other_scopes), T0 + 2),
+            cmd(RecordOp::ConsentGrantRequest(answer(3)), T0 + 3),
+        ];
+        let answers = apply_one_per_entry(&mut store, &cmds).await;
+        assert!(answers.iter().all(|a| a.result.is_ok()), "{answers:?}");
+        let sweep = |due, at, index| {
+            let op = RecordOp::ConsentExpireDue(ok(ConsentExpireDue::new(due)));
+            entry(index, cmd(op, at))
+        };
+
+        let day1 = T0 + DAY_MS + 1;
+        let due = ok(store.reader.consents_due(Timestamp(day1), 100));
+        let ids: Vec<u64> = due.iter().map(|d| d.consent_id).collect();
+        assert_eq!(
+            ids,
+            vec![1, 3],
+            "due by day 1: the open request and the stale entry"
+        );
+        let (_, revision_before) = ok(store.reader.position());
+        let r = ok(store
+            .state_machine
+            .apply([sweep(due.clone(), day1, 10)])
+            .await);
+        assert_eq!(
+            outcome(&r[0]),
+            &RecordOutcome::ConsentsExpired {
+                expired: 1,
+                index_removed: 2
+            }
+        );
+        let (_, revision_after) = ok(store.reader.position());
+        assert_eq!(revision_after, revision_before + 1, "one change: consent 1");
+        let consents = ok(store.reader.consents_of(&p)).value;
+        assert_eq!(consents[0].status, ConsentStatus::Expired);
+        assert_eq!(consents[0].expired_at, Some(Timestamp(day1)));
+        assert_eq!(
+            consents[2].status,
+            ConsentStatus::Granted,
+            "granted in time"
+        );
+        assert!(ok(store.reader.consents_due(Timestamp(day1), 100)).is_empty());
+
+        // The same sweep again changes nothing; one proposed before its time neither.
+        let r = ok(store.state_machine.apply([sweep(due, day1 + 1, 11)]).await);
+        assert_eq!(
+            outcome(&r[0]),
+            &RecordOutcome::ConsentsExpired {
+                expired: 0,
+                index_removed: 0
+            }
+        );
+        let day2 = T0 + 2 * DAY_MS;
+        let early = ok(store.reader.consents_due(Timestamp(day2), 100));
+        assert_eq!(early.len(), 1);
+        let r = ok(store
+            .state_machine
+            .apply([sweep(early.clone(), day2 - 1, 12)])
+            .await);
+        assert_eq!(
+            outcome(&r[0]),
+            &RecordOutcome::ConsentsExpired {
+                expired: 0,
+                index_removed: 0
+            }
+        );
+        assert_eq!(
+            ok(store.reader.consents_of(&p)).value[1].status,
+            ConsentStatus::Granted
+        );
+        let r = ok(store.state_machine.apply([sweep(early, day2, 13)]).await);
+        assert_eq!(
+            outcome(&r[0]),
+            &RecordOutcome::ConsentsExpired {
+                expired: 1,
+                index_removed: 1
+            }
+        );
+        assert_eq!(
+            ok(store.reader.consents_of(&p)).value[1].status,
+            ConsentStatus::Expired
+        );
+        assert!(ok(store.reader.consents_due(Timestamp(i64::MAX), 100)).is_empty());
     });
 }
 

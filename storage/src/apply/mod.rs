@@ -116,6 +116,15 @@ impl<'a> EntryTxn<'a> {
         }
     }
 
+    /// Whether a key is present (raw bytes, for index entries), seeing this entry's own writes
+    /// first.
+    pub(crate) fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.written.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => Ok(self.db.get_cf(cf(self.db, CF_SM)?, key)?),
+        }
+    }
+
     /// Writes an encoded value.
     pub(crate) fn put<T: Serialize>(&mut self, key: &[u8], value: &T) -> Result<(), StoreError> {
         self.put_raw(key, &encode(value)?)
@@ -394,5 +403,6 @@ fn apply_record(cx: &mut Ctx<'_, '_>, op: &RecordOp) -> Applied<RecordOutcome> {
             access::override_access(cx, request, policy)
         }
         RecordOp::NotificationAck(cmd) => notification::ack(cx, cmd),
+        RecordOp::ConsentExpireDue(cmd) => consent::expire_due(cx, cmd),
     }
 }

@@ -174,6 +174,7 @@ pub fn consent(c: &Consent, now: Timestamp) -> v1::Consent {
         decided_by: c.decided_by.as_ref().map(actor),
         withdrawn_at: opt_time(c.withdrawn_at),
         withdrawn_by: c.withdrawn_by.as_ref().map(actor),
+        expired_at: opt_time(c.expired_at),
         created_at: time(c.created_at),
         updated_at: time(c.updated_at),
         create_revision: c.create_revision,
