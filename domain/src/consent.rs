@@ -464,18 +464,8 @@ pub fn apply_consent_grant_request(
     match effective_status(c, now) {
         ConsentStatus::Granted => Ok((c.clone(), false)),
         ConsentStatus::Requested if !c.validity.is_over(now) => {
-            debug_assert!(c.mod_revision < next_revision, "revisions only grow");
-            Ok((
-                Consent {
-                    status: ConsentStatus::Granted,
-                    decided_at: Some(now),
-                    decided_by: Some(cmd.by.clone()),
-                    updated_at: now,
-                    mod_revision: next_revision,
-                    ..c.clone()
-                },
-                true,
-            ))
+            let mark = Mark::Decided(&cmd.by);
+            Ok((moved(c, ConsentStatus::Granted, mark, now, next_revision), true))
         }
         ConsentStatus::Requested => Err(ApplyError::FailedPrecondition(format!(
             "cannot grant consent {}: its validity period has already ended",
@@ -499,18 +489,8 @@ pub fn apply_consent_deny(
     match effective_status(c, now) {
         ConsentStatus::Denied => Ok((c.clone(), false)),
         ConsentStatus::Requested => {
-            debug_assert!(c.mod_revision < next_revision, "revisions only grow");
-            Ok((
-                Consent {
-                    status: ConsentStatus::Denied,
-                    decided_at: Some(now),
-                    decided_by: Some(cmd.by.clone()),
-                    updated_at: now,
-                    mod_revision: next_revision,
-                    ..c.clone()
-                },
-                true,
-            ))
+            let mark = Mark::Decided(&cmd.by);
+            Ok((moved(c, ConsentStatus::Denied, mark, now, next_revision), true))
         }
         ConsentStatus::Granted => Err(ApplyError::FailedPrecondition(format!(
             "cannot deny consent {}: it is granted; withdraw it instead",
@@ -534,18 +514,8 @@ pub fn apply_consent_withdraw(
     match effective_status(c, now) {
         ConsentStatus::Withdrawn => Ok((c.clone(), false)),
         ConsentStatus::Granted => {
-            debug_assert!(c.mod_revision < next_revision, "revisions only grow");
-            Ok((
-                Consent {
-                    status: ConsentStatus::Withdrawn,
-                    withdrawn_at: Some(now),
-                    withdrawn_by: Some(cmd.by.clone()),
-                    updated_at: now,
-                    mod_revision: next_revision,
-                    ..c.clone()
-                },
-                true,
-            ))
+            let mark = Mark::Withdrawn(&cmd.by);
+            Ok((moved(c, ConsentStatus::Withdrawn, mark, now, next_revision), true))
         }
         ConsentStatus::Requested => Err(ApplyError::FailedPrecondition(format!(
             "cannot withdraw consent {}: it is a pending request; deny it instead",
@@ -568,17 +538,43 @@ pub fn apply_consent_expire_due(
     if !due {
         return (consent.clone(), false);
     }
-    debug_assert!(consent.mod_revision < next_revision, "revisions only grow");
-    (
-        Consent {
-            status: ConsentStatus::Expired,
-            expired_at: Some(now),
-            updated_at: now,
-            mod_revision: next_revision,
-            ..consent.clone()
-        },
-        true,
-    )
+    let expired = moved(consent, ConsentStatus::Expired, Mark::Expired, now, next_revision);
+    (expired, true)
+}
+
+/// What a status change records besides the status.
+enum Mark<'a> {
+    /// Granted or denied, by whom (`decided_at`/`decided_by`).
+    Decided(&'a Actor),
+    /// Withdrawn, by whom (`withdrawn_at`/`withdrawn_by`).
+    Withdrawn(&'a Actor),
+    /// Stored as expired by the sweep (`expired_at`).
+    Expired,
+}
+
+/// `c` moved to `status` at `now` as the change under `next_revision`, with `mark` recorded.
+fn moved(
+    c: &Consent,
+    status: ConsentStatus,
+    mark: Mark<'_>,
+    now: Timestamp,
+    next_revision: u64,
+) -> Consent {
+    debug_assert!(c.mod_revision < next_revision, "revisions only grow");
+    let mut next = Consent {
+        status,
+        updated_at: now,
+        mod_revision: next_revision,
+        ..c.clone()
+    };
+    match mark {
+        Mark::Decided(by) => (next.decided_at, next.decided_by) = (Some(now), Some(by.clone())),
+        Mark::Withdrawn(by) => {
+            (next.withdrawn_at, next.withdrawn_by) = (Some(now), Some(by.clone()));
+        }
+        Mark::Expired => next.expired_at = Some(now),
+    }
+    next
 }
 
 /// [`apply_consent_expire_due`] over many consents: the ones it changed, in the given order.

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApplyError, ValidationError};
+use crate::fields::check_token;
 use crate::ids::{NationalId, OrgNumber};
 use crate::limits::{
     CATEGORIES_PER_ENTRY_MAX, CATEGORY_BYTES_MAX, ENDPOINT_REF_BYTES_MAX, SYSTEM_ID_BYTES_MAX,
@@ -30,29 +31,6 @@ impl SystemId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// Checks a token-like field: non-empty, bounded, and only `A-Z a-z 0-9 . _ - : /`.
-fn check_token(field: &str, s: &str, max_bytes: usize) -> Result<(), ValidationError> {
-    if s.is_empty() {
-        return Err(ValidationError::new(field, "must not be empty"));
-    }
-    if s.len() > max_bytes {
-        return Err(ValidationError::new(
-            field,
-            format!("is {} bytes, at most {max_bytes} allowed", s.len()),
-        ));
-    }
-    if let Some(c) = s
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/')))
-    {
-        return Err(ValidationError::new(
-            field,
-            format!("contains {c:?}; allowed are A-Z a-z 0-9 . _ - : /"),
-        ));
-    }
-    Ok(())
 }
 
 /// Validates a national id sent in `field`, naming the field in the error.
