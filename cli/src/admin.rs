@@ -31,9 +31,13 @@ pub struct AddLearnerArgs {
     /// The new node's id (never reuse the id of a wiped node).
     #[arg(long)]
     pub node_id: u64,
-    /// The new node's gRPC address (host:port).
+    /// The new node's public gRPC address (host:port).
     #[arg(long)]
     pub addr: String,
+    /// The new node's Raft address (host:port; its `raft_advertise_addr`). Default: asked
+    /// of the node at `--addr`.
+    #[arg(long)]
+    pub raft_addr: Option<String>,
     /// Return at once instead of waiting until the learner has caught up.
     #[arg(long)]
     pub no_wait: bool,
@@ -149,6 +153,7 @@ pub async fn run(cli: &GlobalArgs, cmd: &AdminCommand) -> anyhow::Result<()> {
                     node_id: s.node_id,
                     addr: s.addr,
                     voter: true,
+                    raft_addr: s.raft_addr,
                 });
             }
             let first = cli.endpoints.first().context("no endpoints")?;
@@ -160,11 +165,32 @@ pub async fn run(cli: &GlobalArgs, cmd: &AdminCommand) -> anyhow::Result<()> {
             print_membership(cli, &view, "initialised")
         }
         AdminCommand::AddLearner(a) => {
+            let raft_addr = match &a.raft_addr {
+                Some(r) => r.clone(),
+                None => {
+                    let s = client.status(&a.addr).await.with_context(|| {
+                        format!(
+                            "asking {} for its Raft address (or pass --raft-addr)",
+                            a.addr
+                        )
+                    })?;
+                    if s.node_id != a.node_id {
+                        bail!(
+                            "the node at {} is node {}, not {}",
+                            a.addr,
+                            s.node_id,
+                            a.node_id
+                        );
+                    }
+                    s.raft_addr
+                }
+            };
             let resp = client
                 .add_learner(AddLearnerRequest {
                     node_id: a.node_id,
                     addr: a.addr.clone(),
                     wait_caught_up: !a.no_wait,
+                    raft_addr,
                 })
                 .await?;
             print_membership(cli, &membership(&resp), "learner added")
@@ -200,11 +226,12 @@ fn print_membership(cli: &GlobalArgs, view: &MembershipView, verb: &str) -> anyh
     if cli.json {
         return print_json(view);
     }
-    let mut t = table(&["NODE", "ADDR", "VOTER"]);
+    let mut t = table(&["NODE", "ADDR", "RAFT ADDR", "VOTER"]);
     for m in &view.members {
         t.add_row(vec![
             m.node_id.to_string(),
             m.addr.clone(),
+            m.raft_addr.clone(),
             m.voter.to_string(),
         ]);
     }

@@ -82,8 +82,10 @@ impl From<Option<&v1::ResponseHeader>> for HeaderView {
 pub struct MemberView {
     /// Node id.
     pub node_id: u64,
-    /// gRPC address.
+    /// Public gRPC address.
     pub addr: String,
+    /// Raft listener address.
+    pub raft_addr: String,
     /// Voter or learner.
     pub voter: bool,
 }
@@ -93,6 +95,7 @@ impl From<&v1::Member> for MemberView {
         MemberView {
             node_id: m.node_id,
             addr: m.addr.clone(),
+            raft_addr: m.raft_addr.clone(),
             voter: m.voter,
         }
     }

@@ -370,6 +370,7 @@ async fn transport_failures_are_retried_on_the_next_endpoint() {
             node_id: 4,
             addr: "127.0.0.1:7404".into(),
             wait_caught_up: false,
+            raft_addr: "127.0.0.1:7504".into(),
         })
         .await
         .expect("good node answers");
@@ -459,6 +460,7 @@ async fn init_waits_for_a_node_that_is_still_starting() {
         node_id: 1,
         addr: addr.to_string(),
         voter: true,
+        raft_addr: "127.0.0.1:7501".into(),
     }];
     let answer = client
         .init(&addr.to_string(), members.clone())

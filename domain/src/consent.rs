@@ -465,7 +465,10 @@ pub fn apply_consent_grant_request(
         ConsentStatus::Granted => Ok((c.clone(), false)),
         ConsentStatus::Requested if !c.validity.is_over(now) => {
             let mark = Mark::Decided(&cmd.by);
-            Ok((moved(c, ConsentStatus::Granted, mark, now, next_revision), true))
+            Ok((
+                moved(c, ConsentStatus::Granted, mark, now, next_revision),
+                true,
+            ))
         }
         ConsentStatus::Requested => Err(ApplyError::FailedPrecondition(format!(
             "cannot grant consent {}: its validity period has already ended",
@@ -490,7 +493,10 @@ pub fn apply_consent_deny(
         ConsentStatus::Denied => Ok((c.clone(), false)),
         ConsentStatus::Requested => {
             let mark = Mark::Decided(&cmd.by);
-            Ok((moved(c, ConsentStatus::Denied, mark, now, next_revision), true))
+            Ok((
+                moved(c, ConsentStatus::Denied, mark, now, next_revision),
+                true,
+            ))
         }
         ConsentStatus::Granted => Err(ApplyError::FailedPrecondition(format!(
             "cannot deny consent {}: it is granted; withdraw it instead",
@@ -515,7 +521,10 @@ pub fn apply_consent_withdraw(
         ConsentStatus::Withdrawn => Ok((c.clone(), false)),
         ConsentStatus::Granted => {
             let mark = Mark::Withdrawn(&cmd.by);
-            Ok((moved(c, ConsentStatus::Withdrawn, mark, now, next_revision), true))
+            Ok((
+                moved(c, ConsentStatus::Withdrawn, mark, now, next_revision),
+                true,
+            ))
         }
         ConsentStatus::Requested => Err(ApplyError::FailedPrecondition(format!(
             "cannot withdraw consent {}: it is a pending request; deny it instead",
@@ -538,7 +547,13 @@ pub fn apply_consent_expire_due(
     if !due {
         return (consent.clone(), false);
     }
-    let expired = moved(consent, ConsentStatus::Expired, Mark::Expired, now, next_revision);
+    let expired = moved(
+        consent,
+        ConsentStatus::Expired,
+        Mark::Expired,
+        now,
+        next_revision,
+    );
     (expired, true)
 }
 

@@ -157,6 +157,12 @@ impl Cluster {
                 Net::Netns(network) => format!("{}:{NODE_PORT}", network.node_ip(i)),
                 Net::Loopback => format!("127.0.0.1:{}", kartotek_testkit::free_port()?),
             };
+            // In a namespace the Raft port is the node port + 100 on the node's address (the
+            // spec's default); on loopback it needs a free port of its own.
+            let raft_addr = match &net {
+                Net::Netns(_) => None,
+                Net::Loopback => Some(format!("127.0.0.1:{}", kartotek_testkit::free_port()?)),
+            };
             let node_dir = dir.join(format!("n{i}"));
             let mut spec = NodeSpec::new(
                 i as u64 + 1,
@@ -164,6 +170,11 @@ impl Cluster {
                 &addr,
                 &node_dir.join("data"),
             );
+            match raft_addr {
+                Some(r) => spec.raft_addr = r,
+                // A network of the harness's own; the nemeses need plain packets to drop.
+                None => spec.insecure_plaintext_raft = true,
+            }
             spec.unsafe_stale_reads = opts.unsafe_stale_reads;
             spec.env = node_env(&opts, &node_dir)?;
             let wrapper = match &net {
@@ -330,9 +341,9 @@ impl Cluster {
         self.kill(i);
     }
 
-    /// Wipes slot `i` and starts it under a fresh id (not a member yet); returns the id and
-    /// address to add.
-    pub fn start_fresh(&mut self, i: usize) -> anyhow::Result<(u64, String)> {
+    /// Wipes slot `i` and starts it under a fresh id (not a member yet); returns the id, the
+    /// public address and the Raft address to add.
+    pub fn start_fresh(&mut self, i: usize) -> anyhow::Result<(u64, String, String)> {
         self.kill(i);
         let data = self.nodes[i].data_dir.clone();
         if data.exists() {
@@ -344,7 +355,7 @@ impl Cluster {
         let node = &mut self.kit.nodes[i];
         node.spec.id = id;
         node.start()?;
-        Ok((id, node.addr.clone()))
+        Ok((id, node.addr.clone(), node.raft_addr.clone()))
     }
 
     /// Kills every process (after SIGCONT, so none stays stopped).

@@ -723,7 +723,7 @@ impl Nemesis {
                 json!({"removed_stale_id": stale.node_id, "slot": i}),
             );
         }
-        let (id, addr) = self.cluster.lock().await.start_fresh(i)?;
+        let (id, addr, raft_addr) = self.cluster.lock().await.start_fresh(i)?;
         probe.wait_up(&addr, Duration::from_secs(10)).await?;
         probe
             .admin
@@ -731,6 +731,7 @@ impl Nemesis {
                 node_id: id,
                 addr,
                 wait_caught_up: true,
+                raft_addr,
             })
             .await
             .with_context(|| format!("adding learner {id}"))?;

@@ -220,6 +220,33 @@ impl Default for AuditSettings {
     }
 }
 
+/// The files of one mutual-TLS identity (PEM).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MutualTlsFiles {
+    /// The CA that signs every peer's certificate (for Raft: the cluster CA, node
+    /// certificates only).
+    pub ca_file: PathBuf,
+    /// This node's certificate (it serves with it and presents it to peers).
+    pub cert_file: PathBuf,
+    /// This node's private key.
+    pub key_file: PathBuf,
+}
+
+/// TLS settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// Mutual TLS on the Raft listener and on calls to peers (see `raft::tls`). Unset: Raft is
+    /// plaintext, which the node accepts only on a loopback `raft_listen_addr` (a dev cluster)
+    /// unless `insecure_plaintext_raft` says otherwise.
+    pub raft: Option<MutualTlsFiles>,
+    /// Allows plaintext Raft on a non-loopback address (a test network of its own, such as the
+    /// fault harness's namespaces). Never in production: anyone who reaches the port could
+    /// vote and append.
+    pub insecure_plaintext_raft: bool,
+}
+
 /// Record-family settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -273,6 +300,13 @@ pub struct NodeConfig {
     /// Address other nodes and clients use to reach this node (`host:port`); defaults to
     /// `listen_addr`.
     pub advertise_addr: Option<String>,
+    /// Address the Raft transport listens on (votes, appends, snapshots, read-index between
+    /// nodes): a port of its own, apart from the public API, so that it can demand the
+    /// cluster's client certificates.
+    pub raft_listen_addr: SocketAddr,
+    /// Address other nodes use to reach this node's Raft listener (`host:port`); defaults to
+    /// `raft_listen_addr`.
+    pub raft_advertise_addr: Option<String>,
     /// Address of the HTTP endpoint with `/metrics`, `/healthz` and `/readyz`; none if unset.
     pub metrics_addr: Option<SocketAddr>,
     /// Where the node keeps its data.
@@ -289,6 +323,8 @@ pub struct NodeConfig {
     pub audit: AuditSettings,
     /// Record-family settings (the consent-expiry sweep).
     pub records: RecordSettings,
+    /// TLS (mutual TLS between nodes).
+    pub tls: TlsSettings,
     /// Access decision and representation (parental age rules) policy.
     pub policy: crate::policy::PolicySettings,
     /// Unsafe switches for the fault-injection harness (all off by default).
@@ -302,6 +338,8 @@ impl Default for NodeConfig {
             cluster_name: "kartotek-dev".into(),
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 7401)),
             advertise_addr: None,
+            raft_listen_addr: SocketAddr::from(([127, 0, 0, 1], 7501)),
+            raft_advertise_addr: None,
             metrics_addr: None,
             data_dir: PathBuf::from("./kartotek-data"),
             log_filter: "info".into(),
@@ -310,6 +348,7 @@ impl Default for NodeConfig {
             api: ApiSettings::default(),
             audit: AuditSettings::default(),
             records: RecordSettings::default(),
+            tls: TlsSettings::default(),
             policy: crate::policy::PolicySettings::default(),
             testing: TestingSettings::default(),
         }
@@ -360,10 +399,48 @@ impl NodeConfig {
             .unwrap_or_else(|| self.listen_addr.to_string())
     }
 
+    /// The address other nodes reach this node's Raft listener at.
+    pub fn raft_advertise(&self) -> String {
+        self.raft_advertise_addr
+            .clone()
+            .unwrap_or_else(|| self.raft_listen_addr.to_string())
+    }
+
     /// Checks ranges and relations between settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.node_id == 0 {
             return Err(invalid("node_id", "must be at least 1"));
+        }
+        match &self.tls.raft {
+            Some(files) => {
+                for (key, path) in [
+                    ("tls.raft.ca_file", &files.ca_file),
+                    ("tls.raft.cert_file", &files.cert_file),
+                    ("tls.raft.key_file", &files.key_file),
+                ] {
+                    if !path.is_file() {
+                        return Err(invalid(key, format!("{} is not a file", path.display())));
+                    }
+                }
+            }
+            None if !self.raft_listen_addr.ip().is_loopback()
+                && !self.tls.insecure_plaintext_raft =>
+            {
+                return Err(invalid(
+                    "tls.raft",
+                    format!(
+                        "raft_listen_addr {} is not loopback: set [tls.raft] (ca_file, cert_file, key_file; see deploy/tls/) so that only cluster members can vote and append",
+                        self.raft_listen_addr
+                    ),
+                ));
+            }
+            None => {}
+        }
+        if self.raft_listen_addr == self.listen_addr {
+            return Err(invalid(
+                "raft_listen_addr",
+                "must differ from listen_addr (Raft has a listener of its own)",
+            ));
         }
         if self.cluster_name.is_empty() || self.cluster_name.len() > 64 {
             return Err(invalid("cluster_name", "must be 1 to 64 bytes"));

@@ -203,14 +203,15 @@ impl NodeContext {
         m.current_leader == Some(self.config.node_id)
     }
 
-    /// The leader's address, if known.
-    pub(crate) fn leader_addr(&self) -> Option<String> {
+    /// The leader's Raft listener address, if known.
+    pub(crate) fn leader_raft_addr(&self) -> Option<String> {
+        self.leader_node().map(|n| n.raft_addr)
+    }
+
+    fn leader_node(&self) -> Option<kartotek_storage::KartotekNode> {
         let m = self.raft.metrics();
         let m = m.borrow();
         let leader = m.current_leader?;
-        m.membership_config
-            .membership()
-            .get_node(&leader)
-            .map(|n| n.addr.clone())
+        m.membership_config.membership().get_node(&leader).cloned()
     }
 }

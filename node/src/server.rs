@@ -1,5 +1,5 @@
-//! Starting and stopping one node: storage, Raft, the gRPC server (public API and Raft
-//! transport on one port) and the metrics endpoint.
+//! Starting and stopping one node: storage, Raft, the two gRPC servers (the public API on
+//! `listen_addr`, the Raft transport on `raft_listen_addr`) and the metrics endpoint.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,8 @@ use crate::metrics::{self, Metrics};
 use crate::raft::network::NetworkFactory;
 use crate::raft::peers::Peers;
 use crate::raft::proposer::{Proposer, ProposerLimits};
-use crate::raft::service::RaftServiceImpl;
+use crate::raft::service::{RaftServiceImpl, Upper};
+use crate::raft::tls::RaftTls;
 
 /// Largest Raft transport message (a batch of entries or a snapshot chunk).
 pub const RAFT_MESSAGE_BYTES_MAX: usize = 256 << 20;
@@ -75,7 +76,20 @@ pub async fn run_node(
         source,
     })?;
     let resolved = config.raft.resolve();
-    let peers = Peers::new(Duration::from_millis(resolved.rpc_timeout_ms));
+    let raft_tls = match &config.tls.raft {
+        Some(files) => Some(RaftTls::load(files).map_err(|e| StartError::Serve(e.to_string()))?),
+        None => {
+            tracing::warn!(
+                raft_listen = %config.raft_listen_addr,
+                "Raft traffic is PLAINTEXT (no [tls.raft]): fine for a loopback dev cluster, never across hosts"
+            );
+            None
+        }
+    };
+    let peers = Peers::new(
+        Duration::from_millis(resolved.rpc_timeout_ms),
+        raft_tls.clone(),
+    );
     let network = NetworkFactory::new(
         peers.clone(),
         config.cluster_name.clone(),
@@ -143,11 +157,15 @@ pub async fn run_node(
     }
 
     let request_max = usize::try_from(config.api.request_size_bytes_max).unwrap_or(1 << 20);
+    let upper = Upper {
+        read_index: Arc::new(barrier),
+        audit: Arc::new(ctx.clone()),
+    };
     let raft_svc = RaftServiceServer::new(RaftServiceImpl::new(
         raft.clone(),
         config.node_id,
         config.cluster_name.clone(),
-        Arc::new(barrier),
+        upper,
     ))
     .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
     .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
@@ -173,15 +191,29 @@ pub async fn run_node(
         node_id = config.node_id,
         listen = %config.listen_addr,
         advertise = %config.advertise(),
+        raft_listen = %config.raft_listen_addr,
+        raft_advertise = %config.raft_advertise(),
         data_dir = %config.data_dir.display(),
         "node starting"
     );
-    let listener = tokio::net::TcpListener::bind(config.listen_addr)
-        .await
-        .map_err(|e| StartError::Serve(format!("gRPC on {}: {e}", config.listen_addr)))?;
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = bind(config.listen_addr, "gRPC").await?;
+    let raft_incoming = bind(config.raft_listen_addr, "Raft").await?;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let mut raft_builder = tonic::transport::Server::builder();
+    if let Some(tls) = &raft_tls {
+        raft_builder = raft_builder
+            .tls_config(tls.server())
+            .map_err(|e| StartError::Serve(format!("tls.raft: {e}")))?;
+    }
+    let raft_server = tokio::spawn(async move {
+        raft_builder
+            .add_service(raft_svc)
+            .serve_with_incoming_shutdown(raft_incoming, async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
     let router = tonic::transport::Server::builder()
-        .add_service(raft_svc)
         .add_service(health_svc)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
@@ -193,5 +225,22 @@ pub async fn run_node(
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }
+    let _ = stop_tx.send(true);
+    match raft_server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "raft listener"),
+        Err(e) => tracing::warn!(error = %e, "raft listener task"),
+    }
     served.map_err(|e| StartError::Serve(e.to_string()))
+}
+
+/// Binds `addr` for the `what` server (Nagle off: Raft and reads are latency-bound).
+async fn bind(
+    addr: std::net::SocketAddr,
+    what: &str,
+) -> Result<tonic::transport::server::TcpIncoming, StartError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::Serve(format!("{what} on {addr}: {e}")))?;
+    Ok(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)))
 }

@@ -234,6 +234,7 @@ async fn learner_catches_up_by_snapshot_then_replaces_a_voter() {
     }
     let idx = c.add_node_process(4);
     let addr = c.nodes[idx].addr.clone();
+    let raft_addr = c.nodes[idx].raft_addr.clone();
     let deadline = Instant::now() + Duration::from_secs(30);
     while c.status(4).await.is_none() {
         assert!(Instant::now() < deadline, "node 4 did not come up");
@@ -244,6 +245,7 @@ async fn learner_catches_up_by_snapshot_then_replaces_a_voter() {
             node_id: 4,
             addr: addr.clone(),
             wait_caught_up: true,
+            raft_addr,
         })
         .await
         .unwrap_or_else(|e| panic!("add learner: {e}"));
@@ -434,8 +436,8 @@ async fn retried_write_with_same_request_id_applies_once() {
     assert!(done.entry.is_some_and(|e| e.mod_revision > current));
 }
 
-/// Garbage and foreign-cluster Raft traffic gets an error, never a crash; the cluster keeps
-/// serving.
+/// Raft is served on its own port only; garbage and foreign-cluster Raft traffic there gets an
+/// error, never a crash; the cluster keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_foreign_raft_traffic_is_refused() {
     use kartotek_proto::CLUSTER_HEADER;
@@ -444,10 +446,6 @@ async fn garbage_and_foreign_raft_traffic_is_refused() {
 
     let c = TestCluster::start(3, |_| {}).await;
     let leader = c.leader().await;
-    let addr = format!("http://{}", c.nodes[c.idx(leader)].addr);
-    let mut raw = RaftServiceClient::connect(addr)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
     let payload = |data: Vec<u8>, cluster: &str| {
         let mut r = tonic::Request::new(RaftPayload { data });
         if let Ok(v) = cluster.parse() {
@@ -455,6 +453,25 @@ async fn garbage_and_foreign_raft_traffic_is_refused() {
         }
         r
     };
+    // The public port does not serve Raft at all: it has a listener of its own.
+    let public = format!("http://{}", c.nodes[c.idx(leader)].addr);
+    let mut on_public = RaftServiceClient::connect(public)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // (`raw` below speaks mutual TLS with a certificate of the cluster's CA: the garbage
+    // checks are about what a member may send, not about who may connect.)
+    let e = on_public
+        .vote(payload(vec![], "kartotek-test"))
+        .await
+        .err()
+        .map(|s| s.code());
+    assert_eq!(e, Some(tonic::Code::Unimplemented));
+    let raft_addr = c.nodes[c.idx(leader)].raft_addr.clone();
+    let peer = c
+        .pki
+        .node("peer", &["127.0.0.1"])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let mut raw = raft_client(&raft_addr, Some(&peer)).await;
     let e = raw
         .append_entries(payload(vec![0xff; 64], "kartotek-test"))
         .await
@@ -489,4 +506,100 @@ async fn garbage_and_foreign_raft_traffic_is_refused() {
         .register_locator(register(&patient(15), &org(7), "after-garbage", ""))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A Raft client to `addr`: mutual TLS with `tls` (CA + the client's certificate), or with the
+/// server checked against `tls` but no certificate of its own when `tls.cert_file` is empty,
+/// or plaintext without `tls`. Connection errors come back from the first call.
+async fn raft_client(
+    addr: &str,
+    tls: Option<&kartotek_testkit::TlsFiles>,
+) -> kartotek_proto::raft::v1::raft_service_client::RaftServiceClient<tonic::transport::Channel> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let read = |p: &std::path::Path| std::fs::read(p).unwrap_or_else(|e| panic!("{e}"));
+    let endpoint = match tls {
+        None => Endpoint::from_shared(format!("http://{addr}")),
+        Some(files) => {
+            let mut cfg = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(read(&files.ca_file)))
+                .domain_name("127.0.0.1");
+            if !files.cert_file.as_os_str().is_empty() {
+                cfg = cfg.identity(Identity::from_pem(
+                    read(&files.cert_file),
+                    read(&files.key_file),
+                ));
+            }
+            Endpoint::from_shared(format!("https://{addr}")).and_then(|e| e.tls_config(cfg))
+        }
+    }
+    .unwrap_or_else(|e| panic!("{e}"))
+    .connect_timeout(Duration::from_secs(5));
+    kartotek_proto::raft::v1::raft_service_client::RaftServiceClient::new(endpoint.connect_lazy())
+}
+
+/// The Raft listener talks only to holders of a cluster certificate: plaintext, TLS without a
+/// client certificate, and a certificate of another CA are all refused before any Raft
+/// message is read; the cluster's own CA gets through to the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_listener_refuses_hosts_without_a_cluster_certificate() {
+    use kartotek_proto::raft::v1::RaftPayload;
+
+    let c = TestCluster::start(3, |_| {}).await;
+    let leader = c.leader().await;
+    let raft_addr = c.nodes[c.idx(leader)].raft_addr.clone();
+    let vote = |mut client: kartotek_proto::raft::v1::raft_service_client::RaftServiceClient<
+        tonic::transport::Channel,
+    >| async move {
+        let mut r = tonic::Request::new(RaftPayload {
+            data: vec![0xff; 8],
+        });
+        if let Ok(v) = "kartotek-test".parse() {
+            r.metadata_mut().insert(kartotek_proto::CLUSTER_HEADER, v);
+        }
+        client.vote(r).await.err().map(|s| s.code())
+    };
+    let refused = |code: Option<tonic::Code>, what: &str| {
+        assert!(
+            code.is_some() && code != Some(tonic::Code::InvalidArgument),
+            "{what}: the call reached the Raft service ({code:?})"
+        );
+    };
+    refused(vote(raft_client(&raft_addr, None).await).await, "plaintext");
+    let no_cert = kartotek_testkit::TlsFiles {
+        ca_file: c.pki.ca_file().to_path_buf(),
+        cert_file: Default::default(),
+        key_file: Default::default(),
+    };
+    refused(
+        vote(raft_client(&raft_addr, Some(&no_cert)).await).await,
+        "TLS without a client certificate",
+    );
+    let other_ca = kartotek_testkit::TestPki::new(&c.dir.path().join("other-pki"), "other")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let stranger = other_ca
+        .node("stranger", &["127.0.0.1"])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let stranger = kartotek_testkit::TlsFiles {
+        ca_file: c.pki.ca_file().to_path_buf(),
+        ..stranger
+    };
+    refused(
+        vote(raft_client(&raft_addr, Some(&stranger)).await).await,
+        "a certificate of another CA",
+    );
+    let member = c
+        .pki
+        .node("member", &["127.0.0.1"])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        vote(raft_client(&raft_addr, Some(&member)).await).await,
+        Some(tonic::Code::InvalidArgument),
+        "a cluster certificate reaches the service (which refuses the garbage payload)"
+    );
+    // The cluster itself still works over TLS: a write commits and reads back.
+    c.client()
+        .register_locator(register(&patient(16), &org(8), "over-tls", ""))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.leader().await, leader);
 }

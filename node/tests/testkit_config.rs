@@ -25,6 +25,11 @@ fn every_testkit_setting_reaches_the_node_config() {
         Path::new("/tmp/a dir/with \"quotes\" and \\"),
     );
     spec.listen_addr = Some("0.0.0.0:7401".into());
+    assert_eq!(spec.raft_addr, "10.213.1.130:7501", "default: port + 100");
+    spec.raft_addr = "10.213.1.130:7601".into();
+    spec.raft_listen_addr = Some("0.0.0.0:7601".into());
+    // Not loopback and no [tls.raft]: the node wants it said that this is on purpose.
+    spec.insecure_plaintext_raft = true;
     spec.metrics_addr = Some("127.0.0.1:9401".into());
     spec.log_filter = "warn,kartotek=debug".into();
     spec.unsafe_stale_reads = true;
@@ -47,6 +52,9 @@ fn every_testkit_setting_reaches_the_node_config() {
     assert_eq!(cfg.cluster_name, "kartotek-jepsen");
     assert_eq!(cfg.listen_addr.to_string(), "0.0.0.0:7401");
     assert_eq!(cfg.advertise(), "10.213.1.130:7401");
+    assert_eq!(cfg.raft_listen_addr.to_string(), "0.0.0.0:7601");
+    assert_eq!(cfg.raft_advertise(), "10.213.1.130:7601");
+    assert!(cfg.tls.insecure_plaintext_raft);
     assert_eq!(
         cfg.metrics_addr.map(|a| a.to_string()).as_deref(),
         Some("127.0.0.1:9401")
@@ -82,4 +90,43 @@ fn a_minimal_spec_is_the_node_default_apart_from_what_it_sets() {
     assert_eq!(cfg.raft.profile, default.raft.profile);
     assert_eq!(cfg.raft.resolve(), default.raft.resolve());
     assert!(!cfg.testing.unsafe_stale_reads);
+}
+
+/// `deploy/node.example.toml` is a `NodeConfig` (no unknown or misspelt keys) with Raft on
+/// its own TLS listener; `validate()` then only asks for its certificate files.
+#[test]
+fn the_deploy_example_is_a_node_config() {
+    let text = include_str!("../../deploy/node.example.toml");
+    let cfg: NodeConfig = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(cfg.listen_addr, cfg.raft_listen_addr);
+    let tls = cfg
+        .tls
+        .raft
+        .clone()
+        .unwrap_or_else(|| panic!("no [tls.raft]"));
+    assert!(tls.ca_file.ends_with("cluster-ca.pem"), "{tls:?}");
+    match cfg.validate() {
+        Err(e) => assert!(e.to_string().contains("tls.raft.ca_file"), "{e}"),
+        Ok(()) => panic!("validated without its certificate files"),
+    }
+}
+
+/// A spec's `raft_tls` becomes the node's `[tls.raft]`, with files that exist.
+#[test]
+fn raft_tls_files_reach_the_node_config() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let pki =
+        kartotek_testkit::TestPki::new(dir.path(), "cluster").unwrap_or_else(|e| panic!("{e:#}"));
+    let files = pki
+        .node("node-1", &["127.0.0.1"])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let mut spec = NodeSpec::new(1, "kartotek-test", "127.0.0.1:7499", dir.path());
+    spec.raft_tls = Some(files.clone());
+    let cfg = parse(&spec);
+    let tls = cfg.tls.raft.unwrap_or_else(|| panic!("no [tls.raft]"));
+    assert_eq!(
+        (tls.ca_file, tls.cert_file, tls.key_file),
+        (files.ca_file, files.cert_file, files.key_file)
+    );
+    assert!(!cfg.tls.insecure_plaintext_raft);
 }

@@ -90,4 +90,4 @@ pub use snapshot_store::SnapshotStore;
 pub use state_machine::{StateMachine, StateMachineConfig};
 pub use stats::StorageStats;
 pub use store::{Store, StoreConfig};
-pub use types::TypeConfig;
+pub use types::{KartotekNode, TypeConfig};

@@ -185,6 +185,7 @@ impl Cluster {
         let dir = self.opts.dir.join(format!("node-{id}"));
         let addr = format!("127.0.0.1:{}", crate::free_port()?);
         let mut spec = NodeSpec::new(id, &self.opts.cluster_name, &addr, &dir);
+        spec.raft_addr = format!("127.0.0.1:{}", crate::free_port()?);
         spec.log_filter = self.opts.log_filter.clone();
         spec.env = self.opts.env.clone();
         if self.opts.metrics {
@@ -290,6 +291,7 @@ impl Cluster {
                 voter: true,
                 node_id: n.id,
                 addr: n.addr.clone(),
+                raft_addr: n.raft_addr.clone(),
             })
             .collect();
         self.admin_or_err()?

@@ -93,6 +93,11 @@ pub struct NodeSpec {
     pub addr: String,
     /// `listen_addr`; [`addr`](Self::addr) when unset.
     pub listen_addr: Option<String>,
+    /// `raft_advertise_addr`: the `host:port` peers reach its Raft listener at (by default
+    /// the host of [`addr`](Self::addr) with its port + 100).
+    pub raft_addr: String,
+    /// `raft_listen_addr`; [`raft_addr`](Self::raft_addr) when unset.
+    pub raft_listen_addr: Option<String>,
     /// `metrics_addr` (`/metrics`, `/healthz`, `/readyz`); none when unset.
     pub metrics_addr: Option<String>,
     /// `data_dir`.
@@ -102,6 +107,12 @@ pub struct NodeSpec {
     pub log_filter: String,
     /// `[raft]`.
     pub raft: RaftSpec,
+    /// `[tls.raft]`: mutual TLS between nodes; plaintext when unset (which the node accepts
+    /// only on loopback unless [`insecure_plaintext_raft`](Self::insecure_plaintext_raft)).
+    pub raft_tls: Option<crate::tls::TlsFiles>,
+    /// `[tls] insecure_plaintext_raft`: plaintext Raft on a non-loopback address (jepsen's
+    /// network namespaces).
+    pub insecure_plaintext_raft: bool,
     /// `[testing] unsafe_stale_reads` (jepsen's self-check only).
     pub unsafe_stale_reads: bool,
     /// Extra environment of the node process (`KARTOTEK_*` overrides, preloads).
@@ -117,10 +128,14 @@ impl NodeSpec {
             cluster_name: cluster_name.to_owned(),
             addr: addr.to_owned(),
             listen_addr: None,
+            raft_addr: default_raft_addr(addr),
+            raft_listen_addr: None,
             metrics_addr: None,
             data_dir: data_dir.to_path_buf(),
             log_filter: "info,openraft=warn".into(),
             raft: RaftSpec::default(),
+            raft_tls: None,
+            insecure_plaintext_raft: false,
             unsafe_stale_reads: false,
             env: Vec::new(),
         }
@@ -131,6 +146,11 @@ impl NodeSpec {
         self.listen_addr.as_deref().unwrap_or(&self.addr)
     }
 
+    /// The address the node's Raft listener binds.
+    pub fn raft_listen(&self) -> &str {
+        self.raft_listen_addr.as_deref().unwrap_or(&self.raft_addr)
+    }
+
     /// The node's TOML configuration.
     pub fn to_toml(&self) -> String {
         let mut t = String::from("# Written by kartotek-testkit.\n");
@@ -138,6 +158,8 @@ impl NodeSpec {
         let _ = writeln!(t, "cluster_name = {}", quote(&self.cluster_name));
         let _ = writeln!(t, "listen_addr = {}", quote(self.listen()));
         let _ = writeln!(t, "advertise_addr = {}", quote(&self.addr));
+        let _ = writeln!(t, "raft_listen_addr = {}", quote(self.raft_listen()));
+        let _ = writeln!(t, "raft_advertise_addr = {}", quote(&self.raft_addr));
         if let Some(m) = &self.metrics_addr {
             let _ = writeln!(t, "metrics_addr = {}", quote(m));
         }
@@ -154,6 +176,22 @@ impl NodeSpec {
                 let _ = writeln!(t, "{k} = {v}");
             }
         }
+        if self.raft_tls.is_some() || self.insecure_plaintext_raft {
+            t.push_str("\n[tls]\n");
+            if self.insecure_plaintext_raft {
+                t.push_str("insecure_plaintext_raft = true\n");
+            }
+        }
+        if let Some(tls) = &self.raft_tls {
+            t.push_str("\n[tls.raft]\n");
+            for (k, v) in [
+                ("ca_file", &tls.ca_file),
+                ("cert_file", &tls.cert_file),
+                ("key_file", &tls.key_file),
+            ] {
+                let _ = writeln!(t, "{k} = {}", quote(&v.display().to_string()));
+            }
+        }
         if self.unsafe_stale_reads {
             t.push_str("\n[testing]\nunsafe_stale_reads = true\n");
         }
@@ -163,6 +201,17 @@ impl NodeSpec {
     /// Writes [`to_toml`](Self::to_toml) to `path`.
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
         std::fs::write(path, self.to_toml()).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// The default Raft address for a node at `addr`: the same host, port + 100 (7401 → 7501).
+fn default_raft_addr(addr: &str) -> String {
+    match addr.rsplit_once(':') {
+        Some((host, port)) => match port.parse::<u16>().ok().and_then(|p| p.checked_add(100)) {
+            Some(p) => format!("{host}:{p}"),
+            None => format!("{host}:7501"),
+        },
+        None => format!("{addr}:7501"),
     }
 }
 

@@ -21,10 +21,12 @@ pub mod cluster;
 pub mod config;
 pub mod process;
 pub mod status;
+pub mod tls;
 
 pub use cluster::{Cluster, ClusterOptions, Node};
 pub use config::{NodeSpec, RaftProfile, RaftSpec};
 pub use process::{Launch, Process, Wrapper};
+pub use tls::{TestPki, TlsFiles};
 
 /// A free loopback port (bound, then released: another process may take it in between, which
 /// is good enough for harnesses on one machine).

@@ -128,6 +128,7 @@ mod tests {
                     node_id: m,
                     addr: format!("n{m}"),
                     voter: m != 4,
+                    raft_addr: format!("n{m}:raft"),
                 })
                 .collect(),
             ..NodeStatus::default()

@@ -215,6 +215,7 @@ impl AdminService for FakeService {
                 node_id: request.get_ref().node_id,
                 addr: String::new(),
                 voter: true,
+                raft_addr: String::new(),
             }],
             log_index: 7,
         }))

@@ -12,10 +12,11 @@ use kartotek_proto::v1::{
     AddLearnerRequest, InitRequest, InitResponse, Member, MembershipResponse, NodeStatus,
     PromoteRequest, RemoveRequest, SnapshotRequest, SnapshotResponse, StatusRequest,
 };
+use kartotek_storage::KartotekNode;
 use kartotek_storage::TypeConfig;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::raft::ClientWriteResponse;
-use openraft::{BasicNode, ChangeMembers, Raft, ServerState};
+use openraft::{ChangeMembers, Raft, ServerState};
 use tonic::{Request, Response, Status};
 
 use crate::api::layer::{Call, Gate};
@@ -54,7 +55,7 @@ fn check_id(field: &str, id: u64) -> Result<(), NodeError> {
     Ok(())
 }
 
-fn write_error(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> NodeError {
+fn write_error(e: RaftError<u64, ClientWriteError<u64, KartotekNode>>) -> NodeError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => forward_to_leader(&f),
         RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
@@ -75,6 +76,7 @@ fn members(raft: &Raft<TypeConfig>) -> Vec<Member> {
             node_id: *id,
             addr: n.addr.clone(),
             voter: voters.contains(id),
+            raft_addr: n.raft_addr.clone(),
         })
         .collect()
 }
@@ -130,6 +132,7 @@ async fn status(call: Call, _r: StatusRequest) -> Result<NodeStatus, NodeError> 
         initialized,
         revision,
         version: env!("CARGO_PKG_VERSION").into(),
+        raft_addr: call.config().raft_advertise(),
     })
 }
 
@@ -144,7 +147,9 @@ async fn init(call: Call, r: InitRequest) -> Result<InitResponse, NodeError> {
     for (i, m) in r.members.iter().enumerate() {
         check_id(&format!("members[{i}].node_id"), m.node_id)?;
         check_addr(&format!("members[{i}].addr"), &m.addr)?;
-        if nodes.insert(m.node_id, BasicNode::new(&m.addr)).is_some() {
+        check_addr(&format!("members[{i}].raft_addr"), &m.raft_addr)?;
+        let node = KartotekNode::new(&m.addr, &m.raft_addr);
+        if nodes.insert(m.node_id, node).is_some() {
             return Err(
                 ValidationError::new(format!("members[{i}].node_id"), "duplicate node id").into(),
             );
@@ -176,8 +181,13 @@ async fn add_learner(call: Call, r: AddLearnerRequest) -> Result<MembershipRespo
     let raft = call.admin()?;
     check_id("node_id", r.node_id)?;
     check_addr("addr", &r.addr)?;
+    check_addr("raft_addr", &r.raft_addr)?;
     let resp = raft
-        .add_learner(r.node_id, BasicNode::new(&r.addr), r.wait_caught_up)
+        .add_learner(
+            r.node_id,
+            KartotekNode::new(&r.addr, &r.raft_addr),
+            r.wait_caught_up,
+        )
         .await
         .map_err(write_error)?;
     Ok(membership_response(raft, resp))

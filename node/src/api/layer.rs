@@ -236,10 +236,7 @@ impl Call {
         if self.ctx.is_leader() {
             return self.ctx.append_audit(request_id, events).await;
         }
-        let Some(addr) = self.ctx.leader_addr() else {
-            return Err(NodeError::Unavailable("no leader known yet".into()));
-        };
-        self.ctx.forward_audit(&addr, events, raw_request_id).await
+        self.ctx.forward_audit(events, raw_request_id).await
     }
 
     /// The header of an answer made at `revision` / `applied_index`.

@@ -22,18 +22,16 @@
 use kartotek_domain::audit::AuditEvent;
 use kartotek_domain::limits::AUDIT_EVENTS_PER_APPEND_MAX;
 use kartotek_domain::{Op, Outcome, RequestId, Timestamp};
-use kartotek_proto::v1::RecordAuditEventsRequest;
-use kartotek_proto::v1::audit_service_client::AuditServiceClient;
+use kartotek_proto::raft::v1::RaftPayload;
 use tonic::Request;
 
 use crate::consistency::ReadMode;
 use crate::context::NodeContext;
 use crate::error::NodeError;
 use crate::raft::peers::with_cluster;
+use crate::raft::service::{AuditSink, ForwardedAudit};
 
 pub mod wire;
-
-use wire::audit_event_message;
 
 impl NodeContext {
     /// Makes the local state fit for a read in `mode` and records the read's audit events
@@ -105,32 +103,32 @@ impl NodeContext {
         }
     }
 
-    /// Sends `events` to the leader's `Record` under `request_id`.
+    /// Sends `events` to the leader's chain under `request_id`, over the Raft listener (a
+    /// node-to-node call: the follower is a cluster member, not an API caller with a token).
     pub(crate) async fn forward_audit(
         &self,
-        leader: &str,
         events: Vec<AuditEvent>,
         request_id: &str,
     ) -> Result<(u64, u64), NodeError> {
-        let channel = self.peers().channel(leader).map_err(|e| {
+        let Some(leader) = self.leader_raft_addr() else {
+            return Err(NodeError::Unavailable("no leader known yet".into()));
+        };
+        let mut client = self.peers().raft_client(&leader).map_err(|e| {
             NodeError::Unavailable(format!(
                 "cannot reach the leader to record the audit event: {e}"
             ))
         })?;
+        let forwarded: ForwardedAudit = (request_id.to_owned(), events);
+        let data = postcard::to_allocvec(&forwarded)
+            .map_err(|e| NodeError::Internal(format!("encoding audit events: {e}")))?;
         let mut request = with_cluster(
-            Request::new(RecordAuditEventsRequest {
-                events: events
-                    .iter()
-                    .map(|e| audit_event_message(e, 0, &[0; 32], &[0; 32]))
-                    .collect(),
-                request_id: request_id.to_owned(),
-            }),
+            Request::new(RaftPayload { data }),
             &self.config().cluster_name,
         );
         request.set_timeout(std::time::Duration::from_millis(
             self.config().api.write_timeout_ms,
         ));
-        match AuditServiceClient::new(channel).record(request).await {
+        match client.record_audit(request).await {
             Ok(r) => {
                 let r = r.into_inner();
                 Ok((r.first_seq, r.last_seq))
@@ -178,10 +176,7 @@ pub fn spawn_outbox_shipper(ctx: NodeContext) {
                     Err(e) => Err(e.into()),
                 }
             } else {
-                match ctx.leader_addr() {
-                    Some(addr) => ctx.forward_audit(&addr, events, &rid).await.map(|_| ()),
-                    None => Err(NodeError::Unavailable("no leader known".into())),
-                }
+                ctx.forward_audit(events, &rid).await.map(|_| ())
             };
             match shipped {
                 Ok(()) => {
@@ -239,4 +234,16 @@ pub fn spawn_retention(ctx: NodeContext) {
             }
         }
     });
+}
+
+#[tonic::async_trait]
+impl AuditSink for NodeContext {
+    async fn append_forwarded(
+        &self,
+        request_id: &str,
+        events: Vec<AuditEvent>,
+    ) -> Result<(u64, u64), NodeError> {
+        let id = RequestId::parse(request_id)?;
+        self.append_audit(Some(id), events).await
+    }
 }

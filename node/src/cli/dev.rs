@@ -44,6 +44,9 @@ pub struct DevArgs {
     /// Metrics port of node 1; node n gets base + n - 1.
     #[arg(long, default_value_t = 9401)]
     pub metrics_base_port: u16,
+    /// Raft port of node 1; node n gets base + n - 1.
+    #[arg(long, default_value_t = 7501)]
+    pub raft_base_port: u16,
     /// Do not restart nodes (or the frontend) that exit.
     #[arg(long)]
     pub no_restart: bool,
@@ -87,8 +90,12 @@ pub struct NodeEntry {
     pub id: u64,
     /// Pid of the running process, if any.
     pub pid: Option<u32>,
-    /// gRPC address (public API and Raft).
+    /// Public gRPC address.
     pub grpc_addr: String,
+    /// Raft listener address (empty in a cluster.json of a version before Raft had its own
+    /// port: such a directory cannot be resumed).
+    #[serde(default)]
+    pub raft_addr: String,
     /// Metrics endpoint (`http://…/metrics`).
     pub metrics_addr: String,
     /// Data directory.
@@ -106,9 +113,17 @@ impl ClusterFile {
         }
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Ok(Some(
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
-        ))
+        let cluster: ClusterFile =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if cluster.nodes.iter().any(|n| n.raft_addr.is_empty()) {
+            let dir = path.parent().unwrap_or(path);
+            bail!(
+                "{} was made by an older kartotek (Raft shared the API port, and the stored membership has another format); remove the directory to start a fresh dev cluster: rm -rf {}",
+                path.display(),
+                dir.display()
+            );
+        }
+        Ok(Some(cluster))
     }
 
     fn save(&self, path: &Path) -> anyhow::Result<()> {
@@ -138,11 +153,16 @@ fn new_cluster(args: &DevArgs, data_dir: &Path) -> anyhow::Result<ClusterFile> {
             .metrics_base_port
             .checked_add(offset)
             .context("port out of range")?;
+        let raft_port = args
+            .raft_base_port
+            .checked_add(offset)
+            .context("port out of range")?;
         let dir = data_dir.join(format!("node-{id}"));
         nodes.push(NodeEntry {
             id,
             pid: None,
             grpc_addr: format!("127.0.0.1:{grpc_port}"),
+            raft_addr: format!("127.0.0.1:{raft_port}"),
             metrics_addr: format!("127.0.0.1:{metrics_port}"),
             config_file: dir.join("node.toml"),
             log_file: dir.join("node.log"),
@@ -165,6 +185,8 @@ fn write_node_config(cluster: &ClusterFile, node: &NodeEntry) -> anyhow::Result<
         cluster_name: cluster.cluster_name.clone(),
         listen_addr: node.grpc_addr.parse().context("grpc address")?,
         advertise_addr: Some(node.grpc_addr.clone()),
+        raft_listen_addr: node.raft_addr.parse().context("raft address")?,
+        raft_advertise_addr: Some(node.raft_addr.clone()),
         metrics_addr: Some(node.metrics_addr.parse().context("metrics address")?),
         data_dir: node.data_dir.clone(),
         ..NodeConfig::default()
@@ -349,9 +371,10 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<()> {
     );
     for n in &cluster.nodes {
         println!(
-            "  node {}  gRPC {}  metrics http://{}/metrics  pid {}  log {}",
+            "  node {}  gRPC {}  raft {}  metrics http://{}/metrics  pid {}  log {}",
             n.id,
             n.grpc_addr,
+            n.raft_addr,
             n.metrics_addr,
             n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
             n.log_file.display()
@@ -368,6 +391,9 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<()> {
     );
     println!("  cluster file: {}", cluster_path.display());
     println!("  endpoints:    {}", endpoints.join(","));
+    println!(
+        "  note: dev only: everything is PLAINTEXT on loopback (no TLS between nodes or to clients); see deploy/tls/ for a real cluster"
+    );
     println!("Try `kartotek admin status` in another terminal. Ctrl-C stops the cluster.");
 
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -453,6 +479,7 @@ async fn bring_up(
                 node_id: n.id,
                 addr: n.grpc_addr.clone(),
                 voter: true,
+                raft_addr: n.raft_addr.clone(),
             })
             .collect();
         let first = &cluster.nodes.first().context("no nodes")?.grpc_addr;

@@ -109,7 +109,9 @@ async fn run(
     }
 }
 
-fn map_check_error(e: &RaftError<u64, CheckIsLeaderError<u64, openraft::BasicNode>>) -> NodeError {
+fn map_check_error(
+    e: &RaftError<u64, CheckIsLeaderError<u64, kartotek_storage::KartotekNode>>,
+) -> NodeError {
     match e {
         RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => forward_to_leader(f),
         RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => {

@@ -103,7 +103,7 @@ impl StalenessTracker {
                 m.membership_config
                     .membership()
                     .get_node(&l)
-                    .map(|n| n.addr.clone())
+                    .map(|n| n.raft_addr.clone())
             });
             (leader, addr)
         };

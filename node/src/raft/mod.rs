@@ -5,6 +5,7 @@
 //!   not part of the public API and does not pass the public request layer, but it refuses
 //!   calls from another cluster or meant for another node id.
 //! - [`peers`]: the shared pool of channels to other nodes.
+//! - [`tls`]: mutual TLS between nodes (the Raft listener and the peer channels).
 //! - [`proposer`]: packs concurrent writes into one log entry (group commit).
 //!
 //! Nothing here knows about callers, audit or the public API; the layers above
@@ -14,12 +15,13 @@ pub mod network;
 pub mod peers;
 pub mod proposer;
 pub mod service;
+pub mod tls;
 
 use crate::error::NodeError;
 
 /// Maps openraft's "forward to leader" into [`NodeError::NotLeader`].
 pub fn forward_to_leader(
-    fwd: &openraft::error::ForwardToLeader<u64, openraft::BasicNode>,
+    fwd: &openraft::error::ForwardToLeader<u64, kartotek_storage::KartotekNode>,
 ) -> NodeError {
     NodeError::NotLeader {
         leader_id: fwd.leader_id,

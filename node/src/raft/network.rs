@@ -10,8 +10,8 @@ use std::time::Duration;
 use kartotek_proto::TARGET_NODE_HEADER;
 use kartotek_proto::raft::v1::RaftPayload;
 use kartotek_proto::raft::v1::raft_service_client::RaftServiceClient;
+use kartotek_storage::KartotekNode;
 use kartotek_storage::TypeConfig;
-use openraft::BasicNode;
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
     Unreachable,
@@ -50,13 +50,13 @@ impl NetworkFactory {
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
-    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
+    async fn new_client(&mut self, target: u64, node: &KartotekNode) -> PeerClient {
         PeerClient {
             target,
-            addr: node.addr.clone(),
+            addr: node.raft_addr.clone(),
             client: self
                 .peers
-                .raft_client(&node.addr)
+                .raft_client(&node.raft_addr)
                 .map_err(|e| e.to_string()),
             cluster: self.cluster.clone(),
             append_bytes_max: self.append_bytes_max,
@@ -85,7 +85,7 @@ enum Rpc {
 #[allow(clippy::result_large_err)] // openraft's error type, returned as is by the trait
 fn encode<Req: Serialize, E: std::error::Error>(
     req: &Req,
-) -> Result<Vec<u8>, RPCError<u64, BasicNode, E>> {
+) -> Result<Vec<u8>, RPCError<u64, KartotekNode, E>> {
     postcard::to_allocvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))
 }
 
@@ -95,7 +95,7 @@ impl PeerClient {
         rpc: Rpc,
         req: &Req,
         timeout: Duration,
-    ) -> Result<Resp, RPCError<u64, BasicNode, E>>
+    ) -> Result<Resp, RPCError<u64, KartotekNode, E>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -110,7 +110,7 @@ impl PeerClient {
         rpc: Rpc,
         data: Vec<u8>,
         timeout: Duration,
-    ) -> Result<Resp, RPCError<u64, BasicNode, E>>
+    ) -> Result<Resp, RPCError<u64, KartotekNode, E>>
     where
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
@@ -161,7 +161,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, KartotekNode, RaftError<u64>>> {
         let data = encode(&rpc)?;
         // openraft waits one heartbeat interval for an append; a large one would time out
         // again and again. Ask openraft to send fewer entries instead (it keeps the hint for
@@ -182,7 +182,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<u64>,
-        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+        RPCError<u64, KartotekNode, RaftError<u64, InstallSnapshotError>>,
     > {
         self.call(Rpc::Snapshot, &rpc, option.hard_ttl()).await
     }
@@ -191,7 +191,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: VoteRequest<u64>,
         option: RPCOption,
-    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+    ) -> Result<VoteResponse<u64>, RPCError<u64, KartotekNode, RaftError<u64>>> {
         self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
     }
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 use kartotek_proto::raft::v1::raft_service_client::RaftServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
+use super::tls::{RaftTls, host_of};
+
 /// Most peer channels kept.
 pub const PEER_CHANNELS_MAX: usize = 64;
 
@@ -28,14 +30,16 @@ pub fn with_cluster<T>(mut request: tonic::Request<T>, cluster: &str) -> tonic::
 pub struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     connect_timeout: Duration,
+    tls: Option<RaftTls>,
 }
 
 impl Peers {
-    /// An empty pool.
-    pub fn new(connect_timeout: Duration) -> Self {
+    /// An empty pool; with `tls`, every channel is mutual TLS with the cluster CA.
+    pub fn new(connect_timeout: Duration, tls: Option<RaftTls>) -> Self {
         Peers {
             channels: Arc::new(Mutex::new(HashMap::new())),
             connect_timeout,
+            tls,
         }
     }
 
@@ -59,7 +63,12 @@ impl Peers {
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+        let endpoint = match &self.tls {
+            Some(tls) => Endpoint::from_shared(format!("https://{addr}"))?
+                .tls_config(tls.client(host_of(addr)))?,
+            None => Endpoint::from_shared(format!("http://{addr}"))?,
+        };
+        let endpoint = endpoint
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))

@@ -1,11 +1,17 @@
 //! The server side of the Raft transport (`kartotek.raft.v1.RaftService`).
 //!
 //! Decodes openraft messages, hands them to the local Raft, and returns the encoded `Result`.
+//! Besides Raft itself it carries the two leader services other nodes need: the read index
+//! (bounded-staleness reads) and the audit chain append (events recorded on a follower).
 //! Calls from another cluster (wrong `x-kartotek-cluster`) and undecodable payloads are
 //! refused with an error; nothing a peer sends can crash the node.
 
+use kartotek_domain::audit::AuditEvent;
+use kartotek_domain::limits::AUDIT_EVENTS_PER_APPEND_MAX;
 use kartotek_proto::raft::v1::raft_service_server::RaftService;
-use kartotek_proto::raft::v1::{RaftPayload, ReadIndexRequest, ReadIndexResponse};
+use kartotek_proto::raft::v1::{
+    RaftPayload, ReadIndexRequest, ReadIndexResponse, RecordAuditResponse,
+};
 use kartotek_proto::{CLUSTER_HEADER, TARGET_NODE_HEADER};
 use kartotek_storage::TypeConfig;
 use openraft::Raft;
@@ -24,27 +30,45 @@ pub trait ReadIndexSource: Send + Sync + 'static {
     async fn read_index(&self) -> Result<u64, NodeError>;
 }
 
+/// Where the `RecordAudit` RPC appends: the node's audit layer (in [`crate::audit`]), passed
+/// in for the same reason.
+#[tonic::async_trait]
+pub trait AuditSink: Send + Sync + 'static {
+    /// Appends `events` to the chain as leader under `request_id`; their first and last seq.
+    async fn append_forwarded(
+        &self,
+        request_id: &str,
+        events: Vec<AuditEvent>,
+    ) -> Result<(u64, u64), NodeError>;
+}
+
+/// What a follower sends in `RecordAudit`: the batch's request id and its events.
+pub type ForwardedAudit = (String, Vec<AuditEvent>);
+
+/// The layers above the transport that its leader-service RPCs reach.
+pub struct Upper {
+    /// Answers `ReadIndex`.
+    pub read_index: std::sync::Arc<dyn ReadIndexSource>,
+    /// Answers `RecordAudit`.
+    pub audit: std::sync::Arc<dyn AuditSink>,
+}
+
 /// Serves Raft RPCs for one node.
 pub struct RaftServiceImpl {
     raft: Raft<TypeConfig>,
     node_id: u64,
     cluster: String,
-    barrier: std::sync::Arc<dyn ReadIndexSource>,
+    upper: Upper,
 }
 
 impl RaftServiceImpl {
     /// Serves `raft` for the cluster named `cluster`.
-    pub fn new(
-        raft: Raft<TypeConfig>,
-        node_id: u64,
-        cluster: String,
-        barrier: std::sync::Arc<dyn ReadIndexSource>,
-    ) -> Self {
+    pub fn new(raft: Raft<TypeConfig>, node_id: u64, cluster: String, upper: Upper) -> Self {
         RaftServiceImpl {
             raft,
             node_id,
             cluster,
-            barrier,
+            upper,
         }
     }
 
@@ -117,7 +141,35 @@ impl RaftService for RaftServiceImpl {
         req: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
         self.check_cluster(&req)?;
-        let read_index = self.barrier.read_index().await.map_err(Status::from)?;
+        let read_index = self
+            .upper
+            .read_index
+            .read_index()
+            .await
+            .map_err(Status::from)?;
         Ok(Response::new(ReadIndexResponse { read_index }))
+    }
+
+    async fn record_audit(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RecordAuditResponse>, Status> {
+        self.check_cluster(&req)?;
+        let (request_id, events): ForwardedAudit = decode(req.get_ref())?;
+        if events.is_empty() || events.len() > AUDIT_EVENTS_PER_APPEND_MAX {
+            return Err(Status::invalid_argument(format!(
+                "a forwarded audit batch has 1 to {AUDIT_EVENTS_PER_APPEND_MAX} events"
+            )));
+        }
+        let (first_seq, last_seq) = self
+            .upper
+            .audit
+            .append_forwarded(&request_id, events)
+            .await
+            .map_err(Status::from)?;
+        Ok(Response::new(RecordAuditResponse {
+            first_seq,
+            last_seq,
+        }))
     }
 }

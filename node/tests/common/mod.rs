@@ -6,6 +6,8 @@
 //! a bound on concurrent clusters, panicking wrappers keyed by node id, synthetic ids.
 //! [`TestCluster`] derefs to the [`Cluster`] (`c.nodes`, `c.status(id)`); it is torn down
 //! (SIGKILL) when dropped, also when a test fails, and then prints the nodes' log tails.
+//! Its Raft traffic is mutual TLS with a CA made for the cluster (`tls.raft`), so every
+//! multi-process test runs on a TLS cluster; `kartotek dev`, jepsen and bench cover plaintext.
 
 #![allow(dead_code)]
 
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 use kartotek_client::KartotekClient;
 use kartotek_domain::ids::NationalIdKind;
 use kartotek_domain::ids::testing::{national_id_from_parts, org_number_from_prefix};
-use kartotek_testkit::{Cluster, ClusterOptions, NodeSpec};
+use kartotek_testkit::{Cluster, ClusterOptions, NodeSpec, TestPki};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
@@ -57,6 +59,8 @@ pub struct TestCluster {
     /// Keeps the data dirs alive.
     pub dir: TempDir,
     tweak: fn(&mut NodeSpec),
+    /// The cluster CA; signs the certificate of every node added.
+    pub pki: TestPki,
     _permit: tokio::sync::SemaphorePermit<'static>,
 }
 
@@ -71,6 +75,18 @@ impl DerefMut for TestCluster {
     fn deref_mut(&mut self) -> &mut Cluster {
         &mut self.kit
     }
+}
+
+/// Adds node `id` on loopback with a certificate of `pki` for its Raft listener, then `tweak`.
+fn add_tls_node(kit: &mut Cluster, pki: &TestPki, id: u64, tweak: fn(&mut NodeSpec)) -> usize {
+    let files = pki
+        .node(&format!("node-{id}"), &["127.0.0.1", "localhost"])
+        .unwrap_or_else(|e| panic!("certificate of node {id}: {e:#}"));
+    kit.add_loopback(id, |spec| {
+        spec.raft_tls = Some(files);
+        tweak(spec);
+    })
+    .unwrap_or_else(|e| panic!("node {id}: {e:#}"))
 }
 
 impl TestCluster {
@@ -88,10 +104,11 @@ impl TestCluster {
             "kartotek-test",
         );
         opts.startup_timeout = Duration::from_secs(90);
+        let pki = TestPki::new(&dir.path().join("pki"), "cluster")
+            .unwrap_or_else(|e| panic!("test CA: {e:#}"));
         let mut kit = Cluster::new(opts);
         for id in 1..=n {
-            kit.add_loopback(id, tweak)
-                .unwrap_or_else(|e| panic!("node {id}: {e:#}"));
+            add_tls_node(&mut kit, &pki, id, tweak);
         }
         kit.start_all().unwrap_or_else(|e| panic!("{e:#}"));
         // A panic here drops `kit` while unwinding, which prints the nodes' log tails.
@@ -102,17 +119,14 @@ impl TestCluster {
             kit,
             dir,
             tweak,
+            pki,
             _permit: permit,
         }
     }
 
     /// Writes a config for node `id` and starts it (not part of the membership yet).
     pub fn add_node_process(&mut self, id: u64) -> usize {
-        let tweak = self.tweak;
-        let idx = self
-            .kit
-            .add_loopback(id, tweak)
-            .unwrap_or_else(|e| panic!("node {id}: {e:#}"));
+        let idx = add_tls_node(&mut self.kit, &self.pki, id, self.tweak);
         self.kit.nodes[idx]
             .start()
             .unwrap_or_else(|e| panic!("node {id}: {e:#}"));
