@@ -841,7 +841,7 @@ async fn table(c: &KartotekClient) -> Vec<Row> {
             "org",
             ListClientsRequest {
                 org: "123".into(),
-                read: None
+                ..Default::default()
             }
         ),
     ]

@@ -431,7 +431,7 @@ async fn catalog_and_clients(c: &KartotekClient) {
     let listed = ok(c
         .list_clients(ListClientsRequest {
             org: owner.clone(),
-            read: None,
+            ..Default::default()
         })
         .await);
     assert_eq!(listed.clients.len(), 1);
