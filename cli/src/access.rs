@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
 use crate::GlobalArgs;
-use crate::args::{Page, PageArgs, ReadArgs, RecordChange, RequestIdArg};
+use crate::args::{PageArgs, ReadArgs, RecordChange, RequestIdArg};
 use crate::output::{HeaderView, print_json};
 use crate::record_views::{DecisionView, NotificationView, WriteView, print_notifications};
 
@@ -145,7 +145,6 @@ pub async fn run(cli: &GlobalArgs, cmd: &AccessCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AccessCommand::Notifications(NotificationsCommand::List(a)) => {
-            let client = &client;
             let about = ("patient", a.patient.as_str());
             a.page
                 .list(
@@ -154,22 +153,14 @@ pub async fn run(cli: &GlobalArgs, cmd: &AccessCommand) -> anyhow::Result<()> {
                     about,
                     print_notifications,
                     |page_size, page_token| {
-                        let request = v1::ListNotificationsRequest {
+                        client.list_notifications(v1::ListNotificationsRequest {
                             patient: a.patient.clone(),
                             pending_only: a.pending,
                             read: None,
                             page_size,
                             page_token,
                             ..Default::default()
-                        };
-                        async move {
-                            let r = client.list_notifications(request).await?;
-                            Ok(Page::<NotificationView>::of(
-                                r.header,
-                                &r.notifications,
-                                r.next_page_token,
-                            ))
-                        }
+                        })
                     },
                 )
                 .await

@@ -2,6 +2,7 @@
 //! arguments (`#[command(flatten)]`) so that a flag means and reads the same everywhere.
 
 use clap::Args;
+use kartotek_client::ClientError;
 use kartotek_proto::v1;
 use serde::Serialize;
 
@@ -119,8 +120,7 @@ pub struct PatientRead {
 }
 
 /// Paging of a list command: `--page-size`, `--page-token`, `--all`, `--count`. Every list
-/// command pages the same way ([`PageArgs::fetch`]) and prints the same way
-/// ([`PageArgs::print`]).
+/// command pages and prints the same way ([`PageArgs::list`]).
 #[derive(Debug, Clone, Args)]
 pub struct PageArgs {
     /// Records per page (1 to 1000).
@@ -137,37 +137,43 @@ pub struct PageArgs {
     pub count: bool,
 }
 
-/// One page of a list answer, its records already in their printed form.
-#[derive(Debug)]
-pub struct Page<T> {
-    /// The answer's header.
-    pub header: Option<v1::ResponseHeader>,
-    /// The page's records.
-    pub items: Vec<T>,
-    /// The answer's `next_page_token` (empty on the last page).
-    pub next_page_token: String,
+/// The answer of a list call, one page: its header, its records, the token of the next.
+pub trait Listing {
+    /// One record of the list, as the API sends it.
+    type Record;
+    /// The header, the page's records and `next_page_token` (empty on the last page).
+    fn into_page(self) -> (Option<v1::ResponseHeader>, Vec<Self::Record>, String);
 }
 
-impl<T> Page<T> {
-    /// A page of `records` in their printed form `T`.
-    pub fn of<R>(header: Option<v1::ResponseHeader>, records: &[R], next_page_token: String) -> Self
-    where
-        T: for<'r> From<&'r R>,
-    {
-        Page {
-            header,
-            items: records.iter().map(T::from).collect(),
-            next_page_token,
+/// [`Listing`] for list answers: `Response => records_field: Record`.
+macro_rules! listing {
+    ($($response:ident => $records:ident: $record:ident),* $(,)?) => {$(
+        impl Listing for v1::$response {
+            type Record = v1::$record;
+            fn into_page(self) -> (Option<v1::ResponseHeader>, Vec<v1::$record>, String) {
+                (self.header, self.$records, self.next_page_token)
+            }
         }
-    }
+    )*};
 }
+
+listing!(
+    ListLocatorsResponse => entries: LocatorEntry,
+    ListBlocksResponse => blocks: Block,
+    ListNotificationsResponse => notifications: PatientNotification,
+    ListConsentsResponse => consents: Consent,
+    ListReservationsResponse => reservations: Reservation,
+    ListRepresentationsResponse => representations: Representation,
+    SearchCatalogResponse => entries: CatalogEntry,
+    ListClientsResponse => clients: RegisteredClient,
+);
 
 /// What a list command fetched: one page, or every page with `--all` or `--count`.
 #[derive(Debug)]
 pub struct Listed<T> {
     /// The header of the last page fetched.
     pub header: HeaderView,
-    /// The records of the pages fetched (none with `--count`).
+    /// The records of the pages fetched, as printed (none with `--count`).
     pub items: Vec<T>,
     /// How many records the pages held.
     pub total: u64,
@@ -177,8 +183,8 @@ pub struct Listed<T> {
 
 impl PageArgs {
     /// The whole of a list command: [`PageArgs::fetch`] with `call`, then
-    /// [`PageArgs::print`].
-    pub async fn list<T, F, Fut>(
+    /// [`PageArgs::print`] of the records as `T`.
+    pub async fn list<T, R, F, Fut>(
         &self,
         cli: &GlobalArgs,
         field: &str,
@@ -187,9 +193,10 @@ impl PageArgs {
         call: F,
     ) -> anyhow::Result<()>
     where
-        T: Serialize,
+        T: Serialize + for<'r> From<&'r R::Record>,
+        R: Listing,
         F: FnMut(u32, String) -> Fut,
-        Fut: Future<Output = anyhow::Result<Page<T>>>,
+        Fut: Future<Output = Result<R, ClientError>>,
     {
         let listed = self.fetch(call).await?;
         self.print(cli, listed, field, about, table)
@@ -197,10 +204,12 @@ impl PageArgs {
 
     /// Fetches one page, or every page with `--all` or `--count`: `call(page_size,
     /// page_token)` asks for one.
-    pub async fn fetch<T, F, Fut>(&self, mut call: F) -> anyhow::Result<Listed<T>>
+    pub async fn fetch<T, R, F, Fut>(&self, mut call: F) -> anyhow::Result<Listed<T>>
     where
+        T: for<'r> From<&'r R::Record>,
+        R: Listing,
         F: FnMut(u32, String) -> Fut,
-        Fut: Future<Output = anyhow::Result<Page<T>>>,
+        Fut: Future<Output = Result<R, ClientError>>,
     {
         // A count is of the whole listing, so it pages through everything like --all.
         let every_page = self.all || self.count;
@@ -208,15 +217,15 @@ impl PageArgs {
         let mut total = 0u64;
         let mut items = Vec::new();
         loop {
-            let page = call(self.page_size, token).await?;
-            total += page.items.len() as u64;
+            let (header, records, next) = call(self.page_size, token).await?.into_page();
+            total += records.len() as u64;
             if !self.count {
-                items.extend(page.items);
+                items.extend(records.iter().map(T::from));
             }
-            token = page.next_page_token;
+            token = next;
             if token.is_empty() || !every_page {
                 return Ok(Listed {
-                    header: page.header.as_ref().into(),
+                    header: header.as_ref().into(),
                     items,
                     total,
                     next_page_token: token,

@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
 use crate::GlobalArgs;
-use crate::args::{Page, PageArgs, PatientRead, PatientWrite, RecordChange};
+use crate::args::{PageArgs, PatientRead, PatientWrite, RecordChange};
 use crate::record_views::{BlockView, enum_flag, print_blocks, print_write_answer};
 
 /// Block subcommands.
@@ -130,7 +130,6 @@ pub async fn run(cli: &GlobalArgs, cmd: &BlockCommand) -> anyhow::Result<()> {
             print_write(cli, &r)
         }
         BlockCommand::List(a) => {
-            let client = &client;
             let about = ("patient", a.of.patient.as_str());
             a.page
                 .list(
@@ -139,21 +138,13 @@ pub async fn run(cli: &GlobalArgs, cmd: &BlockCommand) -> anyhow::Result<()> {
                     about,
                     print_blocks,
                     |page_size, page_token| {
-                        let request = v1::ListBlocksRequest {
+                        client.list_blocks(v1::ListBlocksRequest {
                             patient: a.of.patient.clone(),
                             in_force_only: a.in_force,
                             read: a.of.read.options(),
                             page_size,
                             page_token,
-                        };
-                        async move {
-                            let r = client.list_blocks(request).await?;
-                            Ok(Page::<BlockView>::of(
-                                r.header,
-                                &r.blocks,
-                                r.next_page_token,
-                            ))
-                        }
+                        })
                     },
                 )
                 .await

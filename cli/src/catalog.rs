@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
 use crate::GlobalArgs;
-use crate::args::{Page, PageArgs, RequestIdArg};
+use crate::args::{PageArgs, RequestIdArg};
 use crate::output::{HeaderView, print_json};
 use crate::record_views::{
     CatalogEntryView, ClientView, enum_flag, print_catalog, print_clients, print_write_answer,
@@ -194,7 +194,6 @@ pub async fn run(cli: &GlobalArgs, cmd: &CatalogCommand) -> anyhow::Result<()> {
                 Some(t) => audience(t)?,
                 None => 0,
             };
-            let client = &client;
             let about = ("text", a.text.as_str());
             a.page
                 .list(
@@ -203,7 +202,7 @@ pub async fn run(cli: &GlobalArgs, cmd: &CatalogCommand) -> anyhow::Result<()> {
                     about,
                     print_catalog,
                     |page_size, page_token| {
-                        let request = v1::SearchCatalogRequest {
+                        client.search_catalog(v1::SearchCatalogRequest {
                             text: a.text.clone(),
                             owner: a.owner.clone(),
                             scope: a.scope.clone(),
@@ -213,15 +212,7 @@ pub async fn run(cli: &GlobalArgs, cmd: &CatalogCommand) -> anyhow::Result<()> {
                             page_size,
                             page_token,
                             ..Default::default()
-                        };
-                        async move {
-                            let r = client.search_catalog(request).await?;
-                            Ok(Page::<CatalogEntryView>::of(
-                                r.header,
-                                &r.entries,
-                                r.next_page_token,
-                            ))
-                        }
+                        })
                     },
                 )
                 .await
@@ -368,7 +359,6 @@ pub async fn run_client(cli: &GlobalArgs, cmd: &ClientCommand) -> anyhow::Result
             (r.header, r.client.into_iter().collect(), None)
         }
         ClientCommand::List(a) => {
-            let client = &client;
             let about = ("org", a.org.as_str());
             return a
                 .page
@@ -378,20 +368,12 @@ pub async fn run_client(cli: &GlobalArgs, cmd: &ClientCommand) -> anyhow::Result
                     about,
                     print_clients,
                     |page_size, page_token| {
-                        let request = v1::ListClientsRequest {
+                        client.list_clients(v1::ListClientsRequest {
                             org: a.org.clone(),
                             read: None,
                             page_size,
                             page_token,
-                        };
-                        async move {
-                            let r = client.list_clients(request).await?;
-                            Ok(Page::<ClientView>::of(
-                                r.header,
-                                &r.clients,
-                                r.next_page_token,
-                            ))
-                        }
+                        })
                     },
                 )
                 .await;

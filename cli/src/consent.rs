@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
 use crate::GlobalArgs;
-use crate::args::{Page, PageArgs, PatientRead, RecordChange, RequestIdArg, by_or_citizen};
+use crate::args::{PageArgs, PatientRead, RecordChange, RequestIdArg, by_or_citizen};
 use crate::record_views::{
     ConsentView, enum_flag, print_check, print_consents, print_write_answer,
 };
@@ -191,7 +191,6 @@ pub async fn run(cli: &GlobalArgs, cmd: &ConsentCommand) -> anyhow::Result<()> {
                 )?,
                 None => 0,
             };
-            let client = &client;
             let about = ("patient", a.of.patient.as_str());
             a.page
                 .list(
@@ -200,22 +199,14 @@ pub async fn run(cli: &GlobalArgs, cmd: &ConsentCommand) -> anyhow::Result<()> {
                     about,
                     print_consents,
                     |page_size, page_token| {
-                        let request = v1::ListConsentsRequest {
+                        client.list_consents(v1::ListConsentsRequest {
                             patient: a.of.patient.clone(),
                             status,
                             read: a.of.read.options(),
                             page_size,
                             page_token,
                             ..Default::default()
-                        };
-                        async move {
-                            let r = client.list_consents(request).await?;
-                            Ok(Page::<ConsentView>::of(
-                                r.header,
-                                &r.consents,
-                                r.next_page_token,
-                            ))
-                        }
+                        })
                     },
                 )
                 .await

@@ -8,7 +8,7 @@ use kartotek_proto::v1::{
 use serde::Serialize;
 
 use crate::GlobalArgs;
-use crate::args::{Page, PageArgs, ReadArgs, RequestIdArg};
+use crate::args::{PageArgs, ReadArgs, RequestIdArg};
 use crate::output::{HeaderView, LocatorEntryView, print_json, print_locator_table};
 
 /// Locator subcommands.
@@ -243,17 +243,13 @@ async fn list(
             about,
             print_locator_table,
             |page_size, page_token| {
-                let request = ListLocatorsRequest {
+                client.list_locators(ListLocatorsRequest {
                     org: a.org.clone(),
                     page_size,
                     page_token,
                     include_retired: a.include_retired,
                     read: None,
-                };
-                async move {
-                    let r = client.list_locators(request).await?;
-                    Ok(Page::of(r.header, &r.entries, r.next_page_token))
-                }
+                })
             },
         )
         .await

@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
 use crate::GlobalArgs;
-use crate::args::{Page, PageArgs, ReadArgs, WriteArgs};
+use crate::args::{PageArgs, ReadArgs, WriteArgs};
 use crate::record_views::{
     RepresentationView, enum_flag, print_check, print_representations, print_write_answer,
 };
@@ -200,16 +200,11 @@ pub async fn run(cli: &GlobalArgs, cmd: &RepresentationCommand) -> anyhow::Resul
                             page_token,
                         };
                         async move {
-                            let r = if by_representative {
-                                client.list_represented_by(request).await?
+                            if by_representative {
+                                client.list_represented_by(request).await
                             } else {
-                                client.list_representatives_of(request).await?
-                            };
-                            Ok(Page::<RepresentationView>::of(
-                                r.header,
-                                &r.representations,
-                                r.next_page_token,
-                            ))
+                                client.list_representatives_of(request).await
+                            }
                         }
                     },
                 )

@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
 use crate::GlobalArgs;
-use crate::args::{Page, PageArgs, PatientRead, WriteArgs};
+use crate::args::{PageArgs, PatientRead, WriteArgs};
 use crate::output::{HeaderView, print_json};
 use crate::record_views::{ReservationView, print_reservations, print_write_answer};
 
@@ -125,7 +125,6 @@ pub async fn run(cli: &GlobalArgs, cmd: &ReservationCommand) -> anyhow::Result<(
             }
         }
         ReservationCommand::List(a) => {
-            let client = &client;
             let about = ("patient", a.of.patient.as_str());
             a.page
                 .list(
@@ -134,21 +133,13 @@ pub async fn run(cli: &GlobalArgs, cmd: &ReservationCommand) -> anyhow::Result<(
                     about,
                     print_reservations,
                     |page_size, page_token| {
-                        let request = v1::ListReservationsRequest {
+                        client.list_reservations(v1::ListReservationsRequest {
                             patient: a.of.patient.clone(),
                             active_only: a.active,
                             read: a.of.read.options(),
                             page_size,
                             page_token,
-                        };
-                        async move {
-                            let r = client.list_reservations(request).await?;
-                            Ok(Page::<ReservationView>::of(
-                                r.header,
-                                &r.reservations,
-                                r.next_page_token,
-                            ))
-                        }
+                        })
                     },
                 )
                 .await

@@ -9,25 +9,13 @@
 mod common;
 
 use std::future::Future;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{TestCluster, org, patient};
+use common::{TestCluster, block, citizen, ok, org, patient, stdout};
 use kartotek_client::{ClientError, KartotekClient};
 use kartotek_domain::limits::LIST_PAGE_SIZE_MAX;
 use kartotek_proto::v1::*;
 use tonic::Code;
-
-fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn citizen(id: &str) -> Option<Actor> {
-    Some(Actor {
-        kind: ActorKind::Citizen as i32,
-        id: id.to_owned(),
-    })
-}
 
 /// One page as the checks see it: the records' ids (or keys) and `next_page_token`.
 type Listed = Result<(Vec<String>, String), ClientError>;
@@ -89,34 +77,53 @@ async fn refuses<Fut: Future<Output = Listed>>(what: &str, answer: Fut) {
     assert!(e.to_string().contains("another list"), "{what}: {e}");
 }
 
-fn ids<T>(items: &[T], id: impl Fn(&T) -> u64) -> Vec<String> {
-    items.iter().map(|x| id(x).to_string()).collect()
+/// One page of a list call: `$c.$call($request { fields, page_size, page_token })`, its
+/// records (`$records`) by `$key`.
+macro_rules! page_of {
+    ($c:expr, $call:ident, $records:ident, $key:expr,
+     $request:ident { $($field:ident: $value:expr),* $(,)? }, $size:expr, $token:expr) => {{
+        let request = $request {
+            $($field: $value,)*
+            page_size: $size,
+            page_token: $token,
+            ..Default::default()
+        };
+        let c: &KartotekClient = $c;
+        async move {
+            let r = c.$call(request).await?;
+            Ok::<_, ClientError>((r.$records.iter().map($key).collect(), r.next_page_token))
+        }
+    }};
 }
 
-async fn blocks(c: &KartotekClient, p: &str, page_size: u32, page_token: String) -> Listed {
-    let r = c
-        .list_blocks(ListBlocksRequest {
-            patient: p.to_owned(),
-            page_size,
-            page_token,
-            ..Default::default()
-        })
-        .await?;
-    Ok((ids(&r.blocks, |b| b.id), r.next_page_token))
+fn blocks(c: &KartotekClient, p: &str, size: u32, token: String) -> impl Future<Output = Listed> {
+    page_of!(
+        c,
+        list_blocks,
+        blocks,
+        |b| b.id.to_string(),
+        ListBlocksRequest {
+            patient: p.to_owned()
+        },
+        size,
+        token
+    )
 }
 
-async fn consents(c: &KartotekClient, p: &str, page_size: u32, page_token: String) -> Listed {
-    let r = c
-        .list_consents(ListConsentsRequest {
+fn consents(c: &KartotekClient, p: &str, size: u32, token: String) -> impl Future<Output = Listed> {
+    // A filter that keeps all seven: paging applies after it.
+    page_of!(
+        c,
+        list_consents,
+        consents,
+        |x| x.id.to_string(),
+        ListConsentsRequest {
             patient: p.to_owned(),
-            // A filter that keeps all seven: paging applies after it.
-            status: ConsentStatus::Granted as i32,
-            page_size,
-            page_token,
-            ..Default::default()
-        })
-        .await?;
-    Ok((ids(&r.consents, |x| x.id), r.next_page_token))
+            status: ConsentStatus::Granted as i32
+        },
+        size,
+        token
+    )
 }
 
 async fn audit_count(c: &KartotekClient, p: &str, action: &str) -> usize {
@@ -130,26 +137,10 @@ async fn audit_count(c: &KartotekClient, p: &str, action: &str) -> usize {
     page.events.iter().filter(|e| e.action == action).count()
 }
 
-/// Runs the binary against `endpoints`; asserts success and returns stdout.
-fn cli(endpoints: &str, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_kartotek"))
-        .args(["--endpoints", endpoints])
-        .args(["--actor", "personnel:1234567", "--purpose", "treatment"])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running kartotek: {e}"));
-    assert!(
-        out.status.success(),
-        "kartotek {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn json(endpoints: &str, args: &[&str]) -> serde_json::Value {
     let mut with_json = vec!["--json"];
     with_json.extend_from_slice(args);
-    let text = cli(endpoints, &with_json);
+    let text = stdout(endpoints, &with_json);
     serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("kartotek {args:?} --json is not one document ({e}):\n{text}"))
 }
@@ -168,15 +159,9 @@ async fn every_record_list_pages_with_a_cursor() {
     // Seven of everything.
     for i in 0..N {
         for who in [&p, &other] {
-            ok(c.add_block(AddBlockRequest {
-                patient: who.clone(),
-                target_kind: BlockTargetKind::Personnel as i32,
-                target: format!("{}", 7000 + i),
-                level: BlockLevel::Overridable as i32,
-                registered_by: citizen(who),
-                ..Default::default()
-            })
-            .await);
+            let target = format!("{}", 7000 + i);
+            ok(c.add_block(block(who, &target, BlockLevel::Overridable))
+                .await);
         }
         ok(c.grant_consent(GrantConsentRequest {
             patient: p.clone(),
@@ -240,15 +225,8 @@ async fn every_record_list_pages_with_a_cursor() {
         .await);
     }
     // Seven notifications: emergency overrides of an overridable block.
-    ok(c.add_block(AddBlockRequest {
-        patient: noted.clone(),
-        target_kind: BlockTargetKind::Personnel as i32,
-        target: "9999".into(),
-        level: BlockLevel::Overridable as i32,
-        registered_by: citizen(&noted),
-        ..Default::default()
-    })
-    .await);
+    ok(c.add_block(block(&noted, "9999", BlockLevel::Overridable))
+        .await);
     for _ in 0..N {
         let d = ok(c
             .decide_access(AccessDecisionRequest {
@@ -298,151 +276,132 @@ async fn every_record_list_pages_with_a_cursor() {
         blocks(&c, &p, 3, consent_token),
     )
     .await;
-    refuses("blocks with another filter", async {
-        let r = c
-            .list_blocks(ListBlocksRequest {
+    refuses(
+        "blocks with another filter",
+        page_of!(
+            &c,
+            list_blocks,
+            blocks,
+            |b| b.id.to_string(),
+            ListBlocksRequest {
                 patient: p.clone(),
-                in_force_only: true,
-                page_size: 3,
-                page_token: block_token.clone(),
-                ..Default::default()
-            })
-            .await?;
-        Ok((ids(&r.blocks, |b| b.id), r.next_page_token))
-    })
+                in_force_only: true
+            },
+            3,
+            block_token.clone()
+        ),
+    )
     .await;
     // The other patient's own list pages on.
     let (theirs, _) = ok(blocks(&c, &other, 3, String::new()).await);
     assert_eq!(theirs.len(), 3);
 
-    check_paging("reservations", |page_size, page_token| {
-        let c = &c;
-        let p = &p;
-        async move {
-            let r = c
-                .list_reservations(ListReservationsRequest {
-                    patient: p.clone(),
-                    page_size,
-                    page_token,
-                    ..Default::default()
-                })
-                .await?;
-            let services = r.reservations.iter().map(|x| x.service.clone()).collect();
-            Ok((services, r.next_page_token))
-        }
+    let c = &c;
+    check_paging("reservations", |n, t| {
+        page_of!(
+            c,
+            list_reservations,
+            reservations,
+            |x| x.service.clone(),
+            ListReservationsRequest { patient: p.clone() },
+            n,
+            t
+        )
     })
     .await;
-
-    let by_representative = check_paging(
-        "representations by representative",
-        |page_size, page_token| {
-            let c = &c;
-            let person = representative.clone();
-            async move {
-                let r = c
-                    .list_represented_by(ListRepresentationsRequest {
-                        person,
-                        page_size,
-                        page_token,
-                        ..Default::default()
-                    })
-                    .await?;
-                Ok((ids(&r.representations, |x| x.id), r.next_page_token))
-            }
-        },
-    )
+    let by_representative = check_paging("representations by representative", |n, t| {
+        page_of!(
+            c,
+            list_represented_by,
+            representations,
+            |x| x.id.to_string(),
+            ListRepresentationsRequest {
+                person: representative.clone()
+            },
+            n,
+            t
+        )
+    })
     .await;
-    check_paging("representations by represented", |page_size, page_token| {
-        let c = &c;
-        let person = represented.clone();
-        async move {
-            let r = c
-                .list_representatives_of(ListRepresentationsRequest {
-                    person,
-                    page_size,
-                    page_token,
-                    ..Default::default()
-                })
-                .await?;
-            Ok((ids(&r.representations, |x| x.id), r.next_page_token))
-        }
+    check_paging("representations by represented", |n, t| {
+        page_of!(
+            c,
+            list_representatives_of,
+            representations,
+            |x| x.id.to_string(),
+            ListRepresentationsRequest {
+                person: represented.clone()
+            },
+            n,
+            t
+        )
     })
     .await;
     // The two sides are two lists.
-    refuses("a by-representative token by represented", async {
-        let r = c
-            .list_representatives_of(ListRepresentationsRequest {
-                person: representative.clone(),
-                page_size: 3,
-                page_token: by_representative.clone(),
-                ..Default::default()
-            })
-            .await?;
-        Ok((ids(&r.representations, |x| x.id), r.next_page_token))
+    refuses(
+        "a by-representative token by represented",
+        page_of!(
+            c,
+            list_representatives_of,
+            representations,
+            |x| x.id.to_string(),
+            ListRepresentationsRequest {
+                person: representative.clone()
+            },
+            3,
+            by_representative
+        ),
+    )
+    .await;
+    check_paging("notifications", |n, t| {
+        page_of!(
+            c,
+            list_notifications,
+            notifications,
+            |x| x.id.to_string(),
+            ListNotificationsRequest {
+                patient: noted.clone(),
+                pending_only: true
+            },
+            n,
+            t
+        )
     })
     .await;
-
-    check_paging("notifications", |page_size, page_token| {
-        let c = &c;
-        let p = noted.clone();
-        async move {
-            let r = c
-                .list_notifications(ListNotificationsRequest {
-                    patient: p,
-                    pending_only: true,
-                    page_size,
-                    page_token,
-                    ..Default::default()
-                })
-                .await?;
-            Ok((ids(&r.notifications, |x| x.id), r.next_page_token))
-        }
+    check_paging("catalog search", |n, t| {
+        page_of!(
+            c,
+            search_catalog,
+            entries,
+            |e| e.id.clone(),
+            SearchCatalogRequest {
+                text: "paging".into(),
+                owner: o.clone()
+            },
+            n,
+            t
+        )
     })
     .await;
-
-    check_paging("catalog search", |page_size, page_token| {
-        let c = &c;
-        let owner = o.clone();
-        async move {
-            let r = c
-                .search_catalog(SearchCatalogRequest {
-                    text: "paging".into(),
-                    owner,
-                    page_size,
-                    page_token,
-                    ..Default::default()
-                })
-                .await?;
-            let found = r.entries.iter().map(|e| e.id.clone()).collect();
-            Ok((found, r.next_page_token))
-        }
-    })
-    .await;
-
-    check_paging("clients", |page_size, page_token| {
-        let c = &c;
-        let org = o.clone();
-        async move {
-            let r = c
-                .list_clients(ListClientsRequest {
-                    org,
-                    page_size,
-                    page_token,
-                    ..Default::default()
-                })
-                .await?;
-            let found = r.clients.iter().map(|x| x.client_id.clone()).collect();
-            Ok((found, r.next_page_token))
-        }
+    check_paging("clients", |n, t| {
+        page_of!(
+            c,
+            list_clients,
+            clients,
+            |x| x.client_id.clone(),
+            ListClientsRequest { org: o.clone() },
+            n,
+            t
+        )
     })
     .await;
 
     // The CLI: --count and --all cross pages; one page says how to go on.
     let ep = cluster.nodes[0].addr.clone();
     let list = ["block", "list", "--patient", &p, "--page-size", "3"];
-    assert_eq!(cli(&ep, &[&list[..], &["--count"]].concat()).trim(), "7");
+    assert_eq!(stdout(&ep, &[&list[..], &["--count"]].concat()).trim(), "7");
     assert_eq!(
-        cli(&ep, &[&list[..], &["--all", "--count"]].concat()).trim(),
+        stdout(&ep, &[&list[..], &["--all", "--count"]].concat()).trim(),
         "7"
     );
     let counted = json(&ep, &[&list[..], &["--count"]].concat());
@@ -457,9 +416,9 @@ async fn every_record_list_pages_with_a_cursor() {
     let second = json(&ep, &[&list[..], &["--page-token", &token]].concat());
     assert_eq!(second["blocks"].as_array().map(Vec::len), Some(3));
     assert_ne!(second["blocks"][0]["id"], first["blocks"][0]["id"]);
-    let text = cli(&ep, &list);
+    let text = stdout(&ep, &list);
     assert!(text.contains("3 blocks; more with --page-token "), "{text}");
-    let help = cli(&ep, &["client", "list", "--help"]);
+    let help = stdout(&ep, &["client", "list", "--help"]);
     for flag in ["--page-size", "--page-token", "--all", "--count"] {
         assert!(
             help.contains(flag),
