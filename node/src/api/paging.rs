@@ -1,6 +1,9 @@
 //! Cursor paging, the one way every list call pages: [`PageRequest::parse`] reads a request's
-//! `page_size` and `page_token`, and [`page`] cuts one page out of a list the handler has
-//! read and filtered (filters apply before paging, so every page but the last is full).
+//! `page_size` and `page_token`; for a record list, [`ListPage::of`] checks the token belongs
+//! to that list (before anything is read) and [`ListPage::page`] cuts one page out of the
+//! list the handler has read and filtered (filters apply before paging, so every page but the
+//! last is full). Record lists are short per person (the domain bounds them) and are read
+//! whole from one snapshot, then paged in memory; the locator list pages in storage.
 //!
 //! A page token is opaque to callers: the hex of a version byte, a digest of the list it
 //! belongs to ([`ListScope`]: the method, the person or organisation, the filters) and the
