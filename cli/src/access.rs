@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
 use crate::GlobalArgs;
-use crate::args::{ReadArgs, RecordChange, RequestIdArg};
+use crate::args::{PageArgs, ReadArgs, RecordChange, RequestIdArg};
 use crate::output::{HeaderView, print_json};
 use crate::record_views::{DecisionView, NotificationView, WriteView, print_notifications};
 
@@ -89,15 +89,9 @@ pub struct NotificationListArgs {
     /// Only those not yet acknowledged.
     #[arg(long)]
     pub pending: bool,
-    /// At most this many (1 to 1000).
-    #[arg(long, default_value_t = 100)]
-    pub limit: u32,
-}
-
-#[derive(serde::Serialize)]
-struct ListView {
-    header: HeaderView,
-    notifications: Vec<NotificationView>,
+    /// Which page, or every page.
+    #[command(flatten)]
+    pub page: PageArgs,
 }
 
 /// Runs an access subcommand.
@@ -151,25 +145,25 @@ pub async fn run(cli: &GlobalArgs, cmd: &AccessCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AccessCommand::Notifications(NotificationsCommand::List(a)) => {
-            let r = client
-                .list_notifications(v1::ListNotificationsRequest {
-                    patient: a.patient.clone(),
-                    pending_only: a.pending,
-                    limit: a.limit,
-                    read: None,
-                })
-                .await?;
-            let items: Vec<NotificationView> =
-                r.notifications.iter().map(NotificationView::from).collect();
-            if cli.json {
-                print_json(&ListView {
-                    header: HeaderView::from(r.header.as_ref()),
-                    notifications: items,
-                })
-            } else {
-                print_notifications(&items);
-                Ok(())
-            }
+            let about = ("patient", a.patient.as_str());
+            a.page
+                .list(
+                    cli,
+                    "notifications",
+                    about,
+                    print_notifications,
+                    |page_size, page_token| {
+                        client.list_notifications(v1::ListNotificationsRequest {
+                            patient: a.patient.clone(),
+                            pending_only: a.pending,
+                            read: None,
+                            page_size,
+                            page_token,
+                            ..Default::default()
+                        })
+                    },
+                )
+                .await
         }
         AccessCommand::Notifications(NotificationsCommand::Ack(a)) => {
             let r = client

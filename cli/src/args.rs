@@ -2,8 +2,12 @@
 //! arguments (`#[command(flatten)]`) so that a flag means and reads the same everywhere.
 
 use clap::Args;
+use kartotek_client::ClientError;
 use kartotek_proto::v1;
+use serde::Serialize;
 
+use crate::GlobalArgs;
+use crate::output::{HeaderView, print_json};
 use crate::record_views::parse_actor;
 
 /// `--request-id`: the id that makes a write exactly-once across retries.
@@ -113,4 +117,162 @@ pub struct PatientRead {
     /// The read's consistency.
     #[command(flatten)]
     pub read: ReadArgs,
+}
+
+/// Paging of a list command: `--page-size`, `--page-token`, `--all`, `--count`. Every list
+/// command pages and prints the same way ([`PageArgs::list`]).
+#[derive(Debug, Clone, Args)]
+pub struct PageArgs {
+    /// Records per page (1 to 1000).
+    #[arg(long, default_value_t = 100)]
+    pub page_size: u32,
+    /// Start at this page token (from a previous answer).
+    #[arg(long)]
+    pub page_token: Option<String>,
+    /// Fetch every page, not just one.
+    #[arg(long)]
+    pub all: bool,
+    /// Only print the number of records (of every page, as with --all).
+    #[arg(long)]
+    pub count: bool,
+}
+
+/// The answer of a list call, one page: its header, its records, the token of the next.
+pub trait Listing {
+    /// One record of the list, as the API sends it.
+    type Record;
+    /// The header, the page's records and `next_page_token` (empty on the last page).
+    fn into_page(self) -> (Option<v1::ResponseHeader>, Vec<Self::Record>, String);
+}
+
+/// [`Listing`] for list answers: `Response => records_field: Record`.
+macro_rules! listing {
+    ($($response:ident => $records:ident: $record:ident),* $(,)?) => {$(
+        impl Listing for v1::$response {
+            type Record = v1::$record;
+            fn into_page(self) -> (Option<v1::ResponseHeader>, Vec<v1::$record>, String) {
+                (self.header, self.$records, self.next_page_token)
+            }
+        }
+    )*};
+}
+
+listing!(
+    ListLocatorsResponse => entries: LocatorEntry,
+    ListBlocksResponse => blocks: Block,
+    ListNotificationsResponse => notifications: PatientNotification,
+    ListConsentsResponse => consents: Consent,
+    ListReservationsResponse => reservations: Reservation,
+    ListRepresentationsResponse => representations: Representation,
+    SearchCatalogResponse => entries: CatalogEntry,
+    ListClientsResponse => clients: RegisteredClient,
+);
+
+/// What a list command fetched: one page, or every page with `--all` or `--count`.
+#[derive(Debug)]
+pub struct Listed<T> {
+    /// The header of the last page fetched.
+    pub header: HeaderView,
+    /// The records of the pages fetched, as printed (none with `--count`).
+    pub items: Vec<T>,
+    /// How many records the pages held.
+    pub total: u64,
+    /// The token of the page after the last one fetched (empty: none left).
+    pub next_page_token: String,
+}
+
+impl PageArgs {
+    /// The whole of a list command: [`PageArgs::fetch`] with `call`, then
+    /// [`PageArgs::print`] of the records as `T`.
+    pub async fn list<T, R, F, Fut>(
+        &self,
+        cli: &GlobalArgs,
+        field: &str,
+        about: (&str, &str),
+        table: impl Fn(&[T]),
+        call: F,
+    ) -> anyhow::Result<()>
+    where
+        T: Serialize + for<'r> From<&'r R::Record>,
+        R: Listing,
+        F: FnMut(u32, String) -> Fut,
+        Fut: Future<Output = Result<R, ClientError>>,
+    {
+        let listed = self.fetch(call).await?;
+        self.print(cli, listed, field, about, table)
+    }
+
+    /// Fetches one page, or every page with `--all` or `--count`: `call(page_size,
+    /// page_token)` asks for one.
+    pub async fn fetch<T, R, F, Fut>(&self, mut call: F) -> anyhow::Result<Listed<T>>
+    where
+        T: for<'r> From<&'r R::Record>,
+        R: Listing,
+        F: FnMut(u32, String) -> Fut,
+        Fut: Future<Output = Result<R, ClientError>>,
+    {
+        // A count is of the whole listing, so it pages through everything like --all.
+        let every_page = self.all || self.count;
+        let mut token = self.page_token.clone().unwrap_or_default();
+        let mut total = 0u64;
+        let mut items = Vec::new();
+        loop {
+            let (header, records, next) = call(self.page_size, token).await?.into_page();
+            total += records.len() as u64;
+            if !self.count {
+                items.extend(records.iter().map(T::from));
+            }
+            token = next;
+            if token.is_empty() || !every_page {
+                return Ok(Listed {
+                    header: header.as_ref().into(),
+                    items,
+                    total,
+                    next_page_token: token,
+                });
+            }
+        }
+    }
+
+    /// Prints what [`PageArgs::fetch`] fetched: with `--count` the number (`--json`: with
+    /// `about`, the list's subject, e.g. `("patient", id)`); with `--json` one document (the
+    /// header, the records as `field`, `next_page_token`) however many pages; otherwise
+    /// `table` and a line with the number and, if there are more, the next page token.
+    pub fn print<V: Serialize>(
+        &self,
+        cli: &GlobalArgs,
+        listed: Listed<V>,
+        field: &str,
+        about: (&str, &str),
+        table: impl Fn(&[V]),
+    ) -> anyhow::Result<()> {
+        if self.count {
+            if cli.json {
+                let mut doc = serde_json::Map::new();
+                doc.insert(about.0.into(), about.1.into());
+                doc.insert("count".into(), listed.total.into());
+                return print_json(&doc);
+            }
+            println!("{}", listed.total);
+            return Ok(());
+        }
+        if cli.json {
+            let mut doc = serde_json::Map::new();
+            doc.insert("header".into(), serde_json::to_value(&listed.header)?);
+            doc.insert(field.into(), serde_json::to_value(&listed.items)?);
+            doc.insert("next_page_token".into(), listed.next_page_token.into());
+            return print_json(&doc);
+        }
+        table(&listed.items);
+        println!(
+            "{} {field}{}",
+            listed.total,
+            if listed.next_page_token.is_empty() {
+                String::new()
+            } else {
+                format!("; more with --page-token {}", listed.next_page_token)
+            }
+        );
+        Ok(())
+    }
 }

@@ -5,8 +5,7 @@ use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
 use crate::GlobalArgs;
-use crate::args::{PatientRead, PatientWrite, RecordChange};
-use crate::output::{HeaderView, print_json};
+use crate::args::{PageArgs, PatientRead, PatientWrite, RecordChange};
 use crate::record_views::{BlockView, enum_flag, print_blocks, print_write_answer};
 
 /// Block subcommands.
@@ -61,12 +60,9 @@ pub struct ListArgs {
     /// Only blocks in force now.
     #[arg(long)]
     pub in_force: bool,
-}
-
-#[derive(serde::Serialize)]
-struct ListView {
-    header: HeaderView,
-    blocks: Vec<BlockView>,
+    /// Which page, or every page.
+    #[command(flatten)]
+    pub page: PageArgs,
 }
 
 fn print_write(cli: &GlobalArgs, r: &v1::BlockResponse) -> anyhow::Result<()> {
@@ -134,23 +130,24 @@ pub async fn run(cli: &GlobalArgs, cmd: &BlockCommand) -> anyhow::Result<()> {
             print_write(cli, &r)
         }
         BlockCommand::List(a) => {
-            let r = client
-                .list_blocks(v1::ListBlocksRequest {
-                    patient: a.of.patient.clone(),
-                    in_force_only: a.in_force,
-                    read: a.of.read.options(),
-                })
-                .await?;
-            let blocks: Vec<BlockView> = r.blocks.iter().map(BlockView::from).collect();
-            if cli.json {
-                print_json(&ListView {
-                    header: HeaderView::from(r.header.as_ref()),
-                    blocks,
-                })
-            } else {
-                print_blocks(&blocks);
-                Ok(())
-            }
+            let about = ("patient", a.of.patient.as_str());
+            a.page
+                .list(
+                    cli,
+                    "blocks",
+                    about,
+                    print_blocks,
+                    |page_size, page_token| {
+                        client.list_blocks(v1::ListBlocksRequest {
+                            patient: a.of.patient.clone(),
+                            in_force_only: a.in_force,
+                            read: a.of.read.options(),
+                            page_size,
+                            page_token,
+                        })
+                    },
+                )
+                .await
         }
     }
 }

@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
 use crate::GlobalArgs;
-use crate::args::RequestIdArg;
+use crate::args::{PageArgs, RequestIdArg};
 use crate::output::{HeaderView, print_json};
 use crate::record_views::{
     CatalogEntryView, ClientView, enum_flag, print_catalog, print_clients, print_write_answer,
@@ -107,9 +107,9 @@ pub struct SearchArgs {
     /// Also retired entries.
     #[arg(long)]
     pub include_retired: bool,
-    /// At most this many.
-    #[arg(long, default_value_t = 100)]
-    pub limit: u32,
+    /// Which page (best matches first), or every page.
+    #[command(flatten)]
+    pub page: PageArgs,
 }
 
 fn audience(text: &str) -> anyhow::Result<i32> {
@@ -190,31 +190,32 @@ pub async fn run(cli: &GlobalArgs, cmd: &CatalogCommand) -> anyhow::Result<()> {
             print_entry(cli, &r)
         }
         CatalogCommand::Search(a) => {
-            let r = client
-                .search_catalog(v1::SearchCatalogRequest {
-                    text: a.text.clone(),
-                    owner: a.owner.clone(),
-                    scope: a.scope.clone(),
-                    audience: match &a.audience {
-                        Some(t) => audience(t)?,
-                        None => 0,
+            let audience = match &a.audience {
+                Some(t) => audience(t)?,
+                None => 0,
+            };
+            let about = ("text", a.text.as_str());
+            a.page
+                .list(
+                    cli,
+                    "entries",
+                    about,
+                    print_catalog,
+                    |page_size, page_token| {
+                        client.search_catalog(v1::SearchCatalogRequest {
+                            text: a.text.clone(),
+                            owner: a.owner.clone(),
+                            scope: a.scope.clone(),
+                            audience,
+                            include_retired: a.include_retired,
+                            read: None,
+                            page_size,
+                            page_token,
+                            ..Default::default()
+                        })
                     },
-                    include_retired: a.include_retired,
-                    limit: a.limit,
-                    read: None,
-                })
-                .await?;
-            let items: Vec<CatalogEntryView> =
-                r.entries.iter().map(CatalogEntryView::from).collect();
-            if cli.json {
-                print_json(&serde_json::json!({
-                    "header": HeaderView::from(r.header.as_ref()),
-                    "entries": items,
-                }))
-            } else {
-                print_catalog(&items);
-                Ok(())
-            }
+                )
+                .await
         }
     }
 }
@@ -313,6 +314,9 @@ pub struct ClientListArgs {
     /// Only this organisation's clients.
     #[arg(long, default_value = "")]
     pub org: String,
+    /// Which page (by client id), or every page.
+    #[command(flatten)]
+    pub page: PageArgs,
 }
 
 /// Runs a client-registry subcommand.
@@ -355,13 +359,24 @@ pub async fn run_client(cli: &GlobalArgs, cmd: &ClientCommand) -> anyhow::Result
             (r.header, r.client.into_iter().collect(), None)
         }
         ClientCommand::List(a) => {
-            let r = client
-                .list_clients(v1::ListClientsRequest {
-                    org: a.org.clone(),
-                    read: None,
-                })
-                .await?;
-            (r.header, r.clients, None)
+            let about = ("org", a.org.as_str());
+            return a
+                .page
+                .list(
+                    cli,
+                    "clients",
+                    about,
+                    print_clients,
+                    |page_size, page_token| {
+                        client.list_clients(v1::ListClientsRequest {
+                            org: a.org.clone(),
+                            read: None,
+                            page_size,
+                            page_token,
+                        })
+                    },
+                )
+                .await;
         }
     };
     let views: Vec<ClientView> = items.iter().map(ClientView::from).collect();

@@ -4,8 +4,7 @@ use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
 use crate::GlobalArgs;
-use crate::args::{PatientRead, RecordChange, RequestIdArg, by_or_citizen};
-use crate::output::{HeaderView, print_json};
+use crate::args::{PageArgs, PatientRead, RecordChange, RequestIdArg, by_or_citizen};
 use crate::record_views::{
     ConsentView, enum_flag, print_check, print_consents, print_write_answer,
 };
@@ -82,6 +81,9 @@ pub struct ListArgs {
     /// Only this effective status (requested, granted, denied, expired, withdrawn).
     #[arg(long)]
     pub status: Option<String>,
+    /// Which page, or every page.
+    #[command(flatten)]
+    pub page: PageArgs,
 }
 
 /// Arguments of `consent check`.
@@ -189,24 +191,25 @@ pub async fn run(cli: &GlobalArgs, cmd: &ConsentCommand) -> anyhow::Result<()> {
                 )?,
                 None => 0,
             };
-            let r = client
-                .list_consents(v1::ListConsentsRequest {
-                    patient: a.of.patient.clone(),
-                    status,
-                    read: a.of.read.options(),
-                    ..Default::default()
-                })
-                .await?;
-            let items: Vec<ConsentView> = r.consents.iter().map(ConsentView::from).collect();
-            if cli.json {
-                print_json(&serde_json::json!({
-                    "header": HeaderView::from(r.header.as_ref()),
-                    "consents": items,
-                }))
-            } else {
-                print_consents(&items);
-                Ok(())
-            }
+            let about = ("patient", a.of.patient.as_str());
+            a.page
+                .list(
+                    cli,
+                    "consents",
+                    about,
+                    print_consents,
+                    |page_size, page_token| {
+                        client.list_consents(v1::ListConsentsRequest {
+                            patient: a.of.patient.clone(),
+                            status,
+                            read: a.of.read.options(),
+                            page_size,
+                            page_token,
+                            ..Default::default()
+                        })
+                    },
+                )
+                .await
         }
         ConsentCommand::Check(a) => {
             let r = client

@@ -8,7 +8,7 @@ use kartotek_proto::v1::{
 use serde::Serialize;
 
 use crate::GlobalArgs;
-use crate::args::{ReadArgs, RequestIdArg};
+use crate::args::{PageArgs, ReadArgs, RequestIdArg};
 use crate::output::{HeaderView, LocatorEntryView, print_json, print_locator_table};
 
 /// Locator subcommands.
@@ -37,21 +37,12 @@ pub struct ListArgs {
     /// Organisation number (9 digits).
     #[arg(long)]
     pub org: String,
-    /// Entries per page (1 to 1000).
-    #[arg(long, default_value_t = 100)]
-    pub page_size: u32,
-    /// Start at this page token (from a previous `--json` answer).
-    #[arg(long)]
-    pub page_token: Option<String>,
-    /// Fetch every page, not just one.
-    #[arg(long)]
-    pub all: bool,
     /// Include retired entries.
     #[arg(long)]
     pub include_retired: bool,
-    /// Only print the number of entries (of every page, as with --all).
-    #[arg(long)]
-    pub count: bool,
+    /// Which page, or every page.
+    #[command(flatten)]
+    pub page: PageArgs,
 }
 
 /// Arguments of `locator watch`.
@@ -124,13 +115,6 @@ struct WriteView {
     header: HeaderView,
     changed: bool,
     entry: Option<LocatorEntryView>,
-}
-
-#[derive(Serialize)]
-struct ListView {
-    header: HeaderView,
-    entries: Vec<LocatorEntryView>,
-    next_page_token: String,
 }
 
 #[derive(Serialize)]
@@ -251,57 +235,24 @@ async fn list(
     client: &kartotek_client::KartotekClient,
     a: &ListArgs,
 ) -> anyhow::Result<()> {
-    // A count is of the whole listing, so it pages through everything like --all.
-    let every_page = a.all || a.count;
-    let mut token = a.page_token.clone().unwrap_or_default();
-    let mut total = 0u64;
-    let mut entries = Vec::new();
-    let mut header;
-    loop {
-        let resp = client
-            .list_locators(ListLocatorsRequest {
-                org: a.org.clone(),
-                page_size: a.page_size,
-                page_token: token.clone(),
-                include_retired: a.include_retired,
-                read: None,
-            })
-            .await?;
-        total += resp.entries.len() as u64;
-        if !a.count {
-            entries.extend(resp.entries.iter().map(LocatorEntryView::from));
-        }
-        header = resp.header.as_ref().into();
-        token = resp.next_page_token;
-        if token.is_empty() || !every_page {
-            break;
-        }
-    }
-    if a.count {
-        if cli.json {
-            return print_json(&serde_json::json!({ "org": a.org, "count": total }));
-        }
-        println!("{total}");
-        return Ok(());
-    }
-    if cli.json {
-        // One document, whatever the number of pages fetched.
-        return print_json(&ListView {
-            header,
-            entries,
-            next_page_token: token,
-        });
-    }
-    print_locator_table(&entries);
-    println!(
-        "{total} entries{}",
-        if token.is_empty() {
-            String::new()
-        } else {
-            format!("; more with --page-token {token}")
-        }
-    );
-    Ok(())
+    let about = ("org", a.org.as_str());
+    a.page
+        .list(
+            cli,
+            "entries",
+            about,
+            print_locator_table,
+            |page_size, page_token| {
+                client.list_locators(ListLocatorsRequest {
+                    org: a.org.clone(),
+                    page_size,
+                    page_token,
+                    include_retired: a.include_retired,
+                    read: None,
+                })
+            },
+        )
+        .await
 }
 
 async fn watch(

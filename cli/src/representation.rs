@@ -5,8 +5,7 @@ use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
 use crate::GlobalArgs;
-use crate::args::{ReadArgs, WriteArgs};
-use crate::output::{HeaderView, print_json};
+use crate::args::{PageArgs, ReadArgs, WriteArgs};
 use crate::record_views::{
     RepresentationView, enum_flag, print_check, print_representations, print_write_answer,
 };
@@ -79,12 +78,15 @@ pub struct ListArgs {
     /// At this time (RFC 3339; default now).
     #[arg(long, default_value = "")]
     pub time: String,
-    /// Also records that give nothing at that time.
+    /// Also records that give nothing at that time (revoked, outside validity, aged out).
     #[arg(long)]
-    pub all: bool,
+    pub include_inactive: bool,
     /// The read's consistency.
     #[command(flatten)]
     pub read: ReadArgs,
+    /// Which page, or every page.
+    #[command(flatten)]
+    pub page: PageArgs,
 }
 
 /// Arguments of `representation check`.
@@ -176,31 +178,37 @@ pub async fn run(cli: &GlobalArgs, cmd: &RepresentationCommand) -> anyhow::Resul
             print_write(cli, &r)
         }
         RepresentationCommand::List(a) => {
-            let request = |person: &str| v1::ListRepresentationsRequest {
-                person: person.to_owned(),
-                time: a.time.clone(),
-                include_inactive: a.all,
-                read: a.read.options(),
-            };
-            let r = match (&a.representative, &a.represented) {
-                (Some(p), _) => client.list_represented_by(request(p)).await?,
-                (None, Some(p)) => client.list_representatives_of(request(p)).await?,
+            let (about, by_representative) = match (&a.representative, &a.represented) {
+                (Some(p), _) => (("representative", p.as_str()), true),
+                (None, Some(p)) => (("represented", p.as_str()), false),
                 (None, None) => bail!("give --representative or --represented"),
             };
-            let items: Vec<RepresentationView> = r
-                .representations
-                .iter()
-                .map(RepresentationView::from)
-                .collect();
-            if cli.json {
-                print_json(&serde_json::json!({
-                    "header": HeaderView::from(r.header.as_ref()),
-                    "representations": items,
-                }))
-            } else {
-                print_representations(&items);
-                Ok(())
-            }
+            let client = &client;
+            a.page
+                .list(
+                    cli,
+                    "representations",
+                    about,
+                    print_representations,
+                    |page_size, page_token| {
+                        let request = v1::ListRepresentationsRequest {
+                            person: about.1.to_owned(),
+                            time: a.time.clone(),
+                            include_inactive: a.include_inactive,
+                            read: a.read.options(),
+                            page_size,
+                            page_token,
+                        };
+                        async move {
+                            if by_representative {
+                                client.list_represented_by(request).await
+                            } else {
+                                client.list_representatives_of(request).await
+                            }
+                        }
+                    },
+                )
+                .await
         }
         RepresentationCommand::Check(a) => {
             let r = client

@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use kartotek_proto::v1;
 
 use crate::GlobalArgs;
-use crate::args::{PatientRead, WriteArgs};
+use crate::args::{PageArgs, PatientRead, WriteArgs};
 use crate::output::{HeaderView, print_json};
 use crate::record_views::{ReservationView, print_reservations, print_write_answer};
 
@@ -56,6 +56,9 @@ pub struct ListArgs {
     /// Only active reservations.
     #[arg(long)]
     pub active: bool,
+    /// Which page, or every page.
+    #[command(flatten)]
+    pub page: PageArgs,
 }
 
 /// Runs a reservation subcommand.
@@ -122,24 +125,24 @@ pub async fn run(cli: &GlobalArgs, cmd: &ReservationCommand) -> anyhow::Result<(
             }
         }
         ReservationCommand::List(a) => {
-            let r = client
-                .list_reservations(v1::ListReservationsRequest {
-                    patient: a.of.patient.clone(),
-                    active_only: a.active,
-                    read: a.of.read.options(),
-                })
-                .await?;
-            let items: Vec<ReservationView> =
-                r.reservations.iter().map(ReservationView::from).collect();
-            if cli.json {
-                print_json(&serde_json::json!({
-                    "header": HeaderView::from(r.header.as_ref()),
-                    "reservations": items,
-                }))
-            } else {
-                print_reservations(&items);
-                Ok(())
-            }
+            let about = ("patient", a.of.patient.as_str());
+            a.page
+                .list(
+                    cli,
+                    "reservations",
+                    about,
+                    print_reservations,
+                    |page_size, page_token| {
+                        client.list_reservations(v1::ListReservationsRequest {
+                            patient: a.of.patient.clone(),
+                            active_only: a.active,
+                            read: a.of.read.options(),
+                            page_size,
+                            page_token,
+                        })
+                    },
+                )
+                .await
         }
     }
 }

@@ -6,7 +6,8 @@
 //! fresh UUID v4 that stays the same for every retry of the call), so each is applied at most
 //! once. Reads are routed like [`KartotekClient::lookup_locator`]: linearizable reads go to the
 //! leader; bounded-staleness reads go to the preferred endpoint only and are not retried
-//! elsewhere when it is too far behind.
+//! elsewhere when it is too far behind. Every list answers one page (`page_size`,
+//! `page_token`, `next_page_token`, as [`KartotekClient::list_locators`]).
 
 use kartotek_proto::v1::access_service_client::AccessServiceClient;
 use kartotek_proto::v1::block_service_client::BlockServiceClient;
@@ -69,7 +70,8 @@ impl KartotekClient {
         revoke_block, RevokeBlockRequest, BlockResponse, BlockServiceClient, revoke
     );
     read_method!(
-        /// A patient's blocks.
+        /// One page of a patient's blocks (`page_token`: the previous answer's
+        /// `next_page_token`; every list below pages the same way).
         list_blocks, ListBlocksRequest, ListBlocksResponse, BlockServiceClient, list
     );
 
@@ -105,7 +107,7 @@ impl KartotekClient {
     // ---- patient notifications ----
 
     read_method!(
-        /// A patient's notifications (emergency overrides), all or pending only.
+        /// One page of a patient's notifications (emergency overrides), all or pending only.
         list_notifications,
         ListNotificationsRequest,
         ListNotificationsResponse,
@@ -140,7 +142,7 @@ impl KartotekClient {
         withdraw_consent, AnswerConsentRequest, ConsentResponse, ConsentServiceClient, withdraw
     );
     read_method!(
-        /// A patient's consents (filtered by grantee and effective status).
+        /// One page of a patient's consents (filtered by grantee and effective status).
         list_consents, ListConsentsRequest, ListConsentsResponse, ConsentServiceClient, list
     );
     read_method!(
@@ -171,7 +173,7 @@ impl KartotekClient {
         check
     );
     read_method!(
-        /// A patient's reservations.
+        /// One page of a patient's reservations.
         list_reservations,
         ListReservationsRequest,
         ListReservationsResponse,
@@ -198,7 +200,7 @@ impl KartotekClient {
         revoke
     );
     read_method!(
-        /// "Whom can A represent?"
+        /// "Whom can A represent?" (one page)
         list_represented_by,
         ListRepresentationsRequest,
         ListRepresentationsResponse,
@@ -206,7 +208,7 @@ impl KartotekClient {
         list_by_representative
     );
     read_method!(
-        /// "Who can represent B?"
+        /// "Who can represent B?" (one page)
         list_representatives_of,
         ListRepresentationsRequest,
         ListRepresentationsResponse,
@@ -257,7 +259,7 @@ impl KartotekClient {
         get
     );
     read_method!(
-        /// Searches the catalog (text, owner, scope, audience), best match first.
+        /// Searches the catalog (text, owner, scope, audience): one page, best match first.
         search_catalog,
         SearchCatalogRequest,
         SearchCatalogResponse,
@@ -280,7 +282,7 @@ impl KartotekClient {
         get_client, GetClientRequest, ClientResponse, ClientRegistryServiceClient, get
     );
     read_method!(
-        /// The token-issuance clients (of one organisation, or all).
+        /// One page of the token-issuance clients (of one organisation, or all), by id.
         list_clients, ListClientsRequest, ListClientsResponse, ClientRegistryServiceClient, list
     );
 }

@@ -503,16 +503,26 @@ pub fn search_catalog<'a>(
     query: &CatalogQuery,
     limit: usize,
 ) -> Vec<&'a CatalogEntry> {
+    ranked_catalog(entries, query)
+        .into_iter()
+        .take(limit.min(CATALOG_SEARCH_RESULTS_MAX))
+        .map(|(_, e)| e)
+        .collect()
+}
+
+/// Every entry matching the query with its score, best first (ties by id): the order a paged
+/// search walks.
+pub fn ranked_catalog<'a>(
+    entries: &'a [CatalogEntry],
+    query: &CatalogQuery,
+) -> Vec<(u32, &'a CatalogEntry)> {
     let mut hits: Vec<(u32, &CatalogEntry)> = entries
         .iter()
         .filter(|e| query.matches(e))
         .map(|e| (query.score(e), e))
         .collect();
     hits.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
-    hits.into_iter()
-        .take(limit.min(CATALOG_SEARCH_RESULTS_MAX))
-        .map(|(_, e)| e)
-        .collect()
+    hits
 }
 
 #[cfg(test)]

@@ -21,8 +21,10 @@ pub const IMPORT_ENTRIES_PER_BATCH_MAX: usize = 1_000;
 pub const LIST_PAGE_SIZE_MAX: usize = 1_000;
 /// Page size of a list call that does not ask for one.
 pub const LIST_PAGE_SIZE_DEFAULT: usize = 100;
-/// Longest list cursor (page token), in bytes.
-pub const PAGE_TOKEN_BYTES_MAX: usize = 512;
+/// Longest list cursor (page token, as sent), in bytes. Tokens are hex; the longest one
+/// (a catalog search's: version, list digest, rank and a catalog id of up to
+/// [`CATALOG_ID_BYTES_MAX`] bytes) is 538.
+pub const PAGE_TOKEN_BYTES_MAX: usize = 1_024;
 /// Most change events in one watch message.
 pub const WATCH_EVENTS_PER_MESSAGE_MAX: usize = 256;
 

@@ -5,20 +5,13 @@
 
 mod common;
 
-use common::{TestCluster, org, patient};
+use common::{TestCluster, citizen, org, patient};
 use kartotek_client::{ClientError, KartotekClient};
 use kartotek_domain::limits::{
     AREAS_PER_REPRESENTATION_MAX, CATALOG_DESCRIPTION_BYTES_MAX, GROUPS_PER_REQUEST_MAX,
     REASON_BYTES_MAX, SCOPES_PER_CATALOG_ENTRY_MAX, SCOPES_PER_CONSENT_MAX,
 };
 use kartotek_proto::v1::*;
-
-fn citizen(id: &str) -> Option<Actor> {
-    Some(Actor {
-        kind: ActorKind::Citizen as i32,
-        id: id.to_owned(),
-    })
-}
 
 /// One row: the operation, the field the error must name, and what the node answered.
 type Row = (&'static str, &'static str, Result<(), ClientError>);
@@ -841,7 +834,7 @@ async fn table(c: &KartotekClient) -> Vec<Row> {
             "org",
             ListClientsRequest {
                 org: "123".into(),
-                read: None
+                ..Default::default()
             }
         ),
     ]

@@ -5,32 +5,10 @@
 
 mod common;
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{TestCluster, free_port, org, patient};
+use common::{TestCluster, free_port, kartotek, org, patient, stdout};
 use kartotek_proto::v1::RegisterLocatorRequest;
-
-/// Runs the binary against `endpoints`.
-fn kartotek(endpoints: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kartotek"))
-        .args(["--endpoints", endpoints])
-        .args(["--actor", "personnel:1234567", "--purpose", "treatment"])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running kartotek: {e}"))
-}
-
-/// Runs the binary, asserts success and returns stdout.
-fn stdout(endpoints: &str, args: &[&str]) -> String {
-    let out = kartotek(endpoints, args);
-    assert!(
-        out.status.success(),
-        "kartotek {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Stdout of a `--json` command as exactly one JSON document (trailing documents fail).
 fn one_document(endpoints: &str, args: &[&str]) -> serde_json::Value {

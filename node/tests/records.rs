@@ -13,22 +13,11 @@ mod common;
 use std::process::Command;
 
 use chrono::{Datelike, Days, Utc};
-use common::{TestCluster, org, patient};
+use common::{TestCluster, block, citizen, ok, org, patient};
 use kartotek_client::KartotekClient;
 use kartotek_domain::ids::NationalIdKind;
 use kartotek_domain::ids::testing::national_id_from_parts;
 use kartotek_proto::v1::*;
-
-fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn citizen(id: &str) -> Option<Actor> {
-    Some(Actor {
-        kind: ActorKind::Citizen as i32,
-        id: id.to_owned(),
-    })
-}
 
 /// A national id of someone born on `date`.
 fn born(date: chrono::NaiveDate) -> String {
@@ -36,18 +25,6 @@ fn born(date: chrono::NaiveDate) -> String {
         .find_map(|i| national_id_from_parts(date, i, NationalIdKind::Ordinary))
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| panic!("no id for {date}"))
-}
-
-fn block(p: &str, personnel: &str, level: BlockLevel) -> AddBlockRequest {
-    AddBlockRequest {
-        patient: p.to_owned(),
-        target_kind: BlockTargetKind::Personnel as i32,
-        target: personnel.to_owned(),
-        level: level as i32,
-        reason: "test".into(),
-        registered_by: citizen(p),
-        ..Default::default()
-    }
 }
 
 fn access(p: &str, personnel: &str, service: &str) -> AccessDecisionRequest {
@@ -473,7 +450,7 @@ async fn catalog_and_clients(c: &KartotekClient) {
     let listed = ok(c
         .list_clients(ListClientsRequest {
             org: owner.clone(),
-            read: None,
+            ..Default::default()
         })
         .await);
     assert_eq!(listed.clients.len(), 1);

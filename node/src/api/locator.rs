@@ -6,13 +6,9 @@
 //! read. Logs carry the request id and a hash of the patient id, never the id itself.
 
 use kartotek_domain::audit::actions;
-use kartotek_domain::limits::{
-    LIST_PAGE_SIZE_DEFAULT, LIST_PAGE_SIZE_MAX, LOOKUP_ENTRIES_MAX, PAGE_TOKEN_BYTES_MAX,
-};
+use kartotek_domain::limits::LOOKUP_ENTRIES_MAX;
 use kartotek_domain::locator::{parse_national_id, parse_org_number};
-use kartotek_domain::{
-    LocatorKey, LocatorRegister, Op, Outcome, Response as Answer, ValidationError,
-};
+use kartotek_domain::{LocatorKey, LocatorRegister, Op, Outcome, Response as Answer};
 use kartotek_proto::v1::locator_service_server::LocatorService;
 use kartotek_proto::v1::{
     ImportLocatorsRequest, ListLocatorsRequest, ListLocatorsResponse, LookupLocatorRequest,
@@ -24,6 +20,7 @@ use tracing::Instrument;
 
 use super::convert::locator_entry;
 use super::layer::{Call, Gate, request_id};
+use super::paging::{PageRequest, token_of};
 use super::{locator_stream, methods, read_mode};
 use crate::error::NodeError;
 
@@ -106,41 +103,20 @@ async fn retire(call: Call, r: RetireLocatorRequest) -> Result<RetireLocatorResp
 
 async fn list(call: Call, r: ListLocatorsRequest) -> Result<ListLocatorsResponse, NodeError> {
     let org = parse_org_number("org", &r.org)?;
-    let limit = match r.page_size as usize {
-        0 => LIST_PAGE_SIZE_DEFAULT,
-        n if n > LIST_PAGE_SIZE_MAX => {
-            return Err(ValidationError::new(
-                "page_size",
-                format!("is {n}, at most {LIST_PAGE_SIZE_MAX}"),
-            )
-            .into());
-        }
-        n => n,
-    };
-    let cursor =
-        if r.page_token.is_empty() {
-            None
-        } else {
-            if r.page_token.len() > PAGE_TOKEN_BYTES_MAX {
-                return Err(ValidationError::new("page_token", "is too long").into());
-            }
-            Some(hex::decode(&r.page_token).map_err(|_| {
-                ValidationError::new("page_token", "is not a token this API returned")
-            })?)
-        };
+    let paging = PageRequest::parse(r.page_size, &r.page_token)?;
     let mode = read_mode(r.read.as_ref())?;
     let mut event = call.caller().event(actions::LOCATOR_LIST, "locator", None);
     event.org = Some(org.clone());
     let page = call.read(mode, vec![event]).await?.list_locator_by_org(
         &org,
         r.include_retired,
-        cursor.as_deref(),
-        limit,
+        paging.cursor.as_deref(),
+        paging.size,
     )?;
     Ok(ListLocatorsResponse {
         header: Some(call.header(page.revision, page.applied_index)),
         entries: page.value.items.iter().map(locator_entry).collect(),
-        next_page_token: page.value.next_cursor.map(hex::encode).unwrap_or_default(),
+        next_page_token: token_of(page.value.next_cursor.as_deref()),
     })
 }
 

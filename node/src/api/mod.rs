@@ -10,6 +10,7 @@
 //!   record families in [`records`] (blocks, access decision and notifications, consents,
 //!   reservations, representation, API catalog, clients).
 //! - [`convert`]: domain values to API messages (locator entries, change events).
+//! - [`paging`]: the page size and cursor of every list call, and the one pager.
 //!
 //! Handlers never import each other and never see the node's internals: everything goes
 //! through their `Call`. [`add_services`] registers every service on the gRPC router.
@@ -22,6 +23,7 @@ pub mod layer;
 pub mod locator;
 pub mod locator_stream;
 pub mod methods;
+pub mod paging;
 pub mod records;
 
 use std::time::Duration;

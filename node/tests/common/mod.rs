@@ -52,6 +52,57 @@ pub fn org(n: u32) -> String {
         .unwrap_or_else(|| panic!("no valid org for {n}"))
 }
 
+/// The value of `r`, or a panic with its error.
+pub fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The citizen `id` as the actor of a change.
+pub fn citizen(id: &str) -> Option<kartotek_proto::v1::Actor> {
+    Some(kartotek_proto::v1::Actor {
+        kind: kartotek_proto::v1::ActorKind::Citizen as i32,
+        id: id.to_owned(),
+    })
+}
+
+/// A block of the health professional `personnel` for patient `p`, registered by the patient.
+pub fn block(
+    p: &str,
+    personnel: &str,
+    level: kartotek_proto::v1::BlockLevel,
+) -> kartotek_proto::v1::AddBlockRequest {
+    kartotek_proto::v1::AddBlockRequest {
+        patient: p.to_owned(),
+        target_kind: kartotek_proto::v1::BlockTargetKind::Personnel as i32,
+        target: personnel.to_owned(),
+        level: level as i32,
+        reason: "test".into(),
+        registered_by: citizen(p),
+        ..Default::default()
+    }
+}
+
+/// Runs the `kartotek` binary against `endpoints`, as personnel with purpose treatment.
+pub fn kartotek(endpoints: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kartotek"))
+        .args(["--endpoints", endpoints])
+        .args(["--actor", "personnel:1234567", "--purpose", "treatment"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running kartotek: {e}"))
+}
+
+/// Runs the binary ([`kartotek`]), asserts success and returns stdout.
+pub fn stdout(endpoints: &str, args: &[&str]) -> String {
+    let out = kartotek(endpoints, args);
+    assert!(
+        out.status.success(),
+        "kartotek {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A cluster of node processes (node ids 1..=n, data under [`dir`](TestCluster::dir)).
 pub struct TestCluster {
     // Declared first so the nodes die before their directories are removed.

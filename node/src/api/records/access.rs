@@ -17,14 +17,16 @@ use kartotek_domain::{AccessRequest, AccessRequestInput, Timestamp};
 use kartotek_proto::v1;
 use kartotek_proto::v1::access_service_server::AccessService;
 use kartotek_proto::v1::notification_service_server::NotificationService;
+use kartotek_storage::record_reader::RECORD_SCAN_MAX;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::convert::{self, actor_parts};
-use super::{list_limit, unexpected, write_record};
+use super::{unexpected, write_record};
 use crate::api::layer::request_id;
 use crate::api::layer::{Call, Gate};
 use crate::api::methods;
+use crate::api::paging::{ListPage, PageRequest, bool_field, id_key};
 use crate::api::read_mode;
 use crate::error::NodeError;
 
@@ -159,15 +161,21 @@ async fn list(
     r: v1::ListNotificationsRequest,
 ) -> Result<v1::ListNotificationsResponse, NodeError> {
     let patient = parse_national_id("patient", &r.patient)?;
-    let limit = list_limit("limit", r.limit)?;
+    let paging = ListPage::of(
+        PageRequest::parse_with_limit(r.page_size, r.limit, &r.page_token)?,
+        "notification.list",
+        &[patient.as_str(), bool_field(r.pending_only)],
+    )?;
     let mode = read_mode(r.read.as_ref())?;
     let found = call
         .read_patient(mode, "notification.list", "notification", &patient)
         .await?
-        .notifications_of(&patient, r.pending_only, limit)?;
+        .notifications_of(&patient, r.pending_only, RECORD_SCAN_MAX)?;
+    let page = paging.page(&found.value, |n| id_key(n.id));
     Ok(v1::ListNotificationsResponse {
         header: Some(call.header(found.revision, found.applied_index)),
-        notifications: found.value.iter().map(convert::notification).collect(),
+        notifications: page.items.into_iter().map(convert::notification).collect(),
+        next_page_token: page.next_page_token,
     })
 }
 

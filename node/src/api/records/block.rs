@@ -13,6 +13,7 @@ use super::convert::{self, actor_parts, enum_text};
 use super::{unexpected, write_record};
 use crate::api::layer::{Call, Gate};
 use crate::api::methods;
+use crate::api::paging::{ListPage, PageRequest, bool_field, id_key};
 use crate::api::read_mode;
 use crate::error::NodeError;
 
@@ -93,19 +94,29 @@ fn answer(
 
 async fn list(call: Call, r: v1::ListBlocksRequest) -> Result<v1::ListBlocksResponse, NodeError> {
     let patient = parse_national_id("patient", &r.patient)?;
+    let paging = ListPage::of(
+        PageRequest::parse(r.page_size, &r.page_token)?,
+        "block.list",
+        &[patient.as_str(), bool_field(r.in_force_only)],
+    )?;
     let mode = read_mode(r.read.as_ref())?;
-    // A read of patient data: audited before it is answered.
+    // A read of patient data: audited before it is answered (once per page).
     let found = call
         .read_patient(mode, "block.list", "block", &patient)
         .await?
         .blocks_of(&patient)?;
     let now = Timestamp::now();
+    let page = paging.page(list_blocks(&found.value, r.in_force_only, now), |b| {
+        id_key(b.id)
+    });
     Ok(v1::ListBlocksResponse {
         header: Some(call.header(found.revision, found.applied_index)),
-        blocks: list_blocks(&found.value, r.in_force_only, now)
+        blocks: page
+            .items
             .into_iter()
             .map(|b| convert::block(b, now))
             .collect(),
+        next_page_token: page.next_page_token,
     })
 }
 

@@ -1,7 +1,7 @@
 //! `kartotek.v1.CatalogService`: the API catalog (register, update, lifecycle, get, search).
 //! Holds no patient data.
 
-use kartotek_domain::catalog::search_catalog;
+use kartotek_domain::catalog::ranked_catalog;
 use kartotek_domain::record_op::{RecordOp, RecordOutcome};
 use kartotek_domain::{
     CatalogId, CatalogInput, CatalogQuery, CatalogRegister, CatalogSetLifecycle, CatalogUpdate,
@@ -12,9 +12,10 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::convert::{self, enum_text, optional_enum_text};
-use super::{list_limit, unexpected, write_record};
+use super::{unexpected, write_record};
 use crate::api::layer::{Call, Gate};
 use crate::api::methods;
+use crate::api::paging::{ListPage, PageRequest, bool_field};
 use crate::api::read_mode;
 use crate::error::NodeError;
 
@@ -118,15 +119,33 @@ async fn search(
 ) -> Result<v1::SearchCatalogResponse, NodeError> {
     let audience = optional_enum_text!("audience", r.audience, v1::Audience, "AUDIENCE_")?;
     let query = CatalogQuery::parse(&r.text, &r.owner, &r.scope, &audience, r.include_retired)?;
-    let limit = list_limit("limit", r.limit)?;
+    let paging = ListPage::of(
+        PageRequest::parse_with_limit(r.page_size, r.limit, &r.page_token)?,
+        "catalog.search",
+        &[
+            &r.text,
+            &r.owner,
+            &r.scope,
+            &audience,
+            bool_field(r.include_retired),
+        ],
+    )?;
     let mode = read_mode(r.read.as_ref())?;
     let found = call.read(mode, vec![]).await?.catalog_entries()?;
+    // Best first, ties by id: the key is the inverted score, then the id.
+    let page = paging.page(ranked_catalog(&found.value, &query), |(score, e)| {
+        let mut k = (u32::MAX - score).to_be_bytes().to_vec();
+        k.extend_from_slice(e.id.as_str().as_bytes());
+        k
+    });
     Ok(v1::SearchCatalogResponse {
         header: Some(call.header(found.revision, found.applied_index)),
-        entries: search_catalog(&found.value, &query, limit)
+        entries: page
+            .items
             .into_iter()
-            .map(convert::catalog_entry)
+            .map(|(_, e)| convert::catalog_entry(e))
             .collect(),
+        next_page_token: page.next_page_token,
     })
 }
 

@@ -12,6 +12,7 @@ use tracing::Instrument;
 use super::convert::{self, optional_enum_text};
 use super::{unexpected, write_record};
 use crate::api::layer::{Call, Gate};
+use crate::api::paging::{ListPage, PageRequest};
 use crate::api::{methods, read_mode};
 use crate::error::NodeError;
 
@@ -96,14 +97,21 @@ async fn list(call: Call, r: v1::ListClientsRequest) -> Result<v1::ListClientsRe
     } else {
         Some(parse_org_number("org", &r.org)?)
     };
+    let paging = ListPage::of(
+        PageRequest::parse(r.page_size, &r.page_token)?,
+        "client.list",
+        &[&r.org],
+    )?;
     let mode = read_mode(r.read.as_ref())?;
     let found = call
         .read(mode, vec![])
         .await?
         .client_records(org.as_ref())?;
+    let page = paging.page(&found.value, |c| c.client_id.as_str().as_bytes().to_vec());
     Ok(v1::ListClientsResponse {
         header: Some(call.header(found.revision, found.applied_index)),
-        clients: found.value.iter().map(convert::client).collect(),
+        clients: page.items.into_iter().map(convert::client).collect(),
+        next_page_token: page.next_page_token,
     })
 }
 

@@ -19,6 +19,7 @@ use super::convert::{self, actor_parts, enum_text, optional_enum_text};
 use super::{unexpected, write_record};
 use crate::api::layer::{Call, Gate};
 use crate::api::methods;
+use crate::api::paging::{ListPage, PageRequest, id_key};
 use crate::api::read_mode;
 use crate::error::NodeError;
 
@@ -172,18 +173,26 @@ async fn list(
     )?;
     let status = optional_enum_text!("status", r.status, v1::ConsentStatus, "CONSENT_STATUS_")?;
     let filter = ConsentFilter::parse(&kind, &r.grantee, &status)?;
+    let paging = ListPage::of(
+        PageRequest::parse(r.page_size, &r.page_token)?,
+        "consent.list",
+        &[patient.as_str(), &kind, &r.grantee, &status],
+    )?;
     let mode = read_mode(r.read.as_ref())?;
     let found = call
         .read_patient(mode, "consent.list", "consent", &patient)
         .await?
         .consents_of(&patient)?;
     let now = Timestamp::now();
+    let page = paging.page(list_consents(&found.value, &filter, now), |c| id_key(c.id));
     Ok(v1::ListConsentsResponse {
         header: Some(call.header(found.revision, found.applied_index)),
-        consents: list_consents(&found.value, &filter, now)
+        consents: page
+            .items
             .into_iter()
             .map(|c| convert::consent(c, now))
             .collect(),
+        next_page_token: page.next_page_token,
     })
 }
 

@@ -21,9 +21,8 @@ pub mod convert;
 pub mod representation;
 pub mod reservation;
 
-use kartotek_domain::limits::{LIST_PAGE_SIZE_DEFAULT, LIST_PAGE_SIZE_MAX};
 use kartotek_domain::record_op::{RecordOp, RecordOutcome};
-use kartotek_domain::{Op, Outcome, ValidationError};
+use kartotek_domain::{Op, Outcome};
 
 use crate::api::layer::Call;
 use crate::error::NodeError;
@@ -46,16 +45,4 @@ pub(crate) async fn write_record(
 /// The error for an outcome of the wrong family (a bug).
 pub(crate) fn unexpected(outcome: &RecordOutcome) -> NodeError {
     NodeError::Internal(format!("unexpected record outcome {outcome:?}"))
-}
-
-/// A list limit sent as `field`: 0 means [`LIST_PAGE_SIZE_DEFAULT`], above
-/// [`LIST_PAGE_SIZE_MAX`] is refused.
-pub(crate) fn list_limit(field: &str, limit: u32) -> Result<usize, NodeError> {
-    match usize::try_from(limit).unwrap_or(usize::MAX) {
-        0 => Ok(LIST_PAGE_SIZE_DEFAULT),
-        n if n > LIST_PAGE_SIZE_MAX => {
-            Err(ValidationError::new(field, format!("is {n}, at most {LIST_PAGE_SIZE_MAX}")).into())
-        }
-        n => Ok(n),
-    }
 }

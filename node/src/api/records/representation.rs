@@ -20,6 +20,7 @@ use super::convert::{self, actor_parts, enum_text};
 use super::{unexpected, write_record};
 use crate::api::layer::{Call, Gate};
 use crate::api::methods;
+use crate::api::paging::{ListPage, PageRequest, bool_field, id_key};
 use crate::api::read_mode;
 use crate::error::NodeError;
 
@@ -115,6 +116,16 @@ async fn list(
 ) -> Result<v1::ListRepresentationsResponse, NodeError> {
     let person = parse_national_id("person", &r.person)?;
     let t = parse_optional_timestamp("time", &r.time)?.unwrap_or_else(Timestamp::now);
+    let method = match side {
+        Side::Representative => "representation.list_by_representative",
+        Side::Represented => "representation.list_by_represented",
+    };
+    // The time as sent (empty: now, which moves; the cursor keeps the pages apart).
+    let paging = ListPage::of(
+        PageRequest::parse(r.page_size, &r.page_token)?,
+        method,
+        &[person.as_str(), &r.time, bool_field(r.include_inactive)],
+    )?;
     let mode = read_mode(r.read.as_ref())?;
     let state = call
         .read_patient(mode, "representation.list", "representation", &person)
@@ -132,12 +143,15 @@ async fn list(
             Side::Represented => who_can_represent(&found.value, &person, t, &policy),
         }
     };
+    let page = paging.page(selected, |x| id_key(x.id));
     Ok(v1::ListRepresentationsResponse {
         header: Some(call.header(found.revision, found.applied_index)),
-        representations: selected
+        representations: page
+            .items
             .into_iter()
             .map(|x| convert::representation(x, Some((t, &policy))))
             .collect(),
+        next_page_token: page.next_page_token,
     })
 }
 

@@ -14,6 +14,7 @@ use super::convert::{self, actor_parts};
 use super::{unexpected, write_record};
 use crate::api::layer::{Call, Gate};
 use crate::api::methods;
+use crate::api::paging::{ListPage, PageRequest, bool_field};
 use crate::api::read_mode;
 use crate::error::NodeError;
 
@@ -87,17 +88,23 @@ async fn list(
     r: v1::ListReservationsRequest,
 ) -> Result<v1::ListReservationsResponse, NodeError> {
     let patient = parse_national_id("patient", &r.patient)?;
+    let paging = ListPage::of(
+        PageRequest::parse(r.page_size, &r.page_token)?,
+        "reservation.list",
+        &[patient.as_str(), bool_field(r.active_only)],
+    )?;
     let mode = read_mode(r.read.as_ref())?;
     let found = call
         .read_patient(mode, "reservation.list", "reservation", &patient)
         .await?
         .reservations_of(&patient)?;
+    let page = paging.page(list_reservations(&found.value, r.active_only), |x| {
+        x.key.service.as_str().as_bytes().to_vec()
+    });
     Ok(v1::ListReservationsResponse {
         header: Some(call.header(found.revision, found.applied_index)),
-        reservations: list_reservations(&found.value, r.active_only)
-            .into_iter()
-            .map(convert::reservation)
-            .collect(),
+        reservations: page.items.into_iter().map(convert::reservation).collect(),
+        next_page_token: page.next_page_token,
     })
 }
 
