@@ -95,6 +95,38 @@ fn frontend_depends_on_no_storage_and_no_raft() {
     );
 }
 
+/// The token crate is pure logic that both the frontend and the node use: no storage, no
+/// Raft, and no async runtime or RPC stack either.
+#[test]
+fn auth_depends_on_no_storage_raft_or_runtime() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let metadata: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let deps = transitive_deps(&metadata, "kartotek-auth");
+    for expected in ["jsonwebtoken", "kartotek-domain", "p256"] {
+        assert!(deps.contains(expected), "{expected} not found in {deps:?}");
+    }
+    assert_eq!(forbidden_in(&deps), Vec::<&str>::new());
+    for runtime in ["tokio", "tonic", "axum", "kartotek-client"] {
+        assert!(
+            !deps.contains(runtime),
+            "kartotek-auth depends on {runtime}"
+        );
+    }
+    assert!(
+        transitive_deps(&metadata, "kartotek-frontend").contains("kartotek-auth")
+            || !Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("src/token")
+                .exists(),
+        "the frontend's token service uses kartotek-auth"
+    );
+}
+
 /// The check fails when a forbidden package enters the graph, directly or further down.
 #[test]
 fn the_check_catches_a_stateful_dependency() {
