@@ -220,6 +220,44 @@ impl Default for AuditSettings {
     }
 }
 
+/// One issuer whose access tokens the node accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIssuerSettings {
+    /// The issuer URL, compared exactly with a token's `iss` (the frontend's `token.issuer`,
+    /// or an external one such as HelseID).
+    pub issuer: String,
+    /// The audience its tokens must name for this cluster.
+    pub audience: String,
+    /// Its public JWK Set (what it serves at `/.well-known/jwks.json`), read at start.
+    pub jwks_file: PathBuf,
+}
+
+/// Authentication of public calls.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Every public call must carry a verified bearer token whose scopes allow the method;
+    /// the audit actor, organisation and purpose come from it. `false` (the default until
+    /// the CLI, the client and `kartotek dev` fetch tokens themselves) takes the caller
+    /// headers as before.
+    pub required: bool,
+    /// The issuers trusted (1 to 16 when `required`).
+    pub trusted_issuers: Vec<TrustedIssuerSettings>,
+    /// Clock leeway for `exp`/`nbf`, seconds (0 to 300).
+    pub leeway_s: i64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            required: false,
+            trusted_issuers: Vec::new(),
+            leeway_s: kartotek_auth::LEEWAY_S_DEFAULT,
+        }
+    }
+}
+
 /// The files of one mutual-TLS identity (PEM).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -325,6 +363,8 @@ pub struct NodeConfig {
     pub records: RecordSettings,
     /// TLS (mutual TLS between nodes).
     pub tls: TlsSettings,
+    /// Authentication of public calls (bearer access tokens).
+    pub auth: AuthSettings,
     /// Access decision and representation (parental age rules) policy.
     pub policy: crate::policy::PolicySettings,
     /// Unsafe switches for the fault-injection harness (all off by default).
@@ -349,6 +389,7 @@ impl Default for NodeConfig {
             audit: AuditSettings::default(),
             records: RecordSettings::default(),
             tls: TlsSettings::default(),
+            auth: AuthSettings::default(),
             policy: crate::policy::PolicySettings::default(),
             testing: TestingSettings::default(),
         }
@@ -410,6 +451,18 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.node_id == 0 {
             return Err(invalid("node_id", "must be at least 1"));
+        }
+        if self.auth.required
+            && !(1..=kartotek_auth::verify::TRUSTED_ISSUERS_MAX)
+                .contains(&self.auth.trusted_issuers.len())
+        {
+            return Err(invalid(
+                "auth.trusted_issuers",
+                "auth.required needs 1 to 16 trusted issuers (issuer, audience, jwks_file)",
+            ));
+        }
+        if !(0..=kartotek_auth::LEEWAY_S_MAX).contains(&self.auth.leeway_s) {
+            return Err(invalid("auth.leeway_s", "must be 0 to 300"));
         }
         match &self.tls.raft {
             Some(files) => {

@@ -51,6 +51,13 @@ pub enum NodeError {
         /// The oldest revision kept.
         oldest: u64,
     },
+    /// The call carries no valid access token (missing, malformed, expired, wrong issuer,
+    /// audience or signature); nothing was read or written.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The token is valid but does not allow this call (a scope it lacks).
+    #[error("permission denied: {0}")]
+    Forbidden(String),
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(#[from] kartotek_storage::StoreError),
@@ -145,6 +152,8 @@ impl From<NodeError> for Status {
             NodeError::Unavailable(_) => Status::unavailable(msg),
             NodeError::Timeout(_) => Status::new(Code::DeadlineExceeded, msg),
             NodeError::Precondition(_) => Status::failed_precondition(msg),
+            NodeError::Unauthenticated(_) => Status::unauthenticated(msg),
+            NodeError::Forbidden(_) => Status::permission_denied(msg),
             NodeError::Storage(_) | NodeError::Internal(_) => Status::internal(msg),
         }
     }

@@ -8,6 +8,7 @@ use kartotek_proto::raft::v1::raft_service_server::RaftServiceServer;
 use kartotek_storage::{StateMachineConfig, Store, StoreConfig};
 use openraft::Raft;
 
+use crate::api::auth::Authenticator;
 use crate::api::layer::Gate;
 use crate::config::NodeConfig;
 use crate::consistency::read_barrier::ReadBarrier;
@@ -172,7 +173,14 @@ pub async fn run_node(
     crate::audit::spawn_retention(ctx.clone());
     crate::audit::spawn_outbox_shipper(ctx.clone());
     crate::sweep::spawn_consent_sweep(ctx.clone());
-    let gate = Gate::new(ctx);
+    let auth =
+        Authenticator::from_settings(&config.auth).map_err(|e| StartError::Serve(e.to_string()))?;
+    if !auth.required() {
+        tracing::warn!(
+            "auth.required is off: callers are NOT authenticated (the audit names what their headers say)"
+        );
+    }
+    let gate = Gate::new(ctx, auth);
     // grpc.health.v1: SERVING once the node serves (per service, set by `add_services`, and
     // overall "").
     let (health_reporter, health_svc) = tonic_health::server::health_reporter();

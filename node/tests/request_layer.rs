@@ -12,81 +12,10 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use common::raw::{call, described_methods};
 use common::{TestCluster, free_port};
 use kartotek_testkit::config::NodeSpec;
-use prost::Message;
-use prost::bytes::{Buf, BufMut};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
-
-/// Sends and receives protobuf bodies as raw bytes (an empty body is the default message).
-#[derive(Default, Clone)]
-struct RawCodec;
-
-#[derive(Default, Clone)]
-struct RawEncoder;
-
-#[derive(Default, Clone)]
-struct RawDecoder;
-
-impl Encoder for RawEncoder {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawDecoder {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
-        let mut out = vec![0; src.remaining()];
-        src.copy_to_slice(&mut out);
-        Ok(Some(out))
-    }
-}
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
-    }
-}
-
-struct Described {
-    path: String,
-    client_streaming: bool,
-    server_streaming: bool,
-}
-
-fn described_methods() -> Vec<Described> {
-    let set = prost_types::FileDescriptorSet::decode(kartotek_proto::FILE_DESCRIPTOR_SET)
-        .expect("descriptor set");
-    let mut out = Vec::new();
-    for file in set.file {
-        if file.package() != "kartotek.v1" {
-            continue;
-        }
-        for service in &file.service {
-            for m in &service.method {
-                out.push(Described {
-                    path: format!("/kartotek.v1.{}/{}", service.name(), m.name()),
-                    client_streaming: m.client_streaming(),
-                    server_streaming: m.server_streaming(),
-                });
-            }
-        }
-    }
-    out
-}
 
 fn metrics_text(addr: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
@@ -114,31 +43,12 @@ async fn every_described_method_is_counted_by_the_request_layer() {
     let methods = described_methods();
     assert!(methods.len() > 40, "{} methods described", methods.len());
     for m in &methods {
-        let mut grpc = tonic::client::Grpc::new(channel.clone());
-        grpc.ready().await.expect("channel ready");
-        let path: tonic::codegen::http::uri::PathAndQuery = m.path.parse().expect("path");
         // Whatever the answer (most refuse an empty request as INVALID_ARGUMENT), the call
         // must have reached the layer.
-        let answered = tokio::time::timeout(Duration::from_secs(30), async {
-            match (m.client_streaming, m.server_streaming) {
-                (false, false) => grpc
-                    .unary(tonic::Request::new(Vec::new()), path, RawCodec)
-                    .await
-                    .map(|_| ()),
-                (false, true) => grpc
-                    .server_streaming(tonic::Request::new(Vec::new()), path, RawCodec)
-                    .await
-                    .map(|_| ()),
-                (true, _) => grpc
-                    .streaming(
-                        tonic::Request::new(futures::stream::empty::<Vec<u8>>()),
-                        path,
-                        RawCodec,
-                    )
-                    .await
-                    .map(|_| ()),
-            }
-        })
+        let answered = tokio::time::timeout(
+            Duration::from_secs(30),
+            call(&channel, m, tonic::metadata::MetadataMap::new()),
+        )
         .await;
         assert!(answered.is_ok(), "{} did not answer in 30 s", m.path);
     }

@@ -117,6 +117,9 @@ pub struct NodeSpec {
     pub unsafe_stale_reads: bool,
     /// Extra environment of the node process (`KARTOTEK_*` overrides, preloads).
     pub env: Vec<(String, String)>,
+    /// TOML appended to the file as is, after every section above (for sections the spec has
+    /// no field for, such as `[auth]` with its `[[auth.trusted_issuers]]`).
+    pub extra_toml: String,
 }
 
 impl NodeSpec {
@@ -138,6 +141,7 @@ impl NodeSpec {
             insecure_plaintext_raft: false,
             unsafe_stale_reads: false,
             env: Vec::new(),
+            extra_toml: String::new(),
         }
     }
 
@@ -194,6 +198,13 @@ impl NodeSpec {
         }
         if self.unsafe_stale_reads {
             t.push_str("\n[testing]\nunsafe_stale_reads = true\n");
+        }
+        if !self.extra_toml.is_empty() {
+            t.push('\n');
+            t.push_str(&self.extra_toml);
+            if !t.ends_with('\n') {
+                t.push('\n');
+            }
         }
         t
     }

@@ -4,8 +4,10 @@
 //! opening call) with the [`Method`] it serves. In this order the gate
 //!
 //! 1. admits the call (a bounded number in flight; a full node answers `UNAVAILABLE`),
-//! 2. establishes the caller ([`Caller`]; today from the caller headers, next from a verified
-//!    token — this is the one place that will change),
+//! 2. establishes the caller ([`Caller`]) with the [`Authenticator`]: the bearer token is
+//!    verified and must carry the method's scope (`UNAUTHENTICATED` / `PERMISSION_DENIED`
+//!    otherwise, before anything is read or written), and the caller is made from its claims
+//!    (from the caller headers only while `auth.required` is off),
 //! 3. runs the handler with a [`Call`], the handler's only handle on the node,
 //! 4. checks the audit rule: a [`Class::PatientRead`] or [`Class::Decision`] method that
 //!    answers without having recorded an audit event is a bug, and the answer is refused
@@ -31,6 +33,7 @@ use openraft::Raft;
 use tokio::sync::OwnedSemaphorePermit;
 use tonic::{Request, Response, Status};
 
+use super::auth::Authenticator;
 use super::caller::Caller;
 use super::methods::{Class, Method};
 use crate::config::NodeConfig;
@@ -43,12 +46,13 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct Gate {
     ctx: NodeContext,
+    auth: Authenticator,
 }
 
 impl Gate {
-    /// The gate of the node `ctx`.
-    pub fn new(ctx: NodeContext) -> Gate {
-        Gate { ctx }
+    /// The gate of the node `ctx`, authenticating with `auth`.
+    pub fn new(ctx: NodeContext, auth: Authenticator) -> Gate {
+        Gate { ctx, auth }
     }
 
     /// Runs `handler` for one call of `method` (see the module docs for what happens around
@@ -84,7 +88,7 @@ impl Gate {
         Fut: Future<Output = Result<Resp, NodeError>>,
     {
         let _permit = self.ctx.admit().await?;
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.auth.caller(request.metadata(), method)?;
         let audited = Arc::new(AtomicBool::new(false));
         let call = Call {
             ctx: self.ctx.clone(),

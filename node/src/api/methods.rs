@@ -1,7 +1,9 @@
 //! Every public `kartotek.v1` method, with the class that decides what the request layer lets
-//! its handler do. A handler can only be run through [`Gate`](super::layer::Gate) with one of
+//! its handler do and the scope a caller's token must carry for it. A handler can only be run through [`Gate`](super::layer::Gate) with one of
 //! these, and a test checks that this table and the services' protobuf descriptors name
 //! exactly the same methods, so a new RPC cannot be added without being classified here.
+
+use kartotek_auth::scopes;
 
 /// What a method does, as far as the request layer's rules are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,16 +33,21 @@ pub struct Method {
     pub label: &'static str,
     /// What the layer lets its handler do.
     pub class: Class,
+    /// The scope a caller's access token must have (deny by default: every method has one,
+    /// and no row means no method). Client-registry and cluster administration need
+    /// [`scopes::ADMIN`].
+    pub scope: &'static str,
 }
 
 macro_rules! methods {
-    ($($name:ident = $service:literal / $method:literal : $class:ident, $label:literal;)*) => {
+    ($($name:ident = $service:literal / $method:literal : $class:ident, $label:literal, $scope:ident;)*) => {
         $(
             #[doc = concat!("`", $service, "/", $method, "`.")]
             pub const $name: Method = Method {
                 path: concat!("/kartotek.v1.", $service, "/", $method),
                 label: $label,
                 class: Class::$class,
+                scope: scopes::$scope,
             };
         )*
         /// Every public method.
@@ -49,51 +56,51 @@ macro_rules! methods {
 }
 
 methods! {
-    LOCATOR_REGISTER = "LocatorService" / "Register": Write, "Locator/Register";
-    LOCATOR_RETIRE = "LocatorService" / "Retire": Write, "Locator/Retire";
-    LOCATOR_LOOKUP = "LocatorService" / "Lookup": PatientRead, "Locator/Lookup";
-    LOCATOR_LIST = "LocatorService" / "List": PatientRead, "Locator/List";
-    LOCATOR_IMPORT = "LocatorService" / "Import": Write, "Locator/Import";
-    LOCATOR_WATCH = "LocatorService" / "Watch": PatientRead, "Locator/Watch";
-    AUDIT_RECORD = "AuditService" / "Record": Write, "Audit/Record";
-    AUDIT_QUERY = "AuditService" / "Query": PatientRead, "Audit/Query";
-    AUDIT_HEAD = "AuditService" / "Head": PlainRead, "Audit/Head";
-    ADMIN_STATUS = "AdminService" / "Status": Admin, "Admin/Status";
-    ADMIN_INIT = "AdminService" / "Init": Admin, "Admin/Init";
-    ADMIN_ADD_LEARNER = "AdminService" / "AddLearner": Admin, "Admin/AddLearner";
-    ADMIN_PROMOTE = "AdminService" / "Promote": Admin, "Admin/Promote";
-    ADMIN_REMOVE = "AdminService" / "Remove": Admin, "Admin/Remove";
-    ADMIN_SNAPSHOT = "AdminService" / "Snapshot": Admin, "Admin/Snapshot";
-    BLOCK_ADD = "BlockService" / "Add": Write, "Block/Add";
-    BLOCK_REVOKE = "BlockService" / "Revoke": Write, "Block/Revoke";
-    BLOCK_LIST = "BlockService" / "List": PatientRead, "Block/List";
-    ACCESS_DECIDE = "AccessService" / "Decide": Decision, "Access/Decide";
-    NOTIFICATION_LIST = "NotificationService" / "List": PatientRead, "Notification/List";
-    NOTIFICATION_ACKNOWLEDGE = "NotificationService" / "Acknowledge": Write, "Notification/Acknowledge";
-    CONSENT_REQUEST = "ConsentService" / "Request": Write, "Consent/Request";
-    CONSENT_GRANT = "ConsentService" / "Grant": Write, "Consent/Grant";
-    CONSENT_DENY = "ConsentService" / "Deny": Write, "Consent/Deny";
-    CONSENT_WITHDRAW = "ConsentService" / "Withdraw": Write, "Consent/Withdraw";
-    CONSENT_LIST = "ConsentService" / "List": PatientRead, "Consent/List";
-    CONSENT_CHECK = "ConsentService" / "Check": PatientRead, "Consent/Check";
-    RESERVATION_RESERVE = "ReservationService" / "Reserve": Write, "Reservation/Reserve";
-    RESERVATION_WITHDRAW = "ReservationService" / "Withdraw": Write, "Reservation/Withdraw";
-    RESERVATION_CHECK = "ReservationService" / "Check": PatientRead, "Reservation/Check";
-    RESERVATION_LIST = "ReservationService" / "List": PatientRead, "Reservation/List";
-    REPRESENTATION_GRANT = "RepresentationService" / "Grant": Write, "Representation/Grant";
-    REPRESENTATION_REVOKE = "RepresentationService" / "Revoke": Write, "Representation/Revoke";
-    REPRESENTATION_LIST_BY_REPRESENTATIVE = "RepresentationService" / "ListByRepresentative": PatientRead, "Representation/ListByRepresentative";
-    REPRESENTATION_LIST_BY_REPRESENTED = "RepresentationService" / "ListByRepresented": PatientRead, "Representation/ListByRepresented";
-    REPRESENTATION_CHECK = "RepresentationService" / "Check": PatientRead, "Representation/Check";
-    CATALOG_REGISTER = "CatalogService" / "Register": Write, "Catalog/Register";
-    CATALOG_UPDATE = "CatalogService" / "Update": Write, "Catalog/Update";
-    CATALOG_SET_LIFECYCLE = "CatalogService" / "SetLifecycle": Write, "Catalog/SetLifecycle";
-    CATALOG_GET = "CatalogService" / "Get": PlainRead, "Catalog/Get";
-    CATALOG_SEARCH = "CatalogService" / "Search": PlainRead, "Catalog/Search";
-    CLIENT_REGISTER = "ClientRegistryService" / "Register": Write, "Client/Register";
-    CLIENT_UPDATE = "ClientRegistryService" / "Update": Write, "Client/Update";
-    CLIENT_GET = "ClientRegistryService" / "Get": PlainRead, "Client/Get";
-    CLIENT_LIST = "ClientRegistryService" / "List": PlainRead, "Client/List";
+    LOCATOR_REGISTER = "LocatorService" / "Register": Write, "Locator/Register", LOCATOR_WRITE;
+    LOCATOR_RETIRE = "LocatorService" / "Retire": Write, "Locator/Retire", LOCATOR_WRITE;
+    LOCATOR_LOOKUP = "LocatorService" / "Lookup": PatientRead, "Locator/Lookup", LOCATOR_READ;
+    LOCATOR_LIST = "LocatorService" / "List": PatientRead, "Locator/List", LOCATOR_READ;
+    LOCATOR_IMPORT = "LocatorService" / "Import": Write, "Locator/Import", LOCATOR_WRITE;
+    LOCATOR_WATCH = "LocatorService" / "Watch": PatientRead, "Locator/Watch", LOCATOR_READ;
+    AUDIT_RECORD = "AuditService" / "Record": Write, "Audit/Record", AUDIT_WRITE;
+    AUDIT_QUERY = "AuditService" / "Query": PatientRead, "Audit/Query", AUDIT_READ;
+    AUDIT_HEAD = "AuditService" / "Head": PlainRead, "Audit/Head", AUDIT_READ;
+    ADMIN_STATUS = "AdminService" / "Status": Admin, "Admin/Status", ADMIN;
+    ADMIN_INIT = "AdminService" / "Init": Admin, "Admin/Init", ADMIN;
+    ADMIN_ADD_LEARNER = "AdminService" / "AddLearner": Admin, "Admin/AddLearner", ADMIN;
+    ADMIN_PROMOTE = "AdminService" / "Promote": Admin, "Admin/Promote", ADMIN;
+    ADMIN_REMOVE = "AdminService" / "Remove": Admin, "Admin/Remove", ADMIN;
+    ADMIN_SNAPSHOT = "AdminService" / "Snapshot": Admin, "Admin/Snapshot", ADMIN;
+    BLOCK_ADD = "BlockService" / "Add": Write, "Block/Add", RECORDS_WRITE;
+    BLOCK_REVOKE = "BlockService" / "Revoke": Write, "Block/Revoke", RECORDS_WRITE;
+    BLOCK_LIST = "BlockService" / "List": PatientRead, "Block/List", RECORDS_READ;
+    ACCESS_DECIDE = "AccessService" / "Decide": Decision, "Access/Decide", RECORDS_READ;
+    NOTIFICATION_LIST = "NotificationService" / "List": PatientRead, "Notification/List", RECORDS_READ;
+    NOTIFICATION_ACKNOWLEDGE = "NotificationService" / "Acknowledge": Write, "Notification/Acknowledge", RECORDS_WRITE;
+    CONSENT_REQUEST = "ConsentService" / "Request": Write, "Consent/Request", RECORDS_WRITE;
+    CONSENT_GRANT = "ConsentService" / "Grant": Write, "Consent/Grant", RECORDS_WRITE;
+    CONSENT_DENY = "ConsentService" / "Deny": Write, "Consent/Deny", RECORDS_WRITE;
+    CONSENT_WITHDRAW = "ConsentService" / "Withdraw": Write, "Consent/Withdraw", RECORDS_WRITE;
+    CONSENT_LIST = "ConsentService" / "List": PatientRead, "Consent/List", RECORDS_READ;
+    CONSENT_CHECK = "ConsentService" / "Check": PatientRead, "Consent/Check", RECORDS_READ;
+    RESERVATION_RESERVE = "ReservationService" / "Reserve": Write, "Reservation/Reserve", RECORDS_WRITE;
+    RESERVATION_WITHDRAW = "ReservationService" / "Withdraw": Write, "Reservation/Withdraw", RECORDS_WRITE;
+    RESERVATION_CHECK = "ReservationService" / "Check": PatientRead, "Reservation/Check", RECORDS_READ;
+    RESERVATION_LIST = "ReservationService" / "List": PatientRead, "Reservation/List", RECORDS_READ;
+    REPRESENTATION_GRANT = "RepresentationService" / "Grant": Write, "Representation/Grant", RECORDS_WRITE;
+    REPRESENTATION_REVOKE = "RepresentationService" / "Revoke": Write, "Representation/Revoke", RECORDS_WRITE;
+    REPRESENTATION_LIST_BY_REPRESENTATIVE = "RepresentationService" / "ListByRepresentative": PatientRead, "Representation/ListByRepresentative", RECORDS_READ;
+    REPRESENTATION_LIST_BY_REPRESENTED = "RepresentationService" / "ListByRepresented": PatientRead, "Representation/ListByRepresented", RECORDS_READ;
+    REPRESENTATION_CHECK = "RepresentationService" / "Check": PatientRead, "Representation/Check", RECORDS_READ;
+    CATALOG_REGISTER = "CatalogService" / "Register": Write, "Catalog/Register", RECORDS_WRITE;
+    CATALOG_UPDATE = "CatalogService" / "Update": Write, "Catalog/Update", RECORDS_WRITE;
+    CATALOG_SET_LIFECYCLE = "CatalogService" / "SetLifecycle": Write, "Catalog/SetLifecycle", RECORDS_WRITE;
+    CATALOG_GET = "CatalogService" / "Get": PlainRead, "Catalog/Get", RECORDS_READ;
+    CATALOG_SEARCH = "CatalogService" / "Search": PlainRead, "Catalog/Search", RECORDS_READ;
+    CLIENT_REGISTER = "ClientRegistryService" / "Register": Write, "Client/Register", ADMIN;
+    CLIENT_UPDATE = "ClientRegistryService" / "Update": Write, "Client/Update", ADMIN;
+    CLIENT_GET = "ClientRegistryService" / "Get": PlainRead, "Client/Get", ADMIN;
+    CLIENT_LIST = "ClientRegistryService" / "List": PlainRead, "Client/List", ADMIN;
 }
 
 /// The method with gRPC path `path`, if it is public.
@@ -144,6 +151,22 @@ mod tests {
             "table names methods that do not exist: {unknown:?}"
         );
         assert_eq!(table.len(), ALL.len(), "a method is listed twice");
+    }
+
+    #[test]
+    fn every_method_needs_a_known_scope_and_writes_need_write_scopes() {
+        for m in ALL {
+            assert!(scopes::is_known(m.scope), "{m:?}");
+            if m.class == Class::Write {
+                assert!(
+                    m.scope.ends_with(".write") || m.scope == scopes::ADMIN,
+                    "{m:?}"
+                );
+            }
+            if m.class == Class::Admin {
+                assert_eq!(m.scope, scopes::ADMIN, "{m:?}");
+            }
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod auth;
 pub mod caller;
 pub mod convert;
 pub mod layer;

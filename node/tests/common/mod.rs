@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -144,6 +146,16 @@ impl TestCluster {
     /// Starts `n` nodes with `tweak` applied to each node's spec, initialises, waits for a
     /// leader.
     pub async fn start(n: u64, tweak: fn(&mut NodeSpec)) -> TestCluster {
+        TestCluster::start_with_token(n, tweak, None).await
+    }
+
+    /// [`TestCluster::start`] whose clients (the bootstrap's admin client too) send `token`
+    /// as `authorization: Bearer`, for clusters with `auth.required`.
+    pub async fn start_with_token(
+        n: u64,
+        tweak: fn(&mut NodeSpec),
+        token: Option<String>,
+    ) -> TestCluster {
         let permit = CLUSTERS
             .acquire()
             .await
@@ -155,6 +167,7 @@ impl TestCluster {
             "kartotek-test",
         );
         opts.startup_timeout = Duration::from_secs(90);
+        opts.client.token = token;
         let pki = TestPki::new(&dir.path().join("pki"), "cluster")
             .unwrap_or_else(|e| panic!("test CA: {e:#}"));
         let mut kit = Cluster::new(opts);

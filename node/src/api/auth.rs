@@ -1,0 +1,194 @@
+//! Authentication and authorisation of a public call: the bearer access token is verified
+//! (trusted issuers from `[auth]`, exact `iss` and `aud`, `exp`/`nbf` with a small leeway, the
+//! ES256/EdDSA allow-list, `typ` `at+jwt`; see `kartotek_auth::verify`), the method's scope
+//! (one row per method in [`super::methods`], deny by default) must be among the token's, and
+//! the [`Caller`] the audit events name is made from the token's claims only.
+//!
+//! [`Authenticator::caller`] is called by the request layer ([`super::layer::Gate`]) before a
+//! handler runs; a refused call reads and writes nothing. With `auth.required = false` (only
+//! until every client fetches tokens; see the README) the caller headers are taken as before.
+//!
+//! Cost: one ECDSA/EdDSA signature check per call, against keys parsed once at start; no lock.
+
+use std::sync::Arc;
+
+use kartotek_auth::{AccessClaims, TokenVerifier, TrustedIssuer, VerifierOptions};
+use kartotek_domain::fields::{Actor, Purpose};
+use kartotek_domain::limits::CORRELATION_ID_BYTES_MAX;
+use kartotek_domain::locator::{parse_national_id, parse_org_number};
+use kartotek_proto::REQUEST_ID_HEADER;
+use tonic::metadata::MetadataMap;
+
+use super::caller::Caller;
+use super::methods::Method;
+use crate::config::AuthSettings;
+use crate::error::NodeError;
+
+/// Why the `[auth]` section could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    /// A JWK Set file could not be read.
+    #[error("auth.trusted_issuers[{index}].jwks_file {path}: {source}")]
+    Read {
+        /// Which issuer.
+        index: usize,
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A JWK Set did not give usable keys.
+    #[error("auth.trusted_issuers[{index}]: {reason}")]
+    Keys {
+        /// Which issuer.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Verifies callers. Cheap to clone.
+#[derive(Clone)]
+pub struct Authenticator {
+    verifier: Option<Arc<TokenVerifier>>,
+}
+
+impl Authenticator {
+    /// The authenticator `settings` describe: reads each trusted issuer's JWK Set file once.
+    pub fn from_settings(settings: &AuthSettings) -> Result<Authenticator, AuthConfigError> {
+        if !settings.required {
+            return Ok(Authenticator { verifier: None });
+        }
+        let mut issuers = Vec::with_capacity(settings.trusted_issuers.len());
+        for (index, t) in settings.trusted_issuers.iter().enumerate() {
+            let json =
+                std::fs::read_to_string(&t.jwks_file).map_err(|source| AuthConfigError::Read {
+                    index,
+                    path: t.jwks_file.display().to_string(),
+                    source,
+                })?;
+            let issuer =
+                TrustedIssuer::from_jwks_json(&t.issuer, &t.audience, &json).map_err(|e| {
+                    AuthConfigError::Keys {
+                        index,
+                        reason: e.to_string(),
+                    }
+                })?;
+            issuers.push(issuer);
+        }
+        let options = VerifierOptions {
+            leeway_s: settings.leeway_s,
+            ..VerifierOptions::default()
+        };
+        Ok(Authenticator {
+            verifier: Some(Arc::new(TokenVerifier::new(issuers, options))),
+        })
+    }
+
+    /// Whether calls must carry a verified token.
+    pub fn required(&self) -> bool {
+        self.verifier.is_some()
+    }
+
+    /// The verified caller of a call of `method` with metadata `md`, or why not.
+    pub fn caller(&self, md: &MetadataMap, method: &Method) -> Result<Caller, NodeError> {
+        let Some(verifier) = &self.verifier else {
+            return Caller::from_metadata(md);
+        };
+        let token = bearer(md)?;
+        let claims = verifier
+            .verify(token, now_s())
+            .map_err(|e| NodeError::Unauthenticated(format!("{e}")))?;
+        if !claims.has_scope(method.scope) {
+            return Err(NodeError::Forbidden(format!(
+                "{} needs scope {} (the token has: {})",
+                method.path,
+                method.scope,
+                if claims.scope.is_empty() {
+                    "none"
+                } else {
+                    &claims.scope
+                }
+            )));
+        }
+        caller_of(&claims, md)
+    }
+}
+
+fn now_s() -> i64 {
+    kartotek_domain::Timestamp::now().0.div_euclid(1000)
+}
+
+/// The token of `authorization: Bearer <token>`.
+fn bearer(md: &MetadataMap) -> Result<&str, NodeError> {
+    let Some(value) = md.get("authorization") else {
+        return Err(NodeError::Unauthenticated(
+            "no access token: send `authorization: Bearer <token>` (get one from the token service, e.g. `kartotek token`)".into(),
+        ));
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| NodeError::Unauthenticated("authorization is not visible ASCII".into()))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("dpop") => {
+            Err(NodeError::Unauthenticated(
+                "DPoP-bound tokens are not accepted by this node yet".into(),
+            ))
+        }
+        _ => Err(NodeError::Unauthenticated(
+            "authorization is not `Bearer <token>`".into(),
+        )),
+    }
+}
+
+/// The caller a verified token names: health personnel by HPR number when the token carries
+/// one, else the client itself; the organisation (sub-unit first), the purpose of use and, for
+/// a token exchanged to act for someone, the person acted for. Nothing comes from headers but
+/// the request id.
+fn caller_of(claims: &AccessClaims, md: &MetadataMap) -> Result<Caller, NodeError> {
+    let bad = |claim: &str, e: &dyn std::fmt::Display| {
+        NodeError::Unauthenticated(format!("token claim {claim}: {e}"))
+    };
+    let (actor, on_behalf_of) = match (&claims.act, &claims.hpr_number) {
+        (Some(act), _) => (
+            Actor::parse("act", "citizen", &act.sub).map_err(|e| bad("act.sub", &e))?,
+            Some(parse_national_id("sub", &claims.sub).map_err(|e| bad("sub", &e))?),
+        ),
+        (None, Some(hpr)) => (
+            Actor::parse("hpr_number", "personnel", hpr).map_err(|e| bad("hpr_number", &e))?,
+            None,
+        ),
+        (None, None) => (
+            Actor::parse("client_id", "client", &claims.client_id)
+                .map_err(|e| bad("client_id", &e))?,
+            None,
+        ),
+    };
+    let org = claims
+        .org_child
+        .as_deref()
+        .or(claims.org_parent.as_deref())
+        .map(|o| parse_org_number("org", o))
+        .transpose()
+        .map_err(|e| bad("org", &e))?;
+    let purpose = claims
+        .purpose_of_use
+        .as_deref()
+        .map(|p| Purpose::parse("purpose_of_use", p))
+        .transpose()
+        .map_err(|e| bad("purpose_of_use", &e))?;
+    let correlation_id = md
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|r| !r.is_empty() && r.len() <= CORRELATION_ID_BYTES_MAX)
+        .map(str::to_owned);
+    Ok(Caller {
+        actor,
+        org,
+        on_behalf_of,
+        purpose,
+        correlation_id,
+    })
+}
