@@ -126,6 +126,11 @@ fn token_form(assertion: &str) -> String {
     .join("&")
 }
 
+/// `POST /connect/token` with `assertion`, asking for `kartotek:locator.read`.
+async fn post_token(addr: SocketAddr, assertion: &str) -> (u16, String) {
+    http(addr, "POST", "/connect/token", Some(&token_form(assertion))).await
+}
+
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -153,14 +158,16 @@ async fn a_registered_client_gets_a_verifiable_single_use_token() {
     let c = cluster.client();
     let owner = org(7);
     let key = SigningKey::generate_es256().unwrap();
+    let request = |status: ClientStatus| ClientRequest {
+        client_id: "ehr-e2e".into(),
+        org: owner.clone(),
+        public_keys: vec![key.public_key().jwk().to_string()],
+        allowed_scopes: vec![scopes::LOCATOR_READ.into(), scopes::RECORDS_READ.into()],
+        status: status as i32,
+        ..Default::default()
+    };
     let registered = c
-        .register_client(ClientRequest {
-            client_id: "ehr-e2e".into(),
-            org: owner.clone(),
-            public_keys: vec![key.public_key().jwk().to_string()],
-            allowed_scopes: vec![scopes::LOCATOR_READ.into(), scopes::RECORDS_READ.into()],
-            ..Default::default()
-        })
+        .register_client(request(ClientStatus::Unspecified))
         .await
         .unwrap();
     assert!(registered.changed);
@@ -181,13 +188,7 @@ async fn a_registered_client_gets_a_verifiable_single_use_token() {
     assert_eq!(meta["token_endpoint"], format!("{issuer}/connect/token"));
 
     let assertion = sign_client_assertion(&key, "ehr-e2e", &issuer, now_s(), 30).unwrap();
-    let (status, body) = http(
-        addr,
-        "POST",
-        "/connect/token",
-        Some(&token_form(&assertion)),
-    )
-    .await;
+    let (status, body) = post_token(addr, &assertion).await;
     assert_eq!(status, 200, "{body}");
     let answer: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["token_type"], "Bearer");
@@ -208,13 +209,7 @@ async fn a_registered_client_gets_a_verifiable_single_use_token() {
     assert!(!claims.has_scope(scopes::RECORDS_READ));
 
     // The same assertion again: refused.
-    let (status, body) = http(
-        addr,
-        "POST",
-        "/connect/token",
-        Some(&token_form(&assertion)),
-    )
-    .await;
+    let (status, body) = post_token(addr, &assertion).await;
     assert_eq!(status, 401, "{body}");
     assert!(
         body.contains("invalid_client") && body.contains("already used"),
@@ -222,18 +217,11 @@ async fn a_registered_client_gets_a_verifiable_single_use_token() {
     );
 
     // Disabled since: a fresh assertion is refused too.
-    c.update_client(ClientRequest {
-        client_id: "ehr-e2e".into(),
-        org: owner.clone(),
-        public_keys: vec![key.public_key().jwk().to_string()],
-        allowed_scopes: vec![scopes::LOCATOR_READ.into()],
-        status: ClientStatus::Disabled as i32,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    c.update_client(request(ClientStatus::Disabled))
+        .await
+        .unwrap();
     let fresh = sign_client_assertion(&key, "ehr-e2e", &issuer, now_s(), 30).unwrap();
-    let (status, body) = http(addr, "POST", "/connect/token", Some(&token_form(&fresh))).await;
+    let (status, body) = post_token(addr, &fresh).await;
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("disabled"), "{body}");
 

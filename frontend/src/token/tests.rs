@@ -69,6 +69,10 @@ fn form(pairs: &[(&str, &str)]) -> Request<Body> {
         .unwrap()
 }
 
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
 fn token_request(assertion: &str, scope: Option<&str>) -> Request<Body> {
     let mut pairs = vec![
         ("grant_type", "client_credentials"),
@@ -132,13 +136,7 @@ async fn a_client_gets_a_token_that_verifies_against_the_published_keys() {
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 300);
     assert_eq!(body["scope"], "kartotek:audit.write kartotek:locator.read");
-    let (status, jwks, headers) = call(
-        &f.app,
-        Request::get("/.well-known/jwks.json")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let (status, jwks, headers) = call(&f.app, get("/.well-known/jwks.json")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         headers[header::CACHE_CONTROL]
@@ -171,13 +169,7 @@ async fn a_client_gets_a_token_that_verifies_against_the_published_keys() {
         (StatusCode::OK, Some(scopes::LOCATOR_READ))
     );
     // Metadata.
-    let (status, meta, _) = call(
-        &f.app,
-        Request::get("/.well-known/oauth-authorization-server")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let (status, meta, _) = call(&f.app, get("/.well-known/oauth-authorization-server")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(meta["issuer"], ISS);
     assert_eq!(meta["token_endpoint"], format!("{ISS}/connect/token"));
@@ -201,59 +193,30 @@ async fn refusals() {
     let a = assertion(&f, "ehr-1");
     let (status, _, _) = call(&f.app, token_request(&a, None)).await;
     assert_eq!(status, StatusCode::OK);
-    let why = refused(
-        &f,
-        token_request(&a, None),
-        StatusCode::UNAUTHORIZED,
-        "invalid_client",
-    )
-    .await;
-    assert!(why.contains("already used"), "{why}");
-    // Expired, wrong audience, wrong typ.
-    let t = custom_assertion(&f, ASSERTION_TYPE, &claims("ehr-1", ISS, -60));
-    let why = refused(
-        &f,
-        token_request(&t, None),
-        StatusCode::UNAUTHORIZED,
-        "invalid_client",
-    )
-    .await;
-    assert!(why.contains("expired"), "{why}");
-    let t = custom_assertion(&f, ASSERTION_TYPE, &claims("ehr-1", "https://other", 30));
-    let why = refused(
-        &f,
-        token_request(&t, None),
-        StatusCode::UNAUTHORIZED,
-        "invalid_client",
-    )
-    .await;
-    assert!(why.contains("aud"), "{why}");
-    let t = custom_assertion(&f, "JWT", &claims("ehr-1", ISS, 30));
-    let why = refused(
-        &f,
-        token_request(&t, None),
-        StatusCode::UNAUTHORIZED,
-        "invalid_client",
-    )
-    .await;
-    assert!(why.contains("typ"), "{why}");
-    // Unknown and disabled clients.
-    let why = refused(
-        &f,
-        token_request(&assertion(&f, "nobody"), None),
-        StatusCode::UNAUTHORIZED,
-        "invalid_client",
-    )
-    .await;
-    assert!(why.contains("unknown client"), "{why}");
-    let why = refused(
-        &f,
-        token_request(&assertion(&f, "off-1"), None),
-        StatusCode::UNAUTHORIZED,
-        "invalid_client",
-    )
-    .await;
-    assert!(why.contains("disabled"), "{why}");
+    // Replayed, expired, wrong audience, wrong typ, unknown and disabled clients: all
+    // invalid_client (401), each with its reason.
+    let cases = [
+        (a, "already used"),
+        (
+            custom_assertion(&f, ASSERTION_TYPE, &claims("ehr-1", ISS, -60)),
+            "expired",
+        ),
+        (
+            custom_assertion(&f, ASSERTION_TYPE, &claims("ehr-1", "https://other", 30)),
+            "aud",
+        ),
+        (
+            custom_assertion(&f, "JWT", &claims("ehr-1", ISS, 30)),
+            "typ",
+        ),
+        (assertion(&f, "nobody"), "unknown client"),
+        (assertion(&f, "off-1"), "disabled"),
+    ];
+    for (t, want) in cases {
+        let req = token_request(&t, None);
+        let why = refused(&f, req, StatusCode::UNAUTHORIZED, "invalid_client").await;
+        assert!(why.contains(want), "{why} / {want}");
+    }
     // A scope the client may not have.
     let why = refused(
         &f,
@@ -282,48 +245,30 @@ async fn refusals() {
         .unwrap();
     refused(&f, req, StatusCode::PAYLOAD_TOO_LARGE, "invalid_request").await;
     // Other grant types, secrets, missing authentication, repeated parameters, JSON bodies.
-    refused(
-        &f,
-        form(&[("grant_type", "password")]),
-        StatusCode::BAD_REQUEST,
-        "unsupported_grant_type",
-    )
-    .await;
-    refused(
-        &f,
-        form(&[("scope", "x")]),
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-    )
-    .await;
-    refused(
-        &f,
-        form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "ehr-1"),
-            ("client_secret", "s"),
-        ]),
-        StatusCode::UNAUTHORIZED,
-        "invalid_client",
-    )
-    .await;
-    refused(
-        &f,
-        form(&[("grant_type", "client_credentials")]),
-        StatusCode::UNAUTHORIZED,
-        "invalid_client",
-    )
-    .await;
-    refused(
-        &f,
-        form(&[
-            ("grant_type", "client_credentials"),
-            ("grant_type", "client_credentials"),
-        ]),
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-    )
-    .await;
+    const CC: (&str, &str) = ("grant_type", "client_credentials");
+    type Form<'a> = &'a [(&'a str, &'a str)];
+    let forms: [(Form, StatusCode, &str); 5] = [
+        (
+            &[("grant_type", "password")],
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+        ),
+        (
+            &[("scope", "x")],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            &[CC, ("client_secret", "s")],
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (&[CC], StatusCode::UNAUTHORIZED, "invalid_client"),
+        (&[CC, CC], StatusCode::BAD_REQUEST, "invalid_request"),
+    ];
+    for (pairs, status, error) in forms {
+        refused(&f, form(pairs), status, error).await;
+    }
     let req = Request::post("/connect/token")
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from("{}"))
