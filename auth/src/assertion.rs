@@ -10,6 +10,8 @@
 //! [`ASSERTION_LIFETIME_S_MAX`] ahead; `nbf`/`iat` not in the future; `jti` present, at most
 //! [`JTI_BYTES_MAX`] bytes. Clock skew of [`ASSERTION_LEEWAY_S`] is allowed on each time.
 //!
+//! [`sign_client_assertion`] makes one (for clients written in Rust, the CLI and tests).
+//!
 //! It returns the `jti` and `exp`; the caller then asks a [`ReplayGuard`] whether the `jti`
 //! was seen before (an assertion is single-use). [`JtiReplayCache`] is the in-process guard:
 //! it protects one frontend instance only. A guard shared by every instance, kept in the
@@ -26,7 +28,9 @@ use serde_json::Value;
 
 use crate::b64;
 use crate::claims::{ISSUER_BYTES_MAX, one_or_many_in};
-use crate::keys::{PublicKey, TokenAlg};
+use crate::error::IssueError;
+use crate::issue::new_jti;
+use crate::keys::{PublicKey, SigningKey, TokenAlg};
 use crate::verify::{VerifyError, diagnose_header, from_jwt_error};
 
 /// `client_assertion_type` of a JWT bearer client assertion (RFC 7523 §2.2).
@@ -269,6 +273,29 @@ pub fn verify_client_assertion<K: AsRef<str>>(
         jti,
         exp_s: c.exp,
     })
+}
+
+/// Signs a client assertion, as a client does (the CLI's client file, tests): header `typ`
+/// [`ASSERTION_TYPE`] and the key's `kid`; `iss` = `sub` = `client_id`, `aud` = `audience`
+/// (the token service's issuer), `iat` = `nbf` = `now_s`, `exp` = `now_s + lifetime_s`
+/// (lifetime clamped to 1..=[`ASSERTION_LIFETIME_S_MAX`]), a fresh random `jti`.
+pub fn sign_client_assertion(
+    key: &SigningKey,
+    client_id: &str,
+    audience: &str,
+    now_s: i64,
+    lifetime_s: i64,
+) -> Result<String, IssueError> {
+    let claims = serde_json::json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "iat": now_s,
+        "nbf": now_s,
+        "exp": now_s.saturating_add(lifetime_s.clamp(1, ASSERTION_LIFETIME_S_MAX)),
+        "jti": new_jti()?,
+    });
+    key.sign_jwt(ASSERTION_TYPE, &claims)
 }
 
 /// Why a [`ReplayGuard`] refused an assertion.

@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::b64;
-use crate::error::KeyError;
+use crate::error::{IssueError, KeyError};
 use crate::verify::LEEWAY_S_MAX;
 
 /// Largest key file read, in bytes.
@@ -558,6 +558,21 @@ impl SigningKey {
 
     pub(crate) fn encoding_key(&self) -> &EncodingKey {
         &self.encoding
+    }
+
+    /// Signs any `claims` as a compact JWS with header `typ` and this key's `alg` and `kid`
+    /// (client assertions with custom claims, tests). Access tokens go through
+    /// [`Issuer::sign`](crate::Issuer::sign), which checks their claims.
+    pub fn sign_jwt<T: serde::Serialize>(
+        &self,
+        typ: &str,
+        claims: &T,
+    ) -> Result<String, IssueError> {
+        let mut header = jsonwebtoken::Header::new(self.alg().jwt());
+        header.typ = Some(typ.to_owned());
+        header.kid = Some(self.kid().to_owned());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|e| IssueError::Sign(e.to_string()))
     }
 }
 

@@ -40,7 +40,7 @@ mod b64;
 pub use assertion::{
     ASSERTION_BYTES_MAX, ASSERTION_LEEWAY_S, ASSERTION_LIFETIME_S_MAX, ASSERTION_TYPE,
     AssertionClaims, AssertionError, CLIENT_ASSERTION_TYPE, JTI_BYTES_MAX, JtiReplayCache,
-    ReplayError, ReplayGuard, assertion_client_id, verify_client_assertion,
+    ReplayError, ReplayGuard, assertion_client_id, sign_client_assertion, verify_client_assertion,
 };
 pub use claims::{AccessClaims, Actor, Confirmation};
 pub use error::{IssueError, KeyError};

@@ -369,6 +369,17 @@ fn assertions_round_trip() {
 }
 
 #[test]
+fn signed_assertions_verify_and_live_at_most_a_minute() {
+    let key = SigningKey::generate_es256().unwrap();
+    let jwt = sign_client_assertion(&key, CLIENT, ISS, NOW, 3600).unwrap();
+    let got = verify_client_assertion(&jwt, CLIENT, ISS, &client_keys(&key), NOW).unwrap();
+    assert_eq!(got.exp_s, NOW + ASSERTION_LIFETIME_S_MAX);
+    let other = sign_client_assertion(&key, CLIENT, ISS, NOW, 30).unwrap();
+    let got2 = verify_client_assertion(&other, CLIENT, ISS, &client_keys(&key), NOW).unwrap();
+    assert_ne!(got.jti, got2.jti);
+}
+
+#[test]
 fn assertion_refusal_reasons() {
     let key = SigningKey::generate_es256().unwrap();
     let keys = client_keys(&key);

@@ -8,7 +8,7 @@
 //! shown, with its default, in `frontend/frontend.example.toml`.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::http::Uri;
@@ -104,6 +104,42 @@ impl Default for HttpSettings {
     }
 }
 
+/// Largest `token.request_bytes_max` allowed, in bytes.
+pub const TOKEN_REQUEST_BYTES_MAX: u64 = 64 * 1024;
+
+/// The token service (`/connect/token`, `/.well-known/jwks.json`,
+/// `/.well-known/oauth-authorization-server`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenSettings {
+    /// The issuer URL (`iss` of every token, the `aud` client assertions must name); empty:
+    /// `public_base_url`.
+    pub issuer: String,
+    /// The `aud` of every access token (what the nodes expect).
+    pub audience: String,
+    /// JWK Set file of private signing keys, shared by every frontend instance (see
+    /// `kartotek_auth::keys` for the format and rotation). Required unless the issuer is
+    /// `http://` on a loopback host (dev), where a key is generated in memory at start (tokens
+    /// then do not outlive the process).
+    pub signing_keys_file: Option<PathBuf>,
+    /// Lifetime of an access token, seconds (at most 3600).
+    pub access_token_lifetime_s: u64,
+    /// Largest token request body, bytes (at most [`TOKEN_REQUEST_BYTES_MAX`]).
+    pub request_bytes_max: u64,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        TokenSettings {
+            issuer: String::new(),
+            audience: "kartotek".into(),
+            signing_keys_file: None,
+            access_token_lifetime_s: 300,
+            request_bytes_max: 16 * 1024,
+        }
+    }
+}
+
 /// One frontend's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -111,7 +147,7 @@ pub struct FrontendConfig {
     /// Address the HTTP server listens on.
     pub listen_addr: SocketAddr,
     /// The URL clients reach this frontend at (`http[s]://host[:port][/prefix]`, no trailing
-    /// `/`): the base of absolute links and, later, the token issuer.
+    /// `/`): the base of absolute links and the token issuer (unless `token.issuer` is set).
     pub public_base_url: String,
     /// Log filter (`tracing` env-filter syntax) when `RUST_LOG` is unset.
     pub log_filter: String,
@@ -119,6 +155,8 @@ pub struct FrontendConfig {
     pub cluster: ClusterSettings,
     /// Limits of the HTTP request layer.
     pub http: HttpSettings,
+    /// The token service.
+    pub token: TokenSettings,
 }
 
 impl Default for FrontendConfig {
@@ -129,6 +167,7 @@ impl Default for FrontendConfig {
             log_filter: "info".into(),
             cluster: ClusterSettings::default(),
             http: HttpSettings::default(),
+            token: TokenSettings::default(),
         }
     }
 }
@@ -165,7 +204,7 @@ impl FrontendConfig {
 
     /// Checks ranges and relations between settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_base_url(&self.public_base_url)?;
+        validate_base_url("public_base_url", &self.public_base_url)?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_filter) {
             return Err(invalid("log_filter", e.to_string()));
         }
@@ -230,7 +269,60 @@ impl FrontendConfig {
                 "must be less than http.request_timeout_ms (else /readyz times out first)",
             ));
         }
+
+        let t = &self.token;
+        if !t.issuer.is_empty() {
+            validate_base_url("token.issuer", &t.issuer)?;
+        }
+        if t.audience.is_empty() || t.audience.len() > kartotek_auth::claims::ISSUER_BYTES_MAX {
+            return Err(invalid(
+                "token.audience",
+                format!(
+                    "must be 1 to {} bytes",
+                    kartotek_auth::claims::ISSUER_BYTES_MAX
+                ),
+            ));
+        }
+        let lifetime_max = kartotek_auth::ACCESS_TOKEN_LIFETIME_S_MAX.unsigned_abs();
+        if !(1..=lifetime_max).contains(&t.access_token_lifetime_s) {
+            return Err(invalid(
+                "token.access_token_lifetime_s",
+                format!("must be 1 to {lifetime_max} s"),
+            ));
+        }
+        if !(1024..=TOKEN_REQUEST_BYTES_MAX).contains(&t.request_bytes_max) {
+            return Err(invalid(
+                "token.request_bytes_max",
+                format!("must be 1 KiB to {TOKEN_REQUEST_BYTES_MAX} bytes"),
+            ));
+        }
+        if t.signing_keys_file.is_none() && !self.is_dev_issuer() {
+            return Err(invalid(
+                "token.signing_keys_file",
+                "required (keys shared by every frontend) unless the issuer is http:// on a \
+                 loopback host (dev)",
+            ));
+        }
         Ok(())
+    }
+
+    /// The token issuer URL: `token.issuer`, or `public_base_url` when that is empty.
+    pub fn issuer(&self) -> &str {
+        if self.token.issuer.is_empty() {
+            &self.public_base_url
+        } else {
+            &self.token.issuer
+        }
+    }
+
+    /// True when the issuer is `http://` on a loopback host: dev, where signing keys may be
+    /// generated in memory.
+    pub fn is_dev_issuer(&self) -> bool {
+        let Ok(uri) = self.issuer().parse::<Uri>() else {
+            return false;
+        };
+        uri.scheme_str() == Some("http")
+            && matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]"))
     }
 
     /// The `kartotek-client` configuration for reaching the cluster.
@@ -260,32 +352,31 @@ impl FrontendConfig {
     }
 }
 
-fn validate_base_url(url: &str) -> Result<(), ConfigError> {
-    const FIELD: &str = "public_base_url";
+fn validate_base_url(field: &'static str, url: &str) -> Result<(), ConfigError> {
     if url.is_empty() || url.len() > PUBLIC_BASE_URL_LEN_MAX {
         return Err(invalid(
-            FIELD,
+            field,
             format!("must be 1 to {PUBLIC_BASE_URL_LEN_MAX} bytes"),
         ));
     }
     let uri: Uri = url
         .parse()
-        .map_err(|e| invalid(FIELD, format!("not a URL: {e}")))?;
+        .map_err(|e| invalid(field, format!("not a URL: {e}")))?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
-        _ => return Err(invalid(FIELD, "must start with http:// or https://")),
+        _ => return Err(invalid(field, "must start with http:// or https://")),
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err(invalid(FIELD, "missing host"));
+        return Err(invalid(field, "missing host"));
     }
     if url.contains(['?', '#', '@']) {
         return Err(invalid(
-            FIELD,
+            field,
             "must not contain user info, a query or a fragment",
         ));
     }
     if url.ends_with('/') {
-        return Err(invalid(FIELD, "must not end with /"));
+        return Err(invalid(field, "must not end with /"));
     }
     Ok(())
 }
@@ -381,9 +472,38 @@ mod tests {
         for (c, want) in cases {
             assert_eq!(field_of(&c), Some(want), "{c:?}");
         }
+        // Production (not http on loopback) needs a shared key file.
         let mut c = ok.clone();
         c.public_base_url = "https://kartotek.example.no/api".into();
+        assert_eq!(field_of(&c), Some("token.signing_keys_file"));
+        c.token.signing_keys_file = Some("/etc/kartotek/token-keys.json".into());
         c.validate().unwrap();
+        for issuer in ["http://10.0.0.1:8080", "https://127.0.0.1:8080"] {
+            let mut c = ok.clone();
+            c.token.issuer = issuer.into();
+            assert_eq!(field_of(&c), Some("token.signing_keys_file"), "{issuer}");
+        }
+        let mut c = ok.clone();
+        c.token.issuer = "http://localhost:9000".into();
+        c.validate().unwrap();
+        assert_eq!(c.issuer(), "http://localhost:9000");
+        assert_eq!(ok.issuer(), "http://127.0.0.1:8080");
+        let mut token_cases: Vec<(FrontendConfig, &str)> = Vec::new();
+        let mut c = ok.clone();
+        c.token.issuer = "http://x/".into();
+        token_cases.push((c, "token.issuer"));
+        let mut c = ok.clone();
+        c.token.audience.clear();
+        token_cases.push((c, "token.audience"));
+        let mut c = ok.clone();
+        c.token.access_token_lifetime_s = 3601;
+        token_cases.push((c, "token.access_token_lifetime_s"));
+        let mut c = ok.clone();
+        c.token.request_bytes_max = TOKEN_REQUEST_BYTES_MAX + 1;
+        token_cases.push((c, "token.request_bytes_max"));
+        for (c, want) in token_cases {
+            assert_eq!(field_of(&c), Some(want), "{c:?}");
+        }
     }
 
     #[test]
@@ -413,6 +533,10 @@ mod tests {
                 "public_base_url = \"http://file:1\"\n[http]\nrequest_timeout_ms = 7000\n",
             )?;
             jail.set_env("KARTOTEK_FRONTEND_PUBLIC_BASE_URL", "https://env.example");
+            jail.set_env(
+                "KARTOTEK_FRONTEND_TOKEN__SIGNING_KEYS_FILE",
+                "/etc/kartotek/token-keys.json",
+            );
             jail.set_env("KARTOTEK_FRONTEND_HTTP__REQUEST_TIMEOUT_MS", "4000");
             jail.set_env(
                 "KARTOTEK_FRONTEND_CLUSTER__ENDPOINTS",

@@ -11,7 +11,8 @@
 //! 4. a concurrency limit (`http.concurrent_requests_max` slots; `/healthz` and `/metrics`
 //!    take none, so that probes and scrapes still answer under load);
 //! 5. a timeout (`http.request_timeout_ms`, the wait for a slot included): 503;
-//! 6. error answers become problem documents: a [`Problem`] set by a handler gets its
+//! 6. error answers become problem documents (except those marked [`OwnErrorFormat`], the
+//!    token endpoint's RFC 6749 errors): a [`Problem`] set by a handler gets its
 //!    `instance` and `request_id` filled in, and error answers axum makes itself (405, a
 //!    rejected body) are rewritten as problem documents;
 //! 7. metrics: count, duration and in-flight gauge (see [`crate::metrics`]).
@@ -35,6 +36,11 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Longest request id taken from a client, in bytes.
 pub const REQUEST_ID_LEN_MAX: usize = 128;
+
+/// Marks an error answer that has its own documented format (the token endpoint's RFC 6749
+/// §5.2 JSON): the layer does not turn it into a problem document.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OwnErrorFormat;
 
 /// The request's id, in the request extensions for handlers (e.g. to pass on to the cluster).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +169,9 @@ async fn as_problem(
     limit_bytes: u64,
 ) -> Response {
     let status = response.status();
+    if response.extensions().get::<OwnErrorFormat>().is_some() {
+        return response;
+    }
     let problem = match response.extensions().get::<Problem>() {
         Some(p) => p.clone(),
         None if status.is_client_error() || status.is_server_error() => {

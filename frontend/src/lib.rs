@@ -21,9 +21,11 @@
 //! - [`health`]: `GET /healthz` (liveness) and `GET /readyz` (the cluster answers and has a
 //!   leader).
 //!
-//! Future homes, each a module of its own behind the same layer: the token service
-//! (`/connect/token`, `/.well-known/jwks.json`, `/.well-known/oauth-authorization-server`,
-//! issuer = `public_base_url`), the API catalog (`/catalog`, `/api/v1/catalog`,
+//! - [`token`]: the token service: `POST /connect/token` (`client_credentials` with
+//!   `private_key_jwt`), `GET /.well-known/jwks.json`, `GET
+//!   /.well-known/oauth-authorization-server`; signing and checks in `kartotek-auth`.
+//!
+//! Future homes, each a module of its own behind the same layer: the API catalog (`/catalog`, `/api/v1/catalog`,
 //! `/catalog.ttl`, `/openapi.json`), audit forwarding (`/api/v1/audit-events`), the citizen
 //! and organisation pages (`/innsyn`, `/org`) and the FHIR facade (`/fhir/…`).
 
@@ -33,13 +35,14 @@ pub mod layer;
 pub mod metrics;
 pub mod problem;
 pub mod server;
+pub mod token;
 
 use std::sync::Arc;
 
 use kartotek_client::KartotekClient;
 use tokio::sync::Semaphore;
 
-pub use config::{ClusterSettings, ConfigError, FrontendConfig, HttpSettings};
+pub use config::{ClusterSettings, ConfigError, FrontendConfig, HttpSettings, TokenSettings};
 pub use layer::RequestId;
 pub use metrics::Metrics;
 pub use problem::{HttpError, PROBLEM_JSON, Problem};
@@ -56,4 +59,6 @@ pub(crate) struct AppState {
     pub(crate) metrics: Metrics,
     /// Concurrency slots (`http.concurrent_requests_max`).
     pub(crate) slots: Arc<Semaphore>,
+    /// The token service.
+    pub(crate) token: Arc<token::TokenService>,
 }

@@ -5,6 +5,9 @@
 //! status code, a duration histogram by route, and a gauge of requests in flight. The `route`
 //! label is the matched route pattern (`/healthz`, later `/api/v1/catalog/{id}`), or
 //! `unmatched` for requests no route took, so that its values stay few.
+//!
+//! The token service counts `kartotek_frontend_tokens_issued_total{grant}` and
+//! `kartotek_frontend_token_errors_total{error}` (the RFC 6749 error code).
 
 use std::sync::Arc;
 
@@ -40,10 +43,26 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// Labels of an issued token.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrantLabels {
+    /// The grant type (`client_credentials`).
+    pub grant: String,
+}
+
+/// Labels of a refused token request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenErrorLabels {
+    /// The RFC 6749 error code (`invalid_client`, ...).
+    pub error: String,
+}
+
 /// The frontend's metrics. Cheap to clone: clones share the registry.
 #[derive(Clone, Debug)]
 pub struct Metrics {
     registry: Arc<Registry>,
+    tokens_issued_total: Family<GrantLabels, Counter>,
+    token_errors_total: Family<TokenErrorLabels, Counter>,
     requests_total: Family<RequestLabels, Counter>,
     request_duration_seconds: Family<RouteLabels, Histogram>,
     requests_in_flight: Gauge,
@@ -76,8 +95,22 @@ impl Metrics {
             "HTTP requests being handled",
             requests_in_flight.clone(),
         );
+        let tokens_issued_total = Family::<GrantLabels, Counter>::default();
+        let token_errors_total = Family::<TokenErrorLabels, Counter>::default();
+        registry.register(
+            "kartotek_frontend_tokens_issued",
+            "Access tokens issued, by grant type",
+            tokens_issued_total.clone(),
+        );
+        registry.register(
+            "kartotek_frontend_token_errors",
+            "Token requests refused, by RFC 6749 error code",
+            token_errors_total.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            tokens_issued_total,
+            token_errors_total,
             requests_total,
             request_duration_seconds,
             requests_in_flight,
@@ -104,6 +137,24 @@ impl Metrics {
                 route: route.to_owned(),
             })
             .observe(seconds);
+    }
+
+    /// Counts an issued token.
+    pub fn token_issued(&self, grant: &str) {
+        self.tokens_issued_total
+            .get_or_create(&GrantLabels {
+                grant: grant.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a refused token request by its error code.
+    pub fn token_error(&self, error: &str) {
+        self.token_errors_total
+            .get_or_create(&TokenErrorLabels {
+                error: error.to_owned(),
+            })
+            .inc();
     }
 
     /// The text exposition (OpenMetrics).

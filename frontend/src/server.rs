@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::get;
+use axum::routing::{get, post};
 use futures::FutureExt;
 use kartotek_client::{ClientError, KartotekClient};
 use tokio::net::TcpListener;
@@ -19,7 +19,9 @@ use tokio::sync::Semaphore;
 use crate::config::{ConfigError, FrontendConfig};
 use crate::metrics::Metrics;
 use crate::problem::HttpError;
-use crate::{AppState, health, layer, metrics};
+use crate::token::TokenService;
+use crate::token::directory::ClusterDirectory;
+use crate::{AppState, health, layer, metrics, token};
 
 /// Arguments of `kartotek frontend`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -42,6 +44,9 @@ pub enum FrontendError {
     /// The cluster client could not be built from the configuration.
     #[error("cluster client: {0}")]
     Client(#[from] ClientError),
+    /// The token service could not be set up (signing keys).
+    #[error(transparent)]
+    Token(#[from] crate::token::TokenSetupError),
     /// The listen address could not be bound.
     #[error("binding {addr}: {source}")]
     Bind {
@@ -116,13 +121,28 @@ pub fn app(config: FrontendConfig) -> Result<Router, FrontendError> {
 pub(crate) fn state(config: FrontendConfig) -> Result<AppState, FrontendError> {
     config.validate()?;
     let client = KartotekClient::new(config.client_config())?;
+    let directory = Arc::new(ClusterDirectory::new(client.clone()));
+    let metrics = Metrics::new();
+    let token = TokenService::from_config(&config, directory, metrics.clone())?;
+    Ok(state_with(config, client, metrics, token))
+}
+
+/// The shared state with a token service the caller built (tests use an in-memory
+/// directory).
+pub(crate) fn state_with(
+    config: FrontendConfig,
+    client: KartotekClient,
+    metrics: Metrics,
+    token: TokenService,
+) -> AppState {
     let slots = usize::try_from(config.http.concurrent_requests_max).unwrap_or(usize::MAX);
-    Ok(AppState {
+    AppState {
         config: Arc::new(config),
         client,
-        metrics: Metrics::new(),
+        metrics,
         slots: Arc::new(Semaphore::new(slots)),
-    })
+        token: Arc::new(token),
+    }
 }
 
 /// The frontend's routes plus `extra` (tests add some), the fallback and the request layer.
@@ -131,6 +151,12 @@ pub(crate) fn routes(state: AppState, extra: Router<AppState>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::serve_metrics))
+        .route("/connect/token", post(token::routes::token))
+        .route("/.well-known/jwks.json", get(token::routes::jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(token::routes::metadata),
+        )
         .merge(extra)
         .fallback(not_found)
         // The request layer's `Limited` body enforces http.request_body_bytes_max.
@@ -164,7 +190,6 @@ mod tests {
 
     use axum::body::{Body, Bytes};
     use axum::http::{Request, StatusCode, header};
-    use axum::routing::post;
     use tower::ServiceExt;
 
     use super::*;
