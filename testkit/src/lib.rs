@@ -28,10 +28,29 @@ pub use config::{NodeSpec, RaftProfile, RaftSpec};
 pub use process::{Launch, Process, Wrapper};
 pub use tls::{TestPki, TlsFiles};
 
-/// A free loopback port (bound, then released: another process may take it in between, which
-/// is good enough for harnesses on one machine).
+/// A free loopback port (bound, then released: another harness may take it in between, which
+/// is rare with the scheme below and good enough for harnesses on one machine).
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Below Linux's ephemeral range (32768-60999 by default), so an outgoing connection of
+    // some process cannot take the port between this check and the node's bind, as a port
+    // the kernel hands out for `:0` can; each process starts at its own offset and never
+    // hands out a port twice.
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7_919) % COUNT,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..COUNT {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) % COUNT;
+        let port = u16::try_from(FIRST + n)?;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port in {FIRST}..{}", FIRST + COUNT)
 }

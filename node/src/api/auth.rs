@@ -14,12 +14,10 @@ use std::sync::Arc;
 
 use kartotek_auth::{AccessClaims, TokenVerifier, TrustedIssuer, VerifierOptions};
 use kartotek_domain::fields::{Actor, Purpose};
-use kartotek_domain::limits::CORRELATION_ID_BYTES_MAX;
 use kartotek_domain::locator::{parse_national_id, parse_org_number};
-use kartotek_proto::REQUEST_ID_HEADER;
 use tonic::metadata::MetadataMap;
 
-use super::caller::Caller;
+use super::caller::{Caller, correlation_id};
 use super::methods::Method;
 use crate::config::AuthSettings;
 use crate::error::NodeError;
@@ -178,12 +176,7 @@ fn caller_of(claims: &AccessClaims, md: &MetadataMap) -> Result<Caller, NodeErro
         .map(|p| Purpose::parse("purpose_of_use", p))
         .transpose()
         .map_err(|e| bad("purpose_of_use", &e))?;
-    let correlation_id = md
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|r| !r.is_empty() && r.len() <= CORRELATION_ID_BYTES_MAX)
-        .map(str::to_owned);
+    let correlation_id = correlation_id(md)?;
     Ok(Caller {
         actor,
         org,

@@ -44,6 +44,14 @@ fn header<'a>(md: &'a MetadataMap, key: &str) -> Result<Option<&'a str>, Validat
     }
 }
 
+/// The caller's `x-request-id`, as the audit's correlation id (dropped when longer than
+/// [`CORRELATION_ID_BYTES_MAX`]).
+pub fn correlation_id(md: &MetadataMap) -> Result<Option<String>, ValidationError> {
+    Ok(header(md, REQUEST_ID_HEADER)?
+        .filter(|r| r.len() <= CORRELATION_ID_BYTES_MAX)
+        .map(str::to_owned))
+}
+
 impl Caller {
     /// Reads the caller from a request's metadata.
     pub fn from_metadata(md: &MetadataMap) -> Result<Caller, NodeError> {
@@ -60,9 +68,7 @@ impl Caller {
         let purpose = header(md, PURPOSE_HEADER)?
             .map(|p| Purpose::parse(PURPOSE_HEADER, p))
             .transpose()?;
-        let correlation_id = header(md, REQUEST_ID_HEADER)?
-            .filter(|r| r.len() <= CORRELATION_ID_BYTES_MAX)
-            .map(str::to_owned);
+        let correlation_id = correlation_id(md)?;
         Ok(Caller {
             actor,
             org,
