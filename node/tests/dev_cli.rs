@@ -34,12 +34,11 @@ fn json(out: &Output) -> serde_json::Value {
 }
 
 fn free_base() -> u16 {
-    // Three consecutive free ports.
+    // Three consecutive free ports, all taken from the harness's allocator (so that the next
+    // base it hands out cannot overlap these).
     for _ in 0..200 {
         let base = common::free_port();
-        if base < 60_000
-            && (1..3).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
-        {
+        if (1..3).all(|i| common::free_port() == base + i) {
             return base;
         }
     }
@@ -94,6 +93,7 @@ fn dev_cluster_quick_start_survives_leader_kill() {
     let data = dir.path().join("dev");
     let base = free_base();
     let metrics_base = free_base();
+    let raft_base = free_base();
     let frontend_addr = format!("127.0.0.1:{}", common::free_port());
     let endpoints = (0..3)
         .map(|i| format!("127.0.0.1:{}", base + i))
@@ -107,6 +107,8 @@ fn dev_cluster_quick_start_survives_leader_kill() {
             &base.to_string(),
             "--metrics-base-port",
             &metrics_base.to_string(),
+            "--raft-base-port",
+            &raft_base.to_string(),
             "--frontend-addr",
             &frontend_addr,
         ])
