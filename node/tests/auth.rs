@@ -121,6 +121,15 @@ fn all_scopes() -> String {
         .join(" ")
 }
 
+/// A channel to the cluster's first node.
+async fn connect(cluster: &TestCluster) -> Channel {
+    Channel::from_shared(format!("http://{}", cluster.nodes[0].addr))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// A token with every scope, for the harness's own admin client.
 fn admin_token() -> String {
     let mut c = claims(&all_scopes());
@@ -144,11 +153,7 @@ async fn revision(channel: &Channel) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_method_refuses_bad_tokens_and_missing_scopes() {
     let cluster = TestCluster::start_with_token(1, with_auth, Some(admin_token())).await;
-    let channel = Channel::from_shared(format!("http://{}", cluster.nodes[0].addr))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let channel = connect(&cluster).await;
     let t = tokens();
     let expired = {
         let mut c = claims(&all_scopes());
@@ -259,11 +264,7 @@ async fn the_audit_event_names_the_token_not_the_headers() {
     use kartotek_proto::v1::*;
 
     let cluster = TestCluster::start_with_token(1, with_auth, Some(admin_token())).await;
-    let channel = Channel::from_shared(format!("http://{}", cluster.nodes[0].addr))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let channel = connect(&cluster).await;
     let t = tokens();
     let p = patient(41);
     let mut lookup = tonic::Request::new(LookupLocatorRequest {

@@ -199,17 +199,8 @@ async fn consents(c: &KartotekClient) {
     assert!(!ok(c.check_consent(check).await).allowed);
 
     // A request from personnel with a deadline, then denied by the patient.
-    let deadline = (Utc::now() + chrono::Duration::days(7)).to_rfc3339();
     let req = ok(c
-        .request_consent(RequestConsentRequest {
-            patient: p.clone(),
-            grantee_kind: GranteeKind::Personnel as i32,
-            grantee: "4242".into(),
-            scopes: vec!["kjernejournal".into()],
-            purpose: "treatment".into(),
-            deadline,
-            ..Default::default()
-        })
+        .request_consent(personnel_request(&p, chrono::Duration::days(7)))
         .await);
     let rid = req.consent.map(|c| c.id).unwrap_or_default();
     let denied = ok(c
@@ -233,21 +224,25 @@ async fn consents(c: &KartotekClient) {
     assert_eq!(listed.consents.len(), 2);
 }
 
+/// A consent request from personnel 4242 for `kjernejournal`, answerable for `within`.
+fn personnel_request(p: &str, within: chrono::Duration) -> RequestConsentRequest {
+    RequestConsentRequest {
+        patient: p.to_owned(),
+        grantee_kind: GranteeKind::Personnel as i32,
+        grantee: "4242".into(),
+        scopes: vec!["kjernejournal".into()],
+        purpose: "treatment".into(),
+        deadline: (Utc::now() + within).to_rfc3339(),
+        ..Default::default()
+    }
+}
+
 /// The leader's sweep stores a request past its deadline as expired: a new revision with
 /// `expired_at`, not only an expired reading of the old record.
 async fn consent_expiry_sweep(c: &KartotekClient) {
     let p = patient(103);
-    let deadline = (Utc::now() + chrono::Duration::milliseconds(1_500)).to_rfc3339();
     let req = ok(c
-        .request_consent(RequestConsentRequest {
-            patient: p.clone(),
-            grantee_kind: GranteeKind::Personnel as i32,
-            grantee: "4242".into(),
-            scopes: vec!["kjernejournal".into()],
-            purpose: "treatment".into(),
-            deadline,
-            ..Default::default()
-        })
+        .request_consent(personnel_request(&p, chrono::Duration::milliseconds(1_500)))
         .await)
     .consent
     .unwrap_or_default();
