@@ -21,11 +21,13 @@ pub const AUDIT_WRITE: &str = "kartotek:audit.write";
 /// Cluster operations and registry administration (membership, snapshots, token-issuance
 /// clients, the catalog of other organisations).
 pub const ADMIN: &str = "kartotek:admin";
+/// Read token-issuance client records (the token service looks clients up with it).
+pub const CLIENTS_READ: &str = "kartotek:clients.read";
 /// A citizen acting for themself (or for whom they represent): their own records and log.
 pub const CITIZEN: &str = "kartotek:citizen";
 
 /// Every Kartotek scope and what it allows.
-pub const ALL: [(&str, &str); 8] = [
+pub const ALL: [(&str, &str); 9] = [
     (LOCATOR_READ, "read locator entries"),
     (LOCATOR_WRITE, "register and retire locator entries"),
     (
@@ -36,6 +38,7 @@ pub const ALL: [(&str, &str); 8] = [
     (AUDIT_READ, "query and verify the audit log"),
     (AUDIT_WRITE, "forward audit events"),
     (ADMIN, "operate the cluster and administer the registry"),
+    (CLIENTS_READ, "read token-issuance client records"),
     (CITIZEN, "a citizen's own records and audit log"),
 ];
 

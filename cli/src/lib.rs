@@ -17,7 +17,8 @@
 //!
 //! # Output
 //!
-//! Global flags: `--endpoints` (or `KARTOTEK_ENDPOINTS`), `--token` (or `KARTOTEK_TOKEN`),
+//! Global flags: `--endpoints` (or `KARTOTEK_ENDPOINTS`), `--client-file` (or
+//! `KARTOTEK_CLIENT_FILE`: the CLI gets its own tokens) or `--token` (or `KARTOTEK_TOKEN`),
 //! `--json`, and the caller's identity (`--actor`, `--purpose`, `--acting-org`,
 //! `--on-behalf-of`). Results go to stdout: tables (one style, [`output::table`]) or, with
 //! `--json`, exactly one JSON document per command; only streams (`locator watch`) print
@@ -36,6 +37,7 @@ pub mod output;
 pub mod record_views;
 pub mod representation;
 pub mod reservation;
+pub mod token;
 
 use clap::{Args, Subcommand};
 use kartotek_client::{CallerIdentity, ClientConfig, KartotekClient};
@@ -50,9 +52,19 @@ pub struct GlobalArgs {
     /// Cluster endpoints (host:port, comma separated).
     #[arg(long, global = true, env = "KARTOTEK_ENDPOINTS", default_value = DEFAULT_ENDPOINTS, value_delimiter = ',')]
     pub endpoints: Vec<String>,
-    /// Bearer token sent with every request.
-    #[arg(long, global = true, env = "KARTOTEK_TOKEN", hide_env_values = true)]
+    /// Bearer token sent with every request (e.g. from `kartotek token`).
+    #[arg(
+        long,
+        global = true,
+        env = "KARTOTEK_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "client_file"
+    )]
     pub token: Option<String>,
+    /// Client file (client id, issuer, token endpoint, private JWK): the CLI gets, caches and
+    /// renews its own tokens with it (`kartotek dev` writes them under <data-dir>/clients/).
+    #[arg(long, global = true, env = "KARTOTEK_CLIENT_FILE")]
+    pub client_file: Option<std::path::PathBuf>,
     /// Machine-readable output on stdout instead of tables: one JSON document per command
     /// (streams such as `locator watch` print one document per line).
     #[arg(long, global = true)]
@@ -105,23 +117,33 @@ pub enum Command {
     /// Token-issuance clients.
     #[command(subcommand)]
     Client(catalog::ClientCommand),
+    /// Get an access token with the client file and print it (for curl, grpcurl).
+    Token(token::TokenArgs),
 }
 
 impl GlobalArgs {
-    /// A client for the global endpoints, token and caller identity.
+    /// A client for the global endpoints, token (or client file) and caller identity.
     pub fn client(&self) -> anyhow::Result<KartotekClient> {
         let config = ClientConfig {
             endpoints: self.endpoints.clone(),
             token: self.token.clone(),
             ..ClientConfig::default()
         };
-        let identity = CallerIdentity {
-            actor: self.actor.clone(),
-            org: self.acting_org.clone(),
-            purpose: self.purpose.clone(),
-            on_behalf_of: self.on_behalf_of.clone(),
+        let client = match &self.client_file {
+            Some(path) => {
+                let tokens = kartotek_client::ClientCredentials::from_file(path)?;
+                KartotekClient::with_tokens(config, std::sync::Arc::new(tokens))?
+            }
+            None => {
+                let identity = CallerIdentity {
+                    actor: self.actor.clone(),
+                    org: self.acting_org.clone(),
+                    purpose: self.purpose.clone(),
+                    on_behalf_of: self.on_behalf_of.clone(),
+                };
+                KartotekClient::new_as(config, identity)?
+            }
         };
-        let client = KartotekClient::new_as(config, identity)?;
         // A user at a terminal: when nothing listens at any endpoint, say so in a second or
         // two instead of retrying for the whole deadline.
         client.set_fail_fast_on_refusal(Some(REFUSED_FAIL_FAST));
@@ -137,13 +159,32 @@ pub const REFUSED_FAIL_FAST: std::time::Duration = std::time::Duration::from_mil
 /// Printed under the error when no node listens at any endpoint.
 pub const NO_CLUSTER_HINT: &str = "is the cluster running? start one with: kartotek dev";
 
+/// Printed under an UNAUTHENTICATED error.
+pub const NO_TOKEN_HINT: &str = "calls need an access token: run the `export KARTOTEK_CLIENT_FILE=…` line `kartotek dev` printed (or pass --client-file FILE, or --token TOKEN)";
+
+/// Printed when the token service refused or could not be reached.
+pub const TOKEN_SERVICE_HINT: &str = "check the client file (client id, issuer, token endpoint, key) and that the token service runs (kartotek dev starts it; see frontend.log)";
+
+/// Printed under a PERMISSION_DENIED error.
+pub const NO_SCOPE_HINT: &str = "the token lacks the scope this call needs: use a client file of a client that is allowed it (kartotek dev writes an admin client's under <data-dir>/clients/)";
+
 /// A hint for the user to print under `error`, if there is one.
 pub fn hint(error: &anyhow::Error) -> Option<&'static str> {
-    error
+    let e = error
         .chain()
-        .filter_map(|e| e.downcast_ref::<kartotek_client::ClientError>())
-        .any(|e| matches!(e, kartotek_client::ClientError::Refused { .. }))
-        .then_some(NO_CLUSTER_HINT)
+        .find_map(|e| e.downcast_ref::<kartotek_client::ClientError>())?;
+    match e {
+        kartotek_client::ClientError::Refused { .. } => Some(NO_CLUSTER_HINT),
+        kartotek_client::ClientError::Token { reason, .. }
+            if reason.starts_with("invalid_scope") =>
+        {
+            Some(NO_SCOPE_HINT)
+        }
+        kartotek_client::ClientError::Token { .. } => Some(TOKEN_SERVICE_HINT),
+        _ if e.code() == tonic::Code::Unauthenticated => Some(NO_TOKEN_HINT),
+        _ if e.code() == tonic::Code::PermissionDenied => Some(NO_SCOPE_HINT),
+        _ => None,
+    }
 }
 
 /// Runs a client-side command.
@@ -159,5 +200,6 @@ pub async fn run(global: &GlobalArgs, command: &Command) -> anyhow::Result<()> {
         Command::Representation(cmd) => representation::run(global, cmd).await,
         Command::Catalog(cmd) => catalog::run(global, cmd).await,
         Command::Client(cmd) => catalog::run_client(global, cmd).await,
+        Command::Token(args) => token::run(global, args).await,
     }
 }

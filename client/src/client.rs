@@ -34,6 +34,7 @@ use crate::config::{ClientConfig, ENDPOINTS_MAX, normalize_endpoint};
 use crate::endpoints::Endpoints;
 use crate::error::ClientError;
 use crate::retry::{Backoff, Refusals, Verdict, classify, is_attempt_timeout, is_connect_failure};
+use crate::token::{BearerToken, StaticToken, TokenSource};
 
 /// Where the attempts of a call go.
 #[derive(Debug, Clone)]
@@ -105,8 +106,8 @@ impl<'a> Plan<'a> {
 pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
     pub(crate) endpoints: Endpoints,
-    /// `Bearer <token>`, marked sensitive so that it is never printed.
-    authorization: Option<AsciiMetadataValue>,
+    /// Where `authorization: Bearer` tokens come from (none: calls carry no token).
+    tokens: Option<Arc<dyn TokenSource>>,
     /// Caller metadata (`x-kartotek-actor`, ...), sent on every call.
     caller: Vec<(&'static str, AsciiMetadataValue)>,
     /// The fail-fast window for refused connections, in ms; 0 = off (the default).
@@ -151,8 +152,31 @@ impl KartotekClient {
         Self::new_as(config, CallerIdentity::default())
     }
 
+    /// A client whose calls carry tokens from `tokens` (a [`ClientCredentials`] client file,
+    /// or a source of the service's own); `config.token` is ignored.
+    ///
+    /// [`ClientCredentials`]: crate::ClientCredentials
+    pub fn with_tokens(
+        config: ClientConfig,
+        tokens: Arc<dyn TokenSource>,
+    ) -> Result<Self, ClientError> {
+        Self::build(config, CallerIdentity::default(), Some(tokens))
+    }
+
     /// A client that tells the server who is calling (see [`CallerIdentity`]).
     pub fn new_as(config: ClientConfig, identity: CallerIdentity) -> Result<Self, ClientError> {
+        let tokens = match &config.token {
+            Some(token) => Some(Arc::new(StaticToken::new(token)?) as Arc<dyn TokenSource>),
+            None => None,
+        };
+        Self::build(config, identity, tokens)
+    }
+
+    fn build(
+        config: ClientConfig,
+        identity: CallerIdentity,
+        tokens: Option<Arc<dyn TokenSource>>,
+    ) -> Result<Self, ClientError> {
         config.validate()?;
         let mut caller = Vec::new();
         for (key, value) in [
@@ -169,20 +193,11 @@ impl KartotekClient {
             }
         }
         let endpoints = Endpoints::new(&config)?;
-        let authorization = match &config.token {
-            Some(token) => {
-                let mut value = AsciiMetadataValue::try_from(format!("Bearer {token}"))
-                    .map_err(|_| ClientError::Config("token is not a valid header value".into()))?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-            None => None,
-        };
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 endpoints,
-                authorization,
+                tokens,
                 caller,
                 refused_window_ms: AtomicU64::new(0),
             }),
@@ -482,6 +497,7 @@ impl KartotekClient {
         let mut attempts: u32 = 0;
         let mut last: Option<(Status, String)> = None;
         let mut refusals = Refusals::new(self.refused_window());
+        let mut token_renewed = false;
 
         loop {
             let now = Instant::now();
@@ -491,7 +507,13 @@ impl KartotekClient {
             let attempt_timeout = config.attempt_timeout().min(deadline - now);
             attempts = attempts.saturating_add(1);
             let channel = endpoints.channel(&target)?;
-            let request = self.request(body.clone(), attempt_timeout, plan.request_id);
+            let token = self.bearer().await?;
+            let request = self.request(
+                body.clone(),
+                attempt_timeout,
+                plan.request_id,
+                token.as_ref(),
+            );
             let status = match tokio::time::timeout(attempt_timeout, send(channel, request)).await {
                 Ok(Ok(response)) => {
                     if matches!(plan.route, Route::Leader) {
@@ -507,6 +529,16 @@ impl KartotekClient {
                 )),
             };
 
+            // A refused token may be stale (revoked, or the node got new issuer keys): one
+            // more attempt at once with a fresh one.
+            if status.code() == tonic::Code::Unauthenticated
+                && !token_renewed
+                && let (Some(source), Some(token)) = (&self.inner.tokens, &token)
+            {
+                source.invalidate(token);
+                token_renewed = true;
+                continue;
+            }
             let leader_hint = match classify(&status) {
                 Verdict::Fatal => return Err(ClientError::from_status(status, attempts, &target)),
                 Verdict::Retry { leader_hint } => leader_hint,
@@ -585,20 +617,29 @@ impl KartotekClient {
         })
     }
 
+    /// The token for the next attempt, if the client has a token source.
+    pub(crate) async fn bearer(&self) -> Result<Option<BearerToken>, ClientError> {
+        match &self.inner.tokens {
+            Some(source) => source.token().await.map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// One attempt's request: body, `grpc-timeout`, authorization and request id.
     pub(crate) fn request<T>(
         &self,
         body: T,
         timeout: Duration,
         request_id: Option<&str>,
+        token: Option<&BearerToken>,
     ) -> Request<T> {
         let mut request = Request::new(body);
         request.set_timeout(timeout);
         let metadata = request.metadata_mut();
-        if let Some(authorization) = &self.inner.authorization {
+        if let Some(token) = token {
             metadata.insert(
                 MetadataKey::from_static("authorization"),
-                authorization.clone(),
+                token.header().clone(),
             );
         }
         for (key, value) in &self.inner.caller {

@@ -60,11 +60,20 @@ pub enum ClientError {
     },
     /// Any other status from the server (PermissionDenied, Unauthenticated, AlreadyExists,
     /// ResourceExhausted, ...), with its message cut to [`ERROR_TEXT_MAX`].
-    #[error("{0}")]
+    #[error("{}", status_text(.0))]
     Status(Status),
     /// The client configuration or an argument given to the client is invalid.
     #[error("client configuration: {0}")]
     Config(String),
+    /// No access token could be got from the token service (its error answer, or why it
+    /// could not be asked). Reported as [`Code::Unauthenticated`]; never retried.
+    #[error("unauthenticated: no access token from {endpoint}: {reason}")]
+    Token {
+        /// The token endpoint asked.
+        endpoint: String,
+        /// Why (the service's `error: error_description`, cut, or the transport failure).
+        reason: String,
+    },
 }
 
 impl ClientError {
@@ -73,6 +82,7 @@ impl ClientError {
     pub fn code(&self) -> Code {
         match self {
             Self::InvalidArgument { .. } | Self::Config(_) => Code::InvalidArgument,
+            Self::Token { .. } => Code::Unauthenticated,
             Self::NotFound(_) => Code::NotFound,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::Unavailable { .. } | Self::Refused { .. } => Code::Unavailable,
@@ -176,6 +186,38 @@ pub(crate) fn describe(status: &Status, endpoint: &str) -> String {
 }
 
 /// `text` cut to at most `max` bytes on a character boundary.
+/// `<code>: <message>`, e.g. `permission denied: … needs scope kartotek:admin`; the code is
+/// left out when the message already starts with it.
+fn status_text(status: &Status) -> String {
+    let name = match status.code() {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown error",
+        Code::InvalidArgument => "invalid argument",
+        Code::DeadlineExceeded => "deadline exceeded",
+        Code::NotFound => "not found",
+        Code::AlreadyExists => "already exists",
+        Code::PermissionDenied => "permission denied",
+        Code::ResourceExhausted => "resource exhausted",
+        Code::FailedPrecondition => "failed precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out of range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal error",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data loss",
+        Code::Unauthenticated => "unauthenticated",
+    };
+    let message = status.message();
+    if message.is_empty() {
+        name.to_owned()
+    } else if message.starts_with(name) {
+        message.to_owned()
+    } else {
+        format!("{name}: {message}")
+    }
+}
+
 pub(crate) fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
@@ -191,6 +233,18 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use tonic::metadata::MetadataMap;
+
+    #[test]
+    fn statuses_read_as_code_and_message() {
+        let e = ClientError::Status(Status::permission_denied("x needs scope y"));
+        assert_eq!(e.to_string(), "permission denied: x needs scope y");
+        let e = ClientError::Status(Status::unauthenticated("unauthenticated: no token"));
+        assert_eq!(e.to_string(), "unauthenticated: no token");
+        assert_eq!(
+            ClientError::Status(Status::already_exists("")).to_string(),
+            "already exists"
+        );
+    }
 
     #[test]
     fn truncates_on_char_boundary() {

@@ -154,10 +154,12 @@ impl KartotekClient {
         if *source_done && pending.is_empty() {
             tx = None;
         }
+        let token = self.bearer().await.map_err(Broken::Fatal)?;
         let mut request = self.request(
             tokio_stream::wrappers::ReceiverStream::new(rx),
             self.inner.config.deadline() * 100,
             None,
+            token.as_ref(),
         );
         request.set_timeout(Duration::from_secs(24 * 3600));
         let mut stream: Streaming<ImportLocatorsResponse> = LocatorServiceClient::new(channel)
@@ -283,7 +285,10 @@ impl LocatorWatch {
                     req.from_revision = p + 1;
                 }
                 let channel = self.client.inner.endpoints.channel(&self.target)?;
-                let mut request = self.client.request(req, config.attempt_timeout(), None);
+                let token = self.client.bearer().await?;
+                let mut request =
+                    self.client
+                        .request(req, config.attempt_timeout(), None, token.as_ref());
                 request.set_timeout(Duration::from_secs(365 * 24 * 3600));
                 match LocatorServiceClient::new(channel).watch(request).await {
                     Ok(s) => self.stream = Some(s.into_inner()),

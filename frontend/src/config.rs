@@ -62,6 +62,11 @@ pub struct ClusterSettings {
     pub deadline_ms: u64,
     /// `/readyz` answers 503 unless a node reports a known leader within this time.
     pub readiness_timeout_ms: u64,
+    /// A client file (see `kartotek_client::ClientFile`) the frontend gets its tokens for
+    /// the cluster with. Absent: it signs its own with the token service's keys (the nodes
+    /// must trust this frontend's issuer; see `token::self_issued`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_file: Option<PathBuf>,
 }
 
 impl Default for ClusterSettings {
@@ -73,6 +78,7 @@ impl Default for ClusterSettings {
             attempt_timeout_ms: client.attempt_timeout_ms,
             deadline_ms: 5_000,
             readiness_timeout_ms: 1_000,
+            client_file: None,
         }
     }
 }

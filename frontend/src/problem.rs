@@ -201,6 +201,12 @@ fn cluster_problem(e: &ClientError) -> (&'static str, &'static str, StatusCode) 
             "Cluster did not answer in time",
             StatusCode::GATEWAY_TIMEOUT,
         ),
+        // The frontend's own credentials for the cluster failed, not the caller's.
+        E::Token { .. } => (
+            "cluster-credentials",
+            "The frontend could not authenticate to the cluster",
+            StatusCode::BAD_GATEWAY,
+        ),
         E::Config(_) => (
             "internal",
             "Internal error",

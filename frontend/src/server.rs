@@ -12,7 +12,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
 use futures::FutureExt;
-use kartotek_client::{ClientError, KartotekClient};
+use kartotek_auth::{Issuer, JtiReplayCache};
+use kartotek_client::{ClientCredentials, ClientError, KartotekClient, TokenSource};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -21,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::problem::HttpError;
 use crate::token::TokenService;
 use crate::token::directory::ClusterDirectory;
+use crate::token::self_issued::SelfIssued;
 use crate::{AppState, health, layer, metrics, token};
 
 /// Arguments of `kartotek frontend`.
@@ -120,10 +122,25 @@ pub fn app(config: FrontendConfig) -> Result<Router, FrontendError> {
 /// The shared state of a validated configuration.
 pub(crate) fn state(config: FrontendConfig) -> Result<AppState, FrontendError> {
     config.validate()?;
-    let client = KartotekClient::new(config.client_config())?;
+    let keys = TokenService::load_keys(&config)?;
+    let tokens: Arc<dyn TokenSource> = match &config.cluster.client_file {
+        Some(path) => Arc::new(ClientCredentials::from_file(path)?),
+        None => {
+            let lifetime_s = i64::try_from(config.token.access_token_lifetime_s).unwrap_or(300);
+            let own = Issuer::new(config.issuer(), keys.clone(), lifetime_s);
+            Arc::new(SelfIssued::new(own, config.token.audience.clone()))
+        }
+    };
+    let client = KartotekClient::with_tokens(config.client_config(), tokens)?;
     let directory = Arc::new(ClusterDirectory::new(client.clone()));
     let metrics = Metrics::new();
-    let token = TokenService::from_config(&config, directory, metrics.clone())?;
+    let token = TokenService::new(
+        &config,
+        keys,
+        directory,
+        Arc::new(JtiReplayCache::default()),
+        metrics.clone(),
+    );
     Ok(state_with(config, client, metrics, token))
 }
 

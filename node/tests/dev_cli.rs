@@ -1,5 +1,6 @@
-//! The README quick start as a test: `kartotek dev` runs a 3-process cluster; the CLI
-//! registers and looks up an entry; `kill -9` of the leader's pid from `cluster.json` is
+//! The README quick start as a test: `kartotek dev` runs a 3-process cluster; the CLI, with
+//! the health service's client file `kartotek dev` wrote, registers and looks up an entry
+//! (without one: "unauthenticated"; `admin remove` with it: "permission denied"); `kill -9` of the leader's pid from `cluster.json` is
 //! survived; `kartotek admin status` shows the new leader; the dev frontend answers
 //! `GET /healthz` at the address `cluster.json` names; Ctrl-C stops everything.
 
@@ -13,13 +14,30 @@ use common::{org, patient};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-fn kartotek(endpoints: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kartotek"))
-        .args(args)
+/// `kartotek <args>` against `endpoints`, with `client_file` as KARTOTEK_CLIENT_FILE (None:
+/// no credentials at all).
+fn kartotek(endpoints: &str, client_file: Option<&Path>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kartotek"));
+    cmd.args(args)
         .env("KARTOTEK_ENDPOINTS", endpoints)
-        .stdin(Stdio::null())
-        .output()
+        .env_remove("KARTOTEK_CLIENT_FILE")
+        .env_remove("KARTOTEK_TOKEN")
+        .stdin(Stdio::null());
+    if let Some(f) = client_file {
+        cmd.env("KARTOTEK_CLIENT_FILE", f);
+    }
+    cmd.output()
         .unwrap_or_else(|e| panic!("running kartotek: {e}"))
+}
+
+/// The command failed and its stderr says `what`.
+fn fails_with(out: &Output, what: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains(what),
+        "expected a failure saying {what:?}, got {}: {stderr}",
+        out.status
+    );
 }
 
 fn json(out: &Output) -> serde_json::Value {
@@ -67,13 +85,13 @@ fn cluster_file(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
 }
 
-fn leader_of(endpoints: &str) -> Option<u64> {
-    leader_and_term(endpoints).map(|(l, _)| l)
+fn leader_of(endpoints: &str, admin: &Path) -> Option<u64> {
+    leader_and_term(endpoints, admin).map(|(l, _)| l)
 }
 
-/// The leader some node reports, with that node's term.
-fn leader_and_term(endpoints: &str) -> Option<(u64, u64)> {
-    let out = kartotek(endpoints, &["admin", "status", "--json"]);
+/// The leader some node reports, with that node's term (asked with the admin client).
+fn leader_and_term(endpoints: &str, admin: &Path) -> Option<(u64, u64)> {
+    let out = kartotek(endpoints, Some(admin), &["admin", "status", "--json"]);
     if !out.status.success() {
         return None;
     }
@@ -118,6 +136,8 @@ fn dev_cluster_quick_start_survives_leader_kill() {
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
     let guard = scopeguard(dev.id());
+    let service = data.join("clients/health-service.json");
+    let admin = data.join("clients/admin.json");
 
     // Up: cluster.json says initialised with three pids, and there is a leader.
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -126,7 +146,7 @@ fn dev_cluster_quick_start_survives_leader_kill() {
         let pids = cf["nodes"]
             .as_array()
             .map(|n| n.iter().filter(|n| n["pid"].is_u64()).count());
-        if cf["initialized"] == true && pids == Some(3) && leader_of(&endpoints).is_some() {
+        if cf["initialized"] == true && pids == Some(3) && leader_of(&endpoints, &admin).is_some() {
             break;
         }
         assert!(
@@ -161,6 +181,7 @@ fn dev_cluster_quick_start_survives_leader_kill() {
     let o = org(42);
     let out = kartotek(
         &endpoints,
+        Some(&service),
         &[
             "locator",
             "register",
@@ -179,13 +200,76 @@ fn dev_cluster_quick_start_survives_leader_kill() {
     assert_eq!(v["changed"], true);
     let v = json(&kartotek(
         &endpoints,
+        Some(&service),
         &["locator", "lookup", "--patient", &p, "--json"],
     ));
     assert_eq!(v["entries"][0]["system"], "dips-arena");
     assert_eq!(v["entries"][0]["status"], "active");
 
+    // Without credentials: a clear "unauthenticated" and the hint to the export line.
+    let lookup = ["locator", "lookup", "--patient", p.as_str(), "--json"];
+    let out = kartotek(&endpoints, None, &lookup);
+    fails_with(&out, "unauthenticated");
+    fails_with(&out, "KARTOTEK_CLIENT_FILE");
+    // A token signed by a key nobody trusts (a client file of another dev cluster) is not
+    // taken either: the token service refuses the unknown client.
+    let stranger = dir.path().join("stranger.json");
+    let mut file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&service).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("client file: {e}"));
+    file["client_id"] = "nobody".into();
+    std::fs::write(&stranger, file.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    fails_with(
+        &kartotek(&endpoints, Some(&stranger), &lookup),
+        "unknown client",
+    );
+    // The health service may not administer the cluster; membership stays as it was.
+    let out = kartotek(
+        &endpoints,
+        Some(&service),
+        &["admin", "remove", "--node-id", "3"],
+    );
+    fails_with(&out, "permission denied");
+    fails_with(&out, "kartotek:admin");
+    let status = json(&kartotek(
+        &endpoints,
+        Some(&admin),
+        &["admin", "status", "--json"],
+    ));
+    let voters = status[0]["status"]["members"]
+        .as_array()
+        .map(|m| m.iter().filter(|m| m["voter"] == true).count());
+    assert_eq!(voters, Some(3), "{status}");
+    // `kartotek token` prints a compact JWT for curl/grpcurl.
+    let out = kartotek(&endpoints, Some(&service), &["token"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    fails_with(
+        &kartotek(
+            &endpoints,
+            Some(&service),
+            &["token", "--scope", "kartotek:admin"],
+        ),
+        "invalid_scope",
+    );
+    let audit = json(&kartotek(
+        &endpoints,
+        Some(&service),
+        &["audit", "query", "--patient", &p, "--json"],
+    ));
+    assert_eq!(
+        audit["events"][0]["actor"], "client:dev-health-service",
+        "{audit}"
+    );
+
     // kill -9 the leader by its pid from cluster.json.
-    let (leader, old_term) = leader_and_term(&endpoints).unwrap_or_else(|| panic!("no leader"));
+    let (leader, old_term) =
+        leader_and_term(&endpoints, &admin).unwrap_or_else(|| panic!("no leader"));
     let cf = cluster_file(&data);
     let pid = cf["nodes"]
         .as_array()
@@ -197,6 +281,7 @@ fn dev_cluster_quick_start_survives_leader_kill() {
     loop {
         let out = kartotek(
             &endpoints,
+            Some(&service),
             &["locator", "lookup", "--patient", &p, "--json"],
         );
         if out.status.success() {
@@ -224,7 +309,7 @@ fn dev_cluster_quick_start_survives_leader_kill() {
             .and_then(|n| n.iter().find(|n| n["id"] == leader))
             .and_then(|n| n["pid"].as_i64())
             .is_some_and(|p| p != pid);
-        if let Some((l, term)) = leader_and_term(&endpoints)
+        if let Some((l, term)) = leader_and_term(&endpoints, &admin)
             && (term > old_term || (l == leader && restarted))
         {
             break;
@@ -232,16 +317,22 @@ fn dev_cluster_quick_start_survives_leader_kill() {
         assert!(
             Instant::now() < deadline,
             "admin status never showed a leader after the kill (old {leader} in term {old_term}): {}",
-            String::from_utf8_lossy(&kartotek(&endpoints, &["admin", "status", "--json"]).stdout)
+            String::from_utf8_lossy(
+                &kartotek(&endpoints, Some(&admin), &["admin", "status", "--json"]).stdout
+            )
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let table = kartotek(&endpoints, &["admin", "status"]);
+    let table = kartotek(&endpoints, Some(&admin), &["admin", "status"]);
     assert!(table.status.success());
     assert!(String::from_utf8_lossy(&table.stdout).contains("leader"));
 
     // Bad input: clear error on stderr, non-zero exit.
-    let bad = kartotek(&endpoints, &["locator", "lookup", "--patient", "123"]);
+    let bad = kartotek(
+        &endpoints,
+        Some(&service),
+        &["locator", "lookup", "--patient", "123"],
+    );
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("patient"));
 

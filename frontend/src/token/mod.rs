@@ -25,6 +25,7 @@
 
 pub mod directory;
 pub mod routes;
+pub mod self_issued;
 
 #[cfg(test)]
 mod tests;
@@ -183,7 +184,19 @@ impl TokenService {
         directory: Arc<dyn ClientDirectory>,
         metrics: Metrics,
     ) -> Result<TokenService, TokenSetupError> {
-        let keys = match &config.token.signing_keys_file {
+        Ok(TokenService::new(
+            config,
+            Self::load_keys(config)?,
+            directory,
+            Arc::new(JtiReplayCache::default()),
+            metrics,
+        ))
+    }
+
+    /// The signing keys of `config`: from `token.signing_keys_file`, or (dev issuer only;
+    /// the configuration refuses otherwise) one ES256 key generated in memory.
+    pub fn load_keys(config: &FrontendConfig) -> Result<SigningKeySet, TokenSetupError> {
+        Ok(match &config.token.signing_keys_file {
             Some(path) => SigningKeySet::from_file(path)?,
             None => {
                 let key = SigningKey::generate_es256()?;
@@ -194,14 +207,7 @@ impl TokenService {
                 );
                 SigningKeySet::single(key)
             }
-        };
-        Ok(TokenService::new(
-            config,
-            keys,
-            directory,
-            Arc::new(JtiReplayCache::default()),
-            metrics,
-        ))
+        })
     }
 
     /// The service of `config` with the given keys, directory and replay guard.

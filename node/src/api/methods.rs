@@ -99,8 +99,8 @@ methods! {
     CATALOG_SEARCH = "CatalogService" / "Search": PlainRead, "Catalog/Search", RECORDS_READ;
     CLIENT_REGISTER = "ClientRegistryService" / "Register": Write, "Client/Register", ADMIN;
     CLIENT_UPDATE = "ClientRegistryService" / "Update": Write, "Client/Update", ADMIN;
-    CLIENT_GET = "ClientRegistryService" / "Get": PlainRead, "Client/Get", ADMIN;
-    CLIENT_LIST = "ClientRegistryService" / "List": PlainRead, "Client/List", ADMIN;
+    CLIENT_GET = "ClientRegistryService" / "Get": PlainRead, "Client/Get", CLIENTS_READ;
+    CLIENT_LIST = "ClientRegistryService" / "List": PlainRead, "Client/List", CLIENTS_READ;
 }
 
 /// The method with gRPC path `path`, if it is public.

@@ -20,6 +20,7 @@ use kartotek_proto::v1::Member;
 use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
+use super::dev_auth::{self, AuthEntry};
 use crate::config::NodeConfig;
 
 /// Most nodes `kartotek dev` runs.
@@ -68,6 +69,10 @@ pub struct ClusterFile {
     pub nodes: Vec<NodeEntry>,
     /// The HTTP frontend.
     pub frontend: Option<FrontendEntry>,
+    /// Token issuer, keys and client files (absent in a directory made before `kartotek
+    /// dev` turned authentication on: its nodes take calls without tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthEntry>,
 }
 
 /// The frontend in `cluster.json`.
@@ -175,6 +180,7 @@ fn new_cluster(args: &DevArgs, data_dir: &Path) -> anyhow::Result<ClusterFile> {
         supervisor_pid: None,
         nodes,
         frontend: None,
+        auth: None,
     })
 }
 
@@ -189,6 +195,11 @@ fn write_node_config(cluster: &ClusterFile, node: &NodeEntry) -> anyhow::Result<
         raft_advertise_addr: Some(node.raft_addr.clone()),
         metrics_addr: Some(node.metrics_addr.parse().context("metrics address")?),
         data_dir: node.data_dir.clone(),
+        auth: cluster
+            .auth
+            .as_ref()
+            .map(AuthEntry::node_settings)
+            .unwrap_or_default(),
         ..NodeConfig::default()
     };
     config.validate()?;
@@ -247,6 +258,15 @@ fn write_frontend_config(
     addr: std::net::SocketAddr,
 ) -> anyhow::Result<FrontendEntry> {
     let http = format!("http://{addr}");
+    let mut token = kartotek_frontend::TokenSettings::default();
+    if let Some(auth) = &cluster.auth {
+        // The issuer of the first start, even if --frontend-addr changed since: the nodes
+        // and the client files name it.
+        token.issuer = auth.issuer.clone();
+        token.audience = auth.audience.clone();
+        token.signing_keys_file = Some(auth.signing_keys_file.clone());
+        token.access_token_lifetime_s = dev_auth::TOKEN_LIFETIME_S.unsigned_abs();
+    }
     let config = kartotek_frontend::FrontendConfig {
         listen_addr: addr,
         public_base_url: http.clone(),
@@ -254,6 +274,7 @@ fn write_frontend_config(
             endpoints: cluster.nodes.iter().map(|n| n.grpc_addr.clone()).collect(),
             ..kartotek_frontend::ClusterSettings::default()
         },
+        token,
         ..kartotek_frontend::FrontendConfig::default()
     };
     config.validate()?;
@@ -328,8 +349,19 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<()> {
             }
             c
         }
-        None => new_cluster(args, &data_dir)?,
+        None => {
+            let mut c = new_cluster(args, &data_dir)?;
+            c.auth = Some(AuthEntry::prepare(
+                &data_dir,
+                &format!("http://{}", args.frontend_addr),
+            )?);
+            c
+        }
     };
+    // Rewrites the public keys from the kept private ones.
+    if let Some(auth) = &cluster.auth {
+        cluster.auth = Some(AuthEntry::prepare(&data_dir, &auth.issuer)?);
+    }
     cluster.supervisor_pid = Some(std::process::id());
     let exe = std::env::current_exe().context("locating the kartotek binary")?;
 
@@ -349,21 +381,35 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<()> {
     cluster.save(&cluster_path)?;
 
     let endpoints: Vec<String> = cluster.nodes.iter().map(|n| n.grpc_addr.clone()).collect();
-    let client = KartotekClient::new(ClientConfig {
+    let client_config = ClientConfig {
         endpoints: endpoints.clone(),
         ..ClientConfig::default()
-    })?;
+    };
+    let client = match &cluster.auth {
+        Some(auth) => auth.supervisor_client(client_config)?,
+        None => KartotekClient::new(client_config)?,
+    };
+    let token_endpoint = format!("{}/connect/token", frontend.http);
     let result = tokio::select! {
-        r = bring_up(&client, &mut cluster, &cluster_path) => r,
+        r = async {
+            bring_up(&client, &mut cluster, &cluster_path).await?;
+            match &cluster.auth {
+                Some(auth) => auth.provision_clients(&client, &token_endpoint).await,
+                None => Ok(Vec::new()),
+            }
+        } => r,
         _ = super::shutdown_signal() => Err(anyhow::anyhow!("interrupted during start-up")),
     };
-    if let Err(e) = result {
-        stop_all(std::slice::from_mut(&mut frontend_child)).await;
-        stop_all(&mut children).await;
-        cluster.supervisor_pid = None;
-        let _ = cluster.save(&cluster_path);
-        return Err(e);
-    }
+    let client_files = match result {
+        Ok(files) => files,
+        Err(e) => {
+            stop_all(std::slice::from_mut(&mut frontend_child)).await;
+            stop_all(&mut children).await;
+            cluster.supervisor_pid = None;
+            let _ = cluster.save(&cluster_path);
+            return Err(e);
+        }
+    };
 
     println!(
         "Kartotek dev cluster `{}` is running:",
@@ -394,7 +440,8 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<()> {
     println!(
         "  note: dev only: everything is PLAINTEXT on loopback (no TLS between nodes or to clients); see deploy/tls/ for a real cluster"
     );
-    println!("Try `kartotek admin status` in another terminal. Ctrl-C stops the cluster.");
+    print_clients(&cluster, &client_files);
+    println!("Ctrl-C stops the cluster.");
 
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let shutdown = super::shutdown_signal();
@@ -442,6 +489,41 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<()> {
         data_dir.display()
     );
     Ok(())
+}
+
+/// Says how to call the cluster: the client files, and the one export line.
+fn print_clients(cluster: &ClusterFile, files: &[(&'static dev_auth::DevClient, PathBuf)]) {
+    let Some(auth) = &cluster.auth else {
+        println!(
+            "  note: this data directory was made before kartotek dev turned authentication on: its nodes take calls WITHOUT tokens (remove the directory for one that checks them)"
+        );
+        println!("Try `kartotek admin status` in another terminal.");
+        return;
+    };
+    println!(
+        "  auth: every call needs an access token from {} (issuer; keys in {})",
+        auth.issuer,
+        auth.signing_keys_file
+            .parent()
+            .unwrap_or(&auth.signing_keys_file)
+            .display()
+    );
+    for (client, path) in files {
+        println!(
+            "  client {:<15} {}  ({})",
+            client.name,
+            path.display(),
+            client.description
+        );
+    }
+    let first = auth.client_file(dev_auth::DEV_CLIENTS[0].name);
+    let admin = auth.client_file(dev_auth::DEV_CLIENTS[1].name);
+    println!("In another terminal, to call it as the health service:");
+    println!("  export KARTOTEK_CLIENT_FILE={}", first.display());
+    println!(
+        "and for cluster administration: KARTOTEK_CLIENT_FILE={} kartotek admin status",
+        admin.display()
+    );
 }
 
 /// Waits for every node to answer, initialises the cluster if needed, waits for a leader.

@@ -17,6 +17,7 @@
 //! with a non-zero exit code.
 
 pub mod dev;
+pub mod dev_auth;
 pub mod node;
 
 use std::process::ExitCode;

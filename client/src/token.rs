@@ -1,0 +1,528 @@
+//! Access tokens: where a call's `authorization: Bearer <token>` comes from.
+//!
+//! A [`KartotekClient`](crate::KartotekClient) asks its [`TokenSource`] for a token before
+//! every attempt of a call. Two sources come with the client:
+//!
+//! - [`StaticToken`]: one token given by the caller (`--token`, a token from `kartotek token`),
+//!   sent as is until it expires on the server.
+//! - [`ClientCredentials`]: a *client file* ([`ClientFile`]: client id, token endpoint, issuer,
+//!   scopes and the client's private JWK). It gets tokens itself with the OAuth
+//!   `client_credentials` grant and `private_key_jwt` client authentication (RFC 7523: a
+//!   fresh, single-use, 60-second client assertion signed with the private key; no client
+//!   secret ever exists), caches the token and renews it [`RENEW_BEFORE_EXPIRY_S`] seconds
+//!   before it expires (or at half its life, for short-lived tokens). One fetch runs at a time;
+//!   concurrent calls wait for it and share its token.
+//!
+//! When a node answers UNAUTHENTICATED the client drops the cached token
+//! ([`TokenSource::invalidate`]) and tries once more with a new one: the node may have been
+//! given new issuer keys, or the token was revoked.
+//!
+//! Limits: a client file of at most [`CLIENT_FILE_BYTES_MAX`], a token answer of at most
+//! [`TOKEN_RESPONSE_BYTES_MAX`], a fetch of at most [`TOKEN_FETCH_TIMEOUT_MS`]. Tokens and
+//! private keys are never logged, and `Debug` shows neither.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use kartotek_auth::{CLIENT_ASSERTION_TYPE, SigningKey, sign_client_assertion};
+use serde::{Deserialize, Serialize};
+use tonic::metadata::AsciiMetadataValue;
+
+use crate::error::ClientError;
+
+/// Largest client file read, in bytes.
+pub const CLIENT_FILE_BYTES_MAX: u64 = 64 * 1024;
+/// Largest token-endpoint answer read, in bytes.
+pub const TOKEN_RESPONSE_BYTES_MAX: usize = 64 * 1024;
+/// A cached token is renewed this many seconds before it expires.
+pub const RENEW_BEFORE_EXPIRY_S: u64 = 30;
+/// Time allowed for one token request (connect, send, read the answer).
+pub const TOKEN_FETCH_TIMEOUT_MS: u64 = 10_000;
+/// Longest accepted access token, in bytes.
+pub const ACCESS_TOKEN_BYTES_MAX: usize = 16 * 1024;
+/// Lifetime of the client assertions this client signs, in seconds (the token service
+/// accepts at most 60).
+pub const ASSERTION_LIFETIME_S: i64 = 60;
+
+/// One access token, ready to be sent. `Debug` never shows it.
+#[derive(Clone)]
+pub struct BearerToken {
+    /// `Bearer <token>`, marked sensitive.
+    header: AsciiMetadataValue,
+    token: Arc<str>,
+}
+
+impl BearerToken {
+    /// A bearer token from its compact text; it must be non-empty visible ASCII of at most
+    /// [`ACCESS_TOKEN_BYTES_MAX`] bytes.
+    pub fn new(token: &str) -> Result<BearerToken, ClientError> {
+        if token.is_empty() || token.len() > ACCESS_TOKEN_BYTES_MAX {
+            return Err(ClientError::Config(format!(
+                "an access token must be 1 to {ACCESS_TOKEN_BYTES_MAX} bytes"
+            )));
+        }
+        if !token.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+            return Err(ClientError::Config(
+                "token must be printable ASCII without spaces".into(),
+            ));
+        }
+        let mut header = AsciiMetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| ClientError::Config("token is not a valid header value".into()))?;
+        header.set_sensitive(true);
+        Ok(BearerToken {
+            header,
+            token: token.into(),
+        })
+    }
+
+    /// The token's compact text (for `kartotek token`; never log it).
+    pub fn secret(&self) -> &str {
+        &self.token
+    }
+
+    /// The `authorization` header value.
+    pub(crate) fn header(&self) -> &AsciiMetadataValue {
+        &self.header
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken(<redacted>)")
+    }
+}
+
+impl PartialEq for BearerToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.token == other.token
+    }
+}
+
+/// Where a client's access tokens come from. Implement it to get tokens another way (a
+/// service's own token cache, a token the frontend issues itself).
+pub trait TokenSource: Send + Sync + fmt::Debug + 'static {
+    /// A token that is valid now (fetched or renewed if needed).
+    fn token(&self) -> BoxFuture<'_, Result<BearerToken, ClientError>>;
+
+    /// A node refused `rejected` as unauthenticated: forget it if it is still cached, so
+    /// that the next [`token`](Self::token) gets a new one.
+    fn invalidate(&self, rejected: &BearerToken) {
+        let _ = rejected;
+    }
+}
+
+/// A fixed token.
+#[derive(Debug, Clone)]
+pub struct StaticToken(BearerToken);
+
+impl StaticToken {
+    /// The source that always gives `token`.
+    pub fn new(token: &str) -> Result<StaticToken, ClientError> {
+        BearerToken::new(token).map(StaticToken)
+    }
+}
+
+impl TokenSource for StaticToken {
+    fn token(&self) -> BoxFuture<'_, Result<BearerToken, ClientError>> {
+        let token = self.0.clone();
+        Box::pin(async move { Ok(token) })
+    }
+}
+
+/// A client file: what a client needs to get its own access tokens. JSON, written by
+/// `kartotek dev` under `<data-dir>/clients/` or by an operator when a client is registered.
+///
+/// ```json
+/// {
+///   "client_id": "dev-health-service",
+///   "issuer": "http://127.0.0.1:8080",
+///   "token_endpoint": "http://127.0.0.1:8080/connect/token",
+///   "scope": "kartotek:locator.read kartotek:locator.write",
+///   "private_jwk": { "kty": "EC", "crv": "P-256", "kid": "…", "x": "…", "y": "…", "d": "…" }
+/// }
+/// ```
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientFile {
+    /// The client's id in the client registry (the assertion's `iss` and `sub`).
+    pub client_id: String,
+    /// The token service's issuer (the assertion's `aud`).
+    pub issuer: String,
+    /// Where tokens are fetched (`http://` or `https://`).
+    pub token_endpoint: String,
+    /// Scopes asked for, space-separated; absent: every scope the client is allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The client's private key as a JWK (ES256 or EdDSA); its public half is in the
+    /// client's record in the cluster.
+    pub private_jwk: serde_json::Value,
+    /// Free text shown by tools (`kartotek dev` says what the client is for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl fmt::Debug for ClientFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientFile")
+            .field("client_id", &self.client_id)
+            .field("issuer", &self.issuer)
+            .field("token_endpoint", &self.token_endpoint)
+            .field("scope", &self.scope)
+            .field("private_jwk", &"<redacted>")
+            .finish()
+    }
+}
+
+impl ClientFile {
+    /// Reads and checks the client file at `path` (at most [`CLIENT_FILE_BYTES_MAX`]).
+    pub fn load(path: &Path) -> Result<ClientFile, ClientError> {
+        let shown = path.display();
+        let len = std::fs::metadata(path)
+            .map_err(|e| ClientError::Config(format!("client file {shown}: {e}")))?
+            .len();
+        if len > CLIENT_FILE_BYTES_MAX {
+            return Err(ClientError::Config(format!(
+                "client file {shown} is {len} bytes, at most {CLIENT_FILE_BYTES_MAX} allowed"
+            )));
+        }
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| ClientError::Config(format!("client file {shown}: {e}")))?,
+        );
+        let file: ClientFile = serde_json::from_str(&text)
+            .map_err(|e| ClientError::Config(format!("client file {shown}: {e}")))?;
+        file.validate()
+            .map_err(|e| ClientError::Config(format!("client file {shown}: {e}")))?;
+        Ok(file)
+    }
+
+    /// Checks the fields: a client id, an issuer, an `http(s)://` token endpoint and a
+    /// private key this client can sign with.
+    pub fn validate(&self) -> Result<(), String> {
+        kartotek_domain::fields::check_token("client_id", &self.client_id, 128)
+            .map_err(|e| e.to_string())?;
+        if self.issuer.is_empty() || self.issuer.len() > 512 {
+            return Err("issuer must be 1 to 512 bytes".into());
+        }
+        endpoint_uri(&self.token_endpoint)?;
+        if let Some(scope) = &self.scope
+            && (scope.len() > 1024 || scope.chars().any(|c| c.is_control()))
+        {
+            return Err("scope must be at most 1,024 bytes without control characters".into());
+        }
+        self.signing_key()?;
+        Ok(())
+    }
+
+    fn signing_key(&self) -> Result<SigningKey, String> {
+        let json = zeroize::Zeroizing::new(self.private_jwk.to_string());
+        SigningKey::from_private_jwk(&json).map_err(|e| format!("private_jwk: {e}"))
+    }
+}
+
+fn endpoint_uri(endpoint: &str) -> Result<hyper::Uri, String> {
+    let uri: hyper::Uri = endpoint
+        .parse()
+        .map_err(|e| format!("token_endpoint {endpoint:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.host().is_some() => Ok(uri),
+        _ => Err(format!(
+            "token_endpoint {endpoint:?} must be an http:// or https:// URL"
+        )),
+    }
+}
+
+/// The token endpoint's JSON answer (RFC 6749 §5.1).
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    token_type: String,
+    expires_in: u64,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// An error answer (RFC 6749 §5.2).
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    token: BearerToken,
+    renew_at: Instant,
+    scope: String,
+    expires_in_s: u64,
+}
+
+/// Tokens from a token endpoint with `client_credentials` and `private_key_jwt`, cached and
+/// renewed (see the [module docs](self)).
+pub struct ClientCredentials {
+    file: ClientFile,
+    key: SigningKey,
+    endpoint: hyper::Uri,
+    http: HttpClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    cached: Mutex<Option<Cached>>,
+    /// Held while a fetch runs: one at a time.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("client_id", &self.file.client_id)
+            .field("token_endpoint", &self.file.token_endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCredentials {
+    /// The source for the client file at `path`.
+    pub fn from_file(path: &Path) -> Result<ClientCredentials, ClientError> {
+        ClientCredentials::new(ClientFile::load(path)?)
+    }
+
+    /// The source for `file` (validated here).
+    pub fn new(file: ClientFile) -> Result<ClientCredentials, ClientError> {
+        file.validate().map_err(ClientError::Config)?;
+        let key = file.signing_key().map_err(ClientError::Config)?;
+        let endpoint = endpoint_uri(&file.token_endpoint).map_err(ClientError::Config)?;
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| ClientError::Config(format!("loading the system's CA certificates: {e}")))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let http = HttpClient::builder(TokioExecutor::new()).build(https);
+        Ok(ClientCredentials {
+            file,
+            key,
+            endpoint,
+            http,
+            cached: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The client file this source uses.
+    pub fn file(&self) -> &ClientFile {
+        &self.file
+    }
+
+    /// The scopes of the cached token (empty before the first fetch).
+    pub fn granted_scope(&self) -> String {
+        self.cached_now().map(|c| c.scope).unwrap_or_default()
+    }
+
+    fn cached_now(&self) -> Option<Cached> {
+        let guard = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        guard.clone().filter(|c| Instant::now() < c.renew_at)
+    }
+
+    async fn get(&self) -> Result<BearerToken, ClientError> {
+        if let Some(c) = self.cached_now() {
+            return Ok(c.token);
+        }
+        let _one_at_a_time = self.fetching.lock().await;
+        // Another call may have fetched while this one waited.
+        if let Some(c) = self.cached_now() {
+            return Ok(c.token);
+        }
+        let fetched = self.fetch(self.file.scope.as_deref()).await?;
+        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some(fetched.clone());
+        Ok(fetched.token)
+    }
+
+    /// Fetches a new token for `scope` (None: the file's default), bypassing the cache;
+    /// for `kartotek token --scope`. Also returns its lifetime in seconds (`expires_in`).
+    pub async fn fetch_token(
+        &self,
+        scope: Option<&str>,
+    ) -> Result<(BearerToken, u64), ClientError> {
+        let c = self.fetch(scope.or(self.file.scope.as_deref())).await?;
+        Ok((c.token, c.expires_in_s))
+    }
+
+    async fn fetch(&self, scope: Option<&str>) -> Result<Cached, ClientError> {
+        let fail = |reason: String| ClientError::Token {
+            endpoint: self.file.token_endpoint.clone(),
+            reason,
+        };
+        let now_s = unix_now_s();
+        let assertion = sign_client_assertion(
+            &self.key,
+            &self.file.client_id,
+            &self.file.issuer,
+            now_s,
+            ASSERTION_LIFETIME_S,
+        )
+        .map_err(|e| fail(format!("signing the client assertion: {e}")))?;
+        let mut form: Vec<(&str, &str)> = vec![
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+            ("client_assertion", &assertion),
+        ];
+        if let Some(scope) = scope {
+            form.push(("scope", scope));
+        }
+        let body = serde_urlencoded::to_string(&form)
+            .map_err(|e| fail(format!("encoding the request: {e}")))?;
+        let request = hyper::Request::post(self.endpoint.clone())
+            .header(
+                hyper::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(hyper::header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| fail(format!("building the request: {e}")))?;
+        let sent_at = Instant::now();
+        let timeout = Duration::from_millis(TOKEN_FETCH_TIMEOUT_MS);
+        let answer = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| fail(format!("{e}")))?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), TOKEN_RESPONSE_BYTES_MAX)
+                .collect()
+                .await
+                .map_err(|e| fail(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok::<_, ClientError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(timeout, answer)
+            .await
+            .map_err(|_| fail(format!("no answer within {TOKEN_FETCH_TIMEOUT_MS} ms")))??;
+        if !status.is_success() {
+            let reason = match serde_json::from_slice::<ErrorAnswer>(&body) {
+                Ok(e) => match e.error_description {
+                    Some(d) => format!("{}: {}", cut(&e.error), cut(&d)),
+                    None => cut(&e.error),
+                },
+                Err(_) => format!("HTTP {status}"),
+            };
+            return Err(fail(reason));
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&body)
+            .map_err(|e| fail(format!("the answer is not a token response: {e}")))?;
+        if !answer.token_type.eq_ignore_ascii_case("bearer") {
+            return Err(fail(format!(
+                "token_type {:?} is not supported (Bearer only)",
+                cut(&answer.token_type)
+            )));
+        }
+        let token = BearerToken::new(&answer.access_token).map_err(|e| fail(e.to_string()))?;
+        let lifetime = Duration::from_secs(answer.expires_in);
+        let early = Duration::from_secs(RENEW_BEFORE_EXPIRY_S).min(lifetime / 2);
+        Ok(Cached {
+            token,
+            renew_at: sent_at + lifetime.saturating_sub(early),
+            scope: answer.scope.unwrap_or_default(),
+            expires_in_s: answer.expires_in,
+        })
+    }
+}
+
+impl TokenSource for ClientCredentials {
+    fn token(&self) -> BoxFuture<'_, Result<BearerToken, ClientError>> {
+        Box::pin(self.get())
+    }
+
+    fn invalidate(&self, rejected: &BearerToken) {
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.as_ref().is_some_and(|c| &c.token == rejected) {
+            *cached = None;
+        }
+    }
+}
+
+fn unix_now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A server-given text cut to 256 bytes (at a char boundary), control characters dropped.
+fn cut(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .scan(0usize, |len, c| {
+            *len += c.len_utf8();
+            (*len <= 256).then_some(c)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> ClientFile {
+        let key = SigningKey::generate_es256().unwrap();
+        ClientFile {
+            client_id: "svc".into(),
+            issuer: "http://127.0.0.1:1".into(),
+            token_endpoint: "http://127.0.0.1:1/connect/token".into(),
+            scope: None,
+            private_jwk: key.private_jwk(),
+            description: None,
+        }
+    }
+
+    #[test]
+    fn client_files_are_checked() {
+        assert!(file().validate().is_ok());
+        let mut f = file();
+        f.token_endpoint = "ftp://x/connect/token".into();
+        assert!(f.validate().unwrap_err().contains("http"));
+        let mut f = file();
+        f.private_jwk = serde_json::json!({"kty": "EC"});
+        assert!(f.validate().unwrap_err().contains("private_jwk"));
+        let mut f = file();
+        f.client_id = String::new();
+        assert!(f.validate().is_err());
+        let shown = format!("{:?}", file());
+        assert!(
+            shown.contains("<redacted>") && !shown.contains("\"d\""),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn tokens_are_checked_and_never_shown() {
+        assert!(BearerToken::new("").is_err());
+        assert!(BearerToken::new("a b").is_err());
+        assert!(BearerToken::new(&"a".repeat(ACCESS_TOKEN_BYTES_MAX + 1)).is_err());
+        let t = BearerToken::new("abc.def.ghi").unwrap();
+        assert_eq!(t.secret(), "abc.def.ghi");
+        assert_eq!(format!("{t:?}"), "BearerToken(<redacted>)");
+        assert!(t.header().is_sensitive());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_token_endpoint_is_a_token_error() {
+        let source = ClientCredentials::new(file()).unwrap();
+        let err = source.token().await.unwrap_err();
+        assert!(matches!(err, ClientError::Token { .. }), "{err:?}");
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    }
+
+    #[test]
+    fn server_texts_are_cut() {
+        assert_eq!(cut("a\nb"), "ab");
+        assert_eq!(cut(&"é".repeat(200)).len(), 256);
+    }
+}
