@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use kartotek_client::{CallerIdentity, ClientConfig, KartotekClient};
+use kartotek_client::{ClientConfig, ClientCredentials, KartotekClient, TokenSource};
 use kartotek_proto::v1::{
     AccessDecisionRequest, Consistency, ImportEntry, ImportLocatorsRequest, LookupLocatorRequest,
     ReadOptions, RegisterLocatorRequest,
@@ -27,8 +27,8 @@ use crate::target::{OpKind, Outcome, Target};
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a node gets to exit after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Who the benchmark says it is (recorded in Kartotek's audit events).
-pub const BENCH_ACTOR: &str = "system:kartotek-bench";
+/// The client id of the benchmark's tokens (the actor its audit events name).
+pub const BENCH_CLIENT_ID: &str = "kartotek-bench";
 /// The HPR number of the health professional its access decisions are for.
 pub const BENCH_PERSONNEL: &str = "1234567";
 /// The purpose of use it states.
@@ -60,12 +60,23 @@ pub struct Cluster {
     /// The nodes.
     pub nodes: Vec<Node>,
     started: Option<kartotek_testkit::Cluster>,
+    /// The tokens every client of the benchmark calls with (None: a `kartotek dev` cluster
+    /// made before it required tokens).
+    tokens: Option<Arc<dyn TokenSource>>,
 }
 
 /// The part of `kartotek dev`'s `cluster.json` the benchmark reads.
 #[derive(Debug, Deserialize)]
 struct ClusterFile {
     nodes: Vec<ClusterFileNode>,
+    /// Present when the dev cluster requires tokens: its client files are in `clients_dir`.
+    #[serde(default)]
+    auth: Option<ClusterFileAuth>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ClusterFileAuth {
+    clients_dir: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,8 +102,14 @@ impl Cluster {
         opts.metrics = true;
         opts.env = env.to_vec();
         opts.client = client_config(Vec::new());
-        opts.identity = bench_identity();
         opts.startup_timeout = STARTUP_TIMEOUT;
+        // Measured as deployed: every call carries a token the nodes verify.
+        let opts = opts.with_auth()?;
+        let tokens = opts.auth.as_ref().map(|issuer| {
+            let mut claims = issuer.claims(BENCH_CLIENT_ID, &kartotek_testkit::auth::all_scopes());
+            claims.purpose_of_use = Some(BENCH_PURPOSE.into());
+            issuer.tokens_for(claims)
+        });
         let started = kartotek_testkit::Cluster::start(opts, n, |_| {})
             .await
             .context("starting the Kartotek cluster")?;
@@ -110,6 +127,7 @@ impl Cluster {
         Ok(Cluster {
             nodes,
             started: Some(started),
+            tokens,
         })
     }
 
@@ -119,6 +137,18 @@ impl Cluster {
             .with_context(|| format!("reading {}", cluster_file.display()))?;
         let file: ClusterFile = serde_json::from_str(&text)
             .with_context(|| format!("parsing {}", cluster_file.display()))?;
+        // The dev admin client: every scope the workloads need.
+        let tokens = match &file.auth {
+            Some(auth) => {
+                let path = auth.clients_dir.join("admin.json");
+                let source: Arc<dyn TokenSource> = Arc::new(
+                    ClientCredentials::from_file(&path)
+                        .with_context(|| format!("the dev admin client {}", path.display()))?,
+                );
+                Some(source)
+            }
+            None => None,
+        };
         Ok(Cluster {
             nodes: file
                 .nodes
@@ -132,6 +162,7 @@ impl Cluster {
                 })
                 .collect(),
             started: None,
+            tokens,
         })
     }
 
@@ -150,10 +181,11 @@ impl Cluster {
                 endpoints.push(n.addr.clone());
             }
         }
-        Ok(KartotekClient::new_as(
-            client_config(endpoints),
-            bench_identity(),
-        )?)
+        let config = client_config(endpoints);
+        Ok(match &self.tokens {
+            Some(tokens) => KartotekClient::with_tokens(config, tokens.clone())?,
+            None => KartotekClient::new(config)?,
+        })
     }
 
     /// The leader's id, once every node agrees on one.
@@ -292,15 +324,6 @@ fn client_config(endpoints: Vec<String>) -> ClientConfig {
         endpoints,
         deadline_ms: 30_000,
         ..ClientConfig::default()
-    }
-}
-
-/// Who the benchmark's clients say they are.
-fn bench_identity() -> CallerIdentity {
-    CallerIdentity {
-        actor: Some(BENCH_ACTOR.into()),
-        purpose: Some(BENCH_PURPOSE.into()),
-        ..CallerIdentity::default()
     }
 }
 

@@ -42,7 +42,7 @@ pub use config::{
 };
 pub use error::{ClientError, ERROR_TEXT_MAX};
 pub use streams::{IMPORT_WINDOW_BATCHES_MAX, LocatorWatch};
-pub use token::{BearerToken, ClientCredentials, ClientFile, StaticToken, TokenSource};
+pub use token::{BearerToken, ClientCredentials, ClientFile, SelfIssued, StaticToken, TokenSource};
 
 /// The `kartotek.v1` messages the client's methods take and return.
 pub use kartotek_proto::v1 as proto;

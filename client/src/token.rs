@@ -13,6 +13,10 @@
 //!   before it expires (or at half its life, for short-lived tokens). One fetch runs at a time;
 //!   concurrent calls wait for it and share its token.
 //!
+//! - [`SelfIssued`]: tokens signed here with an issuer's own keys, for a program that *is*
+//!   a trusted issuer (the frontend's calls to the cluster, `kartotek dev`'s set-up, test
+//!   harnesses): each a copy of a claims template with a fresh `iat`/`exp`/`jti`.
+//!
 //! When a node answers UNAUTHENTICATED the client drops the cached token
 //! ([`TokenSource::invalidate`]) and tries once more with a new one: the node may have been
 //! given new issuer keys, or the token was revoked.
@@ -32,7 +36,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use kartotek_auth::{CLIENT_ASSERTION_TYPE, SigningKey, sign_client_assertion};
+use kartotek_auth::{
+    AccessClaims, CLIENT_ASSERTION_TYPE, Issuer, SigningKey, new_jti, sign_client_assertion,
+};
 use serde::{Deserialize, Serialize};
 use tonic::metadata::AsciiMetadataValue;
 
@@ -448,6 +454,101 @@ impl TokenSource for ClientCredentials {
     }
 }
 
+/// Tokens signed with an issuer's own keys (see the [module docs](self)), cached and renewed
+/// like [`ClientCredentials`]' tokens.
+pub struct SelfIssued {
+    issuer: Issuer,
+    template: AccessClaims,
+    cached: Mutex<Option<(BearerToken, Instant)>>,
+}
+
+impl fmt::Debug for SelfIssued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SelfIssued")
+            .field("issuer", &self.issuer.issuer())
+            .field("client_id", &self.template.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SelfIssued {
+    /// Tokens of `issuer` for client `client_id` (also the `sub`) with `scopes`, for
+    /// `audience`.
+    pub fn new(issuer: Issuer, audience: &str, client_id: &str, scopes: &[&str]) -> SelfIssued {
+        let template = AccessClaims {
+            iss: issuer.issuer().to_owned(),
+            sub: client_id.to_owned(),
+            aud: vec![audience.to_owned()],
+            exp: 0,
+            nbf: None,
+            iat: 0,
+            jti: String::new(),
+            client_id: client_id.to_owned(),
+            scope: scopes.join(" "),
+            org_parent: None,
+            org_child: None,
+            hpr_number: None,
+            purpose_of_use: None,
+            security_level: None,
+            act: None,
+            cnf: None,
+        };
+        SelfIssued::from_template(issuer, template)
+    }
+
+    /// Tokens that are copies of `template` (its `iat`, `nbf`, `exp` and `jti` are set at
+    /// each signing; `exp` = now + the issuer's lifetime).
+    pub fn from_template(issuer: Issuer, template: AccessClaims) -> SelfIssued {
+        SelfIssued {
+            issuer,
+            template,
+            cached: Mutex::new(None),
+        }
+    }
+
+    fn get(&self) -> Result<BearerToken, ClientError> {
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((token, renew_at)) = cached.as_ref()
+            && Instant::now() < *renew_at
+        {
+            return Ok(token.clone());
+        }
+        let fail = |reason: String| ClientError::Token {
+            endpoint: format!("{} (self-issued)", self.issuer.issuer()),
+            reason,
+        };
+        let now_s = unix_now_s();
+        let lifetime_s = self.issuer.lifetime_s_max().max(1);
+        let claims = AccessClaims {
+            exp: now_s.saturating_add(lifetime_s),
+            nbf: Some(now_s),
+            iat: now_s,
+            jti: new_jti().map_err(|e| fail(e.to_string()))?,
+            ..self.template.clone()
+        };
+        let jwt = self.issuer.sign(&claims).map_err(|e| fail(e.to_string()))?;
+        let token = BearerToken::new(&jwt)?;
+        let lifetime = Duration::from_secs(lifetime_s.unsigned_abs());
+        let early = Duration::from_secs(RENEW_BEFORE_EXPIRY_S).min(lifetime / 2);
+        *cached = Some((token.clone(), Instant::now() + lifetime - early));
+        Ok(token)
+    }
+}
+
+impl TokenSource for SelfIssued {
+    fn token(&self) -> BoxFuture<'_, Result<BearerToken, ClientError>> {
+        let result = self.get();
+        Box::pin(async move { result })
+    }
+
+    fn invalidate(&self, rejected: &BearerToken) {
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.as_ref().is_some_and(|(t, _)| t == rejected) {
+            *cached = None;
+        }
+    }
+}
+
 fn unix_now_s() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -518,6 +619,35 @@ mod tests {
         let err = source.token().await.unwrap_err();
         assert!(matches!(err, ClientError::Token { .. }), "{err:?}");
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    }
+
+    #[tokio::test]
+    async fn self_issued_tokens_verify_carry_their_scopes_and_are_cached() {
+        use kartotek_auth::{SigningKeySet, TokenVerifier, VerifierOptions, scopes};
+        let issuer = Issuer::new(
+            "http://127.0.0.1:8080",
+            SigningKeySet::single(SigningKey::generate_es256().unwrap()),
+            300,
+        );
+        let now_s = unix_now_s();
+        let trusted = issuer.trusted_issuer("kartotek", now_s).unwrap();
+        let source = SelfIssued::new(issuer, "kartotek", "me", &[scopes::CLIENTS_READ]);
+        let first = source.token().await.unwrap();
+        assert_eq!(source.token().await.unwrap(), first, "cached");
+        let verifier = TokenVerifier::new(vec![trusted], VerifierOptions::default());
+        let claims = verifier.verify(first.secret(), now_s).unwrap();
+        assert_eq!(
+            (claims.client_id.as_str(), claims.sub.as_str()),
+            ("me", "me")
+        );
+        assert!(claims.has_scope(scopes::CLIENTS_READ));
+        assert!(!claims.has_scope(scopes::ADMIN));
+        source.invalidate(&first);
+        assert_ne!(
+            source.token().await.unwrap(),
+            first,
+            "renewed after a refusal"
+        );
     }
 
     #[test]

@@ -13,16 +13,15 @@ use axum::middleware;
 use axum::routing::{get, post};
 use futures::FutureExt;
 use kartotek_auth::{Issuer, JtiReplayCache};
-use kartotek_client::{ClientCredentials, ClientError, KartotekClient, TokenSource};
+use kartotek_client::{ClientCredentials, ClientError, KartotekClient, SelfIssued, TokenSource};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::{ConfigError, FrontendConfig};
 use crate::metrics::Metrics;
 use crate::problem::HttpError;
-use crate::token::TokenService;
 use crate::token::directory::ClusterDirectory;
-use crate::token::self_issued::SelfIssued;
+use crate::token::{FRONTEND_CLIENT_ID, FRONTEND_SCOPES, TokenService};
 use crate::{AppState, health, layer, metrics, token};
 
 /// Arguments of `kartotek frontend`.
@@ -128,7 +127,12 @@ pub(crate) fn state(config: FrontendConfig) -> Result<AppState, FrontendError> {
         None => {
             let lifetime_s = i64::try_from(config.token.access_token_lifetime_s).unwrap_or(300);
             let own = Issuer::new(config.issuer(), keys.clone(), lifetime_s);
-            Arc::new(SelfIssued::new(own, config.token.audience.clone()))
+            Arc::new(SelfIssued::new(
+                own,
+                &config.token.audience,
+                FRONTEND_CLIENT_ID,
+                &FRONTEND_SCOPES,
+            ))
         }
     };
     let client = KartotekClient::with_tokens(config.client_config(), tokens)?;

@@ -151,6 +151,8 @@ impl Cluster {
             deadline_ms: 10_000,
             ..ClientConfig::default()
         };
+        // Faults with auth on, as deployed: the nodes verify every worker's token.
+        let kit_opts = kit_opts.with_auth()?;
         let mut kit = kartotek_testkit::Cluster::new(kit_opts);
         for i in 0..n {
             let addr = match &net {
@@ -193,6 +195,11 @@ impl Cluster {
         };
         cluster.kit.start_all()?;
         Ok(cluster)
+    }
+
+    /// The token every client of the harness calls with.
+    pub fn tokens(&self) -> Option<std::sync::Arc<dyn kartotek_client::TokenSource>> {
+        self.kit.tokens()
     }
 
     /// The network namespaces, if any.

@@ -313,7 +313,10 @@ async fn run_workload<W: Workload>(
     started: Instant,
     workload: Arc<W>,
 ) -> anyhow::Result<BodyOutcome> {
-    let addrs = cluster.lock().await.addrs();
+    let (addrs, tokens) = {
+        let c = cluster.lock().await;
+        (c.addrs(), c.tokens())
+    };
     let (recorder, history) = Recorder::start(&dir.join("history.jsonl"), started)?;
     let log = NemesisLog::create(&dir.join("nemesis.jsonl"), started)?;
     let timing = Timing {
@@ -333,7 +336,12 @@ async fn run_workload<W: Workload>(
     let mut tasks = tokio::task::JoinSet::new();
     let stop = Arc::new(AtomicBool::new(false));
     for idx in 0..opts.concurrency {
-        let clients = Clients::new(&addrs, idx % addrs.len(), opts.op_deadline_ms)?;
+        let clients = Clients::new(
+            &addrs,
+            idx % addrs.len(),
+            opts.op_deadline_ms,
+            tokens.clone(),
+        )?;
         tasks.spawn(worker(
             workload.clone(),
             idx,
@@ -394,7 +402,14 @@ async fn run_workload<W: Workload>(
 
     // Final reads.
     println!("kartotek-jepsen: final reads");
-    final_reads(workload.as_ref(), &addrs, &history, opts.op_deadline_ms).await?;
+    final_reads(
+        workload.as_ref(),
+        &addrs,
+        tokens,
+        &history,
+        opts.op_deadline_ms,
+    )
+    .await?;
     monitor.abort();
     drop(history);
     let events = recorder.finish().await?;
@@ -442,11 +457,12 @@ async fn worker<W: Workload>(
 async fn final_reads<W: Workload>(
     workload: &W,
     addrs: &[String],
+    tokens: Option<Arc<dyn kartotek_client::TokenSource>>,
     history: &HistoryHandle,
     deadline_ms: u64,
 ) -> anyhow::Result<()> {
     const FINAL_PROCESS: u64 = 1_000_000;
-    let clients = Clients::new(addrs, 0, deadline_ms.max(5_000))?;
+    let clients = Clients::new(addrs, 0, deadline_ms.max(5_000), tokens)?;
     let mut state = W::WorkerState::default();
     // 60 s for the first final op, 120 s for all: after that each op gets one attempt.
     let overall = Instant::now() + Duration::from_secs(120);

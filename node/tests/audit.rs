@@ -2,35 +2,32 @@
 //! client on the leader, as a bounded-staleness read on a follower (whose event goes through
 //! that node's durable outbox to the chain), and through the CLI — shows up in `audit query` for the patient with its
 //! actor and purpose, and `kartotek audit verify` recomputes the chain and finds every node's
-//! head in agreement. A bad actor header is refused and records nothing.
+//! head in agreement. Who the events name comes from the callers' tokens; the old caller
+//! headers without a token are refused and record nothing.
 
 mod common;
 
 use std::process::Command;
 
-use common::{TestCluster, org, patient};
-use kartotek_client::{CallerIdentity, ClientConfig, ClientError, KartotekClient};
+use common::{TestCluster, clinician, issuer, org, patient, token_of};
+use kartotek_client::{ClientConfig, ClientError, KartotekClient};
 use kartotek_proto::v1::{
     Consistency, LookupLocatorRequest, QueryAuditRequest, ReadOptions, RegisterLocatorRequest,
 };
 
-fn client_as(c: &TestCluster, ids: &[u64], actor: &str) -> KartotekClient {
+/// A client over nodes `ids` calling as clinician `hpr` of org 50, purpose treatment.
+fn client_as(c: &TestCluster, ids: &[u64], hpr: &str) -> KartotekClient {
     let endpoints = ids
         .iter()
         .map(|id| c.nodes[c.idx(*id)].addr.clone())
         .collect();
-    KartotekClient::new_as(
+    KartotekClient::with_tokens(
         ClientConfig {
             endpoints,
             deadline_ms: 20_000,
             ..ClientConfig::default()
         },
-        CallerIdentity {
-            actor: Some(actor.into()),
-            purpose: Some("treatment".into()),
-            org: Some(org(50)),
-            on_behalf_of: None,
-        },
+        issuer().tokens_for(clinician(hpr, &org(50))),
     )
     .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -65,16 +62,16 @@ async fn every_lookup_is_audited_and_the_chain_verifies() {
 
     // Five linearizable lookups by one clinician, two of another patient.
     let leader = c.leader().await;
-    let clinician = client_as(&c, &[leader], "personnel:1234567");
+    let doctor = client_as(&c, &[leader], "1234567");
     for _ in 0..5 {
-        let r = clinician
+        let r = doctor
             .lookup_locator(lookup(&p))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r.entries.len(), 1);
     }
     for _ in 0..2 {
-        clinician
+        doctor
             .lookup_locator(lookup(&other))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -86,7 +83,7 @@ async fn every_lookup_is_audited_and_the_chain_verifies() {
         .map(|n| n.id)
         .find(|id| *id != leader)
         .unwrap_or(1);
-    let nurse = client_as(&c, &[follower], "personnel:7654321");
+    let nurse = client_as(&c, &[follower], "7654321");
     let mut bounded_done = false;
     for _ in 0..50 {
         match nurse
@@ -118,13 +115,17 @@ async fn every_lookup_is_audited_and_the_chain_verifies() {
         .map(|n| n.addr.clone())
         .collect::<Vec<_>>()
         .join(",");
+    let mut citizen = issuer().claims(
+        "test-citizen-app",
+        &[
+            kartotek_auth::scopes::CITIZEN,
+            kartotek_auth::scopes::LOCATOR_READ,
+        ],
+    );
+    citizen.sub = p.clone();
     let out = Command::new(env!("CARGO_BIN_EXE_kartotek"))
-        .args([
-            "--endpoints",
-            &endpoints,
-            "--actor",
-            &format!("citizen:{p}"),
-        ])
+        .args(["--endpoints", &endpoints, "--token", &token_of(&citizen)])
+        .env_remove("KARTOTEK_CLIENT_FILE")
         .args(["locator", "lookup", "--patient", &p, "--json"])
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
@@ -133,23 +134,28 @@ async fn every_lookup_is_audited_and_the_chain_verifies() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // A malformed actor is refused, and records nothing.
-    let bad = KartotekClient::new_as(
+    // The old caller headers name nobody: without a token the call is refused, and records
+    // nothing. (A token whose claims are malformed never gets signed: the issuer checks them.)
+    let headers_only = KartotekClient::new_as(
         ClientConfig {
             endpoints: vec![c.nodes[c.idx(leader)].addr.clone()],
             ..ClientConfig::default()
         },
-        CallerIdentity {
-            actor: Some("personnel:not-a-number".into()),
-            ..CallerIdentity::default()
+        kartotek_client::CallerIdentity {
+            actor: Some("personnel:1234567".into()),
+            purpose: Some("treatment".into()),
+            ..Default::default()
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    match bad.lookup_locator(lookup(&p)).await {
-        Err(ClientError::InvalidArgument { field, .. }) => {
-            assert_eq!(field.as_deref(), Some("x-kartotek-actor"))
-        }
-        other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+    match headers_only.lookup_locator(lookup(&p)).await {
+        Err(e) if e.code() == tonic::Code::Unauthenticated => {}
+        other => panic!("expected UNAUTHENTICATED, got {other:?}"),
+    }
+    let refused = c.client_as(clinician("1234567", "not-an-org"));
+    match refused.lookup_locator(lookup(&p)).await {
+        Err(e @ ClientError::Token { .. }) => assert!(e.to_string().contains("orgnr"), "{e}"),
+        other => panic!("the issuer must refuse to sign a malformed org, got {other:?}"),
     }
 
     // The follower's event was fsynced in its outbox before it answered; its shipper moves it
@@ -180,11 +186,7 @@ async fn every_lookup_is_audited_and_the_chain_verifies() {
     }
 
     // "Who has looked at my data?" — through the CLI, as one JSON document.
-    let out = Command::new(env!("CARGO_BIN_EXE_kartotek"))
-        .args(["--endpoints", &endpoints, "--json"])
-        .args(["audit", "query", "--patient", &p])
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = common::kartotek(&endpoints, &["--json", "audit", "query", "--patient", &p]);
     assert!(
         out.status.success(),
         "{}",
@@ -300,10 +302,7 @@ async fn every_lookup_is_audited_and_the_chain_verifies() {
     }
 
     // The chain verifies and every node's head agrees.
-    let out = Command::new(env!("CARGO_BIN_EXE_kartotek"))
-        .args(["--endpoints", &endpoints, "--json", "audit", "verify"])
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = common::kartotek(&endpoints, &["--json", "audit", "verify"]);
     assert!(
         out.status.success(),
         "{}",

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{TestCluster, org};
 
 /// A public P-256 JWK (no private part).
@@ -13,7 +11,7 @@ const EC: &str = r#"{"kty":"EC","kid":"k2","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9
 
 /// Runs `kartotek --json ARGS` against `endpoints` and returns its one JSON document.
 fn cli(endpoints: &str, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_kartotek"))
+    let out = common::cli_command()
         .args(["--endpoints", endpoints, "--json"])
         .args(args)
         .output()
@@ -102,7 +100,7 @@ async fn client_update_replaces_settings_and_sets_the_status() {
         ],
     );
     assert_eq!(again["changed"], false, "{again}");
-    let out = Command::new(env!("CARGO_BIN_EXE_kartotek"))
+    let out = common::cli_command()
         .args([
             "--endpoints",
             &ep,

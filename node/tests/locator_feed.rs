@@ -44,7 +44,7 @@ async fn count_org(client: &kartotek_client::KartotekClient, o: &str) -> u64 {
 }
 
 fn import_cmd(endpoints: &str, file: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kartotek"));
+    let mut cmd = common::cli_command();
     cmd.args(["--endpoints", endpoints, "--json", "locator", "import"])
         .arg(file)
         .args(["--batch-size", "1000"])

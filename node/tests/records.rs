@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use chrono::{Datelike, Days, Utc};
 use common::{TestCluster, block, citizen, ok, org, patient};
 use kartotek_client::KartotekClient;
@@ -478,7 +476,7 @@ async fn every_family_through_the_client() {
 
 /// Runs the CLI against `endpoints` with `--json` and returns its parsed stdout.
 fn cli(endpoints: &str, args: &[&str]) -> serde_json::Value {
-    let out = ok(Command::new(env!("CARGO_BIN_EXE_kartotek"))
+    let out = ok(common::cli_command()
         .arg("--endpoints")
         .arg(endpoints)
         .arg("--json")

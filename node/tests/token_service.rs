@@ -40,13 +40,22 @@ impl Drop for Frontend {
     }
 }
 
+/// A frontend that issues tokens as the test issuer the nodes trust (its keys), so that its
+/// own calls to the cluster (the client lookups) are accepted.
 fn start_frontend(dir: &Path, addr: SocketAddr, endpoints: Vec<String>) -> Frontend {
+    let keys = dir.join("frontend-signing-keys.json");
+    common::issuer().write_signing_keys(&keys).unwrap();
     let config = kartotek_frontend::FrontendConfig {
         listen_addr: addr,
         public_base_url: format!("http://{addr}"),
         cluster: kartotek_frontend::ClusterSettings {
             endpoints,
             ..kartotek_frontend::ClusterSettings::default()
+        },
+        token: kartotek_frontend::TokenSettings {
+            issuer: kartotek_testkit::auth::TEST_ISSUER.into(),
+            signing_keys_file: Some(keys),
+            ..kartotek_frontend::TokenSettings::default()
         },
         ..kartotek_frontend::FrontendConfig::default()
     };
@@ -173,7 +182,7 @@ async fn a_registered_client_gets_a_verifiable_single_use_token() {
     assert!(registered.changed);
 
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let issuer = format!("http://{addr}");
+    let issuer = kartotek_testkit::auth::TEST_ISSUER.to_owned();
     let _frontend = start_frontend(cluster.dir.path(), addr, cluster.addrs());
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(addr).await.is_err() {

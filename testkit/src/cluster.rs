@@ -4,12 +4,14 @@
 
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use kartotek_client::{CallerIdentity, ClientConfig, KartotekClient};
+use kartotek_client::{CallerIdentity, ClientConfig, KartotekClient, TokenSource};
 use kartotek_proto::v1::{Member, NodeStatus};
 
+use crate::auth::TestIssuer;
 use crate::config::NodeSpec;
 use crate::process::{Launch, Process, Wrapper};
 use crate::status;
@@ -38,6 +40,10 @@ pub struct ClusterOptions {
     pub identity: CallerIdentity,
     /// How long [`Cluster::bootstrap`] waits for the nodes to answer and for a leader.
     pub startup_timeout: Duration,
+    /// Tokens required: the nodes [`Cluster::add_loopback`] adds trust this issuer (`[auth]`
+    /// appended to their TOML) and the cluster's clients call with its all-scopes harness
+    /// token ([`ClusterOptions::with_auth`]). None: the nodes' default (no tokens checked).
+    pub auth: Option<TestIssuer>,
 }
 
 impl ClusterOptions {
@@ -58,7 +64,15 @@ impl ClusterOptions {
             },
             identity: CallerIdentity::default(),
             startup_timeout: Duration::from_secs(60),
+            auth: None,
         }
+    }
+
+    /// These options with tokens required, from a new [`TestIssuer`] whose public keys go to
+    /// `<dir>/issuer-jwks.json`.
+    pub fn with_auth(mut self) -> anyhow::Result<ClusterOptions> {
+        self.auth = Some(TestIssuer::new(&self.dir)?);
+        Ok(self)
     }
 }
 
@@ -119,15 +133,19 @@ pub struct Cluster {
     /// The options it was made with.
     pub opts: ClusterOptions,
     admin: Option<KartotekClient>,
+    /// The harness token of [`ClusterOptions::auth`], shared by every client made here.
+    tokens: Option<Arc<dyn TokenSource>>,
 }
 
 impl Cluster {
     /// A cluster without nodes yet.
     pub fn new(opts: ClusterOptions) -> Cluster {
+        let tokens = opts.auth.as_ref().map(TestIssuer::harness_tokens);
         Cluster {
             nodes: Vec::new(),
             opts,
             admin: None,
+            tokens,
         }
     }
 
@@ -148,13 +166,19 @@ impl Cluster {
     }
 
     /// Adds node `spec` with its config and log in `dir` (created), run through `wrapper` if
-    /// given; not started, not a member. Returns its slot.
+    /// given, trusting [`ClusterOptions::auth`] if set; not started, not a member. Returns its
+    /// slot.
     pub fn add(
         &mut self,
-        spec: NodeSpec,
+        mut spec: NodeSpec,
         dir: &Path,
         wrapper: Option<Wrapper>,
     ) -> anyhow::Result<usize> {
+        if let Some(issuer) = &self.opts.auth
+            && !spec.extra_toml.contains("[auth]")
+        {
+            spec.extra_toml.push_str(&issuer.node_toml());
+        }
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::create_dir_all(&spec.data_dir)
             .with_context(|| format!("creating {}", spec.data_dir.display()))?;
@@ -237,7 +261,27 @@ impl Cluster {
             endpoints,
             ..self.opts.client.clone()
         };
-        KartotekClient::new_as(config, self.opts.identity.clone()).context("building a client")
+        match &self.tokens {
+            Some(tokens) => KartotekClient::with_tokens(config, tokens.clone()),
+            None => KartotekClient::new_as(config, self.opts.identity.clone()),
+        }
+        .context("building a client")
+    }
+
+    /// The harness token every client made here calls with (None without
+    /// [`ClusterOptions::auth`]).
+    pub fn tokens(&self) -> Option<Arc<dyn TokenSource>> {
+        self.tokens.clone()
+    }
+
+    /// A client over every node whose calls carry tokens from `tokens` (e.g.
+    /// [`TestIssuer::tokens_for`] with a personnel member's claims).
+    pub fn client_with(&self, tokens: Arc<dyn TokenSource>) -> anyhow::Result<KartotekClient> {
+        let config = ClientConfig {
+            endpoints: self.addrs(),
+            ..self.opts.client.clone()
+        };
+        KartotekClient::with_tokens(config, tokens).context("building a client")
     }
 
     /// The client over every node used for administration and status polls (`None` before
@@ -258,7 +302,11 @@ impl Cluster {
             if !n.process.running() {
                 continue;
             }
-            while admin.status(&n.addr).await.is_err() {
+            loop {
+                let last = match admin.status(&n.addr).await {
+                    Ok(_) => break,
+                    Err(e) => e,
+                };
                 if let Some(exit) = n.process.exited() {
                     bail!(
                         "node {} exited ({exit}); its log ends:\n{}",
@@ -268,7 +316,7 @@ impl Cluster {
                 }
                 if Instant::now() > deadline {
                     bail!(
-                        "node {} at {} did not come up; its log ends:\n{}",
+                        "node {} at {} did not come up (last answer: {last}); its log ends:\n{}",
                         n.id,
                         n.addr,
                         n.process.log_tail(40)

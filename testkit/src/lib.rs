@@ -15,14 +15,18 @@
 //!   clients; prints the nodes' log tails when dropped during a panic.
 //! - [`status`]: polling every node's status at once, the leader claim of the highest term,
 //!   leader agreement among the voters.
-//! - [`free_port`]: a port the kernel picked.
+//! - [`auth`]: [`TestIssuer`], a token issuer the nodes trust and the harness's clients sign
+//!   with (`ClusterOptions::with_auth`).
+//! - [`free_port`]: a free loopback port below the ephemeral range.
 
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod process;
 pub mod status;
 pub mod tls;
 
+pub use auth::TestIssuer;
 pub use cluster::{Cluster, ClusterOptions, Node};
 pub use config::{NodeSpec, RaftProfile, RaftSpec};
 pub use process::{Launch, Process, Wrapper};

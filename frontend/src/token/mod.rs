@@ -25,7 +25,6 @@
 
 pub mod directory;
 pub mod routes;
-pub mod self_issued;
 
 #[cfg(test)]
 mod tests;
@@ -45,6 +44,14 @@ use serde_json::{Value, json};
 use crate::config::FrontendConfig;
 use crate::metrics::Metrics;
 use directory::ClientDirectory;
+
+/// The `client_id` and `sub` of the tokens the frontend signs for its own calls to the
+/// cluster ([`kartotek_client::SelfIssued`]: it is an issuer the nodes trust, so it needs no
+/// client of its own; the audit log names this id for its reads of client records).
+pub const FRONTEND_CLIENT_ID: &str = "kartotek-frontend";
+/// What those tokens allow: reading client records (the token service) and forwarding audit
+/// events.
+pub const FRONTEND_SCOPES: [&str; 2] = [scopes::CLIENTS_READ, scopes::AUDIT_WRITE];
 
 /// The only grant type served so far.
 pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";

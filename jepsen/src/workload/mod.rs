@@ -13,8 +13,9 @@ pub mod set;
 pub mod watch;
 
 use std::future::Future;
+use std::sync::Arc;
 
-use kartotek_client::{ClientConfig, ClientError, KartotekClient};
+use kartotek_client::{ClientConfig, ClientError, KartotekClient, TokenSource};
 use kartotek_domain::ids::NationalIdKind;
 use kartotek_domain::ids::testing::{national_id_from_parts, org_number_from_prefix};
 use rand_chacha::ChaCha8Rng;
@@ -37,7 +38,13 @@ pub struct Clients {
 
 impl Clients {
     /// Clients for a worker homed on `home`, with per-operation deadline `deadline_ms`.
-    pub fn new(addrs: &[String], home: usize, deadline_ms: u64) -> anyhow::Result<Clients> {
+    /// Calls carry tokens from `tokens` (the cluster's harness token) when given.
+    pub fn new(
+        addrs: &[String],
+        home: usize,
+        deadline_ms: u64,
+        tokens: Option<Arc<dyn TokenSource>>,
+    ) -> anyhow::Result<Clients> {
         let mut order = vec![addrs[home].clone()];
         order.extend(
             addrs
@@ -55,10 +62,14 @@ impl Clients {
             backoff_max_ms: 500,
             token: None,
         };
+        let client = |config: ClientConfig| match &tokens {
+            Some(t) => KartotekClient::with_tokens(config, t.clone()),
+            None => KartotekClient::new(config),
+        };
         Ok(Clients {
             home,
-            write: KartotekClient::new(config(order))?,
-            read: KartotekClient::new(config(vec![addrs[home].clone()]))?,
+            write: client(config(order))?,
+            read: client(config(vec![addrs[home].clone()]))?,
         })
     }
 }

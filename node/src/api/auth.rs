@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use kartotek_auth::{AccessClaims, TokenVerifier, TrustedIssuer, VerifierOptions};
+use kartotek_auth::{AccessClaims, TokenVerifier, TrustedIssuer, VerifierOptions, scopes};
 use kartotek_domain::fields::{Actor, Purpose};
 use kartotek_domain::locator::{parse_national_id, parse_org_number};
 use tonic::metadata::MetadataMap;
@@ -141,7 +141,8 @@ fn bearer(md: &MetadataMap) -> Result<&str, NodeError> {
 }
 
 /// The caller a verified token names: health personnel by HPR number when the token carries
-/// one, else the client itself; the organisation (sub-unit first), the purpose of use and, for
+/// one, a citizen by national id (`sub`) when it has the citizen scope and its subject is not the
+/// client, else the client itself; the organisation (sub-unit first), the purpose of use and, for
 /// a token exchanged to act for someone, the person acted for. Nothing comes from headers but
 /// the request id.
 fn caller_of(claims: &AccessClaims, md: &MetadataMap) -> Result<Caller, NodeError> {
@@ -155,6 +156,12 @@ fn caller_of(claims: &AccessClaims, md: &MetadataMap) -> Result<Caller, NodeErro
         ),
         (None, Some(hpr)) => (
             Actor::parse("hpr_number", "personnel", hpr).map_err(|e| bad("hpr_number", &e))?,
+            None,
+        ),
+        // A citizen's own token (after an ID-porten login): the subject is the person, not
+        // the client (a client's own token has `sub` = `client_id`).
+        (None, None) if claims.has_scope(scopes::CITIZEN) && claims.sub != claims.client_id => (
+            Actor::parse("sub", "citizen", &claims.sub).map_err(|e| bad("sub", &e))?,
             None,
         ),
         (None, None) => (

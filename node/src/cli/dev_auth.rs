@@ -19,8 +19,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use kartotek_auth::{Issuer, SigningKey, SigningKeySet, scopes};
-use kartotek_client::{ClientConfig, ClientError, ClientFile, KartotekClient};
-use kartotek_frontend::token::self_issued::SelfIssued;
+use kartotek_client::{ClientConfig, ClientError, ClientFile, KartotekClient, SelfIssued};
 use kartotek_proto::v1::{ClientRequest, GetClientRequest};
 use serde::{Deserialize, Serialize};
 
@@ -144,9 +143,9 @@ impl AuthEntry {
 
     /// A client that calls with the supervisor's own admin token.
     pub fn supervisor_client(&self, config: ClientConfig) -> anyhow::Result<KartotekClient> {
-        let tokens = SelfIssued::for_client(
+        let tokens = SelfIssued::new(
             self.issuer()?,
-            self.audience.clone(),
+            &self.audience,
             SUPERVISOR_CLIENT_ID,
             &[scopes::ADMIN, scopes::CLIENTS_READ],
         );

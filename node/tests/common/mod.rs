@@ -8,6 +8,9 @@
 //! (SIGKILL) when dropped, also when a test fails, and then prints the nodes' log tails.
 //! Its Raft traffic is mutual TLS with a CA made for the cluster (`tls.raft`), so every
 //! multi-process test runs on a TLS cluster; `kartotek dev`, jepsen and bench cover plaintext.
+//! Its nodes require tokens (`[auth] required`) of one test issuer per test process
+//! ([`issuer`]); [`TestCluster::client`] calls with an all-scopes harness token,
+//! [`TestCluster::client_as`] with a clinician's, and [`kartotek`] runs the CLI with one.
 
 #![allow(dead_code)]
 
@@ -17,15 +20,55 @@ use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use kartotek_auth::AccessClaims;
 use kartotek_client::KartotekClient;
 use kartotek_domain::ids::NationalIdKind;
 use kartotek_domain::ids::testing::{national_id_from_parts, org_number_from_prefix};
-use kartotek_testkit::{Cluster, ClusterOptions, NodeSpec, TestPki};
+use kartotek_testkit::{Cluster, ClusterOptions, NodeSpec, TestIssuer, TestPki};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
 /// At most two clusters run at once (the CI machine has 2 cores).
 pub static CLUSTERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// The token issuer every cluster of this test process trusts (its public keys in a
+/// directory that lives as long as the process).
+pub fn issuer() -> &'static TestIssuer {
+    static ISSUER: std::sync::OnceLock<(TempDir, TestIssuer)> = std::sync::OnceLock::new();
+    &ISSUER
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let issuer = TestIssuer::new(dir.path()).unwrap_or_else(|e| panic!("issuer: {e:#}"));
+            (dir, issuer)
+        })
+        .1
+}
+
+/// Claims of clinician `hpr` acting for organisation `org` with purpose `treatment`, with
+/// every scope.
+pub fn clinician(hpr: &str, org: &str) -> AccessClaims {
+    let mut claims = issuer().claims("test-ehr", &kartotek_testkit::auth::all_scopes());
+    claims.hpr_number = Some(hpr.into());
+    claims.org_parent = Some(org.into());
+    claims.purpose_of_use = Some("treatment".into());
+    claims
+}
+
+/// A signed token of `claims` (fresh times and `jti`), for the CLI's `--token`.
+pub fn token_of(claims: &AccessClaims) -> String {
+    let now_s = kartotek_domain::Timestamp::now().0.div_euclid(1000);
+    let claims = AccessClaims {
+        iat: now_s,
+        nbf: Some(now_s),
+        exp: now_s + 3600,
+        jti: format!("cli-{}", uuid::Uuid::new_v4()),
+        ..claims.clone()
+    };
+    issuer()
+        .issuer()
+        .sign(&claims)
+        .unwrap_or_else(|e| panic!("signing: {e}"))
+}
 
 /// One node process (the testkit's node: `n.id`, `n.addr`, `n.process`).
 pub type TestNode = kartotek_testkit::Node;
@@ -84,11 +127,20 @@ pub fn block(
     }
 }
 
-/// Runs the `kartotek` binary against `endpoints`, as personnel with purpose treatment.
+/// The `kartotek` binary with `KARTOTEK_TOKEN` the token of clinician 1234567 (org 1,
+/// purpose treatment, every scope).
+pub fn cli_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kartotek"));
+    cmd.env_remove("KARTOTEK_CLIENT_FILE")
+        .env("KARTOTEK_TOKEN", token_of(&clinician("1234567", &org(1))));
+    cmd
+}
+
+/// Runs the `kartotek` binary against `endpoints`, with the token of clinician 1234567 (org
+/// 1, purpose treatment).
 pub fn kartotek(endpoints: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_kartotek"))
+    cli_command()
         .args(["--endpoints", endpoints])
-        .args(["--actor", "personnel:1234567", "--purpose", "treatment"])
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("running kartotek: {e}"))
@@ -167,7 +219,11 @@ impl TestCluster {
             "kartotek-test",
         );
         opts.startup_timeout = Duration::from_secs(90);
-        opts.client.token = token;
+        // A test that brings its own token brings its own `[auth]` too (node/tests/auth.rs).
+        match token {
+            Some(token) => opts.client.token = Some(token),
+            None => opts.auth = Some(issuer().clone()),
+        }
         let pki = TestPki::new(&dir.path().join("pki"), "cluster")
             .unwrap_or_else(|e| panic!("test CA: {e:#}"));
         let mut kit = Cluster::new(opts);
@@ -205,6 +261,12 @@ impl TestCluster {
     /// A client over every node.
     pub fn client(&self) -> KartotekClient {
         self.client_for(&self.nodes.iter().map(|n| n.id).collect::<Vec<_>>())
+    }
+
+    /// A client over every node calling as `claims` (e.g. [`clinician`]).
+    pub fn client_as(&self, claims: AccessClaims) -> KartotekClient {
+        self.client_with(issuer().tokens_for(claims))
+            .unwrap_or_else(|e| panic!("client: {e:#}"))
     }
 
     /// A client over the given nodes only (first = preferred).
