@@ -23,6 +23,9 @@ pub enum Command {
     /// Bulk-import many locator entries into Kartotek: import rate, lookup latency, RSS and
     /// disk bytes per entry at that size.
     Scale(ScaleArgs),
+    /// The cost of token verification: linearizable lookups against a cluster that requires
+    /// tokens and one that does not, side by side in one run.
+    AuthCost(AuthCostArgs),
     /// Measure only the physical limits: fsync latency of the data disk and loopback RTT.
     Limits(LimitsArgs),
     /// Regenerate REPORT.md and the plots from the results JSON.
@@ -131,6 +134,28 @@ pub struct ScaleArgs {
     /// Lookups in flight.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+}
+
+/// Arguments of `auth-cost`.
+#[derive(Debug, Clone, Args)]
+pub struct AuthCostArgs {
+    #[command(flatten)]
+    pub setup: SetupArgs,
+    /// Lookups in flight, swept.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 64])]
+    pub concurrency: Vec<usize>,
+    /// Warm-up per run, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup_s: f64,
+    /// Measured time per run, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration_s: f64,
+    /// Repetitions; the two clusters alternate which goes first.
+    #[arg(long, default_value_t = 3)]
+    pub repetitions: u32,
+    /// Locator entries preloaded into each cluster.
+    #[arg(long, default_value_t = 2_000)]
+    pub keys: usize,
 }
 
 /// Arguments of `limits`.

@@ -91,11 +91,24 @@ struct ClusterFileNode {
 impl Cluster {
     /// Starts `n` nodes of `bin` with data under `dir`, initialises the cluster and waits for a
     /// leader. `env` is passed to every node (e.g. `KARTOTEK_API__PROPOSALS_IN_FLIGHT_MAX=8`).
+    /// The nodes require tokens, which the benchmark's clients carry.
     pub async fn start(
         bin: &Path,
         dir: &Path,
         n: u64,
         env: &[(String, String)],
+    ) -> anyhow::Result<Cluster> {
+        Cluster::start_with(bin, dir, n, env, true).await
+    }
+
+    /// [`Cluster::start`], with tokens required and sent or (`auth` false) neither: the
+    /// `auth-cost` comparison.
+    pub async fn start_with(
+        bin: &Path,
+        dir: &Path,
+        n: u64,
+        env: &[(String, String)],
+        auth: bool,
     ) -> anyhow::Result<Cluster> {
         let mut opts = ClusterOptions::new(bin, dir, "kartotek-bench");
         opts.log_filter = "warn".into();
@@ -104,7 +117,7 @@ impl Cluster {
         opts.client = client_config(Vec::new());
         opts.startup_timeout = STARTUP_TIMEOUT;
         // Measured as deployed: every call carries a token the nodes verify.
-        let opts = opts.with_auth()?;
+        let opts = if auth { opts.with_auth()? } else { opts };
         let tokens = opts.auth.as_ref().map(|issuer| {
             let mut claims = issuer.claims(BENCH_CLIENT_ID, &kartotek_testkit::auth::all_scopes());
             claims.purpose_of_use = Some(BENCH_PURPOSE.into());

@@ -1,6 +1,7 @@
 //! `kartotek-bench`: Kartotek side by side with etcd on one machine, in one run, with a
 //! report (`bench/REPORT.md`). See `bench/README.md`.
 
+mod auth_cost;
 mod cli;
 mod compare;
 mod data;
@@ -30,6 +31,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             cli::Command::Compare(a) => compare::run(*a).await,
             cli::Command::Scale(a) => scale::run(a).await,
+            cli::Command::AuthCost(a) => auth_cost::run(a).await,
             cli::Command::Limits(a) => limits::run(a).await,
             cli::Command::Report(a) => {
                 let path = report::write(&setup::out_dir(a.out_dir.as_deref()))?;
