@@ -161,6 +161,30 @@ fn check_text(claim: &'static str, s: &str, max: usize) -> Result<(), ClaimError
 }
 
 impl AccessClaims {
+    /// The claims of a token `iss` issues to client `client_id` (also its `sub`) for `aud`
+    /// with `scope` (space-separated): no person, organisation or purpose, and `exp`, `iat`,
+    /// `nbf` and `jti` left for the issuer to set.
+    pub fn for_client(iss: &str, aud: &str, client_id: &str, scope: String) -> AccessClaims {
+        AccessClaims {
+            iss: iss.to_owned(),
+            sub: client_id.to_owned(),
+            aud: vec![aud.to_owned()],
+            exp: 0,
+            nbf: None,
+            iat: 0,
+            jti: String::new(),
+            client_id: client_id.to_owned(),
+            scope,
+            org_parent: None,
+            org_child: None,
+            hpr_number: None,
+            purpose_of_use: None,
+            security_level: None,
+            act: None,
+            cnf: None,
+        }
+    }
+
     /// The granted scopes, in order (empty entries of repeated spaces skipped).
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
         self.scope.split(' ').filter(|s| !s.is_empty())

@@ -564,6 +564,7 @@ fn conditions(args: &CompareArgs, data_dir: &str, systems: &Systems) -> Vec<Stri
         ),
         "Routing, the same for both: writes and linearizable reads go to the leader; follower reads are spread over the two followers (Kartotek: bounded-staleness lookup; etcd: serializable range, which has no staleness bound at all).".into(),
         format!("Kartotek's follower reads use max_staleness_ms = {}.", args.max_staleness_ms),
+        "Authentication, not the same: every Kartotek call carries an ES256 access token that the node verifies (signature, issuer, audience, expiry, scope) before it does anything, as a deployed cluster does (`kartotek-bench auth-cost` measures what that costs); etcd runs without its auth (no users, no tokens), so its numbers include no authentication at all.".into(),
         "Durability, the same for both: a write is acknowledged only after a majority has fsynced it. etcd runs with its defaults (WAL fsync, no unsafe flags); Kartotek always fsyncs (group commit on the RocksDB WAL).".into(),
         "History: before every etcd run its history is compacted (physical) to the current revision and every member is defragmented. Kartotek keeps no MVCC history (a register overwrites the entry); its only record of the past is the bounded change feed (`storage.change_history_max` revisions), which lookups never read. Kartotek's audit log does grow: one event per read (retention is configurable, off by default).".into(),
         format!("Data: both systems' data dirs under {data_dir}, one disk."),

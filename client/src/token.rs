@@ -272,13 +272,46 @@ struct Cached {
     expires_in_s: u64,
 }
 
+/// The HTTP client of a token endpoint: TLS (the system's CA certificates) for `https://`,
+/// none for `http://` (so a machine without CA certificates can still reach a dev issuer).
+enum Http {
+    Plain(HttpClient<HttpConnector, Full<Bytes>>),
+    Tls(HttpClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
+}
+
+impl Http {
+    fn for_endpoint(endpoint: &hyper::Uri) -> Result<Http, ClientError> {
+        let builder = HttpClient::builder(TokioExecutor::new());
+        if endpoint.scheme_str() != Some("https") {
+            return Ok(Http::Plain(builder.build(HttpConnector::new())));
+        }
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| ClientError::Config(format!("loading the system's CA certificates: {e}")))?
+            .https_only()
+            .enable_http1()
+            .build();
+        Ok(Http::Tls(builder.build(https)))
+    }
+
+    async fn send(
+        &self,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        match self {
+            Http::Plain(c) => c.request(request).await,
+            Http::Tls(c) => c.request(request).await,
+        }
+    }
+}
+
 /// Tokens from a token endpoint with `client_credentials` and `private_key_jwt`, cached and
 /// renewed (see the [module docs](self)).
 pub struct ClientCredentials {
     file: ClientFile,
     key: SigningKey,
     endpoint: hyper::Uri,
-    http: HttpClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: Http,
     cached: Mutex<Option<Cached>>,
     /// Held while a fetch runs: one at a time.
     fetching: tokio::sync::Mutex<()>,
@@ -304,13 +337,7 @@ impl ClientCredentials {
         file.validate().map_err(ClientError::Config)?;
         let key = file.signing_key().map_err(ClientError::Config)?;
         let endpoint = endpoint_uri(&file.token_endpoint).map_err(ClientError::Config)?;
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| ClientError::Config(format!("loading the system's CA certificates: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let http = HttpClient::builder(TokioExecutor::new()).build(https);
+        let http = Http::for_endpoint(&endpoint)?;
         Ok(ClientCredentials {
             file,
             key,
@@ -397,7 +424,7 @@ impl ClientCredentials {
         let answer = async {
             let response = self
                 .http
-                .request(request)
+                .send(request)
                 .await
                 .map_err(|e| fail(format!("{e}")))?;
             let status = response.status();
@@ -475,24 +502,8 @@ impl SelfIssued {
     /// Tokens of `issuer` for client `client_id` (also the `sub`) with `scopes`, for
     /// `audience`.
     pub fn new(issuer: Issuer, audience: &str, client_id: &str, scopes: &[&str]) -> SelfIssued {
-        let template = AccessClaims {
-            iss: issuer.issuer().to_owned(),
-            sub: client_id.to_owned(),
-            aud: vec![audience.to_owned()],
-            exp: 0,
-            nbf: None,
-            iat: 0,
-            jti: String::new(),
-            client_id: client_id.to_owned(),
-            scope: scopes.join(" "),
-            org_parent: None,
-            org_child: None,
-            hpr_number: None,
-            purpose_of_use: None,
-            security_level: None,
-            act: None,
-            cnf: None,
-        };
+        let template =
+            AccessClaims::for_client(issuer.issuer(), audience, client_id, scopes.join(" "));
         SelfIssued::from_template(issuer, template)
     }
 

@@ -76,24 +76,7 @@ impl TestIssuer {
     /// Claims for client `client_id` with `scopes` (org, HPR number, purpose unset), to
     /// adjust and pass to [`tokens_for`](Self::tokens_for).
     pub fn claims(&self, client_id: &str, scopes: &[&str]) -> AccessClaims {
-        AccessClaims {
-            iss: TEST_ISSUER.into(),
-            sub: client_id.into(),
-            aud: vec![TEST_AUDIENCE.into()],
-            exp: 0,
-            nbf: None,
-            iat: 0,
-            jti: String::new(),
-            client_id: client_id.into(),
-            scope: scopes.join(" "),
-            org_parent: None,
-            org_child: None,
-            hpr_number: None,
-            purpose_of_use: None,
-            security_level: None,
-            act: None,
-            cnf: None,
-        }
+        AccessClaims::for_client(TEST_ISSUER, TEST_AUDIENCE, client_id, scopes.join(" "))
     }
 
     /// Tokens that are copies of `claims` (fresh times and `jti`).

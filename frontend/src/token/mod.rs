@@ -380,22 +380,17 @@ impl TokenService {
             }
         }
         let claims = AccessClaims {
-            iss: self.issuer.issuer().to_owned(),
-            sub: client_id.clone(),
-            aud: vec![self.audience.clone()],
             exp: now_s.saturating_add(self.lifetime_s),
             nbf: Some(now_s),
             iat: now_s,
             jti: new_jti().map_err(|e| OAuthError::server_error(e.to_string()))?,
-            client_id,
-            scope: granted.join(" "),
             org_parent: Some(client.org.clone()),
-            org_child: None,
-            hpr_number: None,
-            purpose_of_use: None,
-            security_level: None,
-            act: None,
-            cnf: None,
+            ..AccessClaims::for_client(
+                self.issuer.issuer(),
+                &self.audience,
+                &client_id,
+                granted.join(" "),
+            )
         };
         let access_token = self.issuer.sign(&claims).map_err(|e| {
             tracing::error!(error = %e, "signing an access token");
