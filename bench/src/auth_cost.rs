@@ -90,7 +90,7 @@ pub async fn run(args: AuthCostArgs) -> anyhow::Result<()> {
     );
     let seq = Arc::new(AtomicU64::new(1));
     let mut runs = Vec::new();
-    for repetition in 0..args.repetitions {
+    for repetition in 0..args.timing.repetitions {
         for (i, concurrency) in args.concurrency.iter().enumerate() {
             let mut order: Vec<usize> = vec![0, 1];
             if (repetition as usize + i) % 2 == 1 {
@@ -103,8 +103,8 @@ pub async fn run(args: AuthCostArgs) -> anyhow::Result<()> {
                     load: Load::Closed {
                         concurrency: *concurrency,
                     },
-                    warmup: Duration::from_secs_f64(args.warmup_s),
-                    duration: Duration::from_secs_f64(args.duration_s),
+                    warmup: Duration::from_secs_f64(args.timing.warmup_s),
+                    duration: Duration::from_secs_f64(args.timing.duration_s),
                     keys: keyspace.len(),
                 };
                 let pids = cluster.pids();

@@ -54,6 +54,20 @@ pub struct SetupArgs {
     pub kartotek_env: Vec<String>,
 }
 
+/// How long each run lasts and how often it is repeated (`compare`, `auth-cost`).
+#[derive(Debug, Clone, Args)]
+pub struct RunTiming {
+    /// Warm-up per run, seconds (load offered, not measured).
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup_s: f64,
+    /// Measured time per run, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration_s: f64,
+    /// Repetitions of every case; the systems compared alternate which goes first.
+    #[arg(long, default_value_t = 3)]
+    pub repetitions: u32,
+}
+
 /// Arguments of `compare`.
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
@@ -84,15 +98,8 @@ pub struct CompareArgs {
     /// Cap on requests in flight in open-loop mode.
     #[arg(long, default_value_t = 1024)]
     pub in_flight_max: usize,
-    /// Warm-up per run, seconds (load offered, not measured).
-    #[arg(long, default_value_t = 2.0)]
-    pub warmup_s: f64,
-    /// Measured time per run, seconds.
-    #[arg(long, default_value_t = 5.0)]
-    pub duration_s: f64,
-    /// Repetitions of every case; systems alternate which goes first.
-    #[arg(long, default_value_t = 3)]
-    pub repetitions: u32,
+    #[command(flatten)]
+    pub timing: RunTiming,
     /// Locator entries preloaded into both systems (reads and writes draw keys uniformly).
     #[arg(long, default_value_t = 10_000)]
     pub keys: usize,
@@ -144,15 +151,8 @@ pub struct AuthCostArgs {
     /// Lookups in flight, swept.
     #[arg(long, value_delimiter = ',', default_values_t = vec![1, 64])]
     pub concurrency: Vec<usize>,
-    /// Warm-up per run, seconds.
-    #[arg(long, default_value_t = 2.0)]
-    pub warmup_s: f64,
-    /// Measured time per run, seconds.
-    #[arg(long, default_value_t = 5.0)]
-    pub duration_s: f64,
-    /// Repetitions; the two clusters alternate which goes first.
-    #[arg(long, default_value_t = 3)]
-    pub repetitions: u32,
+    #[command(flatten)]
+    pub timing: RunTiming,
     /// Locator entries preloaded into each cluster.
     #[arg(long, default_value_t = 2_000)]
     pub keys: usize,

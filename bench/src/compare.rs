@@ -38,9 +38,9 @@ fn smoke(mut args: CompareArgs) -> CompareArgs {
     args.workloads = Workload::ALL.to_vec();
     args.concurrency = vec![1, 16];
     args.rates.clear();
-    args.warmup_s = 0.3;
-    args.duration_s = 1.0;
-    args.repetitions = 1;
+    args.timing.warmup_s = 0.3;
+    args.timing.duration_s = 1.0;
+    args.timing.repetitions = 1;
     args.keys = args.keys.min(200);
     args.attempts = 1;
     args.busy_max = 1.0;
@@ -321,11 +321,11 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
         .iter()
         .map(|w| if w.kartotek_only() { 1 } else { 2 })
         .sum();
-    let total = u64::from(args.repetitions) * (systems_per_case * loads.len()) as u64;
+    let total = u64::from(args.timing.repetitions) * (systems_per_case * loads.len()) as u64;
     let progress = Progress::new(total, "compare");
     let mut case_no = 0usize;
     let mut disturbed_attempts = 0usize;
-    for repetition in 0..args.repetitions {
+    for repetition in 0..args.timing.repetitions {
         for workload in &args.workloads {
             for load in &loads {
                 let order = if (repetition as usize + case_no).is_multiple_of(2) {
@@ -345,8 +345,8 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
                             spec: RunSpec {
                                 workload: *workload,
                                 load: *load,
-                                warmup: Duration::from_secs_f64(args.warmup_s),
-                                duration: Duration::from_secs_f64(args.duration_s),
+                                warmup: Duration::from_secs_f64(args.timing.warmup_s),
+                                duration: Duration::from_secs_f64(args.timing.duration_s),
                                 keys: keyspace.len(),
                             },
                             repetition,
@@ -514,8 +514,8 @@ async fn take_profiles(
             load: Load::Closed {
                 concurrency: args.profile_concurrency,
             },
-            warmup: Duration::from_secs_f64(args.warmup_s),
-            duration: Duration::from_secs_f64(args.duration_s),
+            warmup: Duration::from_secs_f64(args.timing.warmup_s),
+            duration: Duration::from_secs_f64(args.timing.duration_s),
             keys: keyspace.len(),
         };
         let data = dir.join(format!("perf-{}.data", workload.slug()));
@@ -569,7 +569,7 @@ fn conditions(args: &CompareArgs, data_dir: &str, systems: &Systems) -> Vec<Stri
         "History: before every etcd run its history is compacted (physical) to the current revision and every member is defragmented. Kartotek keeps no MVCC history (a register overwrites the entry); its only record of the past is the bounded change feed (`storage.change_history_max` revisions), which lookups never read. Kartotek's audit log does grow: one event per read (retention is configurable, off by default).".into(),
         format!("Data: both systems' data dirs under {data_dir}, one disk."),
         "Load generator: this one process for both systems, the same workers and key draws; one HTTP/2 connection per node and system (Kartotek through `kartotek-client`, which adds request ids and retries; etcd through plain tonic stubs of its v3 API, no retries).".into(),
-        format!("Load: {load}; warm-up {:.1} s then {:.1} s measured per run; {} repetitions, histograms merged; the systems alternate which runs first, case by case and repetition by repetition.", args.warmup_s, args.duration_s, args.repetitions),
+        format!("Load: {load}; warm-up {:.1} s then {:.1} s measured per run; {} repetitions, histograms merged; the systems alternate which runs first, case by case and repetition by repetition.", args.timing.warmup_s, args.timing.duration_s, args.timing.repetitions),
         format!(
             "Keys: {} entries preloaded in both; every operation draws a key uniformly; a write stores a new version (a new `endpoint_ref`) so neither system can skip it.",
             args.keys
