@@ -190,19 +190,19 @@ impl fmt::Debug for ClientFile {
 impl ClientFile {
     /// Reads and checks the client file at `path` (at most [`CLIENT_FILE_BYTES_MAX`]).
     pub fn load(path: &Path) -> Result<ClientFile, ClientError> {
+        use std::io::Read;
         let shown = path.display();
-        let len = std::fs::metadata(path)
-            .map_err(|e| ClientError::Config(format!("client file {shown}: {e}")))?
-            .len();
-        if len > CLIENT_FILE_BYTES_MAX {
+        let mut text = zeroize::Zeroizing::new(String::new());
+        // Read at most one byte past the limit, so a file that grows meanwhile cannot make
+        // this read unbounded.
+        std::fs::File::open(path)
+            .and_then(|f| f.take(CLIENT_FILE_BYTES_MAX + 1).read_to_string(&mut text))
+            .map_err(|e| ClientError::Config(format!("client file {shown}: {e}")))?;
+        if text.len() as u64 > CLIENT_FILE_BYTES_MAX {
             return Err(ClientError::Config(format!(
-                "client file {shown} is {len} bytes, at most {CLIENT_FILE_BYTES_MAX} allowed"
+                "client file {shown} is over {CLIENT_FILE_BYTES_MAX} bytes"
             )));
         }
-        let text = zeroize::Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| ClientError::Config(format!("client file {shown}: {e}")))?,
-        );
         let file: ClientFile = serde_json::from_str(&text)
             .map_err(|e| ClientError::Config(format!("client file {shown}: {e}")))?;
         file.validate()
