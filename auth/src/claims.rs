@@ -10,6 +10,7 @@
 //! | [`purpose_of_use`](AccessClaims::purpose_of_use) | [`CLAIM_PURPOSE_OF_USE`] | why (tjenstlig behov), e.g. `treatment` |
 //! | [`security_level`](AccessClaims::security_level) | [`CLAIM_SECURITY_LEVEL`] | the user's authentication level, `1` to `4` |
 //! | [`act`](AccessClaims::act) | `act` (RFC 8693) | who acts on behalf of `sub` |
+//! | [`representation_area`](AccessClaims::representation_area) | [`CLAIM_REPRESENTATION_AREA`] | for `act`: the area of the representation (`*`: all) |
 //! | [`cnf`](AccessClaims::cnf) | `cnf` (RFC 9449 `jkt`) | the key the token is bound to (DPoP, later) |
 //!
 //! Unknown claims are ignored (tokens of other trusted issuers carry more). Every value has a
@@ -30,6 +31,9 @@ pub const CLAIM_ORG_CHILD: &str = "helseid://claims/client/claims/orgnr_child";
 pub const CLAIM_HPR_NUMBER: &str = "helseid://claims/hpr/hpr_number";
 /// HelseID's claim for the user's authentication security level.
 pub const CLAIM_SECURITY_LEVEL: &str = "helseid://claims/identity/security_level";
+/// Kartotek's claim for the representation area of a token exchanged to act for someone
+/// (`*`: every area); see `kartotek-domain`'s representation rules.
+pub const CLAIM_REPRESENTATION_AREA: &str = "kartotek://claims/representation_area";
 /// Kartotek's claim for the purpose of use (tjenstlig behov); HelseID carries it inside
 /// `authorization_details`, which Kartotek does not model yet.
 pub const CLAIM_PURPOSE_OF_USE: &str = "kartotek://claims/purpose_of_use";
@@ -111,6 +115,14 @@ pub struct AccessClaims {
         skip_serializing_if = "Option::is_none"
     )]
     pub security_level: Option<String>,
+    /// For a token exchanged to act for `sub`: the representation area it was granted for
+    /// (`*`: every area).
+    #[serde(
+        rename = "kartotek://claims/representation_area",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub representation_area: Option<String>,
     /// On-behalf-of: the actor acting for `sub` (RFC 8693 §4.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Actor>,
@@ -180,6 +192,7 @@ impl AccessClaims {
             hpr_number: None,
             purpose_of_use: None,
             security_level: None,
+            representation_area: None,
             act: None,
             cnf: None,
         }
@@ -249,6 +262,10 @@ impl AccessClaims {
         if let Some(a) = &self.act {
             check_text("act.sub", &a.sub, SUBJECT_BYTES_MAX)?;
         }
+        if let Some(area) = &self.representation_area {
+            kartotek_domain::fields::Area::parse(CLAIM_REPRESENTATION_AREA, area)
+                .map_err(|e| bad(CLAIM_REPRESENTATION_AREA, e.reason))?;
+        }
         if let Some(c) = &self.cnf {
             check_text("cnf.jkt", &c.jkt, JKT_BYTES_MAX)?;
         }
@@ -299,6 +316,7 @@ mod tests {
             hpr_number: Some("1234567".into()),
             purpose_of_use: Some("treatment".into()),
             security_level: Some("4".into()),
+            representation_area: None,
             act: Some(Actor {
                 sub: "15076500565".into(),
             }),

@@ -22,16 +22,21 @@
 //!   its [`AccessClaims`] or a [`VerifyError`] that names the reason.
 //! - [`assertion`]: [`verify_client_assertion`] (RFC 7523 client authentication) and the
 //!   [`ReplayGuard`] trait with its in-process implementation [`JtiReplayCache`].
+//! - [`login`]: [`LoginVerifier`], the citizen login tokens (OpenID Connect ID tokens from
+//!   ID-porten or the dev login) the token service exchanges, and the [`Citizen`] they name.
 //! - [`error`]: [`KeyError`] and [`IssueError`].
 //!
-//! Algorithms: only ES256 and EdDSA (Ed25519) are ever accepted ([`TokenAlg`]); `none`, HMAC
-//! (a shared secret) and RSA are refused before any key is looked at.
+//! Algorithms: only ES256 and EdDSA (Ed25519) are ever accepted for access tokens and client
+//! assertions ([`TokenAlg`]); `none`, HMAC (a shared secret) and RSA are refused before any key
+//! is looked at. A citizen's login token may also be RS256 (ID-porten signs with it), and
+//! only that ([`login`]).
 
 pub mod assertion;
 pub mod claims;
 pub mod error;
 pub mod issue;
 pub mod keys;
+pub mod login;
 pub mod scopes;
 pub mod verify;
 
@@ -46,6 +51,7 @@ pub use claims::{AccessClaims, Actor, Confirmation};
 pub use error::{IssueError, KeyError};
 pub use issue::{ACCESS_TOKEN_LIFETIME_S_MAX, ACCESS_TOKEN_TYPE, Issuer, new_jti};
 pub use keys::{PublicKey, SigningKey, SigningKeySet, TokenAlg};
+pub use login::{Citizen, LoginProvider, LoginVerifier, sign_login_token};
 pub use verify::{
     LEEWAY_S_DEFAULT, LEEWAY_S_MAX, TOKEN_BYTES_MAX, TokenVerifier, TrustedIssuer, VerifierOptions,
     VerifyError,

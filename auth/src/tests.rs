@@ -29,6 +29,7 @@ fn claims() -> AccessClaims {
         hpr_number: Some("1234567".into()),
         purpose_of_use: Some("treatment".into()),
         security_level: Some("4".into()),
+        representation_area: None,
         act: Some(Actor {
             sub: "15076500565".into(),
         }),

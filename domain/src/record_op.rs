@@ -12,6 +12,8 @@ use crate::block::{Block, BlockAdd, BlockRevoke};
 use crate::catalog::{CatalogEntry, CatalogRegister, CatalogSetLifecycle, CatalogUpdate};
 use crate::client_record::{ClientRecord, ClientRegister, ClientUpdate};
 use crate::consent::{Consent, ConsentAnswer, ConsentExpireDue, ConsentGrant, ConsentRequest};
+use crate::fields::Actor;
+use crate::ids::NationalId;
 use crate::notification::{NotificationAck, PatientNotification};
 use crate::representation::{Representation, RepresentationGrant, RepresentationRevoke};
 use crate::reservation::{Reservation, ReservationReserve, ReservationWithdraw};
@@ -90,6 +92,60 @@ impl RecordOp {
             RecordOp::AccessOverride { .. } => "access_override",
             RecordOp::NotificationAck(_) => "notification_ack",
             RecordOp::ConsentExpireDue(_) => "consent_expire_due",
+        }
+    }
+
+    /// The person whose record this changes (the patient; for a representation, the
+    /// represented person), or `None` for catalog, client and sweep operations. The node
+    /// lets a citizen's token write only records whose subject is that citizen (or whom
+    /// they act for).
+    pub fn subject(&self) -> Option<&NationalId> {
+        match self {
+            RecordOp::BlockAdd(b) => Some(&b.patient),
+            RecordOp::BlockRevoke(b) => Some(&b.patient),
+            RecordOp::ConsentRequest(c) => Some(&c.terms.patient),
+            RecordOp::ConsentGrant(c) => Some(&c.terms.patient),
+            RecordOp::ConsentGrantRequest(a)
+            | RecordOp::ConsentDeny(a)
+            | RecordOp::ConsentWithdraw(a) => Some(&a.patient),
+            RecordOp::Reserve(r) => Some(&r.key.patient),
+            RecordOp::ReservationWithdraw(r) => Some(&r.key.patient),
+            RecordOp::RepresentationGrant(r) => Some(&r.represented),
+            RecordOp::RepresentationRevoke(r) => Some(&r.represented),
+            RecordOp::AccessOverride { request, .. } => Some(&request.patient),
+            RecordOp::NotificationAck(n) => Some(&n.patient),
+            RecordOp::CatalogRegister(_)
+            | RecordOp::CatalogUpdate(_)
+            | RecordOp::CatalogSetLifecycle(_)
+            | RecordOp::ClientRegister(_)
+            | RecordOp::ClientUpdate(_)
+            | RecordOp::ConsentExpireDue(_) => None,
+        }
+    }
+
+    /// Who the operation says made it (`registered_by`, `granted_by`, `by`, ...), when the
+    /// caller names one. The node requires a citizen's token to name the citizen here.
+    pub fn acted_by(&self) -> Option<&Actor> {
+        match self {
+            RecordOp::BlockAdd(b) => Some(&b.registered_by),
+            RecordOp::BlockRevoke(b) => Some(&b.revoked_by),
+            RecordOp::ConsentGrant(c) => Some(&c.granted_by),
+            RecordOp::ConsentGrantRequest(a)
+            | RecordOp::ConsentDeny(a)
+            | RecordOp::ConsentWithdraw(a) => Some(&a.by),
+            RecordOp::Reserve(r) => Some(&r.registered_by),
+            RecordOp::ReservationWithdraw(r) => Some(&r.withdrawn_by),
+            RecordOp::RepresentationGrant(r) => Some(&r.granted_by),
+            RecordOp::RepresentationRevoke(r) => Some(&r.revoked_by),
+            RecordOp::NotificationAck(n) => Some(&n.by),
+            RecordOp::ConsentRequest(_)
+            | RecordOp::AccessOverride { .. }
+            | RecordOp::CatalogRegister(_)
+            | RecordOp::CatalogUpdate(_)
+            | RecordOp::CatalogSetLifecycle(_)
+            | RecordOp::ClientRegister(_)
+            | RecordOp::ClientUpdate(_)
+            | RecordOp::ConsentExpireDue(_) => None,
         }
     }
 }

@@ -132,6 +132,44 @@ pub struct TokenSettings {
     pub access_token_lifetime_s: u64,
     /// Largest token request body, bytes (at most [`TOKEN_REQUEST_BYTES_MAX`]).
     pub request_bytes_max: u64,
+    /// Scopes that a token exchanged for a person carries only when that person has granted
+    /// the exchanging client a consent for the scope (consent-gated APIs of the catalog).
+    pub consent_scopes: Vec<String>,
+}
+
+/// Most `token.consent_scopes`.
+pub const CONSENT_SCOPES_MAX: usize = 64;
+/// Most `citizen_login.providers`.
+pub const LOGIN_PROVIDERS_MAX: usize = kartotek_auth::login::LOGIN_PROVIDERS_MAX;
+
+/// One trusted OpenID provider citizens log in with (ID-porten in production), whose ID
+/// tokens the token exchange accepts as the citizen's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginProviderSettings {
+    /// The provider's issuer (`iss`), compared exactly, e.g. `https://idporten.no`.
+    pub issuer: String,
+    /// The `aud` its ID tokens must carry (the citizen app's client id at the provider);
+    /// empty: the id of the Kartotek client that exchanges the token.
+    #[serde(default)]
+    pub audience: String,
+    /// The provider's JWK Set, saved to a file (refresh it when the provider rotates keys).
+    pub jwks_file: PathBuf,
+    /// Accepted `acr` values; empty: ID-porten's substantial and high.
+    #[serde(default)]
+    pub acr_allowed: Vec<String>,
+}
+
+/// How citizens prove who they are to the token exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CitizenLoginSettings {
+    /// Trusted external providers.
+    pub providers: Vec<LoginProviderSettings>,
+    /// DEV ONLY: the dev login at `/dev/login`, which issues a citizen login token for any
+    /// synthetic national id without any proof. Refused unless the issuer is `http://` on a
+    /// loopback host; `kartotek dev` turns it on.
+    pub dev_login: bool,
 }
 
 impl Default for TokenSettings {
@@ -142,6 +180,7 @@ impl Default for TokenSettings {
             signing_keys_file: None,
             access_token_lifetime_s: 300,
             request_bytes_max: 16 * 1024,
+            consent_scopes: Vec::new(),
         }
     }
 }
@@ -163,6 +202,8 @@ pub struct FrontendConfig {
     pub http: HttpSettings,
     /// The token service.
     pub token: TokenSettings,
+    /// Citizen login for the token exchange.
+    pub citizen_login: CitizenLoginSettings,
 }
 
 impl Default for FrontendConfig {
@@ -174,6 +215,7 @@ impl Default for FrontendConfig {
             cluster: ClusterSettings::default(),
             http: HttpSettings::default(),
             token: TokenSettings::default(),
+            citizen_login: CitizenLoginSettings::default(),
         }
     }
 }
@@ -300,6 +342,48 @@ impl FrontendConfig {
             return Err(invalid(
                 "token.request_bytes_max",
                 format!("must be 1 KiB to {TOKEN_REQUEST_BYTES_MAX} bytes"),
+            ));
+        }
+        if t.consent_scopes.len() > CONSENT_SCOPES_MAX {
+            return Err(invalid(
+                "token.consent_scopes",
+                format!("at most {CONSENT_SCOPES_MAX}"),
+            ));
+        }
+        for s in &t.consent_scopes {
+            kartotek_domain::fields::parse_scope("token.consent_scopes", s)
+                .map_err(|e| invalid("token.consent_scopes", e.reason))?;
+        }
+        let l = &self.citizen_login;
+        if l.providers.len() > LOGIN_PROVIDERS_MAX {
+            return Err(invalid(
+                "citizen_login.providers",
+                format!("at most {LOGIN_PROVIDERS_MAX}"),
+            ));
+        }
+        for p in &l.providers {
+            validate_base_url("citizen_login.providers.issuer", &p.issuer)?;
+            if p.audience.len() > kartotek_auth::claims::ISSUER_BYTES_MAX {
+                return Err(invalid("citizen_login.providers.audience", "too long"));
+            }
+            if let Some(bad) = p
+                .acr_allowed
+                .iter()
+                .find(|a| kartotek_auth::login::security_level_of(a).is_none())
+            {
+                return Err(invalid(
+                    "citizen_login.providers.acr_allowed",
+                    format!(
+                        "{bad:?} is not an ID-porten level (idporten-loa-substantial, idporten-loa-high)"
+                    ),
+                ));
+            }
+        }
+        if l.dev_login && !self.is_dev_issuer() {
+            return Err(invalid(
+                "citizen_login.dev_login",
+                "the dev login issues citizen identities without proof: only for an http:// \
+                 issuer on a loopback host (kartotek dev)",
             ));
         }
         if t.signing_keys_file.is_none() && !self.is_dev_issuer() {

@@ -22,8 +22,10 @@
 //!   leader).
 //!
 //! - [`token`]: the token service: `POST /connect/token` (`client_credentials` with
-//!   `private_key_jwt`), `GET /.well-known/jwks.json`, `GET
-//!   /.well-known/oauth-authorization-server`; signing and checks in `kartotek-auth`.
+//!   `private_key_jwt`, and the RFC 8693 token exchange of a citizen's login, for themself or
+//!   for whom they represent), `GET /.well-known/jwks.json`, `GET
+//!   /.well-known/oauth-authorization-server`, and in dev the dev login at `/dev/login`;
+//!   signing and checks in `kartotek-auth`.
 //!
 //! Future homes, each a module of its own behind the same layer: the API catalog (`/catalog`, `/api/v1/catalog`,
 //! `/catalog.ttl`, `/openapi.json`), audit forwarding (`/api/v1/audit-events`), the citizen
@@ -42,7 +44,10 @@ use std::sync::Arc;
 use kartotek_client::KartotekClient;
 use tokio::sync::Semaphore;
 
-pub use config::{ClusterSettings, ConfigError, FrontendConfig, HttpSettings, TokenSettings};
+pub use config::{
+    CitizenLoginSettings, ClusterSettings, ConfigError, FrontendConfig, HttpSettings,
+    LoginProviderSettings, TokenSettings,
+};
 pub use layer::RequestId;
 pub use metrics::Metrics;
 pub use problem::{HttpError, PROBLEM_JSON, Problem};
@@ -61,4 +66,6 @@ pub(crate) struct AppState {
     pub(crate) slots: Arc<Semaphore>,
     /// The token service.
     pub(crate) token: Arc<token::TokenService>,
+    /// The dev login (`citizen_login.dev_login`; dev only).
+    pub(crate) dev_login: Option<Arc<token::dev_login::DevLogin>>,
 }

@@ -12,7 +12,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
 use futures::FutureExt;
-use kartotek_auth::{Issuer, JtiReplayCache};
+use kartotek_auth::{Issuer, JtiReplayCache, LoginProvider, LoginVerifier};
 use kartotek_client::{ClientCredentials, ClientError, KartotekClient, SelfIssued, TokenSource};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -20,8 +20,9 @@ use tokio::sync::Semaphore;
 use crate::config::{ConfigError, FrontendConfig};
 use crate::metrics::Metrics;
 use crate::problem::HttpError;
+use crate::token::dev_login::{self, DevLogin};
 use crate::token::directory::ClusterDirectory;
-use crate::token::{FRONTEND_CLIENT_ID, FRONTEND_SCOPES, TokenService};
+use crate::token::{FRONTEND_CLIENT_ID, FRONTEND_SCOPES, TokenService, TokenSetupError};
 use crate::{AppState, health, layer, metrics, token};
 
 /// Arguments of `kartotek frontend`.
@@ -138,14 +139,78 @@ pub(crate) fn state(config: FrontendConfig) -> Result<AppState, FrontendError> {
     let client = KartotekClient::with_tokens(config.client_config(), tokens)?;
     let directory = Arc::new(ClusterDirectory::new(client.clone()));
     let metrics = Metrics::new();
+    let dev_login = if config.citizen_login.dev_login {
+        let dev = DevLogin::new(config.issuer()).map_err(TokenSetupError::Keys)?;
+        tracing::warn!(
+            issuer = dev.issuer(),
+            "citizen_login.dev_login is on: /dev/login logs anyone in as any synthetic national \
+             id (DEV ONLY)"
+        );
+        Some(Arc::new(dev))
+    } else {
+        None
+    };
+    let logins = login_verifier(&config, dev_login.as_deref())?;
     let token = TokenService::new(
         &config,
         keys,
         directory,
         Arc::new(JtiReplayCache::default()),
         metrics.clone(),
-    );
-    Ok(state_with(config, client, metrics, token))
+    )
+    .with_logins(logins);
+    let mut state = state_with(config, client, metrics, token);
+    state.dev_login = dev_login;
+    Ok(state)
+}
+
+/// The citizen login providers the token exchange trusts: each of `citizen_login.providers`
+/// (its JWK Set read from its file) and the dev login when it is on.
+fn login_verifier(
+    config: &FrontendConfig,
+    dev: Option<&DevLogin>,
+) -> Result<LoginVerifier, TokenSetupError> {
+    let mut providers = Vec::new();
+    for p in &config.citizen_login.providers {
+        let text = read_jwks_file(&p.jwks_file)?;
+        providers.push(LoginProvider::from_jwks_json(
+            &p.issuer,
+            &p.audience,
+            &text,
+            &p.acr_allowed,
+        )?);
+    }
+    if let Some(dev) = dev {
+        providers.push(dev.provider()?);
+    }
+    Ok(LoginVerifier::new(
+        providers,
+        kartotek_auth::LEEWAY_S_DEFAULT,
+    ))
+}
+
+/// Largest login-provider JWK Set file, bytes.
+const LOGIN_JWKS_FILE_BYTES_MAX: u64 = 256 * 1024;
+
+fn read_jwks_file(path: &std::path::Path) -> Result<String, TokenSetupError> {
+    use std::io::Read;
+    let fail = |reason: String| {
+        TokenSetupError::Keys(kartotek_auth::KeyError::Malformed {
+            key: path.display().to_string(),
+            reason,
+        })
+    };
+    let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    let mut text = String::new();
+    file.take(LOGIN_JWKS_FILE_BYTES_MAX + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| fail(e.to_string()))?;
+    if text.len() as u64 > LOGIN_JWKS_FILE_BYTES_MAX {
+        return Err(fail(format!(
+            "larger than {LOGIN_JWKS_FILE_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(text)
 }
 
 /// The shared state with a token service the caller built (tests use an in-memory
@@ -163,6 +228,7 @@ pub(crate) fn state_with(
         metrics,
         slots: Arc::new(Semaphore::new(slots)),
         token: Arc::new(token),
+        dev_login: None,
     }
 }
 
@@ -178,6 +244,11 @@ pub(crate) fn routes(state: AppState, extra: Router<AppState>) -> Router {
             "/.well-known/oauth-authorization-server",
             get(token::routes::metadata),
         )
+        .route(
+            dev_login::DEV_LOGIN_PATH,
+            get(dev_login::page).post(dev_login::login),
+        )
+        .route("/dev/login/jwks.json", get(dev_login::jwks))
         .merge(extra)
         .fallback(not_found)
         // The request layer's `Limited` body enforces http.request_body_bytes_max.

@@ -82,6 +82,7 @@ fn claims(scope: &str) -> AccessClaims {
         hpr_number: Some("1234567".into()),
         purpose_of_use: Some("treatment".into()),
         security_level: Some("4".into()),
+        representation_area: None,
         act: None,
         cnf: None,
     }
@@ -304,4 +305,185 @@ async fn the_audit_event_names_the_token_not_the_headers() {
     assert_eq!(looked.actor, "personnel:1234567", "{looked:?}");
     assert_eq!(looked.purpose, "treatment", "{looked:?}");
     assert_eq!(looked.org, org(1), "{looked:?}");
+}
+
+/// A citizen's token (scope `kartotek:citizen`, `sub` the citizen) reaches the citizen's own
+/// records and audit log, never anyone else's; a token exchanged to act for a child reaches the
+/// child's, not the parent's; the change is always made by the token's citizen, whatever the
+/// request names; and nothing a refused call sent is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn citizen_tokens_reach_only_their_own_data() {
+    use kartotek_auth::claims::Actor as ActClaim;
+    use kartotek_client::ClientError;
+    use kartotek_proto::v1::*;
+
+    let cluster = TestCluster::start(1, |_| {}).await;
+    let admin = cluster.client_as(common::clinician("1234567", &org(1)));
+    let parent = patient(611);
+    let other = patient(612);
+    let citizen_claims = |sub: &str, act: Option<&str>| {
+        let mut c = common::issuer().claims("citizen-app", &[scopes::CITIZEN]);
+        c.sub = sub.to_owned();
+        c.act = act.map(|a| ActClaim { sub: a.to_owned() });
+        c
+    };
+    let me = cluster.client_as(citizen_claims(&parent, None));
+    fn denied<T>(r: Result<T, ClientError>, what: &str) -> String {
+        match r {
+            Err(e) if e.code() == Code::PermissionDenied => e.to_string(),
+            Err(e) => panic!("{what}: expected PERMISSION_DENIED, got {e}"),
+            Ok(_) => panic!("{what}: expected PERMISSION_DENIED, got an answer"),
+        }
+    }
+
+    // Own data: a block the citizen adds (the request names nobody: the token's citizen made
+    // it), their block list, their audit log.
+    let mut add = common::block(&parent, "1234567", BlockLevel::Absolute);
+    add.registered_by = None;
+    let added = me
+        .add_block(add)
+        .await
+        .unwrap_or_else(|e| panic!("own block: {e}"));
+    let block = added.block.unwrap_or_else(|| panic!("no block"));
+    assert_eq!(
+        block.registered_by.map(|a| a.id),
+        Some(parent.clone()),
+        "made by the token's citizen"
+    );
+    let listed = me
+        .list_blocks(ListBlocksRequest {
+            patient: parent.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("own list: {e}"));
+    assert_eq!(listed.blocks.len(), 1);
+    me.query_audit(QueryAuditRequest {
+        patient: parent.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("own audit log: {e}"));
+
+    // Someone else's: refused, and nothing is written.
+    let before = admin
+        .list_blocks(ListBlocksRequest {
+            patient: other.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let revision = before.header.map(|h| h.revision).unwrap_or(0);
+    let why = denied(
+        me.list_blocks(ListBlocksRequest {
+            patient: other.clone(),
+            ..Default::default()
+        })
+        .await,
+        "another patient's blocks",
+    );
+    assert!(why.contains("own data"), "{why}");
+    denied(
+        me.lookup_locator(LookupLocatorRequest {
+            patient: other.clone(),
+            ..Default::default()
+        })
+        .await,
+        "another patient's locator entries",
+    );
+    denied(
+        me.add_block(common::block(&other, "1234567", BlockLevel::Absolute))
+            .await,
+        "a block on another patient",
+    );
+    let mut forged = common::block(&parent, "7654321", BlockLevel::Absolute);
+    forged.registered_by = common::citizen(&other);
+    denied(
+        me.add_block(forged).await,
+        "a block said to be made by someone else",
+    );
+    denied(
+        me.query_audit(QueryAuditRequest {
+            org: org(1),
+            ..Default::default()
+        })
+        .await,
+        "an organisation's audit log",
+    );
+    denied(
+        me.grant_representation(GrantRepresentationRequest {
+            representative: other.clone(),
+            represented: parent.clone(),
+            kind: RepresentationKind::Guardianship as i32,
+            areas: vec!["health".into()],
+            source: RepresentationSource::PopulationRegister as i32,
+            ..Default::default()
+        })
+        .await,
+        "a population-register representation",
+    );
+    let why = denied(
+        me.register_locator(RegisterLocatorRequest {
+            patient: parent.clone(),
+            org: org(1),
+            system: "ehr".into(),
+            categories: vec!["journal".into()],
+            ..Default::default()
+        })
+        .await,
+        "a locator write",
+    );
+    assert!(why.contains("needs scope"), "{why}");
+    let after = admin
+        .list_blocks(ListBlocksRequest {
+            patient: other.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(after.blocks.is_empty(), "{after:?}");
+    let own = admin
+        .list_blocks(ListBlocksRequest {
+            patient: parent.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(own.blocks.len(), 1, "the forged block was not written");
+    assert!(after.header.map(|h| h.revision).unwrap_or(0) >= revision);
+
+    // Acting for someone (a token from the token exchange: `sub` the person acted for, `act`
+    // the citizen): that person's data, audited as the citizen on their behalf.
+    let for_other = cluster.client_as(citizen_claims(&other, Some(&parent)));
+    for_other
+        .list_blocks(ListBlocksRequest {
+            patient: other.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("the represented person's blocks: {e}"));
+    denied(
+        for_other
+            .list_blocks(ListBlocksRequest {
+                patient: parent.clone(),
+                ..Default::default()
+            })
+            .await,
+        "the representative's own blocks with a token acting for someone else",
+    );
+    let events = admin
+        .query_audit(QueryAuditRequest {
+            patient: other.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .events;
+    let listed = events
+        .iter()
+        .rev()
+        .find(|e| e.actor.starts_with("citizen:"))
+        .unwrap_or_else(|| panic!("no citizen event in {events:?}"));
+    assert_eq!(listed.actor, format!("citizen:{parent}"));
+    assert_eq!(listed.on_behalf_of, other);
 }

@@ -1,12 +1,18 @@
-//! Where the token service reads client records: the [`ClientDirectory`] trait, the cluster
-//! through `kartotek-client` ([`ClusterDirectory`]) and an in-memory one for tests
-//! ([`MemoryDirectory`]).
+//! What the token service reads from the registry: client records, and for a token exchange
+//! the privacy records that decide it (may this citizen act for that person in this area; has
+//! the person reserved themself against the target service; has the person consented to the
+//! client for a scope). The [`ClientDirectory`] trait, the cluster through `kartotek-client`
+//! ([`ClusterDirectory`]: linearizable reads, each audited in the cluster as the frontend's
+//! read about that person) and an in-memory one for tests ([`MemoryDirectory`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
 use futures::future::BoxFuture;
-use kartotek_client::proto::{ClientStatus, GetClientRequest};
+use kartotek_client::proto::{
+    CheckConsentRequest, CheckRepresentationRequest, CheckReservationRequest, ClientStatus,
+    GetClientRequest, GranteeKind,
+};
 use kartotek_client::{ClientError, KartotekClient};
 
 /// What the token service needs of a client record.
@@ -29,13 +35,49 @@ pub struct DirectoryClient {
 #[error("client directory unavailable: {0}")]
 pub struct DirectoryError(pub String);
 
-/// Reads client records by id.
+/// The answer of a privacy-record check: allowed or not, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// Whether it is allowed.
+    pub allowed: bool,
+    /// The registry's reason (no patient data beyond the persons asked about).
+    pub reason: String,
+}
+
+/// Reads client records by id, and the privacy records a token exchange depends on.
 pub trait ClientDirectory: Send + Sync + std::fmt::Debug {
     /// The client `client_id`, or `None` when there is none.
     fn get<'a>(
         &'a self,
         client_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<DirectoryClient>, DirectoryError>>;
+
+    /// May `representative` act for `represented` in `area` (`*`: every area) now?
+    fn may_represent<'a>(
+        &'a self,
+        representative: &'a str,
+        represented: &'a str,
+        area: &'a str,
+    ) -> BoxFuture<'a, Result<Checked, DirectoryError>>;
+
+    /// Has `patient` reserved themself against the national service `service`?
+    fn reserved<'a>(
+        &'a self,
+        patient: &'a str,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<bool, DirectoryError>>;
+
+    /// Has `patient` granted the client `client_id` a consent for `scope`, in force now?
+    fn consented<'a>(
+        &'a self,
+        patient: &'a str,
+        client_id: &'a str,
+        scope: &'a str,
+    ) -> BoxFuture<'a, Result<Checked, DirectoryError>>;
+}
+
+fn unavailable(e: ClientError) -> DirectoryError {
+    DirectoryError(e.to_string())
 }
 
 /// The cluster's client registry (`ClientRegistryService.Get`, a linearizable read).
@@ -75,12 +117,87 @@ impl ClientDirectory for ClusterDirectory {
             }
         })
     }
+
+    fn may_represent<'a>(
+        &'a self,
+        representative: &'a str,
+        represented: &'a str,
+        area: &'a str,
+    ) -> BoxFuture<'a, Result<Checked, DirectoryError>> {
+        Box::pin(async move {
+            let r = self
+                .client
+                .check_representation(CheckRepresentationRequest {
+                    representative: representative.to_owned(),
+                    represented: represented.to_owned(),
+                    area: area.to_owned(),
+                    time: String::new(),
+                    read: None,
+                })
+                .await
+                .map_err(unavailable)?;
+            Ok(Checked {
+                allowed: r.allowed,
+                reason: r.reason,
+            })
+        })
+    }
+
+    fn reserved<'a>(
+        &'a self,
+        patient: &'a str,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+        Box::pin(async move {
+            let r = self
+                .client
+                .check_reservation(CheckReservationRequest {
+                    patient: patient.to_owned(),
+                    service: service.to_owned(),
+                    read: None,
+                })
+                .await
+                .map_err(unavailable)?;
+            Ok(r.reserved)
+        })
+    }
+
+    fn consented<'a>(
+        &'a self,
+        patient: &'a str,
+        client_id: &'a str,
+        scope: &'a str,
+    ) -> BoxFuture<'a, Result<Checked, DirectoryError>> {
+        Box::pin(async move {
+            let r = self
+                .client
+                .check_consent(CheckConsentRequest {
+                    patient: patient.to_owned(),
+                    grantee_kind: GranteeKind::Client as i32,
+                    grantee: client_id.to_owned(),
+                    scope: scope.to_owned(),
+                    read: None,
+                })
+                .await
+                .map_err(unavailable)?;
+            Ok(Checked {
+                allowed: r.allowed,
+                reason: r.reason,
+            })
+        })
+    }
 }
 
-/// Clients held in memory (tests, and a frontend without a cluster).
+/// Clients and privacy facts held in memory (tests, and a frontend without a cluster).
 #[derive(Debug, Default)]
 pub struct MemoryDirectory {
     clients: RwLock<HashMap<String, DirectoryClient>>,
+    /// `(representative, represented, area)`; area `*` covers every area.
+    representations: RwLock<HashSet<(String, String, String)>>,
+    /// `(patient, service)`.
+    reservations: RwLock<HashSet<(String, String)>>,
+    /// `(patient, client_id, scope)`.
+    consents: RwLock<HashSet<(String, String, String)>>,
 }
 
 impl MemoryDirectory {
@@ -94,6 +211,27 @@ impl MemoryDirectory {
         let mut clients = self.clients.write().unwrap_or_else(|e| e.into_inner());
         clients.insert(client.client_id.clone(), client);
     }
+
+    /// `representative` may act for `represented` in `area` (`*`: all).
+    pub fn represent(&self, representative: &str, represented: &str, area: &str) {
+        let mut r = self
+            .representations
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        r.insert((representative.into(), represented.into(), area.into()));
+    }
+
+    /// `patient` has reserved themself against `service`.
+    pub fn reserve(&self, patient: &str, service: &str) {
+        let mut r = self.reservations.write().unwrap_or_else(|e| e.into_inner());
+        r.insert((patient.into(), service.into()));
+    }
+
+    /// `patient` consents to `client_id` for `scope`.
+    pub fn consent(&self, patient: &str, client_id: &str, scope: &str) {
+        let mut c = self.consents.write().unwrap_or_else(|e| e.into_inner());
+        c.insert((patient.into(), client_id.into(), scope.into()));
+    }
 }
 
 impl ClientDirectory for MemoryDirectory {
@@ -104,5 +242,65 @@ impl ClientDirectory for MemoryDirectory {
         let clients = self.clients.read().unwrap_or_else(|e| e.into_inner());
         let found = clients.get(client_id).cloned();
         Box::pin(async move { Ok(found) })
+    }
+
+    fn may_represent<'a>(
+        &'a self,
+        representative: &'a str,
+        represented: &'a str,
+        area: &'a str,
+    ) -> BoxFuture<'a, Result<Checked, DirectoryError>> {
+        let r = self
+            .representations
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let key = |a: &str| {
+            (
+                representative.to_owned(),
+                represented.to_owned(),
+                a.to_owned(),
+            )
+        };
+        let allowed = r.contains(&key("*")) || (area != "*" && r.contains(&key(area)));
+        Box::pin(async move {
+            Ok(Checked {
+                allowed,
+                reason: if allowed {
+                    "represents".into()
+                } else {
+                    "no representation between these persons".into()
+                },
+            })
+        })
+    }
+
+    fn reserved<'a>(
+        &'a self,
+        patient: &'a str,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+        let r = self.reservations.read().unwrap_or_else(|e| e.into_inner());
+        let reserved = r.contains(&(patient.to_owned(), service.to_owned()));
+        Box::pin(async move { Ok(reserved) })
+    }
+
+    fn consented<'a>(
+        &'a self,
+        patient: &'a str,
+        client_id: &'a str,
+        scope: &'a str,
+    ) -> BoxFuture<'a, Result<Checked, DirectoryError>> {
+        let c = self.consents.read().unwrap_or_else(|e| e.into_inner());
+        let allowed = c.contains(&(patient.to_owned(), client_id.to_owned(), scope.to_owned()));
+        Box::pin(async move {
+            Ok(Checked {
+                allowed,
+                reason: if allowed {
+                    "consented".into()
+                } else {
+                    "no granted consent".into()
+                },
+            })
+        })
     }
 }

@@ -1,31 +1,48 @@
 //! The token service, after HelseID: `POST /connect/token` issues signed `at+jwt` access
-//! tokens for the `client_credentials` grant to clients that authenticate with
-//! `private_key_jwt` (RFC 7523) against the public keys of their client record in the
-//! cluster; `GET /.well-known/jwks.json` publishes the signing keys (rotation in
+//! tokens to clients that authenticate with `private_key_jwt` (RFC 7523) against the public
+//! keys of their client record in the cluster, for two grants:
+//!
+//! - `client_credentials`: the client acting as itself (`sub` = `client_id`);
+//! - the token exchange (RFC 8693, `urn:ietf:params:oauth:grant-type:token-exchange`) of a
+//!   citizen app: the `subject_token` is the citizen's login (an ID token of a trusted
+//!   provider, ID-porten in production, or of the dev login), and the token is for the
+//!   citizen themself (`sub` the national id), or — with `act_for` — for the person they act
+//!   for (`sub` that person, `act.sub` the citizen), only if a representation allows it now in
+//!   `area`. A reservation of the person against the target service (`audience`) refuses
+//!   the exchange; scopes in `token.consent_scopes` need the person's granted consent to the
+//!   client; and the token carries no Kartotek scope but `kartotek:citizen`.
+//!
+//! `GET /.well-known/jwks.json` publishes the signing keys (rotation in
 //! `kartotek_auth::keys`); `GET /.well-known/oauth-authorization-server` is the RFC 8414
 //! metadata.
 //!
 //! # Module map
 //!
-//! - this module: [`TokenService`] (the grant, independent of HTTP) and [`OAuthError`]
+//! - this module: [`TokenService`] (the grants, independent of HTTP) and [`OAuthError`]
 //!   (RFC 6749 §5.2 error answers).
-//! - [`directory`]: [`ClientDirectory`](directory::ClientDirectory), where client records
-//!   come from: the cluster through `kartotek-client`, or memory (tests).
-//! - [`routes`]: the three HTTP handlers.
+//! - [`directory`]: [`ClientDirectory`](directory::ClientDirectory), what the grants read
+//!   from the registry (client records; representation, reservation and consent checks):
+//!   the cluster through `kartotek-client`, or memory (tests).
+//! - [`dev_login`]: DEV ONLY, a stand-in for ID-porten at `/dev/login`.
+//! - [`routes`]: the HTTP handlers.
 //!
 //! A token request is refused unless: the body is a form of at most `token.request_bytes_max`
-//! bytes with each parameter once; `grant_type` is `client_credentials`;
+//! bytes with each parameter once; `grant_type` is one of the two;
 //! `client_assertion_type` is the JWT bearer type and `client_assertion` verifies
 //! (`kartotek_auth::verify_client_assertion`: the client's keys, `aud` = the issuer, at most
 //! 60 s to live, `typ` `client-authentication+jwt`); the client exists and is active; the
 //! assertion's `jti` was not used before ([`JtiReplayCache`]: per process only, until a
 //! cluster-backed guard exists); every requested `scope` is allowed to the client (no
-//! `scope`: all its allowed scopes). The token's `sub` and `client_id` are the client, its
-//! org claim the client record's org. Assertions and tokens are never logged.
+//! `scope`: all its allowed scopes for `client_credentials`, `kartotek:citizen` for an
+//! exchange). The token's org claim is the client record's org. Assertions, login tokens and
+//! access tokens are never logged.
 
+pub mod dev_login;
 pub mod directory;
 pub mod routes;
 
+#[cfg(test)]
+mod exchange_tests;
 #[cfg(test)]
 mod tests;
 
@@ -33,28 +50,40 @@ use std::sync::Arc;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use kartotek_auth::login::{ID_TOKEN_TYPE, JWT_TOKEN_TYPE};
 use kartotek_auth::{
     AccessClaims, AssertionError, CLIENT_ASSERTION_TYPE, Issuer, JtiReplayCache, KeyError,
-    ReplayError, ReplayGuard, SigningKey, SigningKeySet, TokenAlg, assertion_client_id, new_jti,
-    scopes, verify_client_assertion,
+    LoginVerifier, ReplayError, ReplayGuard, SigningKey, SigningKeySet, TokenAlg,
+    assertion_client_id, new_jti, scopes, verify_client_assertion,
 };
+use kartotek_domain::fields::{Area, ServiceName};
+use kartotek_domain::locator::parse_national_id;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::config::FrontendConfig;
 use crate::metrics::Metrics;
-use directory::ClientDirectory;
+use directory::{ClientDirectory, DirectoryClient};
 
 /// The `client_id` and `sub` of the tokens the frontend signs for its own calls to the
 /// cluster ([`kartotek_client::SelfIssued`]: it is an issuer the nodes trust, so it needs no
 /// client of its own; the audit log names this id for its reads of client records).
 pub const FRONTEND_CLIENT_ID: &str = "kartotek-frontend";
-/// What those tokens allow: reading client records (the token service) and forwarding audit
-/// events.
-pub const FRONTEND_SCOPES: [&str; 2] = [scopes::CLIENTS_READ, scopes::AUDIT_WRITE];
+/// What those tokens allow: reading client records (the token service), forwarding audit
+/// events, and the privacy-record checks of the token exchange (representation, reservation,
+/// consent; each audited in the cluster as this client's read about the person).
+pub const FRONTEND_SCOPES: [&str; 3] = [
+    scopes::CLIENTS_READ,
+    scopes::AUDIT_WRITE,
+    scopes::RECORDS_READ,
+];
 
-/// The only grant type served so far.
+/// The grant of a client acting as itself.
 pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+/// The grant of a citizen app exchanging a citizen's login (RFC 8693).
+pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693 token type of what the exchange issues.
+pub const ACCESS_TOKEN_TYPE_URN: &str = "urn:ietf:params:oauth:token-type:access_token";
 /// Most parameters in a token request form.
 pub const FORM_PARAMS_MAX: usize = 16;
 
@@ -92,6 +121,23 @@ impl OAuthError {
     /// `invalid_scope` (400).
     pub fn invalid_scope(description: impl Into<String>) -> Self {
         OAuthError::new(StatusCode::BAD_REQUEST, "invalid_scope", description)
+    }
+
+    /// `invalid_grant` (400): the subject token is not a valid login, or the registry does
+    /// not allow what the exchange asks (no representation, no consent).
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        OAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", description)
+    }
+
+    /// `invalid_target` (400, RFC 8693): the person has reserved themself against the
+    /// target service.
+    pub fn invalid_target(description: impl Into<String>) -> Self {
+        OAuthError::new(StatusCode::BAD_REQUEST, "invalid_target", description)
+    }
+
+    /// `unauthorized_client` (400): the client may not use this grant.
+    pub fn unauthorized_client(description: impl Into<String>) -> Self {
+        OAuthError::new(StatusCode::BAD_REQUEST, "unauthorized_client", description)
     }
 
     /// `unsupported_grant_type` (400).
@@ -153,6 +199,9 @@ pub struct TokenResponse {
     pub expires_in: i64,
     /// The granted scopes, space-separated.
     pub scope: String,
+    /// For a token exchange: what was issued (RFC 8693 §2.2.1), always an access token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<String>,
 }
 
 /// Why the token service could not be set up.
@@ -171,6 +220,8 @@ pub struct TokenService {
     directory: Arc<dyn ClientDirectory>,
     replay: Arc<dyn ReplayGuard>,
     metrics: Metrics,
+    logins: LoginVerifier,
+    consent_scopes: Vec<String>,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -233,7 +284,15 @@ impl TokenService {
             directory,
             replay,
             metrics,
+            logins: LoginVerifier::new(Vec::new(), kartotek_auth::LEEWAY_S_DEFAULT),
+            consent_scopes: config.token.consent_scopes.clone(),
         }
+    }
+
+    /// This service, trusting `logins` for the token exchange's citizen logins.
+    pub fn with_logins(mut self, logins: LoginVerifier) -> TokenService {
+        self.logins = logins;
+        self
     }
 
     /// The issuer.
@@ -255,7 +314,7 @@ impl TokenService {
             "issuer": iss,
             "token_endpoint": format!("{iss}/connect/token"),
             "jwks_uri": format!("{iss}/.well-known/jwks.json"),
-            "grant_types_supported": [GRANT_CLIENT_CREDENTIALS],
+            "grant_types_supported": [GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE],
             "token_endpoint_auth_methods_supported": ["private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported": algs,
             "scopes_supported": scopes,
@@ -272,8 +331,13 @@ impl TokenService {
         let result = self.grant(params, now_s).await;
         match &result {
             Ok(t) => {
-                self.metrics.token_issued(GRANT_CLIENT_CREDENTIALS);
-                tracing::info!(scope = %t.scope, "token issued");
+                let grant = if t.issued_token_type.is_some() {
+                    "token_exchange"
+                } else {
+                    GRANT_CLIENT_CREDENTIALS
+                };
+                self.metrics.token_issued(grant);
+                tracing::info!(grant, scope = %t.scope, "token issued");
             }
             Err(e) => {
                 self.metrics.token_error(e.error);
@@ -288,36 +352,48 @@ impl TokenService {
         params: &[(String, String)],
         now_s: i64,
     ) -> Result<TokenResponse, OAuthError> {
-        if params.len() > FORM_PARAMS_MAX {
-            return Err(OAuthError::invalid_request(format!(
-                "at most {FORM_PARAMS_MAX} parameters"
-            )));
-        }
-        let param = |name: &str| -> Result<Option<&str>, OAuthError> {
-            let mut found = params.iter().filter(|(k, _)| k == name);
-            let first = found.next().map(|(_, v)| v.as_str());
-            if found.next().is_some() {
-                return Err(OAuthError::invalid_request(format!(
-                    "parameter {name} is repeated"
+        let form = Form::new(params)?;
+        let exchange = match form.get("grant_type")? {
+            Some(GRANT_CLIENT_CREDENTIALS) => false,
+            Some(GRANT_TOKEN_EXCHANGE) => true,
+            Some(_) => {
+                return Err(OAuthError::unsupported_grant_type(format!(
+                    "supported: {GRANT_CLIENT_CREDENTIALS}, {GRANT_TOKEN_EXCHANGE}"
                 )));
             }
-            Ok(first)
-        };
-        match param("grant_type")? {
-            Some(GRANT_CLIENT_CREDENTIALS) => {}
-            Some(_) => {
-                return Err(OAuthError::unsupported_grant_type(
-                    "only client_credentials is supported",
-                ));
-            }
             None => return Err(OAuthError::invalid_request("grant_type is missing")),
+        };
+        let client = self.authenticate(&form, now_s).await?;
+        if exchange {
+            self.exchange(&form, &client, now_s).await
+        } else {
+            let granted = granted_scopes(form.get("scope")?, &client.allowed_scopes)?;
+            let claims = AccessClaims {
+                org_parent: Some(client.org.clone()),
+                ..AccessClaims::for_client(
+                    self.issuer.issuer(),
+                    &self.audience,
+                    &client.client_id,
+                    granted.join(" "),
+                )
+            };
+            self.sign(claims, now_s)
         }
-        if param("client_secret")?.is_some() {
+    }
+
+    /// `private_key_jwt` client authentication (RFC 7523), for every grant: the client
+    /// exists and is active, its assertion verifies against its keys, and its `jti` is new.
+    async fn authenticate(
+        &self,
+        form: &Form<'_>,
+        now_s: i64,
+    ) -> Result<DirectoryClient, OAuthError> {
+        if form.get("client_secret")?.is_some() {
             return Err(OAuthError::invalid_client(
                 "client secrets are not accepted; authenticate with private_key_jwt",
             ));
         }
-        match param("client_assertion_type")? {
+        match form.get("client_assertion_type")? {
             Some(CLIENT_ASSERTION_TYPE) => {}
             Some(_) => {
                 return Err(OAuthError::invalid_client(format!(
@@ -331,10 +407,11 @@ impl TokenService {
                 ));
             }
         }
-        let assertion = param("client_assertion")?
+        let assertion = form
+            .get("client_assertion")?
             .ok_or_else(|| OAuthError::invalid_client("client_assertion is missing"))?;
         let client_id = assertion_client_id(assertion).map_err(assertion_error)?;
-        if let Some(id) = param("client_id")?
+        if let Some(id) = form.get("client_id")?
             && id != client_id
         {
             return Err(OAuthError::invalid_client(
@@ -362,35 +439,173 @@ impl TokenService {
             now_s,
         )
         .map_err(assertion_error)?;
-        let granted = granted_scopes(param("scope")?, &client.allowed_scopes)?;
+        // Scopes are checked before the jti is spent, so a refused scope can be retried with
+        // the same assertion; the grant-specific checks after this point cannot.
+        if let Some(requested) = form.get("scope")? {
+            granted_scopes(Some(requested), &client.allowed_scopes)?;
+        }
         match self
             .replay
             .check_and_record(&client_id, &verified.jti, verified.exp_s, now_s)
         {
-            Ok(()) => {}
-            Err(ReplayError::Replayed) => {
-                return Err(OAuthError::invalid_client(
-                    "client assertion was already used (jti)",
-                ));
+            Ok(()) => Ok(client),
+            Err(ReplayError::Replayed) => Err(OAuthError::invalid_client(
+                "client assertion was already used (jti)",
+            )),
+            Err(ReplayError::Full) => Err(OAuthError::unavailable(
+                "too many client assertions in flight; retry shortly",
+            )),
+        }
+    }
+
+    /// The token exchange (RFC 8693) of a citizen app: `subject_token` is the citizen's
+    /// login (an ID token of a trusted provider, or of the dev login); without `act_for` the
+    /// token is for the citizen themself, with it for the person they act for, if a
+    /// representation allows it now in `area` (default `*`, every area). `audience` names a
+    /// national service the token is also for: a reservation of the person against it refuses
+    /// the exchange. Scopes in `token.consent_scopes` need the person's granted consent to
+    /// the client. The token never carries a Kartotek scope other than `kartotek:citizen`.
+    async fn exchange(
+        &self,
+        form: &Form<'_>,
+        client: &DirectoryClient,
+        now_s: i64,
+    ) -> Result<TokenResponse, OAuthError> {
+        if !client.allowed_scopes.iter().any(|s| s == scopes::CITIZEN) {
+            return Err(OAuthError::unauthorized_client(format!(
+                "only a citizen app (allowed {}) may exchange a citizen's login",
+                scopes::CITIZEN
+            )));
+        }
+        match form.get("subject_token_type")? {
+            Some(ID_TOKEN_TYPE | JWT_TOKEN_TYPE) => {}
+            Some(_) => {
+                return Err(OAuthError::invalid_request(format!(
+                    "subject_token_type must be {ID_TOKEN_TYPE} (the citizen's login)"
+                )));
             }
-            Err(ReplayError::Full) => {
-                return Err(OAuthError::unavailable(
-                    "too many client assertions in flight; retry shortly",
-                ));
+            None => return Err(OAuthError::invalid_request("subject_token_type is missing")),
+        }
+        if form.get("actor_token")?.is_some() {
+            return Err(OAuthError::invalid_request(
+                "actor_token is not supported: the subject token's citizen is the actor; name \
+                 whom they act for with act_for",
+            ));
+        }
+        if let Some(t) = form.get("requested_token_type")?
+            && t != ACCESS_TOKEN_TYPE_URN
+        {
+            return Err(OAuthError::invalid_request(format!(
+                "requested_token_type must be {ACCESS_TOKEN_TYPE_URN}"
+            )));
+        }
+        let login = form
+            .get("subject_token")?
+            .ok_or_else(|| OAuthError::invalid_request("subject_token is missing"))?;
+        if self.logins.is_empty() {
+            return Err(OAuthError::unauthorized_client(
+                "no citizen login provider is configured ([citizen_login])",
+            ));
+        }
+        let citizen = self
+            .logins
+            .verify(login, &client.client_id, now_s)
+            .map_err(|e| OAuthError::invalid_grant(format!("subject_token: {e}")))?;
+        let own = citizen.national_id.as_str().to_owned();
+        let person = match form.get("act_for")? {
+            None => own.clone(),
+            Some(p) => parse_national_id("act_for", p)
+                .map_err(|e| OAuthError::invalid_request(e.to_string()))?
+                .as_str()
+                .to_owned(),
+        };
+        let acting = person != own;
+        let area = match form.get("area")? {
+            None => Area::ALL_TEXT.to_owned(),
+            Some(a) => Area::parse("area", a)
+                .map_err(|e| OAuthError::invalid_request(e.to_string()))?
+                .as_str()
+                .to_owned(),
+        };
+        let service = form
+            .get("audience")?
+            .map(|a| {
+                ServiceName::parse("audience", a)
+                    .map(|s| s.as_str().to_owned())
+                    .map_err(|e| OAuthError::invalid_request(e.to_string()))
+            })
+            .transpose()?;
+        let granted = exchange_scopes(form.get("scope")?, &client.allowed_scopes)?;
+        let registry = |e: directory::DirectoryError| {
+            tracing::warn!(error = %e, "token exchange: reading the registry");
+            OAuthError::unavailable("the registry is unavailable")
+        };
+        if acting {
+            let checked = self
+                .directory
+                .may_represent(&own, &person, &area)
+                .await
+                .map_err(registry)?;
+            if !checked.allowed {
+                return Err(OAuthError::invalid_grant(format!(
+                    "the citizen may not act for act_for in area {area}: {}",
+                    checked.reason
+                )));
             }
         }
+        if let Some(service) = &service
+            && self
+                .directory
+                .reserved(&person, service)
+                .await
+                .map_err(registry)?
+        {
+            return Err(OAuthError::invalid_target(format!(
+                "the person has a reservation against {service}"
+            )));
+        }
+        for scope in granted.iter().filter(|s| self.consent_scopes.contains(s)) {
+            let checked = self
+                .directory
+                .consented(&person, &client.client_id, scope)
+                .await
+                .map_err(registry)?;
+            if !checked.allowed {
+                return Err(OAuthError::invalid_grant(format!(
+                    "scope {scope} needs the person's consent to this client: {}",
+                    checked.reason
+                )));
+            }
+        }
+        let mut audiences = vec![self.audience.clone()];
+        audiences.extend(service);
         let claims = AccessClaims {
-            exp: now_s.saturating_add(self.lifetime_s),
-            nbf: Some(now_s),
-            iat: now_s,
-            jti: new_jti().map_err(|e| OAuthError::server_error(e.to_string()))?,
+            sub: person,
+            aud: audiences,
             org_parent: Some(client.org.clone()),
+            security_level: Some(citizen.security_level.to_owned()),
+            act: acting.then_some(kartotek_auth::Actor { sub: own }),
+            representation_area: acting.then_some(area),
             ..AccessClaims::for_client(
                 self.issuer.issuer(),
                 &self.audience,
-                &client_id,
+                &client.client_id,
                 granted.join(" "),
             )
+        };
+        self.sign(claims, now_s)
+    }
+
+    /// Signs `claims` with fresh times and `jti`, living the configured lifetime.
+    fn sign(&self, claims: AccessClaims, now_s: i64) -> Result<TokenResponse, OAuthError> {
+        let lifetime_s = self.lifetime_s;
+        let exchange = claims.act.is_some() || claims.sub != claims.client_id;
+        let claims = AccessClaims {
+            exp: now_s.saturating_add(lifetime_s),
+            nbf: Some(now_s),
+            iat: now_s,
+            jti: new_jti().map_err(|e| OAuthError::server_error(e.to_string()))?,
+            ..claims
         };
         let access_token = self.issuer.sign(&claims).map_err(|e| {
             tracing::error!(error = %e, "signing an access token");
@@ -399,10 +614,56 @@ impl TokenService {
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer".into(),
-            expires_in: self.lifetime_s,
+            expires_in: lifetime_s,
             scope: claims.scope,
+            issued_token_type: exchange.then(|| ACCESS_TOKEN_TYPE_URN.to_owned()),
         })
     }
+}
+
+/// A token request's form: at most [`FORM_PARAMS_MAX`] parameters, each at most once.
+struct Form<'a> {
+    params: &'a [(String, String)],
+}
+
+impl<'a> Form<'a> {
+    fn new(params: &'a [(String, String)]) -> Result<Form<'a>, OAuthError> {
+        if params.len() > FORM_PARAMS_MAX {
+            return Err(OAuthError::invalid_request(format!(
+                "at most {FORM_PARAMS_MAX} parameters"
+            )));
+        }
+        Ok(Form { params })
+    }
+
+    /// The parameter `name`, if sent (once).
+    fn get(&self, name: &str) -> Result<Option<&'a str>, OAuthError> {
+        let mut found = self.params.iter().filter(|(k, _)| k == name);
+        let first = found.next().map(|(_, v)| v.as_str());
+        if found.next().is_some() {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {name} is repeated"
+            )));
+        }
+        Ok(first)
+    }
+}
+
+/// The scopes of an exchanged token: the requested ones (default `kartotek:citizen`), each
+/// allowed to the client, and no Kartotek scope but `kartotek:citizen` (a citizen's token
+/// never carries personnel or operator rights, whatever the client may have).
+fn exchange_scopes(requested: Option<&str>, allowed: &[String]) -> Result<Vec<String>, OAuthError> {
+    let granted = granted_scopes(Some(requested.unwrap_or(scopes::CITIZEN)), allowed)?;
+    if let Some(s) = granted
+        .iter()
+        .find(|s| scopes::is_known(s) && *s != scopes::CITIZEN)
+    {
+        return Err(OAuthError::invalid_scope(format!(
+            "{s} is not for citizens; an exchanged token carries {} and API scopes only",
+            scopes::CITIZEN
+        )));
+    }
+    Ok(granted)
 }
 
 fn assertion_error(e: AssertionError) -> OAuthError {

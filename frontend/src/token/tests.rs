@@ -178,7 +178,10 @@ async fn a_client_gets_a_token_that_verifies_against_the_published_keys() {
         meta["token_endpoint_auth_methods_supported"],
         json!(["private_key_jwt"])
     );
-    assert_eq!(meta["grant_types_supported"], json!(["client_credentials"]));
+    assert_eq!(
+        meta["grant_types_supported"],
+        json!(["client_credentials", super::GRANT_TOKEN_EXCHANGE])
+    );
     let text = f.metrics.render();
     assert!(
         text.contains(r#"kartotek_frontend_tokens_issued_total{grant="client_credentials"} 2"#),

@@ -163,19 +163,53 @@ impl Authenticator {
                 claims
             }
         };
-        if !claims.has_scope(method.scope) {
-            return Err(NodeError::Forbidden(format!(
-                "{} needs scope {} (the token has: {})",
+        let forbidden = || {
+            NodeError::Forbidden(format!(
+                "{} needs scope {}{} (the token has: {})",
                 method.path,
                 method.scope,
+                if method.citizen {
+                    format!(" (or {} in a citizen's token)", scopes::CITIZEN)
+                } else {
+                    String::new()
+                },
                 if claims.scope.is_empty() {
                     "none"
                 } else {
                     &claims.scope
                 }
+            ))
+        };
+        if claims.has_scope(method.scope) {
+            return caller_of(&claims, md);
+        }
+        if !(method.citizen && claims.has_scope(scopes::CITIZEN)) {
+            return Err(forbidden());
+        }
+        // The own-data rule: a citizen's token reaches the citizen's data, or the data of the
+        // person it was exchanged to act for, and nobody else's.
+        let mut caller = caller_of(&claims, md)?;
+        let person = match (&caller.on_behalf_of, &caller.actor) {
+            (Some(represented), Actor::Citizen(_)) => represented.clone(),
+            (None, Actor::Citizen(own)) => own.clone(),
+            // A client's own token with the citizen scope names no citizen to restrict to.
+            _ => return Err(forbidden()),
+        };
+        // A representation limited to some areas (a parent of a child from 12 to 16) gives a
+        // token for those areas' services; Kartotek's records are not split by area, so it
+        // reaches none of them here.
+        if caller.on_behalf_of.is_some()
+            && let Some(area) = claims.representation_area.as_deref()
+            && area != kartotek_domain::fields::Area::ALL_TEXT
+        {
+            return Err(NodeError::Forbidden(format!(
+                "{}: the token acts for someone in area {area} only; Kartotek's records need a \
+                 representation in every area (*)",
+                method.path
             )));
         }
-        caller_of(&claims, md)
+        caller.own_data_of = Some(person);
+        Ok(caller)
     }
 }
 
@@ -256,6 +290,7 @@ fn caller_of(claims: &AccessClaims, md: &MetadataMap) -> Result<Caller, NodeErro
         on_behalf_of,
         purpose,
         correlation_id,
+        own_data_of: None,
     })
 }
 

@@ -31,6 +31,11 @@ pub struct Caller {
     pub purpose: Option<Purpose>,
     /// The request id, as correlation id.
     pub correlation_id: Option<String>,
+    /// Set when a citizen's token was let in by the own-data rule (the method's scope is not
+    /// in the token, [`kartotek_auth::scopes::CITIZEN`] is): the one person whose data the
+    /// call may read or change — the citizen, or whom the token acts for. The request layer
+    /// refuses any audit event or write about someone else.
+    pub own_data_of: Option<NationalId>,
 }
 
 fn header<'a>(md: &'a MetadataMap, key: &str) -> Result<Option<&'a str>, ValidationError> {
@@ -75,6 +80,7 @@ impl Caller {
             on_behalf_of,
             purpose,
             correlation_id,
+            own_data_of: None,
         })
     }
 

@@ -7,7 +7,11 @@
 //! 2. establishes the caller ([`Caller`]) with the [`Authenticator`]: the bearer token is
 //!    verified and must carry the method's scope (`UNAUTHENTICATED` / `PERMISSION_DENIED`
 //!    otherwise, before anything is read or written), and the caller is made from its claims
-//!    (from the caller headers only while `auth.required` is off),
+//!    (from the caller headers only while `auth.required` is off); a citizen's token may
+//!    call the methods marked for citizens without their scope, under the *own-data rule*:
+//!    every audit event and every write of the call must concern the citizen (or the person
+//!    the token was exchanged to act for), and a write must name the token's citizen as who
+//!    made it ([`Caller::own_data_of`]; PERMISSION_DENIED otherwise, nothing read or written),
 //! 3. runs the handler with a [`Call`], the handler's only handle on the node,
 //! 4. checks the audit rule: a [`Class::PatientRead`] or [`Class::Decision`] method that
 //!    answers without having recorded an audit event is a bug, and the answer is refused
@@ -138,6 +142,60 @@ impl Call {
         self.ctx.metrics()
     }
 
+    /// The own-data rule for a citizen's token ([`Caller::own_data_of`]): `patient` must be
+    /// the one person the call may concern. Refused with PERMISSION_DENIED before anything
+    /// is read or written; callers with the method's scope pass.
+    fn own_data(&self, patient: Option<&NationalId>) -> Result<(), NodeError> {
+        match &self.caller.own_data_of {
+            None => Ok(()),
+            Some(person) if patient == Some(person) => Ok(()),
+            Some(_) => Err(NodeError::Forbidden(format!(
+                "{}: a citizen's token reaches only the citizen's own data (or the data of \
+                 whom it acts for){}",
+                self.method.path,
+                if patient.is_none() {
+                    "; name the patient"
+                } else {
+                    ""
+                }
+            ))),
+        }
+    }
+
+    /// The own-data rule for a write: the record's subject is the person, and the operation
+    /// names the caller (not someone else) as who made it.
+    fn own_write(&self, op: &Op) -> Result<(), NodeError> {
+        if self.caller.own_data_of.is_none() {
+            return Ok(());
+        }
+        let Op::Record(record) = op else {
+            return Err(NodeError::Forbidden(format!(
+                "{}: not open to a citizen's token",
+                self.method.path
+            )));
+        };
+        self.own_data(record.subject())?;
+        if let Some(by) = record.acted_by()
+            && *by != self.caller.actor
+        {
+            return Err(NodeError::Forbidden(format!(
+                "{}: with a citizen's token the change is made by the token's citizen; \
+                 leave the acting person out or name them",
+                self.method.path
+            )));
+        }
+        if let kartotek_domain::record_op::RecordOp::RepresentationGrant(g) = record
+            && g.source != kartotek_domain::representation::RepresentationSource::PatientGranted
+        {
+            return Err(NodeError::Forbidden(format!(
+                "{}: a citizen grants only patient_granted representations (the population \
+                 register's come from the register)",
+                self.method.path
+            )));
+        }
+        Ok(())
+    }
+
     fn refuse(&self, what: &str) -> NodeError {
         debug_assert!(
             false,
@@ -161,6 +219,9 @@ impl Call {
         mode: ReadMode,
         events: Vec<AuditEvent>,
     ) -> Result<&StateReader, NodeError> {
+        for e in &events {
+            self.own_data(e.patient.as_ref())?;
+        }
         match self.method.class {
             Class::PatientRead => {
                 if events.is_empty() {
@@ -210,6 +271,9 @@ impl Call {
         if events.is_empty() {
             return Err(self.refuse("record an empty audit"));
         }
+        for e in &events {
+            self.own_data(e.patient.as_ref())?;
+        }
         self.ctx.audit(events).await?;
         self.audited.store(true, Ordering::Release);
         Ok(())
@@ -221,6 +285,7 @@ impl Call {
         if !matches!(self.method.class, Class::Write | Class::Decision) {
             return Err(self.refuse("write"));
         }
+        self.own_write(&op)?;
         let rid = request_id(raw_request_id)?;
         self.ctx.write(rid, op).await
     }

@@ -37,10 +37,24 @@ pub struct Method {
     /// and no row means no method). Client-registry and cluster administration need
     /// [`scopes::ADMIN`].
     pub scope: &'static str,
+    /// Whether a citizen's token (scope [`scopes::CITIZEN`], without [`Method::scope`]) may
+    /// call it: then only about the citizen themself, or about the person the token acts for
+    /// (the request layer's own-data rule, see `Call`).
+    pub citizen: bool,
+}
+
+/// `+ CITIZEN` after a method's scope: a citizen's token may call it for their own data.
+macro_rules! citizen_flag {
+    () => {
+        false
+    };
+    (CITIZEN) => {
+        true
+    };
 }
 
 macro_rules! methods {
-    ($($name:ident = $service:literal / $method:literal : $class:ident, $label:literal, $scope:ident;)*) => {
+    ($($name:ident = $service:literal / $method:literal : $class:ident, $label:literal, $scope:ident $(+ $citizen:ident)?;)*) => {
         $(
             #[doc = concat!("`", $service, "/", $method, "`.")]
             pub const $name: Method = Method {
@@ -48,6 +62,7 @@ macro_rules! methods {
                 label: $label,
                 class: Class::$class,
                 scope: scopes::$scope,
+                citizen: citizen_flag!($($citizen)?),
             };
         )*
         /// Every public method.
@@ -58,12 +73,12 @@ macro_rules! methods {
 methods! {
     LOCATOR_REGISTER = "LocatorService" / "Register": Write, "Locator/Register", LOCATOR_WRITE;
     LOCATOR_RETIRE = "LocatorService" / "Retire": Write, "Locator/Retire", LOCATOR_WRITE;
-    LOCATOR_LOOKUP = "LocatorService" / "Lookup": PatientRead, "Locator/Lookup", LOCATOR_READ;
-    LOCATOR_LIST = "LocatorService" / "List": PatientRead, "Locator/List", LOCATOR_READ;
+    LOCATOR_LOOKUP = "LocatorService" / "Lookup": PatientRead, "Locator/Lookup", LOCATOR_READ + CITIZEN;
+    LOCATOR_LIST = "LocatorService" / "List": PatientRead, "Locator/List", LOCATOR_READ + CITIZEN;
     LOCATOR_IMPORT = "LocatorService" / "Import": Write, "Locator/Import", LOCATOR_WRITE;
     LOCATOR_WATCH = "LocatorService" / "Watch": PatientRead, "Locator/Watch", LOCATOR_READ;
     AUDIT_RECORD = "AuditService" / "Record": Write, "Audit/Record", AUDIT_WRITE;
-    AUDIT_QUERY = "AuditService" / "Query": PatientRead, "Audit/Query", AUDIT_READ;
+    AUDIT_QUERY = "AuditService" / "Query": PatientRead, "Audit/Query", AUDIT_READ + CITIZEN;
     AUDIT_HEAD = "AuditService" / "Head": PlainRead, "Audit/Head", AUDIT_READ;
     ADMIN_STATUS = "AdminService" / "Status": Admin, "Admin/Status", ADMIN;
     ADMIN_INIT = "AdminService" / "Init": Admin, "Admin/Init", ADMIN;
@@ -71,32 +86,32 @@ methods! {
     ADMIN_PROMOTE = "AdminService" / "Promote": Admin, "Admin/Promote", ADMIN;
     ADMIN_REMOVE = "AdminService" / "Remove": Admin, "Admin/Remove", ADMIN;
     ADMIN_SNAPSHOT = "AdminService" / "Snapshot": Admin, "Admin/Snapshot", ADMIN;
-    BLOCK_ADD = "BlockService" / "Add": Write, "Block/Add", RECORDS_WRITE;
-    BLOCK_REVOKE = "BlockService" / "Revoke": Write, "Block/Revoke", RECORDS_WRITE;
-    BLOCK_LIST = "BlockService" / "List": PatientRead, "Block/List", RECORDS_READ;
+    BLOCK_ADD = "BlockService" / "Add": Write, "Block/Add", RECORDS_WRITE + CITIZEN;
+    BLOCK_REVOKE = "BlockService" / "Revoke": Write, "Block/Revoke", RECORDS_WRITE + CITIZEN;
+    BLOCK_LIST = "BlockService" / "List": PatientRead, "Block/List", RECORDS_READ + CITIZEN;
     ACCESS_DECIDE = "AccessService" / "Decide": Decision, "Access/Decide", RECORDS_READ;
-    NOTIFICATION_LIST = "NotificationService" / "List": PatientRead, "Notification/List", RECORDS_READ;
-    NOTIFICATION_ACKNOWLEDGE = "NotificationService" / "Acknowledge": Write, "Notification/Acknowledge", RECORDS_WRITE;
+    NOTIFICATION_LIST = "NotificationService" / "List": PatientRead, "Notification/List", RECORDS_READ + CITIZEN;
+    NOTIFICATION_ACKNOWLEDGE = "NotificationService" / "Acknowledge": Write, "Notification/Acknowledge", RECORDS_WRITE + CITIZEN;
     CONSENT_REQUEST = "ConsentService" / "Request": Write, "Consent/Request", RECORDS_WRITE;
-    CONSENT_GRANT = "ConsentService" / "Grant": Write, "Consent/Grant", RECORDS_WRITE;
-    CONSENT_DENY = "ConsentService" / "Deny": Write, "Consent/Deny", RECORDS_WRITE;
-    CONSENT_WITHDRAW = "ConsentService" / "Withdraw": Write, "Consent/Withdraw", RECORDS_WRITE;
-    CONSENT_LIST = "ConsentService" / "List": PatientRead, "Consent/List", RECORDS_READ;
-    CONSENT_CHECK = "ConsentService" / "Check": PatientRead, "Consent/Check", RECORDS_READ;
-    RESERVATION_RESERVE = "ReservationService" / "Reserve": Write, "Reservation/Reserve", RECORDS_WRITE;
-    RESERVATION_WITHDRAW = "ReservationService" / "Withdraw": Write, "Reservation/Withdraw", RECORDS_WRITE;
-    RESERVATION_CHECK = "ReservationService" / "Check": PatientRead, "Reservation/Check", RECORDS_READ;
-    RESERVATION_LIST = "ReservationService" / "List": PatientRead, "Reservation/List", RECORDS_READ;
-    REPRESENTATION_GRANT = "RepresentationService" / "Grant": Write, "Representation/Grant", RECORDS_WRITE;
-    REPRESENTATION_REVOKE = "RepresentationService" / "Revoke": Write, "Representation/Revoke", RECORDS_WRITE;
-    REPRESENTATION_LIST_BY_REPRESENTATIVE = "RepresentationService" / "ListByRepresentative": PatientRead, "Representation/ListByRepresentative", RECORDS_READ;
-    REPRESENTATION_LIST_BY_REPRESENTED = "RepresentationService" / "ListByRepresented": PatientRead, "Representation/ListByRepresented", RECORDS_READ;
-    REPRESENTATION_CHECK = "RepresentationService" / "Check": PatientRead, "Representation/Check", RECORDS_READ;
+    CONSENT_GRANT = "ConsentService" / "Grant": Write, "Consent/Grant", RECORDS_WRITE + CITIZEN;
+    CONSENT_DENY = "ConsentService" / "Deny": Write, "Consent/Deny", RECORDS_WRITE + CITIZEN;
+    CONSENT_WITHDRAW = "ConsentService" / "Withdraw": Write, "Consent/Withdraw", RECORDS_WRITE + CITIZEN;
+    CONSENT_LIST = "ConsentService" / "List": PatientRead, "Consent/List", RECORDS_READ + CITIZEN;
+    CONSENT_CHECK = "ConsentService" / "Check": PatientRead, "Consent/Check", RECORDS_READ + CITIZEN;
+    RESERVATION_RESERVE = "ReservationService" / "Reserve": Write, "Reservation/Reserve", RECORDS_WRITE + CITIZEN;
+    RESERVATION_WITHDRAW = "ReservationService" / "Withdraw": Write, "Reservation/Withdraw", RECORDS_WRITE + CITIZEN;
+    RESERVATION_CHECK = "ReservationService" / "Check": PatientRead, "Reservation/Check", RECORDS_READ + CITIZEN;
+    RESERVATION_LIST = "ReservationService" / "List": PatientRead, "Reservation/List", RECORDS_READ + CITIZEN;
+    REPRESENTATION_GRANT = "RepresentationService" / "Grant": Write, "Representation/Grant", RECORDS_WRITE + CITIZEN;
+    REPRESENTATION_REVOKE = "RepresentationService" / "Revoke": Write, "Representation/Revoke", RECORDS_WRITE + CITIZEN;
+    REPRESENTATION_LIST_BY_REPRESENTATIVE = "RepresentationService" / "ListByRepresentative": PatientRead, "Representation/ListByRepresentative", RECORDS_READ + CITIZEN;
+    REPRESENTATION_LIST_BY_REPRESENTED = "RepresentationService" / "ListByRepresented": PatientRead, "Representation/ListByRepresented", RECORDS_READ + CITIZEN;
+    REPRESENTATION_CHECK = "RepresentationService" / "Check": PatientRead, "Representation/Check", RECORDS_READ + CITIZEN;
     CATALOG_REGISTER = "CatalogService" / "Register": Write, "Catalog/Register", RECORDS_WRITE;
     CATALOG_UPDATE = "CatalogService" / "Update": Write, "Catalog/Update", RECORDS_WRITE;
     CATALOG_SET_LIFECYCLE = "CatalogService" / "SetLifecycle": Write, "Catalog/SetLifecycle", RECORDS_WRITE;
-    CATALOG_GET = "CatalogService" / "Get": PlainRead, "Catalog/Get", RECORDS_READ;
-    CATALOG_SEARCH = "CatalogService" / "Search": PlainRead, "Catalog/Search", RECORDS_READ;
+    CATALOG_GET = "CatalogService" / "Get": PlainRead, "Catalog/Get", RECORDS_READ + CITIZEN;
+    CATALOG_SEARCH = "CatalogService" / "Search": PlainRead, "Catalog/Search", RECORDS_READ + CITIZEN;
     CLIENT_REGISTER = "ClientRegistryService" / "Register": Write, "Client/Register", ADMIN;
     CLIENT_UPDATE = "ClientRegistryService" / "Update": Write, "Client/Update", ADMIN;
     CLIENT_GET = "ClientRegistryService" / "Get": PlainRead, "Client/Get", CLIENTS_READ;
@@ -166,6 +181,43 @@ mod tests {
             if m.class == Class::Admin {
                 assert_eq!(m.scope, scopes::ADMIN, "{m:?}");
             }
+        }
+    }
+
+    #[test]
+    fn citizens_reach_only_their_own_records_never_operations() {
+        for m in ALL.iter().filter(|m| m.citizen) {
+            assert!(
+                !matches!(m.class, Class::Admin),
+                "a citizen may not operate the cluster: {m:?}"
+            );
+            assert!(
+                ![scopes::ADMIN, scopes::CLIENTS_READ, scopes::AUDIT_WRITE].contains(&m.scope),
+                "{m:?}"
+            );
+        }
+        for m in [
+            &LOCATOR_REGISTER,
+            &LOCATOR_IMPORT,
+            &LOCATOR_WATCH,
+            &ACCESS_DECIDE,
+            &CONSENT_REQUEST,
+            &AUDIT_RECORD,
+            &CATALOG_REGISTER,
+        ] {
+            assert!(!m.citizen, "{m:?}");
+        }
+        let open: Vec<&str> = ALL.iter().filter(|m| m.citizen).map(|m| m.label).collect();
+        for label in [
+            "Block/Add",
+            "Audit/Query",
+            "Consent/Grant",
+            "Reservation/Reserve",
+        ] {
+            assert!(
+                open.contains(&label),
+                "{label} not open to citizens: {open:?}"
+            );
         }
     }
 

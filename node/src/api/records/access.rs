@@ -183,7 +183,7 @@ async fn acknowledge(
     call: Call,
     r: v1::AcknowledgeNotificationRequest,
 ) -> Result<v1::NotificationResponse, NodeError> {
-    let (by_kind, by) = actor_parts("by", r.by.as_ref())?;
+    let (by_kind, by) = actor_parts("by", r.by.as_ref(), &call.caller().actor)?;
     let cmd = NotificationAck::parse(&r.patient, r.notification_id, &by_kind, &by)?;
     let span = tracing::info_span!(
         "notification.ack",

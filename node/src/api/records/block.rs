@@ -37,7 +37,11 @@ async fn add(call: Call, r: v1::AddBlockRequest) -> Result<v1::BlockResponse, No
         "BLOCK_TARGET_KIND_"
     )?;
     let level = enum_text!("level", r.level, v1::BlockLevel, "BLOCK_LEVEL_")?;
-    let (by_kind, by) = actor_parts("registered_by", r.registered_by.as_ref())?;
+    let (by_kind, by) = actor_parts(
+        "registered_by",
+        r.registered_by.as_ref(),
+        &call.caller().actor,
+    )?;
     let cmd = BlockAdd::parse(&BlockAddInput {
         patient: &r.patient,
         target_kind: &target_kind,
@@ -63,7 +67,7 @@ async fn add(call: Call, r: v1::AddBlockRequest) -> Result<v1::BlockResponse, No
 }
 
 async fn revoke(call: Call, r: v1::RevokeBlockRequest) -> Result<v1::BlockResponse, NodeError> {
-    let (by_kind, by) = actor_parts("revoked_by", r.revoked_by.as_ref())?;
+    let (by_kind, by) = actor_parts("revoked_by", r.revoked_by.as_ref(), &call.caller().actor)?;
     let cmd = BlockRevoke::parse(&r.patient, r.block_id, &by_kind, &by)?;
     let span = tracing::info_span!(
         "block.revoke",

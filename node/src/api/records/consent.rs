@@ -85,7 +85,7 @@ async fn request_consent(
 }
 
 async fn grant(call: Call, r: v1::GrantConsentRequest) -> Result<v1::ConsentResponse, NodeError> {
-    let (by_kind, by) = actor_parts("by", r.by.as_ref())?;
+    let (by_kind, by) = actor_parts("by", r.by.as_ref(), &call.caller().actor)?;
     if r.consent_id != 0 {
         let terms_given = r.grantee_kind != 0
             || !r.grantee.is_empty()
@@ -131,8 +131,8 @@ async fn grant(call: Call, r: v1::GrantConsentRequest) -> Result<v1::ConsentResp
     write(&call, "grant", &r.request_id, RecordOp::ConsentGrant(cmd)).await
 }
 
-fn answer(r: &v1::AnswerConsentRequest) -> Result<ConsentAnswer, NodeError> {
-    let (by_kind, by) = actor_parts("by", r.by.as_ref())?;
+fn answer(call: &Call, r: &v1::AnswerConsentRequest) -> Result<ConsentAnswer, NodeError> {
+    let (by_kind, by) = actor_parts("by", r.by.as_ref(), &call.caller().actor)?;
     Ok(ConsentAnswer::parse(
         &r.patient,
         r.consent_id,
@@ -142,7 +142,7 @@ fn answer(r: &v1::AnswerConsentRequest) -> Result<ConsentAnswer, NodeError> {
 }
 
 async fn deny(call: Call, r: v1::AnswerConsentRequest) -> Result<v1::ConsentResponse, NodeError> {
-    let cmd = answer(&r)?;
+    let cmd = answer(&call, &r)?;
     write(&call, "deny", &r.request_id, RecordOp::ConsentDeny(cmd)).await
 }
 
@@ -150,7 +150,7 @@ async fn withdraw(
     call: Call,
     r: v1::AnswerConsentRequest,
 ) -> Result<v1::ConsentResponse, NodeError> {
-    let cmd = answer(&r)?;
+    let cmd = answer(&call, &r)?;
     write(
         &call,
         "withdraw",

@@ -81,13 +81,25 @@ macro_rules! enum_number {
     };
 }
 
-/// An actor sent as `{field}` (kind and id) as the domain's `(kind text, id)`; an unset
-/// actor or kind names `{field}_kind`.
+/// An actor sent as `{field}` (kind and id) as the domain's `(kind text, id)`. Left out (no
+/// actor, or kind and id both unset), it is the verified caller when that is a person
+/// (personnel or a citizen); otherwise an unset actor or kind names `{field}_kind`.
 pub fn actor_parts(
     field: &str,
     a: Option<&v1::Actor>,
+    caller: &kartotek_domain::fields::Actor,
 ) -> Result<(String, String), ValidationError> {
     let a = a.cloned().unwrap_or_default();
+    if a.kind == 0
+        && a.id.is_empty()
+        && matches!(
+            caller,
+            kartotek_domain::fields::Actor::Personnel(_)
+                | kartotek_domain::fields::Actor::Citizen(_)
+        )
+    {
+        return Ok((caller.kind().as_str().to_owned(), caller.id_text()));
+    }
     let kind = enum_text!(
         &format!("{field}_kind"),
         a.kind,
@@ -395,7 +407,24 @@ mod tests {
             "not_consent_competent"
         );
         assert_eq!(k, v1::RepresentationKind::NotConsentCompetent as i32);
-        let e = actor_parts("by", None).err();
+        let client = kartotek_domain::fields::Actor::parse("c", "client", "some-app")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = actor_parts("by", None, &client).err();
         assert_eq!(e.map(|e| e.field), Some("by_kind".to_owned()));
+        let id = (0..1000u16)
+            .find_map(|i| {
+                kartotek_domain::ids::testing::national_id_from_parts(
+                    chrono::NaiveDate::from_ymd_opt(1980, 5, 17).unwrap_or_default(),
+                    i,
+                    kartotek_domain::ids::NationalIdKind::Ordinary,
+                )
+            })
+            .unwrap_or_else(|| panic!("no id"));
+        let citizen = kartotek_domain::fields::Actor::Citizen(id.clone());
+        assert_eq!(
+            actor_parts("by", None, &citizen).ok(),
+            Some(("citizen".to_owned(), id.as_str().to_owned())),
+            "left out, the actor is the verified caller"
+        );
     }
 }

@@ -85,7 +85,7 @@ async fn grant(
         v1::RepresentationSource,
         "REPRESENTATION_SOURCE_"
     )?;
-    let (by_kind, by) = actor_parts("granted_by", r.granted_by.as_ref())?;
+    let (by_kind, by) = actor_parts("granted_by", r.granted_by.as_ref(), &call.caller().actor)?;
     let cmd = RepresentationGrant::parse(&RepresentationInput {
         representative: &r.representative,
         represented: &r.represented,
@@ -104,7 +104,7 @@ async fn revoke(
     call: Call,
     r: v1::RevokeRepresentationRequest,
 ) -> Result<v1::RepresentationResponse, NodeError> {
-    let (by_kind, by) = actor_parts("revoked_by", r.revoked_by.as_ref())?;
+    let (by_kind, by) = actor_parts("revoked_by", r.revoked_by.as_ref(), &call.caller().actor)?;
     let cmd = RepresentationRevoke::parse(&r.represented, r.representation_id, &by_kind, &by)?;
     write(&call, &r.request_id, RecordOp::RepresentationRevoke(cmd)).await
 }

@@ -52,7 +52,11 @@ async fn write(
 }
 
 async fn reserve(call: Call, r: v1::ReserveRequest) -> Result<v1::ReservationResponse, NodeError> {
-    let (by_kind, by) = actor_parts("registered_by", r.registered_by.as_ref())?;
+    let (by_kind, by) = actor_parts(
+        "registered_by",
+        r.registered_by.as_ref(),
+        &call.caller().actor,
+    )?;
     let cmd = ReservationReserve::parse(&r.patient, &r.service, &r.reason, &by_kind, &by)?;
     write(&call, &r.request_id, RecordOp::Reserve(cmd)).await
 }
@@ -61,7 +65,11 @@ async fn withdraw(
     call: Call,
     r: v1::WithdrawReservationRequest,
 ) -> Result<v1::ReservationResponse, NodeError> {
-    let (by_kind, by) = actor_parts("withdrawn_by", r.withdrawn_by.as_ref())?;
+    let (by_kind, by) = actor_parts(
+        "withdrawn_by",
+        r.withdrawn_by.as_ref(),
+        &call.caller().actor,
+    )?;
     let cmd = ReservationWithdraw::parse(&r.patient, &r.service, &by_kind, &by)?;
     write(&call, &r.request_id, RecordOp::ReservationWithdraw(cmd)).await
 }
