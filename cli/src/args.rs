@@ -48,6 +48,10 @@ impl ReadArgs {
 pub fn by_or_citizen(by: Option<&str>, citizen: &str) -> anyhow::Result<v1::Actor> {
     match by {
         Some(b) => parse_actor("--by", b),
+        // Calling as a citizen (a login token): left out, the node names the token's citizen.
+        None if CALLER_IS_CITIZEN.load(std::sync::atomic::Ordering::Relaxed) => {
+            Ok(v1::Actor::default())
+        }
         None => Ok(v1::Actor {
             kind: v1::ActorKind::Citizen as i32,
             id: citizen.to_owned(),
@@ -55,10 +59,16 @@ pub fn by_or_citizen(by: Option<&str>, citizen: &str) -> anyhow::Result<v1::Acto
     }
 }
 
+/// Set by `run` when this process calls with a citizen's login: a change's actor is then
+/// left out for the node to take from the token, instead of defaulting to the patient.
+pub(crate) static CALLER_IS_CITIZEN: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Who makes a change (`--by`) and its request id.
 #[derive(Debug, Clone, Args)]
 pub struct WriteArgs {
-    /// Who does it, kind:id (default: citizen:<the person the record is about>).
+    /// Who does it, kind:id (default: citizen:<the person the record is about>; with a
+    /// citizen's login, the token's citizen).
     #[arg(long)]
     pub by: Option<String>,
     /// The request id.

@@ -47,7 +47,7 @@ pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7401,127.0.0.1:7402,127.0.0.1:740
 
 /// Flags every client-side command takes (declared `global`, so they may follow the
 /// subcommand).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Cluster endpoints (host:port, comma separated).
     #[arg(long, global = true, env = "KARTOTEK_ENDPOINTS", default_value = DEFAULT_ENDPOINTS, value_delimiter = ',')]
@@ -65,6 +65,34 @@ pub struct GlobalArgs {
     /// renews its own tokens with it (`kartotek dev` writes them under <data-dir>/clients/).
     #[arg(long, global = true, env = "KARTOTEK_CLIENT_FILE")]
     pub client_file: Option<std::path::PathBuf>,
+    /// A citizen's login token (an ID token from ID-porten): with the client file of a
+    /// citizen app, the CLI gets its tokens by exchanging it (RFC 8693) and calls as that
+    /// citizen.
+    #[arg(
+        long,
+        global = true,
+        env = "KARTOTEK_LOGIN_TOKEN",
+        hide_env_values = true,
+        requires = "client_file"
+    )]
+    pub login_token: Option<String>,
+    /// DEV ONLY: log in as this synthetic national id at `kartotek dev`'s dev login (instead
+    /// of --login-token), with the citizen app's client file.
+    #[arg(
+        long,
+        global = true,
+        env = "KARTOTEK_DEV_LOGIN",
+        conflicts_with = "login_token",
+        requires = "client_file"
+    )]
+    pub dev_login: Option<String>,
+    /// With a citizen's login: act for this person (national id), as a representation of
+    /// theirs allows.
+    #[arg(long, global = true, env = "KARTOTEK_ACT_FOR")]
+    pub act_for: Option<String>,
+    /// With --act-for: the representation area (default `*`, every area).
+    #[arg(long, global = true, env = "KARTOTEK_ACT_AREA", requires = "act_for")]
+    pub act_area: Option<String>,
     /// Machine-readable output on stdout instead of tables: one JSON document per command
     /// (streams such as `locator watch` print one document per line).
     #[arg(long, global = true)]
@@ -131,7 +159,7 @@ impl GlobalArgs {
         };
         let client = match &self.client_file {
             Some(path) => {
-                let tokens = kartotek_client::ClientCredentials::from_file(path)?;
+                let tokens = self.token_source(path, None)?;
                 KartotekClient::with_tokens(config, std::sync::Arc::new(tokens))?
             }
             None => {
@@ -151,6 +179,44 @@ impl GlobalArgs {
     }
 }
 
+impl GlobalArgs {
+    /// The client file's token source: `client_credentials`, or with a citizen's login the
+    /// token exchange (for the citizen, or `--act-for` someone).
+    pub fn token_source(
+        &self,
+        path: &std::path::Path,
+        audience: Option<String>,
+    ) -> anyhow::Result<kartotek_client::ClientCredentials> {
+        let source = kartotek_client::ClientCredentials::from_file(path)?;
+        let Some(login) = &self.login_token else {
+            if self.act_for.is_some() {
+                anyhow::bail!(
+                    "--act-for needs a citizen's login: --login-token TOKEN (or --dev-login ID with kartotek dev)"
+                );
+            }
+            return Ok(source);
+        };
+        Ok(source.with_exchange(kartotek_client::Exchange {
+            login_token: kartotek_client::BearerToken::new(login)?,
+            act_for: self.act_for.clone(),
+            area: self.act_area.clone(),
+            audience,
+        }))
+    }
+
+    /// These flags with `--dev-login` done: the dev login's token as `--login-token`.
+    pub async fn resolved(&self) -> anyhow::Result<GlobalArgs> {
+        let mut out = self.clone();
+        if let (Some(pid), Some(path)) = (&self.dev_login, &self.client_file) {
+            let file = kartotek_client::ClientFile::load(path)?;
+            let login = kartotek_client::dev_login(&file, pid).await?;
+            out.login_token = Some(login.secret().to_owned());
+            out.dev_login = None;
+        }
+        Ok(out)
+    }
+}
+
 /// How long every endpoint must have refused the connection before a command gives up
 /// with [`NO_CLUSTER_HINT`] (a node restarting is back well within the deadline, but a
 /// cluster that is not running at all should not cost the user 15 s).
@@ -164,6 +230,9 @@ pub const NO_TOKEN_HINT: &str = "calls need an access token: run the `export KAR
 
 /// Printed when the token service refused or could not be reached.
 pub const TOKEN_SERVICE_HINT: &str = "check the client file (client id, issuer, token endpoint, key) and that the token service runs (kartotek dev starts it; see frontend.log)";
+
+/// Printed under a PERMISSION_DENIED error of the own-data rule.
+pub const OWN_DATA_HINT: &str = "a citizen's token reaches only the citizen's own records: name yourself as --patient, or act for someone you represent with --act-for NATIONAL_ID";
 
 /// Printed under a PERMISSION_DENIED error.
 pub const NO_SCOPE_HINT: &str = "the token lacks the scope this call needs: use a client file of a client that is allowed it (kartotek dev writes an admin client's under <data-dir>/clients/)";
@@ -182,6 +251,9 @@ pub fn hint(error: &anyhow::Error) -> Option<&'static str> {
         }
         kartotek_client::ClientError::Token { .. } => Some(TOKEN_SERVICE_HINT),
         _ if e.code() == tonic::Code::Unauthenticated => Some(NO_TOKEN_HINT),
+        _ if e.code() == tonic::Code::PermissionDenied && e.to_string().contains("own data") => {
+            Some(OWN_DATA_HINT)
+        }
         _ if e.code() == tonic::Code::PermissionDenied => Some(NO_SCOPE_HINT),
         _ => None,
     }
@@ -189,6 +261,11 @@ pub fn hint(error: &anyhow::Error) -> Option<&'static str> {
 
 /// Runs a client-side command.
 pub async fn run(global: &GlobalArgs, command: &Command) -> anyhow::Result<()> {
+    let resolved = global.resolved().await?;
+    let global = &resolved;
+    if global.login_token.is_some() {
+        args::CALLER_IS_CITIZEN.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     match command {
         Command::Admin(cmd) => admin::run(global, cmd).await,
         Command::Locator(cmd) => locator::run(global, cmd).await,

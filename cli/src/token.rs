@@ -5,11 +5,14 @@
 //! grpcurl -plaintext -H "authorization: Bearer $(kartotek token)" 127.0.0.1:7401 list
 //! ```
 //!
+//! With a citizen's login (`--login-token`, or `--dev-login ID` against `kartotek dev`) and a
+//! citizen app's client file the token comes from the token exchange: for the citizen, or
+//! with `--act-for P` for a person they represent.
+//!
 //! The token is printed alone on stdout (or, with `--json`, as the token service's answer:
 //! `access_token`, `expires_in`, `scope`); nothing about it goes to logs.
 
 use clap::Args;
-use kartotek_client::ClientCredentials;
 use serde::Serialize;
 
 use crate::GlobalArgs;
@@ -22,6 +25,10 @@ pub struct TokenArgs {
     /// scope the client is allowed).
     #[arg(long)]
     pub scope: Option<String>,
+    /// With a citizen's login: a national service the token is also for (e.g.
+    /// kjernejournal); the person's reservation against it refuses the token.
+    #[arg(long)]
+    pub audience: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -38,7 +45,12 @@ pub async fn run(global: &GlobalArgs, args: &TokenArgs) -> anyhow::Result<()> {
             "kartotek token needs a client file: --client-file FILE or KARTOTEK_CLIENT_FILE (kartotek dev writes them under <data-dir>/clients/)"
         );
     };
-    let source = ClientCredentials::from_file(path)?;
+    if args.audience.is_some() && global.login_token.is_none() {
+        anyhow::bail!(
+            "--audience needs a citizen's login (--login-token, or --dev-login with kartotek dev)"
+        );
+    }
+    let source = global.token_source(path, args.audience.clone())?;
     let (token, expires_in) = source.fetch_token(args.scope.as_deref()).await?;
     if global.json {
         print_json(&TokenView {

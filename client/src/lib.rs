@@ -42,7 +42,10 @@ pub use config::{
 };
 pub use error::{ClientError, ERROR_TEXT_MAX};
 pub use streams::{IMPORT_WINDOW_BATCHES_MAX, LocatorWatch};
-pub use token::{BearerToken, ClientCredentials, ClientFile, SelfIssued, StaticToken, TokenSource};
+pub use token::{
+    BearerToken, ClientCredentials, ClientFile, Exchange, SelfIssued, StaticToken, TokenSource,
+    dev_login,
+};
 
 /// The `kartotek.v1` messages the client's methods take and return.
 pub use kartotek_proto::v1 as proto;

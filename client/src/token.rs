@@ -13,6 +13,10 @@
 //!   before it expires (or at half its life, for short-lived tokens). One fetch runs at a time;
 //!   concurrent calls wait for it and share its token.
 //!
+//!   With [`ClientCredentials::with_exchange`] a citizen app gets its tokens by the RFC 8693
+//!   token exchange of a citizen's login instead ([`Exchange`]: the login token, and whom
+//!   the citizen acts for); [`dev_login`] gets such a login from `kartotek dev`'s dev login.
+//!
 //! - [`SelfIssued`]: tokens signed here with an issuer's own keys, for a program that *is*
 //!   a trusted issuer (the frontend's calls to the cluster, `kartotek dev`'s set-up, test
 //!   harnesses): each a copy of a claims template with a fresh `iat`/`exp`/`jti`.
@@ -315,6 +319,8 @@ pub struct ClientCredentials {
     cached: Mutex<Option<Cached>>,
     /// Held while a fetch runs: one at a time.
     fetching: tokio::sync::Mutex<()>,
+    /// A token exchange instead of `client_credentials`.
+    exchange: Option<Exchange>,
 }
 
 impl fmt::Debug for ClientCredentials {
@@ -345,7 +351,14 @@ impl ClientCredentials {
             http,
             cached: Mutex::new(None),
             fetching: tokio::sync::Mutex::new(()),
+            exchange: None,
         })
+    }
+
+    /// This source, getting its tokens by the token exchange `exchange` (a citizen app).
+    pub fn with_exchange(mut self, exchange: Exchange) -> ClientCredentials {
+        self.exchange = Some(exchange);
+        self
     }
 
     /// The client file this source uses.
@@ -402,52 +415,35 @@ impl ClientCredentials {
         )
         .map_err(|e| fail(format!("signing the client assertion: {e}")))?;
         let mut form: Vec<(&str, &str)> = vec![
-            ("grant_type", "client_credentials"),
             ("client_assertion_type", CLIENT_ASSERTION_TYPE),
             ("client_assertion", &assertion),
         ];
+        match &self.exchange {
+            None => form.push(("grant_type", "client_credentials")),
+            Some(x) => {
+                form.extend([
+                    ("grant_type", GRANT_TOKEN_EXCHANGE),
+                    ("subject_token", x.login_token.secret()),
+                    ("subject_token_type", ID_TOKEN_TYPE),
+                ]);
+                for (name, value) in [
+                    ("act_for", &x.act_for),
+                    ("area", &x.area),
+                    ("audience", &x.audience),
+                ] {
+                    if let Some(v) = value {
+                        form.push((name, v));
+                    }
+                }
+            }
+        }
         if let Some(scope) = scope {
             form.push(("scope", scope));
         }
-        let body = serde_urlencoded::to_string(&form)
-            .map_err(|e| fail(format!("encoding the request: {e}")))?;
-        let request = hyper::Request::post(self.endpoint.clone())
-            .header(
-                hyper::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .header(hyper::header::ACCEPT, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| fail(format!("building the request: {e}")))?;
         let sent_at = Instant::now();
-        let timeout = Duration::from_millis(TOKEN_FETCH_TIMEOUT_MS);
-        let answer = async {
-            let response = self
-                .http
-                .send(request)
-                .await
-                .map_err(|e| fail(format!("{e}")))?;
-            let status = response.status();
-            let body = Limited::new(response.into_body(), TOKEN_RESPONSE_BYTES_MAX)
-                .collect()
-                .await
-                .map_err(|e| fail(format!("reading the answer: {e}")))?
-                .to_bytes();
-            Ok::<_, ClientError>((status, body))
-        };
-        let (status, body) = tokio::time::timeout(timeout, answer)
+        let body = post_form(&self.http, &self.endpoint, &form)
             .await
-            .map_err(|_| fail(format!("no answer within {TOKEN_FETCH_TIMEOUT_MS} ms")))??;
-        if !status.is_success() {
-            let reason = match serde_json::from_slice::<ErrorAnswer>(&body) {
-                Ok(e) => match e.error_description {
-                    Some(d) => format!("{}: {}", cut(&e.error), cut(&d)),
-                    None => cut(&e.error),
-                },
-                Err(_) => format!("HTTP {status}"),
-            };
-            return Err(fail(reason));
-        }
+            .map_err(fail)?;
         let answer: TokenAnswer = serde_json::from_slice(&body)
             .map_err(|e| fail(format!("the answer is not a token response: {e}")))?;
         if !answer.token_type.eq_ignore_ascii_case("bearer") {
@@ -466,6 +462,119 @@ impl ClientCredentials {
             expires_in_s: answer.expires_in,
         })
     }
+}
+
+/// RFC 8693's grant type.
+const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693's token type of an OpenID Connect ID token (the citizen's login).
+const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+
+/// POSTs `form` to `endpoint` and returns the body of a 2xx answer (at most
+/// [`TOKEN_RESPONSE_BYTES_MAX`], within [`TOKEN_FETCH_TIMEOUT_MS`]); otherwise why not, with
+/// the RFC 6749 error of the answer when it has one.
+async fn post_form(
+    http: &Http,
+    endpoint: &hyper::Uri,
+    form: &[(&str, &str)],
+) -> Result<Bytes, String> {
+    let body =
+        serde_urlencoded::to_string(form).map_err(|e| format!("encoding the request: {e}"))?;
+    let request = hyper::Request::post(endpoint.clone())
+        .header(
+            hyper::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .header(hyper::header::ACCEPT, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| format!("building the request: {e}"))?;
+    let answer = async {
+        let response = http.send(request).await.map_err(|e| format!("{e}"))?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), TOKEN_RESPONSE_BYTES_MAX)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the answer: {e}"))?
+            .to_bytes();
+        Ok::<_, String>((status, body))
+    };
+    let (status, body) =
+        tokio::time::timeout(Duration::from_millis(TOKEN_FETCH_TIMEOUT_MS), answer)
+            .await
+            .map_err(|_| format!("no answer within {TOKEN_FETCH_TIMEOUT_MS} ms"))??;
+    if !status.is_success() {
+        return Err(match serde_json::from_slice::<ErrorAnswer>(&body) {
+            Ok(e) => match e.error_description {
+                Some(d) => format!("{}: {}", cut(&e.error), cut(&d)),
+                None => cut(&e.error),
+            },
+            Err(_) => format!("HTTP {status}"),
+        });
+    }
+    Ok(body)
+}
+
+/// A token exchange (RFC 8693) instead of `client_credentials`: a citizen app exchanging the
+/// citizen's login (`login_token`, an ID token from ID-porten or the dev login) for a token
+/// for the citizen, or — `act_for` — for the person they act for.
+#[derive(Clone)]
+pub struct Exchange {
+    /// The citizen's login token.
+    pub login_token: BearerToken,
+    /// National id of the person to act for (a representation must allow it).
+    pub act_for: Option<String>,
+    /// The representation area (default `*`, every area).
+    pub area: Option<String>,
+    /// A national service the token is also for (a reservation against it refuses).
+    pub audience: Option<String>,
+}
+
+impl fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exchange")
+            .field("act_for", &self.act_for.as_ref().map(|_| "(set)"))
+            .field("area", &self.area)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Largest dev login answer, bytes.
+const DEV_LOGIN_ANSWER_BYTES_MAX: usize = 16 * 1024;
+
+/// DEV ONLY: logs in as the synthetic national id `pid` at the dev login of the token
+/// service of `file` (`/dev/login` beside its token endpoint, which `kartotek dev` runs and production refuses)
+/// and returns the login token, addressed to the file's client.
+pub async fn dev_login(file: &ClientFile, pid: &str) -> Result<BearerToken, ClientError> {
+    // The token service's base: where its token endpoint is (the issuer URL may name an
+    // address of an earlier start).
+    let base = file
+        .token_endpoint
+        .strip_suffix("/connect/token")
+        .unwrap_or(&file.issuer);
+    let url = format!("{base}/dev/login");
+    let fail = |reason: String| ClientError::Token {
+        endpoint: url.clone(),
+        reason,
+    };
+    let endpoint = endpoint_uri(&url).map_err(&fail)?;
+    let http = Http::for_endpoint(&endpoint)?;
+    let body = post_form(
+        &http,
+        &endpoint,
+        &[("pid", pid), ("client_id", &file.client_id)],
+    )
+    .await
+    .map_err(&fail)?;
+    if body.len() > DEV_LOGIN_ANSWER_BYTES_MAX {
+        return Err(fail("answer too large".into()));
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        id_token: String,
+    }
+    let answer: Answer =
+        serde_json::from_slice(&body).map_err(|e| fail(format!("not a dev login answer: {e}")))?;
+    BearerToken::new(&answer.id_token).map_err(|e| fail(e.to_string()))
 }
 
 impl TokenSource for ClientCredentials {

@@ -1,7 +1,8 @@
 //! The README quick start as a test: `kartotek dev` runs a 3-process cluster; the CLI, with
 //! the health service's client file `kartotek dev` wrote, registers and looks up an entry
 //! (without one: "unauthenticated"; `admin remove` with it: "permission denied"); `kill -9` of the leader's pid from `cluster.json` is
-//! survived; `kartotek admin status` shows the new leader; the dev frontend answers
+//! survived; citizens log in at the dev login and use the token exchange (own data, acting
+//! for a child by representation, refusals); `kartotek admin status` shows the new leader; the dev frontend answers
 //! `GET /healthz` at the address `cluster.json` names; Ctrl-C stops everything.
 
 mod common;
@@ -267,6 +268,8 @@ fn dev_cluster_quick_start_survives_leader_kill() {
         "{audit}"
     );
 
+    citizen_flows(&endpoints, &service, &data.join("clients/citizen-app.json"));
+
     // kill -9 the leader by its pid from cluster.json.
     let (leader, old_term) =
         leader_and_term(&endpoints, &admin).unwrap_or_else(|| panic!("no leader"));
@@ -358,6 +361,138 @@ fn dev_cluster_quick_start_survives_leader_kill() {
     );
     assert!(cf["frontend"]["pid"].is_null(), "{cf}");
     drop(guard);
+}
+
+/// The token exchange through the running dev cluster, as a citizen app would use it: a
+/// citizen logs in at the dev login and reads their own records (not another person's);
+/// acting for a child needs a representation from the population register; parental
+/// responsibility gives nothing for a child of 16 or more; a reservation of the target service
+/// refuses the token; and after the representation is revoked the exchange is refused.
+fn citizen_flows(endpoints: &str, service: &Path, app: &Path) {
+    let parent = common::person_born(1980, 0);
+    let child = common::person_born(2020, 0);
+    let grown = common::person_born(2008, 0);
+    let as_citizen = |who: &str, act_for: Option<&str>, args: &[&str]| {
+        let mut all = vec!["--dev-login", who];
+        if let Some(p) = act_for {
+            all.extend(["--act-for", p]);
+        }
+        all.extend(args);
+        kartotek(endpoints, Some(app), &all)
+    };
+    let blocks_of = |p: &str| ["block", "list", "--patient", p, "--json"].map(str::to_owned);
+    fn list(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+
+    // Their own records; nobody else's.
+    json(&as_citizen(&parent, None, &list(&blocks_of(&parent))));
+    fails_with(
+        &as_citizen(&parent, None, &list(&blocks_of(&child))),
+        "own data",
+    );
+    // For the child: not without a representation.
+    fails_with(
+        &as_citizen(&parent, Some(&child), &list(&blocks_of(&child))),
+        "may not act for",
+    );
+    let mut ids = Vec::new();
+    for c in [&child, &grown] {
+        let v = json(&kartotek(
+            endpoints,
+            Some(service),
+            &[
+                "representation",
+                "grant",
+                "--representative",
+                &parent,
+                "--represented",
+                c,
+                "--kind",
+                "parental-responsibility",
+                "--area",
+                "*",
+                "--json",
+            ],
+        ));
+        ids.push(
+            v["representation"]["id"]
+                .to_string()
+                .trim_matches('"')
+                .to_owned(),
+        );
+    }
+    json(&as_citizen(
+        &parent,
+        Some(&child),
+        &list(&blocks_of(&child)),
+    ));
+    // A token for the child, as `kartotek token --act-for` prints it.
+    let out = as_citizen(&parent, Some(&child), &["token", "--json"]);
+    let token = json(&out)["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    use base64::Engine;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap_or_default(),
+    )
+    .unwrap_or_else(|e| panic!("claims of {token}: {e}"));
+    assert_eq!(claims["sub"], child.as_str(), "{claims}");
+    assert_eq!(claims["act"]["sub"], parent.as_str(), "{claims}");
+    // Parental responsibility ends when the child turns 16.
+    fails_with(
+        &as_citizen(&parent, Some(&grown), &list(&blocks_of(&grown))),
+        "may not act for",
+    );
+    // The child's reservation against a service refuses a token for that service.
+    json(&as_citizen(
+        &parent,
+        Some(&child),
+        &["token", "--audience", "kjernejournal", "--json"],
+    ));
+    json(&kartotek(
+        endpoints,
+        Some(service),
+        &[
+            "reservation",
+            "add",
+            "--patient",
+            &child,
+            "--service",
+            "kjernejournal",
+            "--json",
+        ],
+    ));
+    fails_with(
+        &as_citizen(
+            &parent,
+            Some(&child),
+            &["token", "--audience", "kjernejournal"],
+        ),
+        "reservation",
+    );
+    // Revoked: no more tokens for the child.
+    json(&kartotek(
+        endpoints,
+        Some(service),
+        &[
+            "representation",
+            "revoke",
+            "--represented",
+            &child,
+            "--id",
+            &ids[0],
+            "--json",
+        ],
+    ));
+    fails_with(
+        &as_citizen(&parent, Some(&child), &list(&blocks_of(&child))),
+        "may not act for",
+    );
 }
 
 /// Kills the dev supervisor (and so, by PDEATHSIG, its nodes) if the test panics.

@@ -275,6 +275,11 @@ fn write_frontend_config(
             ..kartotek_frontend::ClusterSettings::default()
         },
         token,
+        // DEV ONLY: citizens log in at /dev/login instead of ID-porten.
+        citizen_login: kartotek_frontend::CitizenLoginSettings {
+            dev_login: true,
+            ..kartotek_frontend::CitizenLoginSettings::default()
+        },
         ..kartotek_frontend::FrontendConfig::default()
     };
     config.validate()?;

@@ -78,7 +78,7 @@ pub const DEV_CLIENTS: [DevClient; 3] = [
     DevClient {
         name: "citizen-app",
         client_id: "dev-citizen-app",
-        description: "a citizen app (citizen scope; acting for a person needs token exchange, not built yet)",
+        description: "a citizen app: exchanges a citizen's login (dev: kartotek --dev-login NATIONAL_ID) for a token for the citizen, or --act-for someone they represent",
         scopes: &[scopes::CITIZEN],
     },
 ];

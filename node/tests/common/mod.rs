@@ -89,6 +89,15 @@ pub fn patient(n: u32) -> String {
         .unwrap_or_else(|| panic!("no valid id for day {n}"))
 }
 
+/// The n-th valid synthetic national id of a person born on 14 March `year`.
+pub fn person_born(year: i32, n: u16) -> String {
+    let date = chrono::NaiveDate::from_ymd_opt(year, 3, 14).unwrap_or_default();
+    (n..1000u16)
+        .find_map(|i| national_id_from_parts(date, i, NationalIdKind::Ordinary))
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| panic!("no valid id born {year}"))
+}
+
 /// A valid org number (deterministic).
 pub fn org(n: u32) -> String {
     (10_000_000 + n * 100..10_000_000 + n * 100 + 100)
