@@ -238,22 +238,36 @@ pub struct TrustedIssuerSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
     /// Every public call must carry a verified bearer token whose scopes allow the method;
-    /// the audit actor, organisation and purpose come from it. `false` (the default until
-    /// the CLI, the client and `kartotek dev` fetch tokens themselves) takes the caller
-    /// headers as before.
+    /// the audit actor, organisation and purpose come from it (the default). `false` takes
+    /// anyone's calls and believes the caller headers: only for a closed test network (the
+    /// node warns at start).
     pub required: bool,
     /// The issuers trusted (1 to 16 when `required`).
     pub trusted_issuers: Vec<TrustedIssuerSettings>,
     /// Clock leeway for `exp`/`nbf`, seconds (0 to 300).
     pub leeway_s: i64,
+    /// How often the JWK Set files are checked for changes (new or retired keys), ms; 0:
+    /// read once at start.
+    pub jwks_reload_interval_ms: u64,
 }
 
 impl Default for AuthSettings {
     fn default() -> Self {
         AuthSettings {
-            required: false,
+            required: true,
             trusted_issuers: Vec::new(),
             leeway_s: kartotek_auth::LEEWAY_S_DEFAULT,
+            jwks_reload_interval_ms: 5_000,
+        }
+    }
+}
+
+impl AuthSettings {
+    /// No tokens checked (`required = false`): a closed test network only.
+    pub fn off() -> AuthSettings {
+        AuthSettings {
+            required: false,
+            ..AuthSettings::default()
         }
     }
 }
@@ -458,11 +472,22 @@ impl NodeConfig {
         {
             return Err(invalid(
                 "auth.trusted_issuers",
-                "auth.required needs 1 to 16 trusted issuers (issuer, audience, jwks_file)",
+                "every call needs a verified token (auth.required, the default), so the node \
+                 needs 1 to 16 [[auth.trusted_issuers]] (issuer, audience, jwks_file: the token \
+                 service's; see deploy/node.example.toml); set auth.required = false only on a \
+                 closed test network",
             ));
         }
         if !(0..=kartotek_auth::LEEWAY_S_MAX).contains(&self.auth.leeway_s) {
             return Err(invalid("auth.leeway_s", "must be 0 to 300"));
+        }
+        if self.auth.jwks_reload_interval_ms != 0
+            && !(100..=3_600_000).contains(&self.auth.jwks_reload_interval_ms)
+        {
+            return Err(invalid(
+                "auth.jwks_reload_interval_ms",
+                "must be 0 (never) or 100 ms to 1 h",
+            ));
         }
         match &self.tls.raft {
             Some(files) => {
@@ -637,7 +662,18 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_profiles_differ() {
-        let c = NodeConfig::default();
+        // Tokens are required by default, so the bare default names what is missing.
+        assert!(matches!(
+            NodeConfig::default().validate(),
+            Err(ConfigError::Invalid {
+                field: "auth.trusted_issuers",
+                ..
+            })
+        ));
+        let c = NodeConfig {
+            auth: AuthSettings::off(),
+            ..NodeConfig::default()
+        };
         assert!(c.validate().is_ok());
         assert!(c.openraft().is_ok());
         let mut w = c.clone();
@@ -652,6 +688,7 @@ mod tests {
     fn bad_values_are_named() {
         let c = NodeConfig {
             node_id: 0,
+            auth: AuthSettings::off(),
             ..NodeConfig::default()
         };
         assert!(matches!(
@@ -661,7 +698,10 @@ mod tests {
                 ..
             })
         ));
-        let mut c = NodeConfig::default();
+        let mut c = NodeConfig {
+            auth: AuthSettings::off(),
+            ..NodeConfig::default()
+        };
         c.raft.election_timeout_min_ms = Some(60);
         assert!(matches!(
             c.validate(),
@@ -679,7 +719,10 @@ mod tests {
     fn toml_and_unknown_keys() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let p = dir.path().join("n.toml");
-        let _ = std::fs::write(&p, "node_id = 3\n[raft]\nprofile = \"wan\"\n");
+        let _ = std::fs::write(
+            &p,
+            "node_id = 3\n[raft]\nprofile = \"wan\"\n[auth]\nrequired = false\n",
+        );
         let c = NodeConfig::load(Some(&p)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.node_id, 3);
         assert_eq!(c.raft.profile, RaftProfile::Wan);

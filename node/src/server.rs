@@ -180,6 +180,7 @@ pub async fn run_node(
             "auth.required is off: callers are NOT authenticated (the audit names what their headers say)"
         );
     }
+    spawn_jwks_reload(auth.clone(), config.auth.jwks_reload_interval_ms);
     let gate = Gate::new(ctx, auth);
     // grpc.health.v1: SERVING once the node serves (per service, set by `add_services`, and
     // overall "").
@@ -251,4 +252,26 @@ async fn bind(
         .await
         .map_err(|e| StartError::Serve(format!("{what} on {addr}: {e}")))?;
     Ok(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)))
+}
+
+/// Checks the trusted issuers' JWK Set files every `interval_ms` (0: never) and takes new
+/// keys in when one changed; a file that does not parse is logged and the old keys stay.
+fn spawn_jwks_reload(auth: Authenticator, interval_ms: u64) {
+    if interval_ms == 0 || !auth.required() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match auth.reload_if_changed() {
+                Ok(true) => tracing::info!("trusted issuers' keys re-read (a jwks_file changed)"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "a jwks_file changed but cannot be used; the previous keys stay in use")
+                }
+            }
+        }
+    });
 }

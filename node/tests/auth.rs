@@ -487,3 +487,116 @@ async fn citizen_tokens_reach_only_their_own_data() {
     assert_eq!(listed.actor, format!("citizen:{parent}"));
     assert_eq!(listed.on_behalf_of, other);
 }
+
+/// The JWK Set file of the rotation test's issuer (its own: the test rewrites it).
+fn rotation_jwks() -> &'static std::path::Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")));
+    Box::leak(dir.path().join("rotating-jwks.json").into_boxed_path())
+}
+
+const ROTATING_ISSUER: &str = "https://rotating.kartotek.test";
+
+fn with_rotating_keys(spec: &mut NodeSpec) {
+    spec.extra_toml = format!(
+        "[auth]\nrequired = true\njwks_reload_interval_ms = 100\n\n[[auth.trusted_issuers]]\nissuer = \"{ROTATING_ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_file = \"{}\"\n",
+        rotation_jwks().display()
+    );
+}
+
+/// Writes the JWK Set of `keys` the way an operator should: a new file renamed over the old.
+fn publish(keys: &[&SigningKey]) {
+    let jwks = serde_json::json!({ "keys": keys.iter().map(|k| k.public_key().jwk()).collect::<Vec<_>>() });
+    let tmp = rotation_jwks().with_extension("tmp");
+    std::fs::write(&tmp, jwks.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(&tmp, rotation_jwks()).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Key rotation without a restart: a new key published in the JWK Set file is taken in and
+/// its tokens accepted, a token of the old key stays valid while the old key is still
+/// published, and once the old key is taken out its tokens are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_rotation_keeps_old_tokens_until_the_key_is_retired() {
+    use kartotek_proto::v1::QueryAuditRequest;
+    use kartotek_proto::v1::audit_service_client::AuditServiceClient;
+
+    let old = SigningKey::generate_es256().unwrap_or_else(|e| panic!("{e}"));
+    let new = SigningKey::generate_es256().unwrap_or_else(|e| panic!("{e}"));
+    publish(&[&old]);
+    let issuer_of =
+        |k: &SigningKey| Issuer::new(ROTATING_ISSUER, SigningKeySet::single(k.clone()), 3600);
+    let token_of = |k: &SigningKey| {
+        let mut c = claims(&all_scopes());
+        c.iss = ROTATING_ISSUER.into();
+        c.jti = uuid::Uuid::new_v4().to_string();
+        sign(&issuer_of(k), &c)
+    };
+    let old_token = token_of(&old);
+    let cluster =
+        TestCluster::start_with_token(1, with_rotating_keys, Some(old_token.clone())).await;
+    let channel = connect(&cluster).await;
+    let query = |token: String| {
+        let channel = channel.clone();
+        async move {
+            let mut r = tonic::Request::new(QueryAuditRequest {
+                patient: patient(77),
+                ..Default::default()
+            });
+            *r.metadata_mut() = bearer(&token);
+            AuditServiceClient::new(channel)
+                .query(r)
+                .await
+                .map(|_| ())
+                .map_err(|s| s.code())
+        }
+    };
+    let until = |want: Result<(), Code>, token: String, what: &'static str| {
+        let query = &query;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let got = query(token.clone()).await;
+                if got == want {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{what}: still {got:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(query(old_token.clone()).await, Ok(()));
+    assert_eq!(
+        query(token_of(&new)).await,
+        Err(Code::Unauthenticated),
+        "new key not yet published"
+    );
+
+    // Rotation: the new key is published beside the old one; both keys' tokens pass.
+    publish(&[&old, &new]);
+    until(Ok(()), token_of(&new), "a token of the newly published key").await;
+    assert_eq!(
+        query(old_token.clone()).await,
+        Ok(()),
+        "the old key's token until it is retired"
+    );
+    assert_eq!(query(token_of(&old)).await, Ok(()));
+
+    // Retired: the old key leaves the file; its tokens (cached ones too) are refused.
+    publish(&[&new]);
+    until(
+        Err(Code::Unauthenticated),
+        old_token.clone(),
+        "the retired key's token",
+    )
+    .await;
+    assert_eq!(query(token_of(&old)).await, Err(Code::Unauthenticated));
+    assert_eq!(query(token_of(&new)).await, Ok(()));
+
+    // A broken file keeps the keys in use.
+    std::fs::write(rotation_jwks(), "{ not json").unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(query(token_of(&new)).await, Ok(()));
+}

@@ -206,6 +206,11 @@ impl NodeSpec {
                 t.push('\n');
             }
         }
+        // Nodes require tokens by default; a harness cluster that trusts no issuer (no
+        // `[auth]` of its own, see `ClusterOptions::auth`) takes calls without them.
+        if !self.extra_toml.contains("[auth]") {
+            t.push_str("\n[auth]\nrequired = false\n");
+        }
         t
     }
 

@@ -5,8 +5,13 @@
 //! the [`Caller`] the audit events name is made from the token's claims only.
 //!
 //! [`Authenticator::caller`] is called by the request layer ([`super::layer::Gate`]) before a
-//! handler runs; a refused call reads and writes nothing. With `auth.required = false` (only
-//! until every client fetches tokens; see the README) the caller headers are taken as before.
+//! handler runs; a refused call reads and writes nothing. With `auth.required = false` (a
+//! closed test network only; the default is on) the caller headers are taken as before.
+//!
+//! Key rotation: the node re-reads a trusted issuer's JWK Set file when it changes
+//! ([`Authenticator::reload_if_changed`], every `auth.jwks_reload_interval_ms`), so an
+//! operator publishes a new key by adding it to the file before the token service signs
+//! with it, and removes an old one after its last token has expired; no restart.
 //!
 //! Cost: a token's signature is checked once per node. A verified token's claims are kept in
 //! [`VerifiedTokens`] (keyed by the SHA-256 of the token, at most [`VERIFIED_TOKENS_MAX`]
@@ -78,6 +83,11 @@ impl VerifiedTokens {
         Some(claims.clone())
     }
 
+    /// Forgets every verified token (after the keys changed).
+    fn clear(&self) {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// Remembers the verified `claims` of `token`; when full, forgets expired tokens first
     /// and, if still full, everything (the next calls verify again).
     fn put(&self, token: &str, claims: Arc<AccessClaims>, now_s: i64) {
@@ -96,57 +106,134 @@ impl VerifiedTokens {
 /// Verifies callers. Cheap to clone.
 #[derive(Clone)]
 pub struct Authenticator {
-    verifier: Option<Arc<TokenVerifier>>,
+    keys: Option<Arc<IssuerKeys>>,
     verified: Arc<VerifiedTokens>,
     leeway_s: i64,
 }
 
+/// The trusted issuers' keys, re-read when a JWK Set file changes.
+struct IssuerKeys {
+    settings: AuthSettings,
+    current: std::sync::RwLock<Arc<TokenVerifier>>,
+    /// Each file's modification time, length and inode when last read.
+    stamps: std::sync::Mutex<Vec<Option<(std::time::SystemTime, u64, u64)>>>,
+}
+
+fn stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
+/// Largest trusted issuer's JWK Set file, bytes.
+pub const JWKS_FILE_BYTES_MAX: u64 = 256 * 1024;
+
+fn read_jwks(index: usize, path: &std::path::Path) -> Result<String, AuthConfigError> {
+    use std::io::Read;
+    let read_error = |source| AuthConfigError::Read {
+        index,
+        path: path.display().to_string(),
+        source,
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(read_error)?
+        .take(JWKS_FILE_BYTES_MAX + 1)
+        .read_to_string(&mut text)
+        .map_err(read_error)?;
+    if text.len() as u64 > JWKS_FILE_BYTES_MAX {
+        return Err(AuthConfigError::Keys {
+            index,
+            reason: format!("jwks_file is larger than {JWKS_FILE_BYTES_MAX} bytes"),
+        });
+    }
+    Ok(text)
+}
+
+/// A verifier for `settings`' trusted issuers, from their JWK Set files as they are now.
+fn build_verifier(settings: &AuthSettings) -> Result<TokenVerifier, AuthConfigError> {
+    let mut issuers = Vec::with_capacity(settings.trusted_issuers.len());
+    for (index, t) in settings.trusted_issuers.iter().enumerate() {
+        let json = read_jwks(index, &t.jwks_file)?;
+        let issuer = TrustedIssuer::from_jwks_json(&t.issuer, &t.audience, &json).map_err(|e| {
+            AuthConfigError::Keys {
+                index,
+                reason: e.to_string(),
+            }
+        })?;
+        issuers.push(issuer);
+    }
+    let options = VerifierOptions {
+        leeway_s: settings.leeway_s,
+        ..VerifierOptions::default()
+    };
+    Ok(TokenVerifier::new(issuers, options))
+}
+
 impl Authenticator {
-    /// The authenticator `settings` describe: reads each trusted issuer's JWK Set file once.
+    /// The authenticator `settings` describe: reads each trusted issuer's JWK Set file.
     pub fn from_settings(settings: &AuthSettings) -> Result<Authenticator, AuthConfigError> {
         if !settings.required {
             return Ok(Authenticator {
-                verifier: None,
+                keys: None,
                 verified: Arc::default(),
                 leeway_s: 0,
             });
         }
-        let mut issuers = Vec::with_capacity(settings.trusted_issuers.len());
-        for (index, t) in settings.trusted_issuers.iter().enumerate() {
-            let json =
-                std::fs::read_to_string(&t.jwks_file).map_err(|source| AuthConfigError::Read {
-                    index,
-                    path: t.jwks_file.display().to_string(),
-                    source,
-                })?;
-            let issuer =
-                TrustedIssuer::from_jwks_json(&t.issuer, &t.audience, &json).map_err(|e| {
-                    AuthConfigError::Keys {
-                        index,
-                        reason: e.to_string(),
-                    }
-                })?;
-            issuers.push(issuer);
-        }
-        let options = VerifierOptions {
-            leeway_s: settings.leeway_s,
-            ..VerifierOptions::default()
-        };
+        let stamps = settings
+            .trusted_issuers
+            .iter()
+            .map(|t| stamp(&t.jwks_file))
+            .collect();
+        let verifier = build_verifier(settings)?;
         Ok(Authenticator {
-            verifier: Some(Arc::new(TokenVerifier::new(issuers, options))),
+            keys: Some(Arc::new(IssuerKeys {
+                settings: settings.clone(),
+                current: std::sync::RwLock::new(Arc::new(verifier)),
+                stamps: std::sync::Mutex::new(stamps),
+            })),
             verified: Arc::default(),
             leeway_s: settings.leeway_s,
         })
     }
 
+    /// Re-reads the trusted issuers' JWK Set files if one changed since it was last read
+    /// (modification time, length or inode: a file renamed over it counts), so that keys rotate without a restart: a new key is
+    /// published in the file before it signs, a retired one stays until its last token has
+    /// expired. Returns whether the keys were replaced; on an error the old keys stay in use.
+    /// Replacing them also forgets the verified-token cache, so a key taken out (for a
+    /// compromise, say) stops its tokens at once.
+    pub fn reload_if_changed(&self) -> Result<bool, AuthConfigError> {
+        let Some(keys) = &self.keys else {
+            return Ok(false);
+        };
+        let now: Vec<_> = keys
+            .settings
+            .trusted_issuers
+            .iter()
+            .map(|t| stamp(&t.jwks_file))
+            .collect();
+        {
+            let stamps = keys.stamps.lock().unwrap_or_else(|e| e.into_inner());
+            if *stamps == now {
+                return Ok(false);
+            }
+        }
+        let verifier = build_verifier(&keys.settings)?;
+        *keys.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(verifier);
+        *keys.stamps.lock().unwrap_or_else(|e| e.into_inner()) = now;
+        self.verified.clear();
+        Ok(true)
+    }
+
     /// Whether calls must carry a verified token.
     pub fn required(&self) -> bool {
-        self.verifier.is_some()
+        self.keys.is_some()
     }
 
     /// The verified caller of a call of `method` with metadata `md`, or why not.
     pub fn caller(&self, md: &MetadataMap, method: &Method) -> Result<Caller, NodeError> {
-        let Some(verifier) = &self.verifier else {
+        let Some(keys) = &self.keys else {
             return Caller::from_metadata(md);
         };
         let token = bearer(md)?;
@@ -154,6 +241,11 @@ impl Authenticator {
         let claims = match self.verified.get(token, now_s, self.leeway_s) {
             Some(claims) => claims,
             None => {
+                let verifier = keys
+                    .current
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
                 let claims = Arc::new(
                     verifier
                         .verify(token, now_s)

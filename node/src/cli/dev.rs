@@ -199,7 +199,7 @@ fn write_node_config(cluster: &ClusterFile, node: &NodeEntry) -> anyhow::Result<
             .auth
             .as_ref()
             .map(AuthEntry::node_settings)
-            .unwrap_or_default(),
+            .unwrap_or_else(crate::config::AuthSettings::off),
         ..NodeConfig::default()
     };
     config.validate()?;
