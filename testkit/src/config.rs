@@ -3,7 +3,7 @@
 //!
 //! This is deliberately not `kartotek_node::config::NodeConfig` (depending on the node library
 //! would make bench and jepsen build it). The key names are those of `node/src/config.rs` and
-//! `deploy/node.example.toml`; `node/tests/testkit_config.rs` parses [`NodeSpec::to_toml`]
+//! `deploy/node.example.toml`; `node/tests/it/testkit_config.rs` parses [`NodeSpec::to_toml`]
 //! with `NodeConfig` (unknown keys are refused there) and validates it, so drift fails a test.
 
 use std::fmt::Write as _;
@@ -280,7 +280,11 @@ mod tests {
             t.contains("[raft]\nprofile = \"wan\"\nsnapshot_logs_since_last = 100\n"),
             "{t}"
         );
-        assert!(t.ends_with("[testing]\nunsafe_stale_reads = true\n"), "{t}");
+        assert!(t.contains("[testing]\nunsafe_stale_reads = true\n"), "{t}");
+        assert!(
+            t.ends_with("[auth]\nrequired = false\n"),
+            "no issuer: tokens not required, said explicitly: {t}"
+        );
     }
 
     #[test]

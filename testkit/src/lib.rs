@@ -5,7 +5,7 @@
 //!
 //! Module map:
 //! - [`config`]: [`NodeSpec`] / [`RaftSpec`], a node as a harness sets it, rendered to the
-//!   node's TOML (key names of `node/src/config.rs`; `node/tests/testkit_config.rs` checks
+//!   node's TOML (key names of `node/src/config.rs`; `node/tests/it/testkit_config.rs` checks
 //!   them against `NodeConfig`).
 //! - [`process`]: [`Process`], one server process: [`Launch`] plus an optional [`Wrapper`]
 //!   (jepsen's `ip netns exec`), log file, kill -9, SIGSTOP / SIGCONT, SIGTERM stop, restart

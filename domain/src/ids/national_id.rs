@@ -624,10 +624,13 @@ mod tests {
         #[test]
         fn display_and_debug_are_redacted(id in arb_national_id()) {
             let shown = [id.to_string(), format!("{id:?}"), format!("{id:#?}"), id.redacted()];
+            let date = id.as_str().get(..6).unwrap_or_default().to_owned();
             let tail = id.as_str().get(6..).unwrap_or_default().to_owned();
             for s in shown {
                 prop_assert!(!s.contains(id.as_str()), "{}", s);
-                prop_assert!(!s.contains(&tail), "{}", s);
+                // The date part is shown on purpose; the tail must not appear beside it (a
+                // tail such as 40467 of 640467 40467 is a substring of the date itself).
+                prop_assert!(!s.replace(&date, "").contains(&tail), "{}", s);
             }
             prop_assert!(!id.log_hash().contains(id.as_str()));
         }

@@ -228,7 +228,7 @@ impl TestCluster {
             "kartotek-test",
         );
         opts.startup_timeout = Duration::from_secs(90);
-        // A test that brings its own token brings its own `[auth]` too (node/tests/auth.rs).
+        // A test that brings its own token brings its own `[auth]` too (node/tests/it/auth.rs).
         match token {
             Some(token) => opts.client.token = Some(token),
             None => opts.auth = Some(issuer().clone()),

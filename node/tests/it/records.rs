@@ -8,7 +8,7 @@
 //! - representation: parental responsibility narrows from 12 and stops at 16;
 //! - the API catalog: register, publish, text search; token-issuance clients.
 
-mod common;
+use crate::common;
 
 use chrono::{Datelike, Days, Utc};
 use common::{TestCluster, block, citizen, ok, org, patient};

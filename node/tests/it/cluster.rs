@@ -1,7 +1,7 @@
 //! Multi-process cluster tests: real `kartotek node` processes on loopback, driven through the
 //! client. Each test states the guarantee it checks.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

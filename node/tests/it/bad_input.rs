@@ -3,7 +3,7 @@
 //! Each must answer INVALID_ARGUMENT naming the offending field, and nothing may change (the
 //! state revision is the same before and after the whole table).
 
-mod common;
+use crate::common;
 
 use common::{TestCluster, citizen, org, patient};
 use kartotek_client::{ClientError, KartotekClient};

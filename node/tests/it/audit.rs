@@ -5,7 +5,7 @@
 //! head in agreement. Who the events name comes from the callers' tokens; the old caller
 //! headers without a token are refused and record nothing.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

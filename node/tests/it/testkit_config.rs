@@ -96,7 +96,7 @@ fn a_minimal_spec_is_the_node_default_apart_from_what_it_sets() {
 /// its own TLS listener; `validate()` then only asks for its certificate files.
 #[test]
 fn the_deploy_example_is_a_node_config() {
-    let text = include_str!("../../deploy/node.example.toml");
+    let text = include_str!("../../../deploy/node.example.toml");
     let cfg: NodeConfig = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
     assert_ne!(cfg.listen_addr, cfg.raft_listen_addr);
     let tls = cfg

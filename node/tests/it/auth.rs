@@ -6,7 +6,7 @@
 //! changed the state (the revision is the same after them). Then the audit event of a lookup
 //! names the token's client, HPR number and purpose, not what the caller's headers claim.
 
-mod common;
+use crate::common;
 
 use std::sync::OnceLock;
 

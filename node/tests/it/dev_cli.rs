@@ -5,7 +5,7 @@
 //! for a child by representation, refusals); `kartotek admin status` shows the new leader; the dev frontend answers
 //! `GET /healthz` at the address `cluster.json` names; Ctrl-C stops everything.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

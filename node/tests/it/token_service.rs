@@ -7,7 +7,7 @@
 // Helpers outside #[test] functions panic on unexpected input too: this is a test.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

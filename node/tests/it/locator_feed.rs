@@ -4,7 +4,7 @@
 //! - a watch that follows every revision while the leader is killed mid-stream sees each
 //!   revision exactly once, in order, with nothing missing versus the final state.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -1,0 +1,23 @@
+//! The node's integration tests, as one test binary: each module starts real `kartotek`
+//! processes (clusters over mutual TLS, `kartotek dev`, the frontend) and talks to them
+//! through the client, the CLI or raw gRPC. One binary instead of one per file: the shared
+//! helpers ([`common`]) and the gRPC client code are compiled and linked once, which is most of
+//! the build time of these tests (CI runs on two cores). Run one module with
+//! `cargo test --workspace --test it auth::`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod audit;
+mod auth;
+mod bad_input;
+mod cli_client_update;
+mod cli_rough_edges;
+mod cluster;
+mod dev_cli;
+mod locator_feed;
+mod record_paging;
+mod records;
+mod request_layer;
+mod testkit_config;
+mod token_service;
