@@ -25,6 +25,7 @@
 //! - [`login`]: [`LoginVerifier`], the citizen login tokens (OpenID Connect ID tokens from
 //!   ID-porten or the dev login) the token service exchanges, and the [`Citizen`] they name.
 //! - [`error`]: [`KeyError`] and [`IssueError`].
+//! - [`fuzzing`]: the bodies of the fuzz targets (`fuzz/`), also run as property tests.
 //!
 //! Algorithms: only ES256 and EdDSA (Ed25519) are ever accepted for access tokens and client
 //! assertions ([`TokenAlg`]); `none`, HMAC (a shared secret) and RSA are refused before any key
@@ -34,6 +35,7 @@
 pub mod assertion;
 pub mod claims;
 pub mod error;
+pub mod fuzzing;
 pub mod issue;
 pub mod keys;
 pub mod login;

@@ -555,6 +555,56 @@ proptest! {
     }
 }
 
+/// The fuzz targets' bodies (`crate::fuzzing`, driven for long runs by `cargo fuzz` in
+/// `fuzz/`), a few thousand cases in every test run: raw bytes, and claims documents signed
+/// with the trusted key (odd first byte), including ones shaped like real claims.
+fn claims_like() -> impl Strategy<Value = Vec<u8>> {
+    let text = "[ -~]{0,40}";
+    let number = prop_oneof![
+        any::<i64>().prop_map(|n| json!(n)),
+        Just(json!(1_800_000_100)),
+        Just(json!("1800000100")),
+        Just(json!(null)),
+        Just(json!(1.5e9))
+    ];
+    (
+        text,
+        number.clone(),
+        number,
+        prop::sample::select(vec!["kartotek", "other"]),
+        prop::sample::select(vec![crate::fuzzing::FUZZ_ISSUER, "https://x"]),
+    )
+        .prop_map(|(sub, exp, iat, aud, iss)| {
+            let mut out = vec![1u8];
+            out.extend(
+                json!({"iss": iss, "sub": sub, "aud": aud, "exp": exp, "iat": iat,
+                       "jti": "j", "client_id": crate::fuzzing::FUZZ_CLIENT, "scope": sub,
+                       "pid": sub, "acr": "idporten-loa-high"})
+                .to_string()
+                .into_bytes(),
+            );
+            out
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn the_fuzz_targets_hold_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        crate::fuzzing::access_token(&bytes);
+        crate::fuzzing::client_assertion(&bytes);
+        crate::fuzzing::login_token(&bytes);
+    }
+
+    #[test]
+    fn the_fuzz_targets_hold_on_signed_claims(bytes in claims_like()) {
+        crate::fuzzing::access_token(&bytes);
+        crate::fuzzing::client_assertion(&bytes);
+        crate::fuzzing::login_token(&bytes);
+    }
+}
+
 fn es256_static() -> &'static Fixture {
     static F: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
     F.get_or_init(es256)

@@ -93,6 +93,10 @@ pub struct GlobalArgs {
     /// With --act-for: the representation area (default `*`, every area).
     #[arg(long, global = true, env = "KARTOTEK_ACT_AREA", requires = "act_for")]
     pub act_area: Option<String>,
+    /// The CA (PEM) of the nodes' API certificates: calls go over TLS (nodes with
+    /// `[tls.api]`).
+    #[arg(long, global = true, env = "KARTOTEK_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Machine-readable output on stdout instead of tables: one JSON document per command
     /// (streams such as `locator watch` print one document per line).
     #[arg(long, global = true)]
@@ -155,6 +159,7 @@ impl GlobalArgs {
         let config = ClientConfig {
             endpoints: self.endpoints.clone(),
             token: self.token.clone(),
+            ca_file: self.ca_file.clone(),
             ..ClientConfig::default()
         };
         let client = match &self.client_file {

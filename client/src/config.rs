@@ -41,6 +41,9 @@ pub struct ClientConfig {
     pub backoff_max_ms: u64,
     /// Bearer token sent as `authorization: Bearer <token>` on every call.
     pub token: Option<String>,
+    /// The CA (PEM) that the nodes' API certificates chain to: set, every call is TLS
+    /// (`[tls.api]` on the nodes) and each node's certificate must name the endpoint's host.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ClientConfig {
@@ -53,6 +56,7 @@ impl Default for ClientConfig {
             backoff_initial_ms: 50,
             backoff_max_ms: 1000,
             token: None,
+            ca_file: None,
         }
     }
 }
@@ -68,6 +72,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("backoff_initial_ms", &self.backoff_initial_ms)
             .field("backoff_max_ms", &self.backoff_max_ms)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }

@@ -9,7 +9,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::config::{ClientConfig, ENDPOINTS_MAX};
 use crate::error::ClientError;
@@ -18,6 +18,28 @@ use crate::error::ClientError;
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// Time to wait for a PING answer before the connection is considered dead.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest CA file read, bytes.
+const CA_FILE_BYTES_MAX: u64 = 256 * 1024;
+
+/// The PEM text of the CA file at `path` (at most [`CA_FILE_BYTES_MAX`]).
+fn read_ca(path: &std::path::Path) -> Result<Vec<u8>, ClientError> {
+    use std::io::Read;
+    let fail = |why: String| ClientError::Config(format!("ca_file {}: {why}", path.display()));
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .map_err(|e| fail(e.to_string()))?
+        .take(CA_FILE_BYTES_MAX + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| fail(e.to_string()))?;
+    if pem.len() as u64 > CA_FILE_BYTES_MAX {
+        return Err(fail(format!("larger than {CA_FILE_BYTES_MAX} bytes")));
+    }
+    if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(fail("not PEM (no -----BEGIN line)".into()));
+    }
+    Ok(pem)
+}
 
 /// One known node.
 #[derive(Debug)]
@@ -40,6 +62,9 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Endpoints {
     connect_timeout: Duration,
+    /// The CA the nodes' API certificates must chain to (`ClientConfig::ca_file`): every
+    /// channel is then TLS, checking the node's name against the endpoint's host.
+    tls_ca: Option<Certificate>,
     state: Mutex<State>,
 }
 
@@ -51,8 +76,13 @@ impl Endpoints {
             .into_iter()
             .map(|uri| Node { uri, channel: None })
             .collect();
+        let tls_ca = match &config.ca_file {
+            None => None,
+            Some(path) => Some(Certificate::from_pem(read_ca(path)?)),
+        };
         Ok(Self {
             connect_timeout: config.connect_timeout(),
+            tls_ca,
             state: Mutex::new(State {
                 nodes,
                 leader: None,
@@ -154,8 +184,23 @@ impl Endpoints {
 
     /// A channel that connects on first use. Must run inside a Tokio runtime.
     fn connect_lazy(&self, uri: &str) -> Result<Channel, ClientError> {
-        let endpoint = Endpoint::from_shared(uri.to_owned())
-            .map_err(|e| ClientError::Config(format!("invalid endpoint {uri}: {e}")))?
+        let dial = match &self.tls_ca {
+            None => uri.to_owned(),
+            Some(_) => uri.replacen("http://", "https://", 1),
+        };
+        let mut endpoint = Endpoint::from_shared(dial)
+            .map_err(|e| ClientError::Config(format!("invalid endpoint {uri}: {e}")))?;
+        if let Some(ca) = &self.tls_ca {
+            let host = endpoint.uri().host().unwrap_or_default().to_owned();
+            endpoint = endpoint
+                .tls_config(
+                    ClientTlsConfig::new()
+                        .ca_certificate(ca.clone())
+                        .domain_name(host.trim_start_matches('[').trim_end_matches(']')),
+                )
+                .map_err(|e| ClientError::Config(format!("TLS for {uri}: {e}")))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)

@@ -32,6 +32,7 @@ fn client_with(endpoints: Vec<String>, adjust: impl FnOnce(&mut ClientConfig)) -
         backoff_initial_ms: 10,
         backoff_max_ms: 100,
         token: None,
+        ca_file: None,
     };
     adjust(&mut config);
     KartotekClient::new(config).expect("valid config")

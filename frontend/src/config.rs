@@ -67,6 +67,10 @@ pub struct ClusterSettings {
     /// must trust this frontend's issuer; see `token::self_issued`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_file: Option<PathBuf>,
+    /// The CA (PEM) of the nodes' API certificates: set, the frontend calls the cluster over
+    /// TLS (nodes with `[tls.api]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for ClusterSettings {
@@ -79,6 +83,7 @@ impl Default for ClusterSettings {
             deadline_ms: 5_000,
             readiness_timeout_ms: 1_000,
             client_file: None,
+            ca_file: None,
         }
     }
 }
@@ -422,6 +427,7 @@ impl FrontendConfig {
             connect_timeout_ms: self.cluster.connect_timeout_ms,
             attempt_timeout_ms: self.cluster.attempt_timeout_ms,
             deadline_ms: self.cluster.deadline_ms,
+            ca_file: self.cluster.ca_file.clone(),
             ..ClientConfig::default()
         }
     }

@@ -285,10 +285,28 @@ pub struct MutualTlsFiles {
     pub key_file: PathBuf,
 }
 
+/// The files of the public API's TLS (PEM).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTlsFiles {
+    /// This node's API certificate (its names: what clients dial, `advertise_addr`'s host).
+    pub cert_file: PathBuf,
+    /// Its private key.
+    pub key_file: PathBuf,
+    /// When set, clients must present a certificate of this CA too (mutual TLS on the API,
+    /// on top of the bearer token); unset: server TLS only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
+}
+
 /// TLS settings.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSettings {
+    /// TLS on the public gRPC API (`listen_addr`). Unset: plaintext, which carries bearer
+    /// tokens and patient data in the clear: only on loopback or a network of its own (the
+    /// node warns at start).
+    pub api: Option<ApiTlsFiles>,
     /// Mutual TLS on the Raft listener and on calls to peers (see `raft::tls`). Unset: Raft is
     /// plaintext, which the node accepts only on a loopback `raft_listen_addr` (a dev cluster)
     /// unless `insecure_plaintext_raft` says otherwise.
@@ -488,6 +506,19 @@ impl NodeConfig {
                 "auth.jwks_reload_interval_ms",
                 "must be 0 (never) or 100 ms to 1 h",
             ));
+        }
+        if let Some(api) = &self.tls.api {
+            for (key, path) in [
+                ("tls.api.cert_file", Some(&api.cert_file)),
+                ("tls.api.key_file", Some(&api.key_file)),
+                ("tls.api.client_ca_file", api.client_ca_file.as_ref()),
+            ] {
+                if let Some(path) = path
+                    && !path.is_file()
+                {
+                    return Err(invalid(key, format!("{} is not a file", path.display())));
+                }
+            }
         }
         match &self.tls.raft {
             Some(files) => {

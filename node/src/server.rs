@@ -222,7 +222,21 @@ pub async fn run_node(
             })
             .await
     });
-    let router = tonic::transport::Server::builder()
+    let mut api_builder = tonic::transport::Server::builder();
+    match &config.tls.api {
+        Some(files) => {
+            let tls = crate::raft::tls::api_server(files)
+                .map_err(|e| StartError::Serve(e.to_string()))?;
+            api_builder = api_builder
+                .tls_config(tls)
+                .map_err(|e| StartError::Serve(format!("tls.api: {e}")))?;
+        }
+        None => tracing::warn!(
+            listen = %config.listen_addr,
+            "the public API is PLAINTEXT (no [tls.api]): tokens and patient data cross the network in the clear"
+        ),
+    }
+    let router = api_builder
         .add_service(health_svc)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

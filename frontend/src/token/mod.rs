@@ -24,6 +24,7 @@
 //!   from the registry (client records; representation, reservation and consent checks):
 //!   the cluster through `kartotek-client`, or memory (tests).
 //! - [`dev_login`]: DEV ONLY, a stand-in for ID-porten at `/dev/login`.
+//! - [`fuzzing`]: the token endpoint's fuzz entry point (`fuzz/`), also a property test.
 //! - [`routes`]: the HTTP handlers.
 //!
 //! A token request is refused unless: the body is a form of at most `token.request_bytes_max`
@@ -39,6 +40,7 @@
 
 pub mod dev_login;
 pub mod directory;
+pub mod fuzzing;
 pub mod routes;
 
 #[cfg(test)]

@@ -61,6 +61,7 @@ impl Clients {
             backoff_initial_ms: 20,
             backoff_max_ms: 500,
             token: None,
+            ca_file: None,
         };
         let client = |config: ClientConfig| match &tokens {
             Some(t) => KartotekClient::with_tokens(config, t.clone()),

@@ -1,4 +1,5 @@
-//! Mutual TLS on the Raft listener and on this node's calls to its peers.
+//! Mutual TLS on the Raft listener and on this node's calls to its peers, and the public API's
+//! server TLS ([`api_server`], `[tls.api]`).
 //!
 //! Both ends present a certificate signed by the cluster CA (`tls.raft.ca_file`) and check the
 //! other's against it, so a host without a cluster certificate cannot vote, append, install a
@@ -11,11 +12,11 @@ use std::path::Path;
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
-use crate::config::MutualTlsFiles;
+use crate::config::{ApiTlsFiles, MutualTlsFiles};
 
 /// Why the TLS files could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error("tls.raft: reading {path}: {source}")]
+#[error("tls: reading {path}: {source}")]
 pub struct TlsError {
     path: String,
     source: std::io::Error,
@@ -59,6 +60,17 @@ impl RaftTls {
             .identity(self.identity.clone())
             .domain_name(host)
     }
+}
+
+/// The public API's server TLS: this node's API certificate and, for mutual TLS, the CA
+/// client certificates must come from (see [`ApiTlsFiles`]).
+pub fn api_server(files: &ApiTlsFiles) -> Result<ServerTlsConfig, TlsError> {
+    let identity = Identity::from_pem(read(&files.cert_file)?, read(&files.key_file)?);
+    let mut config = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &files.client_ca_file {
+        config = config.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(config)
 }
 
 /// The host part of `host:port` (brackets of an IPv6 literal removed).

@@ -173,6 +173,8 @@ pub struct TestCluster {
     /// Keeps the data dirs alive.
     pub dir: TempDir,
     tweak: fn(&mut NodeSpec),
+    /// The nodes serve their public API over TLS too (with their node certificate).
+    api_tls: bool,
     /// The cluster CA; signs the certificate of every node added.
     pub pki: TestPki,
     _permit: tokio::sync::SemaphorePermit<'static>,
@@ -191,12 +193,26 @@ impl DerefMut for TestCluster {
     }
 }
 
-/// Adds node `id` on loopback with a certificate of `pki` for its Raft listener, then `tweak`.
-fn add_tls_node(kit: &mut Cluster, pki: &TestPki, id: u64, tweak: fn(&mut NodeSpec)) -> usize {
+/// Adds node `id` on loopback with a certificate of `pki` for its Raft listener (and, with
+/// `api_tls`, its public API), then `tweak`.
+fn add_tls_node(
+    kit: &mut Cluster,
+    pki: &TestPki,
+    id: u64,
+    tweak: fn(&mut NodeSpec),
+    api_tls: bool,
+) -> usize {
     let files = pki
         .node(&format!("node-{id}"), &["127.0.0.1", "localhost"])
         .unwrap_or_else(|e| panic!("certificate of node {id}: {e:#}"));
     kit.add_loopback(id, |spec| {
+        if api_tls {
+            spec.extra_toml.push_str(&format!(
+                "[tls.api]\ncert_file = {:?}\nkey_file = {:?}\n\n",
+                files.cert_file.display().to_string(),
+                files.key_file.display().to_string()
+            ));
+        }
         spec.raft_tls = Some(files);
         tweak(spec);
     })
@@ -217,6 +233,21 @@ impl TestCluster {
         tweak: fn(&mut NodeSpec),
         token: Option<String>,
     ) -> TestCluster {
+        TestCluster::start_inner(n, tweak, token, false).await
+    }
+
+    /// [`TestCluster::start`] with the public API over TLS too (`[tls.api]`, the nodes'
+    /// certificates of [`TestCluster::pki`]); the harness's clients trust the test CA.
+    pub async fn start_with_api_tls(n: u64) -> TestCluster {
+        TestCluster::start_inner(n, |_| {}, None, true).await
+    }
+
+    async fn start_inner(
+        n: u64,
+        tweak: fn(&mut NodeSpec),
+        token: Option<String>,
+        api_tls: bool,
+    ) -> TestCluster {
         let permit = CLUSTERS
             .acquire()
             .await
@@ -235,9 +266,12 @@ impl TestCluster {
         }
         let pki = TestPki::new(&dir.path().join("pki"), "cluster")
             .unwrap_or_else(|e| panic!("test CA: {e:#}"));
+        if api_tls {
+            opts.client.ca_file = Some(pki.ca_file().to_path_buf());
+        }
         let mut kit = Cluster::new(opts);
         for id in 1..=n {
-            add_tls_node(&mut kit, &pki, id, tweak);
+            add_tls_node(&mut kit, &pki, id, tweak, api_tls);
         }
         kit.start_all().unwrap_or_else(|e| panic!("{e:#}"));
         // A panic here drops `kit` while unwinding, which prints the nodes' log tails.
@@ -248,6 +282,7 @@ impl TestCluster {
             kit,
             dir,
             tweak,
+            api_tls,
             pki,
             _permit: permit,
         }
@@ -255,7 +290,7 @@ impl TestCluster {
 
     /// Writes a config for node `id` and starts it (not part of the membership yet).
     pub fn add_node_process(&mut self, id: u64) -> usize {
-        let idx = add_tls_node(&mut self.kit, &self.pki, id, self.tweak);
+        let idx = add_tls_node(&mut self.kit, &self.pki, id, self.tweak, self.api_tls);
         self.kit.nodes[idx]
             .start()
             .unwrap_or_else(|e| panic!("node {id}: {e:#}"));

@@ -603,3 +603,55 @@ async fn raft_listener_refuses_hosts_without_a_cluster_certificate() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.leader().await, leader);
 }
+
+/// The public API over TLS (`[tls.api]`): a client that trusts the CA of the nodes' API
+/// certificates registers and looks up; a plaintext client and a client that trusts another
+/// CA get no answer at all (the handshake fails before a request is read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_api_serves_tls_when_configured() {
+    use kartotek_client::{ClientConfig, KartotekClient};
+
+    let cluster = TestCluster::start_with_api_tls(1).await;
+    let clinician = common::clinician("1234567", &org(1));
+    let tls = cluster.client_as(clinician.clone());
+    let p = patient(901);
+    tls.register_locator(register(&p, &org(1), "tls-ehr", ""))
+        .await
+        .unwrap_or_else(|e| panic!("register over TLS: {e}"));
+    let found = tls
+        .lookup_locator(LookupLocatorRequest {
+            patient: p.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("lookup over TLS: {e}"));
+    assert_eq!(found.entries.len(), 1);
+
+    let other = kartotek_testkit::TestPki::new(&cluster.dir.path().join("other-pki"), "other")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    for (what, ca_file) in [
+        ("plaintext", None),
+        ("another CA", Some(other.ca_file().to_path_buf())),
+    ] {
+        let config = ClientConfig {
+            endpoints: cluster.addrs(),
+            ca_file,
+            attempt_timeout_ms: 500,
+            deadline_ms: 1_500,
+            ..ClientConfig::default()
+        };
+        let client =
+            KartotekClient::with_tokens(config, common::issuer().tokens_for(clinician.clone()))
+                .unwrap_or_else(|e| panic!("{e}"));
+        let r = client
+            .lookup_locator(LookupLocatorRequest {
+                patient: p.clone(),
+                ..Default::default()
+            })
+            .await;
+        assert!(
+            r.is_err(),
+            "{what}: a lookup without the right TLS was answered"
+        );
+    }
+}

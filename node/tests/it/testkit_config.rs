@@ -93,7 +93,8 @@ fn a_minimal_spec_is_the_node_default_apart_from_what_it_sets() {
 }
 
 /// `deploy/node.example.toml` is a `NodeConfig` (no unknown or misspelt keys) with Raft on
-/// its own TLS listener; `validate()` then only asks for its certificate files.
+/// its own TLS listener, TLS on the API and tokens required; `validate()` then only asks for
+/// its certificate files.
 #[test]
 fn the_deploy_example_is_a_node_config() {
     let text = include_str!("../../../deploy/node.example.toml");
@@ -105,8 +106,16 @@ fn the_deploy_example_is_a_node_config() {
         .clone()
         .unwrap_or_else(|| panic!("no [tls.raft]"));
     assert!(tls.ca_file.ends_with("cluster-ca.pem"), "{tls:?}");
+    let api = cfg
+        .tls
+        .api
+        .clone()
+        .unwrap_or_else(|| panic!("no [tls.api]"));
+    assert!(api.cert_file.ends_with("api-a1.pem"), "{api:?}");
+    assert!(cfg.auth.required, "the example requires tokens");
+    assert_eq!(cfg.auth.trusted_issuers.len(), 1);
     match cfg.validate() {
-        Err(e) => assert!(e.to_string().contains("tls.raft.ca_file"), "{e}"),
+        Err(e) => assert!(e.to_string().contains("tls.api.cert_file"), "{e}"),
         Ok(()) => panic!("validated without its certificate files"),
     }
 }
