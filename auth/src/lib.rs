@@ -24,6 +24,8 @@
 //!   [`ReplayGuard`] trait with its in-process implementation [`JtiReplayCache`].
 //! - [`login`]: [`LoginVerifier`], the citizen login tokens (OpenID Connect ID tokens from
 //!   ID-porten or the dev login) the token service exchanges, and the [`Citizen`] they name.
+//! - [`dpop`]: DPoP proofs (RFC 9449): [`dpop::sign_proof`], [`dpop::verify_proof`] and
+//!   the proof replay cache.
 //! - [`error`]: [`KeyError`] and [`IssueError`].
 //! - [`fuzzing`]: the bodies of the fuzz targets (`fuzz/`), also run as property tests.
 //!
@@ -34,6 +36,7 @@
 
 pub mod assertion;
 pub mod claims;
+pub mod dpop;
 pub mod error;
 pub mod fuzzing;
 pub mod issue;

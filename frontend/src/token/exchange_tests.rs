@@ -287,3 +287,60 @@ async fn bad_logins_clients_and_scopes_are_refused() {
         "invalid_request",
     );
 }
+
+/// A token request with a `DPoP` proof (RFC 9449) gets a token bound to the proof's key
+/// (`cnf.jkt`, `token_type` DPoP); a replayed proof and a proof for another URL are refused.
+#[tokio::test]
+async fn a_dpop_proof_binds_the_token_to_its_key() {
+    use kartotek_auth::dpop::sign_proof;
+
+    let fx = fixture();
+    let f = &fx;
+    let me = person(1970);
+    let holder = SigningKey::generate_es256().unwrap();
+    let endpoint = format!("{ISS}/connect/token");
+    let request = |proof: &str| {
+        let assertion = sign_client_assertion(&f.app_key, APP, ISS, now(), 30).unwrap();
+        let login = f.login(&me);
+        let params: Vec<(String, String)> = [
+            ("grant_type", GRANT_TOKEN_EXCHANGE),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+            ("subject_token", login.as_str()),
+            ("subject_token_type", ID_TOKEN_TYPE),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let proof = proof.to_owned();
+        async move {
+            f.service
+                .token_with_proof(&params, Some(&proof), now())
+                .await
+        }
+    };
+    let proof = sign_proof(&holder, "POST", &endpoint, None, now()).unwrap();
+    let answer = request(&proof).await.unwrap();
+    assert_eq!(answer.token_type, "DPoP");
+    let claims = f.verifier.verify(&answer.access_token, now()).unwrap();
+    assert_eq!(
+        claims.cnf.map(|c| c.jkt),
+        Some(holder.public_key().thumbprint())
+    );
+    let replayed = request(&proof).await.unwrap_err();
+    assert_eq!(replayed.error, "invalid_dpop_proof", "{replayed}");
+    assert!(replayed.description.contains("already used"), "{replayed}");
+    let elsewhere = sign_proof(
+        &holder,
+        "POST",
+        "https://elsewhere/connect/token",
+        None,
+        now(),
+    )
+    .unwrap();
+    let e = request(&elsewhere).await.unwrap_err();
+    assert_eq!(e.error, "invalid_dpop_proof", "{e}");
+}

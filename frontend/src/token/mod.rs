@@ -142,6 +142,11 @@ impl OAuthError {
         OAuthError::new(StatusCode::BAD_REQUEST, "unauthorized_client", description)
     }
 
+    /// `invalid_dpop_proof` (400, RFC 9449): the `DPoP` header's proof does not verify.
+    pub fn invalid_dpop_proof(description: impl Into<String>) -> Self {
+        OAuthError::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", description)
+    }
+
     /// `unsupported_grant_type` (400).
     pub fn unsupported_grant_type(description: impl Into<String>) -> Self {
         OAuthError::new(
@@ -224,6 +229,7 @@ pub struct TokenService {
     metrics: Metrics,
     logins: LoginVerifier,
     consent_scopes: Vec<String>,
+    proofs: kartotek_auth::dpop::ProofReplayCache,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -288,6 +294,7 @@ impl TokenService {
             metrics,
             logins: LoginVerifier::new(Vec::new(), kartotek_auth::LEEWAY_S_DEFAULT),
             consent_scopes: config.token.consent_scopes.clone(),
+            proofs: kartotek_auth::dpop::ProofReplayCache::default(),
         }
     }
 
@@ -319,6 +326,7 @@ impl TokenService {
             "grant_types_supported": [GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE],
             "token_endpoint_auth_methods_supported": ["private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported": algs,
+            "dpop_signing_alg_values_supported": algs,
             "scopes_supported": scopes,
             "response_types_supported": [],
         })
@@ -330,7 +338,18 @@ impl TokenService {
         params: &[(String, String)],
         now_s: i64,
     ) -> Result<TokenResponse, OAuthError> {
-        let result = self.grant(params, now_s).await;
+        self.token_with_proof(params, None, now_s).await
+    }
+
+    /// [`token`](Self::token) with the request's `DPoP` header: the token is then bound to
+    /// the proof's key (`cnf.jkt`, `token_type` `DPoP`; RFC 9449).
+    pub async fn token_with_proof(
+        &self,
+        params: &[(String, String)],
+        dpop: Option<&str>,
+        now_s: i64,
+    ) -> Result<TokenResponse, OAuthError> {
+        let result = self.grant(params, dpop, now_s).await;
         match &result {
             Ok(t) => {
                 let grant = if t.issued_token_type.is_some() {
@@ -352,9 +371,37 @@ impl TokenService {
     async fn grant(
         &self,
         params: &[(String, String)],
+        dpop: Option<&str>,
         now_s: i64,
     ) -> Result<TokenResponse, OAuthError> {
         let form = Form::new(params)?;
+        let jkt = match dpop {
+            None => None,
+            Some(proof) => {
+                let endpoint = format!("{}/connect/token", self.issuer.issuer());
+                let verified = kartotek_auth::dpop::verify_proof(
+                    proof,
+                    "POST",
+                    &endpoint,
+                    kartotek_auth::dpop::HtuMatch::Url,
+                    None,
+                    now_s,
+                )
+                .and_then(|p| self.proofs.check_and_record(&p, now_s).map(|()| p))
+                .map_err(|e| OAuthError::invalid_dpop_proof(e.to_string()))?;
+                Some(verified.jkt)
+            }
+        };
+        self.grant_for(&form, jkt.as_deref(), now_s).await
+    }
+
+    /// The grant of `form`; with `jkt`, the token is bound to that key.
+    async fn grant_for(
+        &self,
+        form: &Form<'_>,
+        jkt: Option<&str>,
+        now_s: i64,
+    ) -> Result<TokenResponse, OAuthError> {
         let exchange = match form.get("grant_type")? {
             Some(GRANT_CLIENT_CREDENTIALS) => false,
             Some(GRANT_TOKEN_EXCHANGE) => true,
@@ -365,9 +412,9 @@ impl TokenService {
             }
             None => return Err(OAuthError::invalid_request("grant_type is missing")),
         };
-        let client = self.authenticate(&form, now_s).await?;
+        let client = self.authenticate(form, now_s).await?;
         if exchange {
-            self.exchange(&form, &client, now_s).await
+            self.exchange(form, &client, jkt, now_s).await
         } else {
             let granted = granted_scopes(form.get("scope")?, &client.allowed_scopes)?;
             let claims = AccessClaims {
@@ -379,7 +426,7 @@ impl TokenService {
                     granted.join(" "),
                 )
             };
-            self.sign(claims, now_s)
+            self.sign(claims, jkt, now_s)
         }
     }
 
@@ -471,6 +518,7 @@ impl TokenService {
         &self,
         form: &Form<'_>,
         client: &DirectoryClient,
+        jkt: Option<&str>,
         now_s: i64,
     ) -> Result<TokenResponse, OAuthError> {
         if !client.allowed_scopes.iter().any(|s| s == scopes::CITIZEN) {
@@ -595,11 +643,17 @@ impl TokenService {
                 granted.join(" "),
             )
         };
-        self.sign(claims, now_s)
+        self.sign(claims, jkt, now_s)
     }
 
-    /// Signs `claims` with fresh times and `jti`, living the configured lifetime.
-    fn sign(&self, claims: AccessClaims, now_s: i64) -> Result<TokenResponse, OAuthError> {
+    /// Signs `claims` with fresh times and `jti`, living the configured lifetime, bound to
+    /// `jkt` when given (`cnf.jkt`; `token_type` `DPoP`).
+    fn sign(
+        &self,
+        claims: AccessClaims,
+        jkt: Option<&str>,
+        now_s: i64,
+    ) -> Result<TokenResponse, OAuthError> {
         let lifetime_s = self.lifetime_s;
         let exchange = claims.act.is_some() || claims.sub != claims.client_id;
         let claims = AccessClaims {
@@ -607,6 +661,7 @@ impl TokenService {
             nbf: Some(now_s),
             iat: now_s,
             jti: new_jti().map_err(|e| OAuthError::server_error(e.to_string()))?,
+            cnf: jkt.map(|j| kartotek_auth::Confirmation { jkt: j.to_owned() }),
             ..claims
         };
         let access_token = self.issuer.sign(&claims).map_err(|e| {
@@ -615,7 +670,12 @@ impl TokenService {
         })?;
         Ok(TokenResponse {
             access_token,
-            token_type: "Bearer".into(),
+            token_type: if claims.cnf.is_some() {
+                "DPoP"
+            } else {
+                "Bearer"
+            }
+            .into(),
             expires_in: lifetime_s,
             scope: claims.scope,
             issued_token_type: exchange.then(|| ACCESS_TOKEN_TYPE_URN.to_owned()),

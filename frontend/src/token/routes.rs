@@ -52,6 +52,7 @@ pub(crate) async fn token(State(s): State<AppState>, req: Request) -> Response {
         )
         .into_response();
     }
+    let headers = req.headers().clone();
     let body: Body = req.into_body();
     let bytes = match axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX)).await
     {
@@ -65,7 +66,18 @@ pub(crate) async fn token(State(s): State<AppState>, req: Request) -> Response {
             return OAuthError::invalid_request("body is not a URL-encoded form").into_response();
         }
     };
-    match s.token.token(&params, now_s()).await {
+    let dpop = match dpop_header(&headers) {
+        Ok(d) => d,
+        Err(e) => {
+            s.metrics.token_error(e.error);
+            return e.into_response();
+        }
+    };
+    match s
+        .token
+        .token_with_proof(&params, dpop.as_deref(), now_s())
+        .await
+    {
         Ok(t) => {
             let mut response = axum::Json(t).into_response();
             no_store(&mut response);
@@ -73,6 +85,22 @@ pub(crate) async fn token(State(s): State<AppState>, req: Request) -> Response {
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// The request's one `DPoP` header (RFC 9449), if it has one.
+fn dpop_header(headers: &axum::http::HeaderMap) -> Result<Option<String>, OAuthError> {
+    let mut values = headers.get_all("dpop").iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(OAuthError::invalid_dpop_proof("more than one DPoP header"));
+    }
+    first
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| OAuthError::invalid_dpop_proof("DPoP header is not ASCII"))
+        })
+        .transpose()
 }
 
 /// `GET /.well-known/jwks.json`: the published keys (cacheable for a minute; new keys are

@@ -8,6 +8,10 @@
 //! handler runs; a refused call reads and writes nothing. With `auth.required = false` (a
 //! closed test network only; the default is on) the caller headers are taken as before.
 //!
+//! DPoP (RFC 9449): a token bound to a key (`cnf.jkt`) is accepted only with a proof of that
+//! key for this call, once ([`Authenticator::check_binding`]); its proof is checked on every
+//! call, cached token or not.
+//!
 //! Key rotation: the node re-reads a trusted issuer's JWK Set file when it changes
 //! ([`Authenticator::reload_if_changed`], every `auth.jwks_reload_interval_ms`), so an
 //! operator publishes a new key by adding it to the file before the token service signs
@@ -22,7 +26,7 @@
 
 use std::sync::Arc;
 
-use kartotek_auth::{AccessClaims, TokenVerifier, TrustedIssuer, VerifierOptions, scopes};
+use kartotek_auth::{AccessClaims, TokenVerifier, TrustedIssuer, VerifierOptions, dpop, scopes};
 use kartotek_domain::fields::{Actor, Purpose};
 use kartotek_domain::locator::{parse_national_id, parse_org_number};
 use tonic::metadata::MetadataMap;
@@ -108,6 +112,7 @@ impl VerifiedTokens {
 pub struct Authenticator {
     keys: Option<Arc<IssuerKeys>>,
     verified: Arc<VerifiedTokens>,
+    proofs: Arc<dpop::ProofReplayCache>,
     leeway_s: i64,
 }
 
@@ -177,6 +182,7 @@ impl Authenticator {
             return Ok(Authenticator {
                 keys: None,
                 verified: Arc::default(),
+                proofs: Arc::default(),
                 leeway_s: 0,
             });
         }
@@ -193,6 +199,7 @@ impl Authenticator {
                 stamps: std::sync::Mutex::new(stamps),
             })),
             verified: Arc::default(),
+            proofs: Arc::default(),
             leeway_s: settings.leeway_s,
         })
     }
@@ -226,6 +233,56 @@ impl Authenticator {
         Ok(true)
     }
 
+    /// DPoP (RFC 9449): a token bound to a key (`cnf.jkt`) is taken only as `DPoP <token>`
+    /// with a `dpop` proof signed by that key for this call — `htm` POST, `htu` with this
+    /// method's path (the authority a client dialled is not checked: a node has several names),
+    /// `ath` the token's hash, `iat` within a minute — whose `jti` this node has not seen. An
+    /// unbound token is taken only as `Bearer`.
+    fn check_binding(
+        &self,
+        claims: &AccessClaims,
+        scheme: Scheme,
+        token: &str,
+        md: &MetadataMap,
+        method: &Method,
+        now_s: i64,
+    ) -> Result<(), NodeError> {
+        let refused = |why: String| NodeError::Unauthenticated(why);
+        match (&claims.cnf, scheme) {
+            (None, Scheme::Bearer) => Ok(()),
+            (None, Scheme::Dpop) => Err(refused(
+                "the token is not DPoP-bound: send it as `authorization: Bearer <token>`".into(),
+            )),
+            (Some(_), Scheme::Bearer) => Err(refused(
+                "the token is DPoP-bound: send `authorization: DPoP <token>` and a `dpop` proof"
+                    .into(),
+            )),
+            (Some(cnf), Scheme::Dpop) => {
+                let proof = md
+                    .get("dpop")
+                    .ok_or_else(|| refused("a DPoP-bound token needs a `dpop` proof".into()))?
+                    .to_str()
+                    .map_err(|_| refused("the dpop proof is not visible ASCII".into()))?;
+                let htu = format!("https://kartotek{}", method.path);
+                let verified = dpop::verify_proof(
+                    proof,
+                    "POST",
+                    &htu,
+                    dpop::HtuMatch::Path,
+                    Some(token),
+                    now_s,
+                )
+                .map_err(|e| refused(e.to_string()))?;
+                if verified.jkt != cnf.jkt {
+                    return Err(refused(dpop::DpopError::WrongKey.to_string()));
+                }
+                self.proofs
+                    .check_and_record(&verified, now_s)
+                    .map_err(|e| refused(e.to_string()))
+            }
+        }
+    }
+
     /// Whether calls must carry a verified token.
     pub fn required(&self) -> bool {
         self.keys.is_some()
@@ -236,7 +293,7 @@ impl Authenticator {
         let Some(keys) = &self.keys else {
             return Caller::from_metadata(md);
         };
-        let token = bearer(md)?;
+        let (scheme, token) = bearer(md)?;
         let now_s = now_s();
         let claims = match self.verified.get(token, now_s, self.leeway_s) {
             Some(claims) => claims,
@@ -255,6 +312,7 @@ impl Authenticator {
                 claims
             }
         };
+        self.check_binding(&claims, scheme, token, md, method, now_s)?;
         let forbidden = || {
             NodeError::Forbidden(format!(
                 "{} needs scope {}{} (the token has: {})",
@@ -309,8 +367,17 @@ fn now_s() -> i64 {
     kartotek_domain::Timestamp::now().0.div_euclid(1000)
 }
 
-/// The token of `authorization: Bearer <token>`.
-fn bearer(md: &MetadataMap) -> Result<&str, NodeError> {
+/// How a token was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    /// `authorization: Bearer <token>`.
+    Bearer,
+    /// `authorization: DPoP <token>` with a `dpop` proof (RFC 9449).
+    Dpop,
+}
+
+/// The token of `authorization: Bearer <token>` or `authorization: DPoP <token>`.
+fn bearer(md: &MetadataMap) -> Result<(Scheme, &str), NodeError> {
     let Some(value) = md.get("authorization") else {
         return Err(NodeError::Unauthenticated(
             "no access token: send `authorization: Bearer <token>` (get one from the token service, e.g. `kartotek token`)".into(),
@@ -320,14 +387,14 @@ fn bearer(md: &MetadataMap) -> Result<&str, NodeError> {
         .to_str()
         .map_err(|_| NodeError::Unauthenticated("authorization is not visible ASCII".into()))?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
-        Some((scheme, _)) if scheme.eq_ignore_ascii_case("dpop") => {
-            Err(NodeError::Unauthenticated(
-                "DPoP-bound tokens are not accepted by this node yet".into(),
-            ))
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            Ok((Scheme::Bearer, token.trim()))
+        }
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("dpop") => {
+            Ok((Scheme::Dpop, token.trim()))
         }
         _ => Err(NodeError::Unauthenticated(
-            "authorization is not `Bearer <token>`".into(),
+            "authorization is not `Bearer <token>` or `DPoP <token>`".into(),
         )),
     }
 }

@@ -600,3 +600,99 @@ async fn jwks_rotation_keeps_old_tokens_until_the_key_is_retired() {
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert_eq!(query(token_of(&new)).await, Ok(()));
 }
+
+/// DPoP (RFC 9449): a token bound to a key (`cnf.jkt`) is refused as a plain bearer token,
+/// without a proof, with a proof for another method, with a proof of another key and with a
+/// replayed proof; a fresh proof of its key for this call passes. An unbound token is not
+/// taken with the DPoP scheme.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_bound_tokens_need_a_fresh_proof_for_the_call() {
+    use kartotek_auth::dpop::sign_proof;
+    use kartotek_proto::v1::QueryAuditRequest;
+    use kartotek_proto::v1::audit_service_client::AuditServiceClient;
+
+    let cluster = TestCluster::start_with_token(1, with_auth, Some(admin_token())).await;
+    let channel = connect(&cluster).await;
+    let t = tokens();
+    let holder = SigningKey::generate_es256().unwrap_or_else(|e| panic!("{e}"));
+    let mut bound = claims(scopes::AUDIT_READ);
+    bound.cnf = Some(kartotek_auth::Confirmation {
+        jkt: holder.public_key().thumbprint(),
+    });
+    let token = sign(&t.issuer, &bound);
+    const QUERY: &str = "https://kartotek/kartotek.v1.AuditService/Query";
+    let query = |scheme: &'static str, token: String, proof: Option<String>| {
+        let channel = channel.clone();
+        async move {
+            let mut r = tonic::Request::new(QueryAuditRequest {
+                patient: patient(88),
+                ..Default::default()
+            });
+            let md = r.metadata_mut();
+            md.insert(
+                "authorization",
+                MetadataValue::try_from(format!("{scheme} {token}"))
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
+            if let Some(p) = proof {
+                md.insert(
+                    "dpop",
+                    MetadataValue::try_from(p).unwrap_or_else(|e| panic!("{e}")),
+                );
+            }
+            AuditServiceClient::new(channel)
+                .query(r)
+                .await
+                .map(|_| ())
+                .map_err(|s| (s.code(), s.message().to_owned()))
+        }
+    };
+    let proof = |key: &SigningKey, htu: &str| {
+        sign_proof(key, "POST", htu, Some(&token), now_s()).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let refused = |r: Result<(), (Code, String)>, want: &str| match r {
+        Err((Code::Unauthenticated, m)) => assert!(m.contains(want), "{m}"),
+        other => panic!("expected UNAUTHENTICATED ({want}), got {other:?}"),
+    };
+
+    refused(query("Bearer", token.clone(), None).await, "DPoP-bound");
+    refused(
+        query("DPoP", token.clone(), None).await,
+        "needs a `dpop` proof",
+    );
+    refused(
+        query(
+            "DPoP",
+            token.clone(),
+            Some(proof(
+                &holder,
+                "https://kartotek/kartotek.v1.AdminService/Remove",
+            )),
+        )
+        .await,
+        "not this request",
+    );
+    let stranger = SigningKey::generate_es256().unwrap_or_else(|e| panic!("{e}"));
+    refused(
+        query("DPoP", token.clone(), Some(proof(&stranger, QUERY))).await,
+        "another key",
+    );
+    let good = proof(&holder, QUERY);
+    assert_eq!(
+        query("DPoP", token.clone(), Some(good.clone())).await,
+        Ok(())
+    );
+    refused(
+        query("DPoP", token.clone(), Some(good)).await,
+        "already used",
+    );
+    assert_eq!(
+        query("DPoP", token.clone(), Some(proof(&holder, QUERY))).await,
+        Ok(()),
+        "a fresh proof passes again"
+    );
+    // An unbound token is a bearer token only.
+    let plain = sign(&t.issuer, &claims(scopes::AUDIT_READ));
+    refused(query("DPoP", plain.clone(), None).await, "not DPoP-bound");
+    assert_eq!(query("Bearer", plain, None).await, Ok(()));
+}
