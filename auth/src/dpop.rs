@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use jsonwebtoken::{Header, Validation, decode, decode_header};
+use jsonwebtoken::{Header, decode, decode_header};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Digest;
@@ -207,11 +207,7 @@ pub fn verify_proof(
     if key.alg() != alg {
         return Err(DpopError::BadKey("does not fit alg".into()));
     }
-    let mut validation = Validation::new(alg.jwt());
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
+    let validation = crate::verify::signature_only_for(alg.jwt());
     let claims = decode::<ProofClaims>(proof, key.decoding_key(), &validation)
         .map_err(|e| match from_jwt_error(e.kind()) {
             crate::VerifyError::BadSignature => DpopError::BadSignature,

@@ -24,7 +24,7 @@
 //!
 //! Time is passed in; nothing is logged here (a login token names a person).
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use jsonwebtoken::{Algorithm, DecodingKey, decode, decode_header};
 use kartotek_domain::NationalId;
 use kartotek_domain::locator::parse_national_id;
 use serde::Deserialize;
@@ -34,7 +34,9 @@ use crate::b64;
 use crate::claims::one_or_many_in;
 use crate::error::KeyError;
 use crate::keys::{KEYS_PER_SET_MAX, PublicKey};
-use crate::verify::{LEEWAY_S_MAX, VerifyError, diagnose_header, from_jwt_error};
+use crate::verify::{
+    LEEWAY_S_MAX, VerifyError, diagnose_header, from_jwt_error, signature_only_for,
+};
 
 /// Longest login token accepted, in bytes.
 pub const LOGIN_TOKEN_BYTES_MAX: usize = 16 * 1024;
@@ -261,16 +263,6 @@ pub struct LoginVerifier {
     leeway_s: i64,
 }
 
-fn signature_only(alg: Algorithm) -> Validation {
-    let mut v = Validation::new(alg);
-    v.required_spec_claims.clear();
-    v.validate_exp = false;
-    v.validate_nbf = false;
-    v.validate_aud = false;
-    v.leeway = 0;
-    v
-}
-
 impl LoginVerifier {
     /// A verifier for `providers` (at most [`LOGIN_PROVIDERS_MAX`]; more are ignored) with a
     /// clock leeway of `leeway_s` (clamped to 0..=[`LEEWAY_S_MAX`]).
@@ -320,7 +312,7 @@ impl LoginVerifier {
                 .iter()
                 .filter(|k| k.kid == kid && k.alg == header.alg)
             {
-                match decode::<LoginClaims>(token, &key.decoding, &signature_only(key.alg)) {
+                match decode::<LoginClaims>(token, &key.decoding, &signature_only_for(key.alg)) {
                     Ok(data) => return self.check(provider, data.claims, client_id, now_s),
                     Err(e) => last = from_jwt_error(e.kind()),
                 }

@@ -208,7 +208,12 @@ pub struct TokenVerifier {
 /// Signature only: the time, audience and issuer checks are ours, on typed claims, against
 /// the caller's clock.
 fn signature_only(alg: TokenAlg) -> Validation {
-    let mut v = Validation::new(alg.jwt());
+    signature_only_for(alg.jwt())
+}
+
+/// [`signature_only`] for any of the library's algorithms (login tokens may be RS256).
+pub(crate) fn signature_only_for(alg: jsonwebtoken::Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
     v.required_spec_claims.clear();
     v.validate_exp = false;
     v.validate_nbf = false;
