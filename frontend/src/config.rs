@@ -209,6 +209,21 @@ pub struct FrontendConfig {
     pub token: TokenSettings,
     /// Citizen login for the token exchange.
     pub citizen_login: CitizenLoginSettings,
+    /// TLS on `listen_addr` (PEM files). Unset: plain HTTP, for loopback or behind a load
+    /// balancer that terminates TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<HttpTlsFiles>,
+}
+
+/// The frontend's server certificate and key (PEM), e.g. `api-frontend.pem` of
+/// `deploy/tls/make-certs.sh --api frontend=…`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// Its private key.
+    pub key_file: PathBuf,
 }
 
 impl Default for FrontendConfig {
@@ -221,6 +236,7 @@ impl Default for FrontendConfig {
             http: HttpSettings::default(),
             token: TokenSettings::default(),
             citizen_login: CitizenLoginSettings::default(),
+            tls: None,
         }
     }
 }
@@ -323,6 +339,16 @@ impl FrontendConfig {
             ));
         }
 
+        if let Some(tls) = &self.tls {
+            for (field, path) in [
+                ("tls.cert_file", &tls.cert_file),
+                ("tls.key_file", &tls.key_file),
+            ] {
+                if !path.is_file() {
+                    return Err(invalid(field, format!("{} is not a file", path.display())));
+                }
+            }
+        }
         let t = &self.token;
         if !t.issuer.is_empty() {
             validate_base_url("token.issuer", &t.issuer)?;

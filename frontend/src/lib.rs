@@ -18,6 +18,7 @@
 //! - [`problem`]: RFC 9457 problem details ([`Problem`]) and the request error type
 //!   [`HttpError`].
 //! - [`metrics`]: Prometheus metrics `kartotek_frontend_*` and `GET /metrics`.
+//! - [`tls`]: TLS on the listener (`[tls]`), handshakes off the accept loop.
 //! - [`health`]: `GET /healthz` (liveness) and `GET /readyz` (the cluster answers and has a
 //!   leader).
 //!
@@ -37,6 +38,7 @@ pub mod layer;
 pub mod metrics;
 pub mod problem;
 pub mod server;
+pub mod tls;
 pub mod token;
 
 use std::sync::Arc;

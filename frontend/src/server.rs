@@ -61,6 +61,9 @@ pub enum FrontendError {
     /// The HTTP server failed.
     #[error("serving HTTP: {0}")]
     Serve(#[source] std::io::Error),
+    /// The `[tls]` files could not be used.
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// Runs `kartotek frontend`: loads the configuration (file from `--config`, then
@@ -93,9 +96,37 @@ pub async fn serve(
 ) -> Result<(), FrontendError> {
     let grace = config.shutdown_grace();
     let public = config.public_base_url.clone();
+    let tls = match &config.tls {
+        Some(t) => Some(
+            crate::tls::server_config(&t.cert_file, &t.key_file)
+                .map_err(|e| FrontendError::Tls(e.to_string()))?,
+        ),
+        None => None,
+    };
     let router = app(config)?;
     let local = listener.local_addr().map_err(FrontendError::Serve)?;
-    tracing::info!(addr = %local, public_base_url = %public, "frontend listening");
+    tracing::info!(addr = %local, public_base_url = %public, tls = tls.is_some(), "frontend listening");
+    match tls {
+        Some(tls) => {
+            let listener =
+                crate::tls::TlsListener::new(listener, tls).map_err(FrontendError::Serve)?;
+            serve_on(listener, router, shutdown, grace).await
+        }
+        None => serve_on(listener, router, shutdown, grace).await,
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown`, then for at most `grace`.
+async fn serve_on<L>(
+    listener: L,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: std::time::Duration,
+) -> Result<(), FrontendError>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let shutdown = shutdown.shared();
     let server = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.clone())
