@@ -12,6 +12,10 @@
 //!   the exchange; scopes in `token.consent_scopes` need the person's granted consent to the
 //!   client; and the token carries no Kartotek scope but `kartotek:citizen`.
 //!
+//! With a `DPoP` header (RFC 9449: a proof for `POST <issuer>/connect/token`, used once) either
+//! grant's token is bound to the proof's key (`cnf.jkt`, `token_type` `DPoP`), and the nodes
+//! then take it only with a proof of that key for each call.
+//!
 //! `GET /.well-known/jwks.json` publishes the signing keys (rotation in
 //! `kartotek_auth::keys`); `GET /.well-known/oauth-authorization-server` is the RFC 8414
 //! metadata.
