@@ -23,11 +23,14 @@ pub const AUDIT_WRITE: &str = "kartotek:audit.write";
 pub const ADMIN: &str = "kartotek:admin";
 /// Read token-issuance client records (the token service looks clients up with it).
 pub const CLIENTS_READ: &str = "kartotek:clients.read";
+/// Spend single-use token ids and revoke tokens in the cluster's ledger: the token service's
+/// own scope (its self-issued tokens carry it; no client record should be allowed it).
+pub const TOKENS_LEDGER: &str = "kartotek:tokens.ledger";
 /// A citizen acting for themself (or for whom they represent): their own records and log.
 pub const CITIZEN: &str = "kartotek:citizen";
 
 /// Every Kartotek scope and what it allows.
-pub const ALL: [(&str, &str); 9] = [
+pub const ALL: [(&str, &str); 10] = [
     (LOCATOR_READ, "read locator entries"),
     (LOCATOR_WRITE, "register and retire locator entries"),
     (
@@ -40,6 +43,10 @@ pub const ALL: [(&str, &str); 9] = [
     (ADMIN, "operate the cluster and administer the registry"),
     (CLIENTS_READ, "read token-issuance client records"),
     (CITIZEN, "a citizen's own records and audit log"),
+    (
+        TOKENS_LEDGER,
+        "the token service's ledger of spent and revoked token ids",
+    ),
 ];
 
 /// True when `scope` is one of [`ALL`].

@@ -17,6 +17,7 @@ use kartotek_proto::v1::consent_service_client::ConsentServiceClient;
 use kartotek_proto::v1::notification_service_client::NotificationServiceClient;
 use kartotek_proto::v1::representation_service_client::RepresentationServiceClient;
 use kartotek_proto::v1::reservation_service_client::ReservationServiceClient;
+use kartotek_proto::v1::token_ledger_service_client::TokenLedgerServiceClient;
 use kartotek_proto::v1::*;
 
 use crate::client::{KartotekClient, Plan, ensure_request_id};
@@ -284,5 +285,21 @@ impl KartotekClient {
     read_method!(
         /// One page of the token-issuance clients (of one organisation, or all), by id.
         list_clients, ListClientsRequest, ListClientsResponse, ClientRegistryServiceClient, list
+    );
+
+    // ---- the token service's ledger ----
+
+    write_method!(
+        /// Spends single-use token ids (a client assertion's, a DPoP proof's), all or none:
+        /// FAILED_PRECONDITION when one was spent before and has not expired.
+        spend_token_ids, SpendTokenIdsRequest, SpendTokenIdsResponse, TokenLedgerServiceClient, spend
+    );
+    write_method!(
+        /// Revokes an access token until it expires: every node refuses it once applied.
+        revoke_token, RevokeTokenRequest, RevokeTokenResponse, TokenLedgerServiceClient, revoke
+    );
+    read_method!(
+        /// Whether a token id is spent or revoked (and not yet expired).
+        token_id_status, TokenIdStatusRequest, TokenIdStatusResponse, TokenLedgerServiceClient, status
     );
 }

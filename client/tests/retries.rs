@@ -303,7 +303,13 @@ async fn bounded_staleness_ignores_leader_hints() {
         .lookup_locator(bounded_lookup())
         .await
         .expect_err("preferred never answers");
-    assert_eq!(err.code(), Code::Unavailable);
+    // Unavailable (the last refusal) when the deadline falls between attempts,
+    // DeadlineExceeded when it falls during one (seen on a loaded machine); the point is
+    // below: the leader was never asked.
+    assert!(
+        matches!(err.code(), Code::Unavailable | Code::DeadlineExceeded),
+        "{err:?}"
+    );
     assert!(preferred.calls() >= 1);
     assert_eq!(
         leader.calls(),

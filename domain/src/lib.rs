@@ -21,6 +21,7 @@
 //! - [`client_record`]: token-issuance clients (public keys, allowed scopes).
 //! - [`audit`]: audit events and their tamper-evident hash chain.
 //! - [`notification`]: patient notifications queued by emergency overrides.
+//! - [`token_ids`]: spent and revoked token ids (single-use assertions and proofs, revocation).
 //! - [`record_op`]: the replicated operations on the record families.
 //! - [`access`]: the access decision over a patient's blocks, consents, reservations and
 //!   representations.
@@ -43,6 +44,7 @@ pub mod record_op;
 pub mod representation;
 pub mod reservation;
 pub mod time;
+pub mod token_ids;
 
 pub use access::{
     AccessDecision, AccessPolicy, AccessRequest, AccessRequestInput, Effect, Obligation,

@@ -17,6 +17,7 @@ use crate::ids::NationalId;
 use crate::notification::{NotificationAck, PatientNotification};
 use crate::representation::{Representation, RepresentationGrant, RepresentationRevoke};
 use crate::reservation::{Reservation, ReservationReserve, ReservationWithdraw};
+use crate::token_ids::{TokenIdsForget, TokenIdsSpend, TokenRevoke};
 
 /// An operation on one of the record families (append-only variants: the log stores them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +68,12 @@ pub enum RecordOp {
     /// The leader's periodic sweep: store as expired the consents in the due index whose
     /// request deadline or validity end has passed by the command's stamp.
     ConsentExpireDue(ConsentExpireDue),
+    /// The token service spends single-use ids (a client assertion's, a DPoP proof's).
+    TokenIdsSpend(TokenIdsSpend),
+    /// A client revokes an access token (RFC 7009) until it expires.
+    TokenRevoke(TokenRevoke),
+    /// The leader's sweep forgets expired token ids.
+    TokenIdsForget(TokenIdsForget),
 }
 
 impl RecordOp {
@@ -92,6 +99,9 @@ impl RecordOp {
             RecordOp::AccessOverride { .. } => "access_override",
             RecordOp::NotificationAck(_) => "notification_ack",
             RecordOp::ConsentExpireDue(_) => "consent_expire_due",
+            RecordOp::TokenIdsSpend(_) => "token_ids_spend",
+            RecordOp::TokenRevoke(_) => "token_revoke",
+            RecordOp::TokenIdsForget(_) => "token_ids_forget",
         }
     }
 
@@ -119,7 +129,10 @@ impl RecordOp {
             | RecordOp::CatalogSetLifecycle(_)
             | RecordOp::ClientRegister(_)
             | RecordOp::ClientUpdate(_)
-            | RecordOp::ConsentExpireDue(_) => None,
+            | RecordOp::ConsentExpireDue(_)
+            | RecordOp::TokenIdsSpend(_)
+            | RecordOp::TokenRevoke(_)
+            | RecordOp::TokenIdsForget(_) => None,
         }
     }
 
@@ -145,7 +158,10 @@ impl RecordOp {
             | RecordOp::CatalogSetLifecycle(_)
             | RecordOp::ClientRegister(_)
             | RecordOp::ClientUpdate(_)
-            | RecordOp::ConsentExpireDue(_) => None,
+            | RecordOp::ConsentExpireDue(_)
+            | RecordOp::TokenIdsSpend(_)
+            | RecordOp::TokenRevoke(_)
+            | RecordOp::TokenIdsForget(_) => None,
         }
     }
 }
@@ -218,5 +234,20 @@ pub enum RecordOutcome {
         expired: u32,
         /// Due-index entries it removed (expired ones and stale ones of changed consents).
         index_removed: u32,
+    },
+    /// Token ids were spent (all of them).
+    TokenIdsSpent {
+        /// How many.
+        spent: u32,
+    },
+    /// An access token is revoked.
+    TokenRevoked {
+        /// False when it already was.
+        changed: bool,
+    },
+    /// What a token-id sweep forgot.
+    TokenIdsForgotten {
+        /// Entries removed.
+        forgotten: u32,
     },
 }

@@ -270,6 +270,8 @@ pub(crate) fn routes(state: AppState, extra: Router<AppState>) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::serve_metrics))
         .route("/connect/token", post(token::routes::token))
+        .route("/connect/revoke", post(token::routes::revoke))
+        .route("/connect/introspect", post(token::routes::introspect))
         .route("/.well-known/jwks.json", get(token::routes::jwks))
         .route(
             "/.well-known/oauth-authorization-server",

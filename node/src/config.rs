@@ -328,6 +328,10 @@ pub struct RecordSettings {
     /// `kartotek_domain::limits::CONSENT_EXPIRE_PER_COMMAND_MAX`); the sweep proposes again
     /// at once while more are due.
     pub consent_expire_per_command_max: u32,
+    /// How often the leader forgets expired entries of the token ledger (spent assertion and
+    /// proof ids, revoked tokens; 0: never, and the ledger grows by one entry per token
+    /// request).
+    pub token_id_sweep_interval_ms: u64,
 }
 
 impl Default for RecordSettings {
@@ -335,6 +339,7 @@ impl Default for RecordSettings {
         RecordSettings {
             consent_sweep_interval_ms: 5_000,
             consent_expire_per_command_max: 500,
+            token_id_sweep_interval_ms: 30_000,
         }
     }
 }

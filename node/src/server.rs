@@ -173,8 +173,13 @@ pub async fn run_node(
     crate::audit::spawn_retention(ctx.clone());
     crate::audit::spawn_outbox_shipper(ctx.clone());
     crate::sweep::spawn_consent_sweep(ctx.clone());
-    let auth =
-        Authenticator::from_settings(&config.auth).map_err(|e| StartError::Serve(e.to_string()))?;
+    crate::sweep::spawn_token_id_sweep(ctx.clone());
+    let ledger = ctx.clone();
+    let auth = Authenticator::from_settings(&config.auth)
+        .map_err(|e| StartError::Serve(e.to_string()))?
+        .with_revocations(Arc::new(move |client: &str, jti: &str| {
+            crate::api::records::token_ids::is_revoked(&ledger, client, jti)
+        }));
     if !auth.required() {
         tracing::warn!(
             "auth.required is off: callers are NOT authenticated (the audit names what their headers say)"

@@ -19,12 +19,18 @@
 //!   empty, one entry per stored consent version that falls due (see
 //!   [`kartotek_domain::Consent::due_at`]); the leader's sweep reads it in time order and the
 //!   sweep command removes what it went through;
+//! - `J` spent and revoked token ids: `kind(1) client id 0x00 jti` →
+//!   [`kartotek_domain::token_ids::TokenId`] (client ids never hold a zero byte, so the split
+//!   is unambiguous);
+//! - `X` their expiry index: `expires_at(u64 BE, ms) kind(1) client id 0x00 jti` → empty; the
+//!   leader's sweep reads it in time order;
 //! - `I` id lists for apply: `family(1) owner(11)` → the sorted ids (`Vec<u64>`) of one
 //!   person's blocks (`B`), consents (`N`) or representations as represented (`S`). Apply
 //!   reads a person's records through this list with point reads, which see the writes of
 //!   the same log entry (the entry transaction has no prefix scan).
 
 use kartotek_domain::consent::ConsentDue;
+use kartotek_domain::token_ids::{TokenId, TokenIdKind, TokenJti};
 use kartotek_domain::{CatalogId, ClientId, NationalId, ServiceName, Timestamp};
 
 /// Which per-person id list.
@@ -160,6 +166,51 @@ pub fn client_key(id: &ClientId) -> Vec<u8> {
     k
 }
 
+/// Prefix of every token id.
+pub const TOKEN_ID_PREFIX: &[u8] = b"J";
+/// Prefix of the token-id expiry index.
+pub const TOKEN_EXPIRY_PREFIX: &[u8] = b"X";
+
+/// `kind client 0x00 jti`, the part both token-id keys share.
+fn token_id_part(kind: TokenIdKind, client: &ClientId, jti: &TokenJti) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + client.as_str().len() + jti.as_str().len());
+    k.push(kind.byte());
+    k.extend_from_slice(client.as_str().as_bytes());
+    k.push(0);
+    k.extend_from_slice(jti.as_str().as_bytes());
+    k
+}
+
+/// Key of one token id.
+pub fn token_id_key(kind: TokenIdKind, client: &ClientId, jti: &TokenJti) -> Vec<u8> {
+    let mut k = TOKEN_ID_PREFIX.to_vec();
+    k.extend_from_slice(&token_id_part(kind, client, jti));
+    k
+}
+
+/// Key of a token id's expiry-index entry.
+pub fn token_expiry_key(id: &TokenId) -> Vec<u8> {
+    let mut k = TOKEN_EXPIRY_PREFIX.to_vec();
+    k.extend_from_slice(&(id.expires_at.0.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(&token_id_part(id.kind, &id.client_id, &id.jti));
+    k
+}
+
+/// The token id an expiry-index key names; `None` for a key that is not one.
+pub fn split_token_expiry_key(key: &[u8]) -> Option<TokenId> {
+    let rest = key.strip_prefix(TOKEN_EXPIRY_PREFIX)?;
+    let (exp, rest) = rest.split_at_checked(8)?;
+    let (&kind, rest) = rest.split_first()?;
+    let zero = rest.iter().position(|&b| b == 0)?;
+    let (client, jti) = (&rest[..zero], &rest[zero + 1..]);
+    Some(TokenId {
+        kind: TokenIdKind::from_byte(kind)?,
+        client_id: ClientId::parse("client_id", std::str::from_utf8(client).ok()?).ok()?,
+        jti: TokenJti::parse("jti", std::str::from_utf8(jti).ok()?).ok()?,
+        expires_at: Timestamp(i64::try_from(u64::from_be_bytes(exp.try_into().ok()?)).ok()?),
+    })
+}
+
 /// Prefix of every notification of a patient.
 pub fn notification_prefix(patient: &NationalId) -> Vec<u8> {
     person_prefix(b'W', patient)
@@ -184,6 +235,27 @@ mod tests {
     use super::*;
     use kartotek_domain::ids::NationalIdKind;
     use kartotek_domain::ids::testing::national_id_from_parts;
+
+    #[test]
+    fn token_expiry_keys_round_trip_in_time_order() {
+        let id = |exp: i64, jti: &str| TokenId {
+            kind: TokenIdKind::Proof,
+            client_id: ClientId::parse("c", "app-1").unwrap(),
+            jti: TokenJti::parse("j", jti).unwrap(),
+            expires_at: Timestamp(exp),
+        };
+        let (a, b) = (id(5_000, "z\u{7e}"), id(40_000, "a"));
+        assert_eq!(
+            split_token_expiry_key(&token_expiry_key(&a)),
+            Some(a.clone())
+        );
+        assert!(token_expiry_key(&a) < token_expiry_key(&b));
+        assert_eq!(split_token_expiry_key(b"X123"), None);
+        assert_eq!(
+            split_token_expiry_key(&token_id_key(a.kind, &a.client_id, &a.jti)),
+            None
+        );
+    }
 
     fn person() -> NationalId {
         let date = chrono::NaiveDate::from_ymd_opt(1990, 1, 1).unwrap_or_default();

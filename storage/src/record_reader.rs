@@ -10,6 +10,7 @@
 use kartotek_domain::access::PatientFacts;
 use kartotek_domain::consent::ConsentDue;
 use kartotek_domain::notification::PatientNotification;
+use kartotek_domain::token_ids::{TokenId, TokenIdKind, TokenJti};
 use kartotek_domain::{
     Block, CatalogEntry, CatalogId, ClientId, ClientRecord, Consent, NationalId, OrgNumber,
     Representation, Reservation, ServiceName, Timestamp,
@@ -141,6 +142,51 @@ impl StateReader {
             out.push(due);
         }
         Ok(out)
+    }
+
+    /// Up to `max` token ids whose expiry is at or before `by`, earliest first: the
+    /// candidates of the leader's token-id sweep. A key in the index that does not parse is
+    /// corruption.
+    pub fn token_ids_expired(&self, by: Timestamp, max: usize) -> Result<Vec<TokenId>, StoreError> {
+        let sm = cf(&self.db, CF_SM)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf_opt(
+            sm,
+            prefix_read_options(TOKEN_EXPIRY_PREFIX),
+            IteratorMode::From(TOKEN_EXPIRY_PREFIX, Direction::Forward),
+        ) {
+            let (k, _) = item?;
+            if !k.starts_with(TOKEN_EXPIRY_PREFIX) || out.len() >= max {
+                break;
+            }
+            let id = split_token_expiry_key(&k).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "token expiry-index key {} does not parse",
+                    hex::encode(&k)
+                ))
+            })?;
+            if id.expires_at > by {
+                break;
+            }
+            out.push(id);
+        }
+        Ok(out)
+    }
+
+    /// The stored token id of this kind, client and `jti`, if any (live or not yet swept: see
+    /// [`TokenId::live_at`]). One point read of the latest applied state, no snapshot: the
+    /// node asks this on every call for the token's revocation.
+    pub fn token_id(
+        &self,
+        kind: TokenIdKind,
+        client: &ClientId,
+        jti: &TokenJti,
+    ) -> Result<Option<TokenId>, StoreError> {
+        let sm = cf(&self.db, CF_SM)?;
+        match self.db.get_pinned_cf(sm, token_id_key(kind, client, jti))? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
     }
 
     /// Every block of a patient (any status), oldest first.

@@ -4,6 +4,10 @@
 //! client for a scope). The [`ClientDirectory`] trait, the cluster through `kartotek-client`
 //! ([`ClusterDirectory`]: linearizable reads, each audited in the cluster as the frontend's
 //! read about that person) and an in-memory one for tests ([`MemoryDirectory`]).
+//!
+//! It is also the token service's way to the cluster's token ledger
+//! (`TokenLedgerService`): spending an assertion's and a proof's `jti` once for every
+//! frontend instance, revoking access tokens, and asking whether one is revoked.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
@@ -11,7 +15,8 @@ use std::sync::RwLock;
 use futures::future::BoxFuture;
 use kartotek_client::proto::{
     CheckConsentRequest, CheckRepresentationRequest, CheckReservationRequest, ClientStatus,
-    GetClientRequest, GranteeKind,
+    GetClientRequest, GranteeKind, RevokeTokenRequest, SpendTokenIdsRequest, TokenIdEntry,
+    TokenIdKind, TokenIdStatusRequest,
 };
 use kartotek_client::{ClientError, KartotekClient};
 
@@ -44,6 +49,69 @@ pub struct Checked {
     pub reason: String,
 }
 
+/// What a token-ledger entry names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LedgerKind {
+    /// A client assertion's `jti`.
+    Assertion,
+    /// A DPoP proof's `jti`.
+    Proof,
+    /// A revoked access token's `jti`.
+    Revoked,
+}
+
+impl LedgerKind {
+    /// The kind's name, as the ledger names it in errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            LedgerKind::Assertion => "client_assertion",
+            LedgerKind::Proof => "dpop_proof",
+            LedgerKind::Revoked => "revoked_token",
+        }
+    }
+
+    fn proto(self) -> TokenIdKind {
+        match self {
+            LedgerKind::Assertion => TokenIdKind::ClientAssertion,
+            LedgerKind::Proof => TokenIdKind::DpopProof,
+            LedgerKind::Revoked => TokenIdKind::RevokedToken,
+        }
+    }
+}
+
+/// One entry of the cluster's token ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LedgerId {
+    /// What it names.
+    pub kind: LedgerKind,
+    /// Whose: the assertion's `iss`, the token's `client_id`.
+    pub client_id: String,
+    /// The `jti`.
+    pub jti: String,
+    /// Until when it is kept (seconds since the epoch): the expiry of what it names.
+    pub expires_at_s: i64,
+}
+
+impl LedgerId {
+    fn proto(&self) -> TokenIdEntry {
+        TokenIdEntry {
+            kind: self.kind.proto() as i32,
+            client_id: self.client_id.clone(),
+            jti: self.jti.clone(),
+            expires_at_ms: self.expires_at_s.saturating_mul(1000),
+        }
+    }
+}
+
+/// The answer of a spend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spent {
+    /// Every id was new and is now spent.
+    Fresh,
+    /// One was spent before (the ledger's reason); nothing was stored.
+    Replayed(String),
+}
+
 /// Reads client records by id, and the privacy records a token exchange depends on.
 pub trait ClientDirectory: Send + Sync + std::fmt::Debug {
     /// The client `client_id`, or `None` when there is none.
@@ -74,6 +142,19 @@ pub trait ClientDirectory: Send + Sync + std::fmt::Debug {
         client_id: &'a str,
         scope: &'a str,
     ) -> BoxFuture<'a, Result<Checked, DirectoryError>>;
+
+    /// Spends single-use ids, all or none, for every frontend at once.
+    fn spend<'a>(&'a self, ids: &'a [LedgerId]) -> BoxFuture<'a, Result<Spent, DirectoryError>>;
+
+    /// Revokes an access token (kind [`LedgerKind::Revoked`]) until it expires.
+    fn revoke<'a>(&'a self, id: &'a LedgerId) -> BoxFuture<'a, Result<(), DirectoryError>>;
+
+    /// Whether `client_id`'s access token `jti` is revoked.
+    fn revoked<'a>(
+        &'a self,
+        client_id: &'a str,
+        jti: &'a str,
+    ) -> BoxFuture<'a, Result<bool, DirectoryError>>;
 }
 
 fn unavailable(e: ClientError) -> DirectoryError {
@@ -186,6 +267,55 @@ impl ClientDirectory for ClusterDirectory {
             })
         })
     }
+
+    fn spend<'a>(&'a self, ids: &'a [LedgerId]) -> BoxFuture<'a, Result<Spent, DirectoryError>> {
+        Box::pin(async move {
+            let request = SpendTokenIdsRequest {
+                request_id: String::new(),
+                ids: ids.iter().map(LedgerId::proto).collect(),
+            };
+            match self.client.spend_token_ids(request).await {
+                Ok(_) => Ok(Spent::Fresh),
+                Err(ClientError::FailedPrecondition(reason)) => Ok(Spent::Replayed(reason)),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
+
+    fn revoke<'a>(&'a self, id: &'a LedgerId) -> BoxFuture<'a, Result<(), DirectoryError>> {
+        Box::pin(async move {
+            let request = RevokeTokenRequest {
+                request_id: String::new(),
+                token: Some(id.proto()),
+            };
+            self.client
+                .revoke_token(request)
+                .await
+                .map(|_| ())
+                .map_err(unavailable)
+        })
+    }
+
+    fn revoked<'a>(
+        &'a self,
+        client_id: &'a str,
+        jti: &'a str,
+    ) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+        Box::pin(async move {
+            let request = TokenIdStatusRequest {
+                kind: TokenIdKind::RevokedToken as i32,
+                client_id: client_id.to_owned(),
+                jti: jti.to_owned(),
+                read: None,
+            };
+            match self.client.token_id_status(request).await {
+                Ok(r) => Ok(r.present),
+                // A client id or jti the ledger cannot hold was never revoked.
+                Err(ClientError::InvalidArgument { .. }) => Ok(false),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
 }
 
 /// Clients and privacy facts held in memory (tests, and a frontend without a cluster).
@@ -198,6 +328,8 @@ pub struct MemoryDirectory {
     reservations: RwLock<HashSet<(String, String)>>,
     /// `(patient, client_id, scope)`.
     consents: RwLock<HashSet<(String, String, String)>>,
+    /// The token ledger: `(kind, client_id, jti)` → expiry (seconds).
+    ledger: RwLock<HashMap<(LedgerKind, String, String), i64>>,
 }
 
 impl MemoryDirectory {
@@ -302,5 +434,45 @@ impl ClientDirectory for MemoryDirectory {
                 },
             })
         })
+    }
+
+    fn spend<'a>(&'a self, ids: &'a [LedgerId]) -> BoxFuture<'a, Result<Spent, DirectoryError>> {
+        let now_s = kartotek_domain::Timestamp::now().0.div_euclid(1000);
+        let mut ledger = self.ledger.write().unwrap_or_else(|e| e.into_inner());
+        let key = |id: &LedgerId| (id.kind, id.client_id.clone(), id.jti.clone());
+        let replayed = ids
+            .iter()
+            .find(|id| ledger.get(&key(id)).is_some_and(|&exp| exp > now_s));
+        let answer = match replayed {
+            Some(id) => Spent::Replayed(format!("{} jti was already used", id.kind.name())),
+            None => {
+                for id in ids {
+                    ledger.insert(key(id), id.expires_at_s);
+                }
+                Spent::Fresh
+            }
+        };
+        Box::pin(async move { Ok(answer) })
+    }
+
+    fn revoke<'a>(&'a self, id: &'a LedgerId) -> BoxFuture<'a, Result<(), DirectoryError>> {
+        let mut ledger = self.ledger.write().unwrap_or_else(|e| e.into_inner());
+        ledger.insert(
+            (LedgerKind::Revoked, id.client_id.clone(), id.jti.clone()),
+            id.expires_at_s,
+        );
+        Box::pin(async move { Ok(()) })
+    }
+
+    fn revoked<'a>(
+        &'a self,
+        client_id: &'a str,
+        jti: &'a str,
+    ) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+        let ledger = self.ledger.read().unwrap_or_else(|e| e.into_inner());
+        let found = ledger
+            .get(&(LedgerKind::Revoked, client_id.to_owned(), jti.to_owned()))
+            .is_some();
+        Box::pin(async move { Ok(found) })
     }
 }

@@ -16,6 +16,12 @@
 //! grant's token is bound to the proof's key (`cnf.jkt`, `token_type` `DPoP`), and the nodes
 //! then take it only with a proof of that key for each call.
 //!
+//! `POST /connect/revoke` (RFC 7009) lets a client revoke its own access token: the cluster
+//! stores its `jti` until it expires and every node refuses it. `POST /connect/introspect`
+//! (RFC 7662) tells a token's client, or a client in its `aud`, whether it is active (and its
+//! claims); anyone else gets `{"active": false}`. Both authenticate the caller with
+//! `private_key_jwt`, as the token endpoint does.
+//!
 //! `GET /.well-known/jwks.json` publishes the signing keys (rotation in
 //! `kartotek_auth::keys`); `GET /.well-known/oauth-authorization-server` is the RFC 8414
 //! metadata.
@@ -36,8 +42,9 @@
 //! `client_assertion_type` is the JWT bearer type and `client_assertion` verifies
 //! (`kartotek_auth::verify_client_assertion`: the client's keys, `aud` = the issuer, at most
 //! 60 s to live, `typ` `client-authentication+jwt`); the client exists and is active; the
-//! assertion's `jti` was not used before ([`JtiReplayCache`]: per process only, until a
-//! cluster-backed guard exists); every requested `scope` is allowed to the client (no
+//! assertion's `jti` was not used before (this process's [`JtiReplayCache`] first, then the
+//! cluster's token ledger, which spends the assertion's and the DPoP proof's `jti` once for
+//! every frontend instance); every requested `scope` is allowed to the client (no
 //! `scope`: all its allowed scopes for `client_credentials`, `kartotek:citizen` for an
 //! exchange). The token's org claim is the client record's org. Assertions, login tokens and
 //! access tokens are never logged.
@@ -49,6 +56,8 @@ pub mod routes;
 
 #[cfg(test)]
 mod exchange_tests;
+#[cfg(test)]
+mod ledger_tests;
 #[cfg(test)]
 mod tests;
 
@@ -69,19 +78,21 @@ use serde_json::{Value, json};
 
 use crate::config::FrontendConfig;
 use crate::metrics::Metrics;
-use directory::{ClientDirectory, DirectoryClient};
+use directory::{ClientDirectory, DirectoryClient, LedgerId, LedgerKind, Spent};
 
 /// The `client_id` and `sub` of the tokens the frontend signs for its own calls to the
 /// cluster ([`kartotek_client::SelfIssued`]: it is an issuer the nodes trust, so it needs no
 /// client of its own; the audit log names this id for its reads of client records).
 pub const FRONTEND_CLIENT_ID: &str = "kartotek-frontend";
-/// What those tokens allow: reading client records (the token service), forwarding audit
-/// events, and the privacy-record checks of the token exchange (representation, reservation,
+/// What those tokens allow: reading client records (the token service), the token ledger
+/// (single-use assertions and proofs, revocation), forwarding audit events, and the
+/// privacy-record checks of the token exchange (representation, reservation,
 /// consent; each audited in the cluster as this client's read about the person).
-pub const FRONTEND_SCOPES: [&str; 3] = [
+pub const FRONTEND_SCOPES: [&str; 4] = [
     scopes::CLIENTS_READ,
     scopes::AUDIT_WRITE,
     scopes::RECORDS_READ,
+    scopes::TOKENS_LEDGER,
 ];
 
 /// The grant of a client acting as itself.
@@ -326,6 +337,10 @@ impl TokenService {
         json!({
             "issuer": iss,
             "token_endpoint": format!("{iss}/connect/token"),
+            "revocation_endpoint": format!("{iss}/connect/revoke"),
+            "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "introspection_endpoint": format!("{iss}/connect/introspect"),
+            "introspection_endpoint_auth_methods_supported": ["private_key_jwt"],
             "jwks_uri": format!("{iss}/.well-known/jwks.json"),
             "grant_types_supported": [GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE],
             "token_endpoint_auth_methods_supported": ["private_key_jwt"],
@@ -379,7 +394,7 @@ impl TokenService {
         now_s: i64,
     ) -> Result<TokenResponse, OAuthError> {
         let form = Form::new(params)?;
-        let jkt = match dpop {
+        let proof = match dpop {
             None => None,
             Some(proof) => {
                 let endpoint = format!("{}/connect/token", self.issuer.issuer());
@@ -393,19 +408,20 @@ impl TokenService {
                 )
                 .and_then(|p| self.proofs.check_and_record(&p, now_s).map(|()| p))
                 .map_err(|e| OAuthError::invalid_dpop_proof(e.to_string()))?;
-                Some(verified.jkt)
+                Some(verified)
             }
         };
-        self.grant_for(&form, jkt.as_deref(), now_s).await
+        self.grant_for(&form, proof.as_ref(), now_s).await
     }
 
-    /// The grant of `form`; with `jkt`, the token is bound to that key.
+    /// The grant of `form`; with a verified DPoP `proof`, the token is bound to its key.
     async fn grant_for(
         &self,
         form: &Form<'_>,
-        jkt: Option<&str>,
+        proof: Option<&kartotek_auth::dpop::DpopProof>,
         now_s: i64,
     ) -> Result<TokenResponse, OAuthError> {
+        let jkt = proof.map(|p| p.jkt.as_str());
         let exchange = match form.get("grant_type")? {
             Some(GRANT_CLIENT_CREDENTIALS) => false,
             Some(GRANT_TOKEN_EXCHANGE) => true,
@@ -416,7 +432,7 @@ impl TokenService {
             }
             None => return Err(OAuthError::invalid_request("grant_type is missing")),
         };
-        let client = self.authenticate(form, now_s).await?;
+        let client = self.authenticate(form, proof, now_s).await?;
         if exchange {
             self.exchange(form, &client, jkt, now_s).await
         } else {
@@ -434,11 +450,111 @@ impl TokenService {
         }
     }
 
+    /// The claims of `token` if it is an access token this service signed and has not
+    /// expired at `now_s` (signature, `iss`, `aud`, `typ`, times: the nodes' own check).
+    fn own_token(&self, token: &str, now_s: i64) -> Option<AccessClaims> {
+        let jwks = self.issuer.public_jwks(now_s).to_string();
+        let issuer = kartotek_auth::TrustedIssuer::from_jwks_json(
+            self.issuer.issuer(),
+            &self.audience,
+            &jwks,
+        )
+        .ok()?;
+        kartotek_auth::TokenVerifier::new(vec![issuer], kartotek_auth::VerifierOptions::default())
+            .verify(token, now_s)
+            .ok()
+    }
+
+    /// RFC 7009 revocation: the client authenticates as for a token; a valid, unexpired
+    /// token of this issuer that was issued to that client is stored as revoked in the
+    /// cluster until it expires, and every node refuses it from then on. A token that is not
+    /// valid (expired, another issuer's, garbage) needs nothing and answers success, as the
+    /// RFC asks; a valid one of another client is refused.
+    pub async fn revoke(&self, params: &[(String, String)], now_s: i64) -> Result<(), OAuthError> {
+        let form = Form::new(params)?;
+        let token = form
+            .get("token")?
+            .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+        let client = self.authenticate(&form, None, now_s).await?;
+        let Some(claims) = self.own_token(token, now_s) else {
+            return Ok(());
+        };
+        if claims.client_id != client.client_id {
+            return Err(OAuthError::unauthorized_client(
+                "the token was issued to another client",
+            ));
+        }
+        if claims.jti.is_empty() {
+            return Ok(());
+        }
+        let id = LedgerId {
+            kind: LedgerKind::Revoked,
+            client_id: claims.client_id.clone(),
+            jti: claims.jti.clone(),
+            expires_at_s: claims.exp.max(now_s + 1) + kartotek_auth::LEEWAY_S_DEFAULT,
+        };
+        self.directory.revoke(&id).await.map_err(|e| {
+            tracing::warn!(error = %e, "revoking in the token ledger");
+            OAuthError::unavailable("the token ledger is unavailable")
+        })?;
+        self.metrics.token_issued("revocation");
+        tracing::info!(client_id = %client.client_id, "token revoked");
+        Ok(())
+    }
+
+    /// RFC 7662 introspection: the caller authenticates as for a token and learns about a
+    /// token issued to it or naming it in `aud` (a resource server); any other token, and
+    /// one that is invalid, expired or revoked, is `{"active": false}`, so the endpoint tells
+    /// nobody about tokens that are not theirs.
+    pub async fn introspect(
+        &self,
+        params: &[(String, String)],
+        now_s: i64,
+    ) -> Result<Value, OAuthError> {
+        let form = Form::new(params)?;
+        let token = form
+            .get("token")?
+            .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+        let caller = self.authenticate(&form, None, now_s).await?;
+        let inactive = json!({"active": false});
+        let Some(claims) = self.own_token(token, now_s) else {
+            return Ok(inactive);
+        };
+        if claims.client_id != caller.client_id && !claims.aud.contains(&caller.client_id) {
+            return Ok(inactive);
+        }
+        if !claims.jti.is_empty() {
+            let revoked = self
+                .directory
+                .revoked(&claims.client_id, &claims.jti)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "asking the token ledger");
+                    OAuthError::unavailable("the token ledger is unavailable")
+                })?;
+            if revoked {
+                return Ok(inactive);
+            }
+        }
+        let mut body =
+            serde_json::to_value(&claims).map_err(|e| OAuthError::server_error(e.to_string()))?;
+        if let Some(map) = body.as_object_mut() {
+            map.insert("active".into(), Value::Bool(true));
+            let bound = claims.cnf.is_some();
+            map.insert(
+                "token_type".into(),
+                Value::from(if bound { "DPoP" } else { "Bearer" }),
+            );
+        }
+        Ok(body)
+    }
+
     /// `private_key_jwt` client authentication (RFC 7523), for every grant: the client
     /// exists and is active, its assertion verifies against its keys, and its `jti` is new.
     async fn authenticate(
         &self,
         form: &Form<'_>,
+        proof: Option<&kartotek_auth::dpop::DpopProof>,
         now_s: i64,
     ) -> Result<DirectoryClient, OAuthError> {
         if form.get("client_secret")?.is_some() {
@@ -497,17 +613,51 @@ impl TokenService {
         if let Some(requested) = form.get("scope")? {
             granted_scopes(Some(requested), &client.allowed_scopes)?;
         }
+        // This process's cache refuses a replay here without asking the cluster; the
+        // ledger then makes the assertion (and the proof) single-use for every frontend.
         match self
             .replay
             .check_and_record(&client_id, &verified.jti, verified.exp_s, now_s)
         {
-            Ok(()) => Ok(client),
-            Err(ReplayError::Replayed) => Err(OAuthError::invalid_client(
-                "client assertion was already used (jti)",
-            )),
-            Err(ReplayError::Full) => Err(OAuthError::unavailable(
-                "too many client assertions in flight; retry shortly",
-            )),
+            Ok(()) => {}
+            Err(ReplayError::Replayed) => {
+                return Err(OAuthError::invalid_client(
+                    "client assertion was already used (jti)",
+                ));
+            }
+            Err(ReplayError::Full) => {
+                return Err(OAuthError::unavailable(
+                    "too many client assertions in flight; retry shortly",
+                ));
+            }
+        }
+        let mut ids = vec![LedgerId {
+            kind: LedgerKind::Assertion,
+            client_id: client_id.clone(),
+            jti: verified.jti.clone(),
+            expires_at_s: verified.exp_s.max(now_s + 1) + kartotek_auth::LEEWAY_S_DEFAULT,
+        }];
+        if let Some(p) = proof {
+            ids.push(LedgerId {
+                kind: LedgerKind::Proof,
+                client_id: client_id.clone(),
+                jti: p.jti.clone(),
+                expires_at_s: p.iat.max(now_s)
+                    + kartotek_auth::dpop::DPOP_PROOF_MAX_AGE_S
+                    + kartotek_auth::dpop::DPOP_LEEWAY_S,
+            });
+        }
+        match self.directory.spend(&ids).await {
+            Ok(Spent::Fresh) => Ok(client),
+            Ok(Spent::Replayed(reason)) => Err(if reason.contains("dpop_proof") {
+                OAuthError::invalid_dpop_proof("the DPoP proof was already used (jti)")
+            } else {
+                OAuthError::invalid_client("client assertion was already used (jti)")
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "spending the assertion in the token ledger");
+                Err(OAuthError::unavailable("the token ledger is unavailable"))
+            }
         }
     }
 
@@ -740,12 +890,22 @@ fn assertion_error(e: AssertionError) -> OAuthError {
 /// client; sorted, without duplicates.
 fn granted_scopes(requested: Option<&str>, allowed: &[String]) -> Result<Vec<String>, OAuthError> {
     let mut granted: Vec<String> = match requested.map(str::trim).filter(|s| !s.is_empty()) {
-        None => allowed.to_vec(),
+        None => allowed
+            .iter()
+            .filter(|s| *s != scopes::TOKENS_LEDGER)
+            .cloned()
+            .collect(),
         Some(text) => {
             let mut out = Vec::new();
             for s in text.split(' ').filter(|s| !s.is_empty()) {
                 if out.len() >= kartotek_auth::claims::SCOPES_PER_TOKEN_MAX {
                     return Err(OAuthError::invalid_scope("too many scopes"));
+                }
+                if s == scopes::TOKENS_LEDGER {
+                    return Err(OAuthError::invalid_scope(format!(
+                        "{} is the token service's own scope",
+                        scopes::TOKENS_LEDGER
+                    )));
                 }
                 if !allowed.iter().any(|a| a == s) {
                     let shown: String = s.chars().take(64).collect();

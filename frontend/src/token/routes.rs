@@ -1,5 +1,6 @@
-//! `POST /connect/token`, `GET /.well-known/jwks.json`,
-//! `GET /.well-known/oauth-authorization-server`.
+//! `POST /connect/token`, `POST /connect/revoke` (RFC 7009), `POST /connect/introspect`
+//! (RFC 7662), `GET /.well-known/jwks.json`, `GET /.well-known/oauth-authorization-server`.
+//! The three POST endpoints take the same bounded form body ([`read_form`]).
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -17,9 +18,12 @@ pub(crate) fn now_s() -> i64 {
         .unwrap_or(0)
 }
 
-/// `POST /connect/token`: an `application/x-www-form-urlencoded` body of at most
-/// `token.request_bytes_max` bytes.
-pub(crate) async fn token(State(s): State<AppState>, req: Request) -> Response {
+/// The form of a POST to the token service: an `application/x-www-form-urlencoded` body of at
+/// most `token.request_bytes_max` bytes, and the request's headers; or the error answer.
+async fn read_form(
+    s: &AppState,
+    req: Request,
+) -> Result<(Vec<(String, String)>, axum::http::HeaderMap), OAuthError> {
     let limit = s.config.token.request_bytes_max;
     let is_form = req
         .headers()
@@ -37,33 +41,35 @@ pub(crate) async fn token(State(s): State<AppState>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let too_large = || {
-        s.metrics.token_error("invalid_request");
         let mut e = OAuthError::invalid_request(format!("request body larger than {limit} bytes"));
         e.status = StatusCode::PAYLOAD_TOO_LARGE;
-        e.into_response()
+        e
     };
     if declared.is_some_and(|n| n > limit) {
-        return too_large();
+        return Err(too_large());
     }
     if !is_form {
-        s.metrics.token_error("invalid_request");
-        return OAuthError::invalid_request(
+        return Err(OAuthError::invalid_request(
             "content-type must be application/x-www-form-urlencoded",
-        )
-        .into_response();
+        ));
     }
     let headers = req.headers().clone();
     let body: Body = req.into_body();
-    let bytes = match axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX)).await
-    {
-        Ok(b) => b,
-        Err(_) => return too_large(),
-    };
-    let params: Vec<(String, String)> = match serde_urlencoded::from_bytes(&bytes) {
-        Ok(p) => p,
-        Err(_) => {
-            s.metrics.token_error("invalid_request");
-            return OAuthError::invalid_request("body is not a URL-encoded form").into_response();
+    let bytes = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
+        .await
+        .map_err(|_| too_large())?;
+    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
+        .map_err(|_| OAuthError::invalid_request("body is not a URL-encoded form"))?;
+    Ok((params, headers))
+}
+
+/// `POST /connect/token`.
+pub(crate) async fn token(State(s): State<AppState>, req: Request) -> Response {
+    let (params, headers) = match read_form(&s, req).await {
+        Ok(f) => f,
+        Err(e) => {
+            s.metrics.token_error(e.error);
+            return e.into_response();
         }
     };
     let dpop = match dpop_header(&headers) {
@@ -84,6 +90,45 @@ pub(crate) async fn token(State(s): State<AppState>, req: Request) -> Response {
             response
         }
         Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /connect/revoke` (RFC 7009): 200 with an empty body whether or not the token was
+/// valid; an error only for a bad request or a failed client authentication.
+pub(crate) async fn revoke(State(s): State<AppState>, req: Request) -> Response {
+    let result = match read_form(&s, req).await {
+        Ok((params, _)) => s.token.revoke(&params, now_s()).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => {
+            let mut response = StatusCode::OK.into_response();
+            no_store(&mut response);
+            response
+        }
+        Err(e) => {
+            s.metrics.token_error(e.error);
+            e.into_response()
+        }
+    }
+}
+
+/// `POST /connect/introspect` (RFC 7662): `{"active": ...}` and, when active, the claims.
+pub(crate) async fn introspect(State(s): State<AppState>, req: Request) -> Response {
+    let result = match read_form(&s, req).await {
+        Ok((params, _)) => s.token.introspect(&params, now_s()).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(body) => {
+            let mut response = axum::Json(body).into_response();
+            no_store(&mut response);
+            response
+        }
+        Err(e) => {
+            s.metrics.token_error(e.error);
+            e.into_response()
+        }
     }
 }
 

@@ -17,6 +17,12 @@
 //! operator publishes a new key by adding it to the file before the token service signs
 //! with it, and removes an old one after its last token has expired; no restart.
 //!
+//! Revocation (RFC 7009): a token whose id the token service stored as revoked in the cluster
+//! (`TokenLedgerService.Revoke`) is refused on every call, once this node has applied the
+//! revocation (normally milliseconds after the token service's answer; a node cut off from the
+//! leader keeps taking the token until it catches up or the token expires, which bounds it to
+//! the token lifetime). It costs one point read of the local state per call.
+//!
 //! Cost: a token's signature is checked once per node. A verified token's claims are kept in
 //! [`VerifiedTokens`] (keyed by the SHA-256 of the token, at most [`VERIFIED_TOKENS_MAX`]
 //! entries, dropped when the token expires), so the calls after the first pay a hash and a map
@@ -114,7 +120,12 @@ pub struct Authenticator {
     verified: Arc<VerifiedTokens>,
     proofs: Arc<dpop::ProofReplayCache>,
     leeway_s: i64,
+    revoked: Option<RevocationCheck>,
 }
+
+/// Whether the access token issued to client `client_id` with id `jti` is revoked, as this
+/// node's applied state says (`TokenLedgerService.Revoke`; one point read).
+pub type RevocationCheck = Arc<dyn Fn(&str, &str) -> Result<bool, NodeError> + Send + Sync>;
 
 /// The trusted issuers' keys, re-read when a JWK Set file changes.
 struct IssuerKeys {
@@ -184,6 +195,7 @@ impl Authenticator {
                 verified: Arc::default(),
                 proofs: Arc::default(),
                 leeway_s: 0,
+                revoked: None,
             });
         }
         let stamps = settings
@@ -201,7 +213,14 @@ impl Authenticator {
             verified: Arc::default(),
             proofs: Arc::default(),
             leeway_s: settings.leeway_s,
+            revoked: None,
         })
+    }
+
+    /// Refuses revoked tokens, as `check` tells (the node's token ledger).
+    pub fn with_revocations(mut self, check: RevocationCheck) -> Authenticator {
+        self.revoked = Some(check);
+        self
     }
 
     /// Re-reads the trusted issuers' JWK Set files if one changed since it was last read
@@ -312,6 +331,15 @@ impl Authenticator {
                 claims
             }
         };
+        // Revocation is checked on every call, cached token or not: it can come at any time.
+        if let Some(revoked) = &self.revoked
+            && !claims.jti.is_empty()
+            && revoked(&claims.client_id, &claims.jti)?
+        {
+            return Err(NodeError::Unauthenticated(
+                "the access token was revoked; get a new one".into(),
+            ));
+        }
         self.check_binding(&claims, scheme, token, md, method, now_s)?;
         let forbidden = || {
             NodeError::Forbidden(format!(

@@ -116,6 +116,9 @@ methods! {
     CLIENT_UPDATE = "ClientRegistryService" / "Update": Write, "Client/Update", ADMIN;
     CLIENT_GET = "ClientRegistryService" / "Get": PlainRead, "Client/Get", CLIENTS_READ;
     CLIENT_LIST = "ClientRegistryService" / "List": PlainRead, "Client/List", CLIENTS_READ;
+    TOKEN_SPEND = "TokenLedgerService" / "Spend": Write, "TokenLedger/Spend", TOKENS_LEDGER;
+    TOKEN_REVOKE = "TokenLedgerService" / "Revoke": Write, "TokenLedger/Revoke", TOKENS_LEDGER;
+    TOKEN_STATUS = "TokenLedgerService" / "Status": PlainRead, "TokenLedger/Status", TOKENS_LEDGER;
 }
 
 /// The method with gRPC path `path`, if it is public.
@@ -174,7 +177,10 @@ mod tests {
             assert!(scopes::is_known(m.scope), "{m:?}");
             if m.class == Class::Write {
                 assert!(
-                    m.scope.ends_with(".write") || m.scope == scopes::ADMIN,
+                    m.scope.ends_with(".write")
+                        || m.scope == scopes::ADMIN
+                        // The token service's own scope, never granted to a client.
+                        || m.scope == scopes::TOKENS_LEDGER,
                     "{m:?}"
                 );
             }

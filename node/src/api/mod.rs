@@ -81,6 +81,7 @@ pub async fn add_services(
     use kartotek_proto::v1::notification_service_server::NotificationServiceServer;
     use kartotek_proto::v1::representation_service_server::RepresentationServiceServer;
     use kartotek_proto::v1::reservation_service_server::ReservationServiceServer;
+    use kartotek_proto::v1::token_ledger_service_server::TokenLedgerServiceServer;
 
     /// One service: reported serving, added with the request size bound.
     macro_rules! serve {
@@ -126,9 +127,14 @@ pub async fn add_services(
         CatalogServiceServer,
         records::catalog::CatalogServiceImpl
     );
-    serve!(
+    let router = serve!(
         router,
         ClientRegistryServiceServer,
         records::client::ClientRegistryServiceImpl
+    );
+    serve!(
+        router,
+        TokenLedgerServiceServer,
+        records::token_ids::TokenLedgerServiceImpl
     )
 }

@@ -696,3 +696,186 @@ async fn dpop_bound_tokens_need_a_fresh_proof_for_the_call() {
     refused(query("DPoP", plain.clone(), None).await, "not DPoP-bound");
     assert_eq!(query("Bearer", plain, None).await, Ok(()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_ledger_spends_once_and_revoked_tokens_fail_on_every_node() {
+    use kartotek_proto::v1::token_ledger_service_client::TokenLedgerServiceClient;
+    use kartotek_proto::v1::{
+        RevokeTokenRequest, SpendTokenIdsRequest, TokenIdEntry, TokenIdKind, TokenIdStatusRequest,
+    };
+
+    let cluster = TestCluster::start_with_token(3, with_auth, Some(admin_token())).await;
+    let t = tokens();
+    let ledger_token = sign(&t.issuer, &claims(scopes::TOKENS_LEDGER));
+    let ledger = |channel: &Channel| TokenLedgerServiceClient::new(channel.clone());
+    fn with_token<T>(token: &str, body: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(body);
+        *r.metadata_mut() = bearer(token);
+        r
+    }
+    let channels = {
+        let mut out = Vec::new();
+        for n in &cluster.nodes {
+            let c = Channel::from_shared(format!("http://{}", n.addr))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .connect()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            out.push(c);
+        }
+        out
+    };
+    let before = revision(&channels[0]).await;
+    // Writes go to the leader (the client library follows redirects; raw calls do not).
+    let mut leader = None;
+    for (i, c) in channels.iter().enumerate() {
+        let mut admin =
+            kartotek_proto::v1::admin_service_client::AdminServiceClient::new(c.clone());
+        let status = admin
+            .status(with_token(
+                &admin_token(),
+                kartotek_proto::v1::StatusRequest {},
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_inner();
+        if status.role == "leader" {
+            leader = Some(i);
+        }
+    }
+    let leader = leader.unwrap_or_else(|| panic!("no leader"));
+
+    // Spend: all or none, and once.
+    let entry = |kind: TokenIdKind, jti: &str| TokenIdEntry {
+        kind: kind as i32,
+        client_id: "ehr-test".into(),
+        jti: jti.into(),
+        expires_at_ms: (now_s() + 60) * 1000,
+    };
+    let spend = |ids: Vec<TokenIdEntry>| SpendTokenIdsRequest {
+        request_id: String::new(),
+        ids,
+    };
+    ledger(&channels[leader])
+        .spend(with_token(
+            &ledger_token,
+            spend(vec![
+                entry(TokenIdKind::ClientAssertion, "assertion-1"),
+                entry(TokenIdKind::DpopProof, "proof-1"),
+            ]),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("a fresh spend: {e}"));
+    // A second spend (another frontend) of the same assertion is refused whole.
+    let again = ledger(&channels[leader])
+        .spend(with_token(
+            &ledger_token,
+            spend(vec![
+                entry(TokenIdKind::ClientAssertion, "assertion-1"),
+                entry(TokenIdKind::DpopProof, "proof-2"),
+            ]),
+        ))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a replayed assertion was spent"));
+    assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
+    assert!(
+        again
+            .message()
+            .contains("client_assertion jti was already used")
+    );
+    let status = ledger(&channels[0])
+        .status(with_token(
+            &ledger_token,
+            TokenIdStatusRequest {
+                kind: TokenIdKind::DpopProof as i32,
+                client_id: "ehr-test".into(),
+                jti: "proof-2".into(),
+                read: None,
+            },
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    assert!(!status.present, "the refused spend stored nothing");
+    // Bad entries change nothing either.
+    for bad in [
+        spend(vec![]),
+        spend(vec![TokenIdEntry {
+            expires_at_ms: (now_s() + 3 * 86_400) * 1000,
+            ..entry(TokenIdKind::ClientAssertion, "far")
+        }]),
+        spend(vec![entry(TokenIdKind::RevokedToken, "r")]),
+        spend(vec![entry(TokenIdKind::ClientAssertion, "sp ace")]),
+    ] {
+        let e = ledger(&channels[leader])
+            .spend(with_token(&ledger_token, bad))
+            .await
+            .err();
+        assert_eq!(e.map(|e| e.code()), Some(Code::InvalidArgument));
+    }
+
+    // Revocation: the token works on every node, is revoked, then fails on every node.
+    let victim_claims = claims(scopes::ADMIN);
+    let victim = sign(&t.issuer, &victim_claims);
+    for c in &channels {
+        let mut admin =
+            kartotek_proto::v1::admin_service_client::AdminServiceClient::new(c.clone());
+        let mut r = tonic::Request::new(kartotek_proto::v1::StatusRequest {});
+        *r.metadata_mut() = bearer(&victim);
+        admin
+            .status(r)
+            .await
+            .unwrap_or_else(|e| panic!("before revocation: {e}"));
+    }
+    let revoked = ledger(&channels[leader])
+        .revoke(with_token(
+            &ledger_token,
+            RevokeTokenRequest {
+                request_id: String::new(),
+                token: Some(TokenIdEntry {
+                    kind: 0,
+                    client_id: victim_claims.client_id.clone(),
+                    jti: victim_claims.jti.clone(),
+                    expires_at_ms: victim_claims.exp * 1000,
+                }),
+            },
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("revoke: {e}"))
+        .into_inner();
+    assert!(revoked.changed);
+    for (i, c) in channels.iter().enumerate() {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let mut admin =
+                kartotek_proto::v1::admin_service_client::AdminServiceClient::new(c.clone());
+            let mut r = tonic::Request::new(kartotek_proto::v1::StatusRequest {});
+            *r.metadata_mut() = bearer(&victim);
+            match admin.status(r).await {
+                Err(s) if s.code() == Code::Unauthenticated => {
+                    assert!(s.message().contains("revoked"), "{s:?}");
+                    break;
+                }
+                other if std::time::Instant::now() > deadline => {
+                    panic!("node {i} still takes the revoked token: {other:?}")
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+    }
+    // Another token of the same client is untouched.
+    let mut admin =
+        kartotek_proto::v1::admin_service_client::AdminServiceClient::new(channels[0].clone());
+    let mut r = tonic::Request::new(kartotek_proto::v1::StatusRequest {});
+    *r.metadata_mut() = bearer(&sign(&t.issuer, &claims(scopes::ADMIN)));
+    admin
+        .status(r)
+        .await
+        .unwrap_or_else(|e| panic!("another token: {e}"));
+    assert_eq!(
+        revision(&channels[0]).await,
+        before,
+        "the ledger moves no revision"
+    );
+}

@@ -5,8 +5,8 @@
 //! [`Applier::apply_entry`] is the dispatcher: it turns an entry's [`Command`] into a
 //! [`Response`], answering a repeated request id from the dedup table (`dedup.rs`), and hands
 //! each operation to its family's module (`locator`, `block`, `consent`, `reservation`,
-//! `representation`, `catalog`, `client`, `notification`, `access`, `audit`). The families
-//! hold only the glue from a command to the domain's pure `apply_*` rule; every changed record
+//! `representation`, `catalog`, `client`, `notification`, `access`, `audit`, `token_ids`). The
+//! families hold only the glue from a command to the domain's pure `apply_*` rule; every changed record
 //! is written by the one generic store in `stored.rs` ([`stored::StoredRecord`]), which moves
 //! the revision by one and records the change event (the watch feed) under it.
 //!
@@ -28,6 +28,7 @@ mod notification;
 mod representation;
 mod reservation;
 mod stored;
+mod token_ids;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -404,5 +405,8 @@ fn apply_record(cx: &mut Ctx<'_, '_>, op: &RecordOp) -> Applied<RecordOutcome> {
         }
         RecordOp::NotificationAck(cmd) => notification::ack(cx, cmd),
         RecordOp::ConsentExpireDue(cmd) => consent::expire_due(cx, cmd),
+        RecordOp::TokenIdsSpend(cmd) => token_ids::spend(cx, cmd),
+        RecordOp::TokenRevoke(cmd) => token_ids::revoke(cx, cmd),
+        RecordOp::TokenIdsForget(cmd) => token_ids::forget(cx, cmd),
     }
 }

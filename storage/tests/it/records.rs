@@ -581,3 +581,125 @@ fn batched_entries_read_their_own_writes_and_stores_agree() {
         assert_eq!(ids(&a), ids(&b));
     });
 }
+
+#[test]
+fn the_token_ledger_spends_once_revokes_and_forgets_after_expiry() {
+    use kartotek_domain::token_ids::{
+        TokenId, TokenIdKind, TokenIdsForget, TokenIdsSpend, TokenJti, TokenRevoke,
+    };
+    rt().block_on(async {
+        let dir = ok(tempfile::tempdir());
+        let mut store = open(dir.path());
+        let id = |kind, jti: &str, exp_ms: i64| {
+            ok(TokenId::parse(
+                kind,
+                "app-1",
+                jti,
+                T0 + exp_ms,
+                Timestamp(T0),
+            ))
+        };
+        let spend = |ids: Vec<TokenId>| RecordOp::TokenIdsSpend(ok(TokenIdsSpend::new(ids)));
+        let assertion = id(TokenIdKind::Assertion, "a-1", 60_000);
+        let proof = id(TokenIdKind::Proof, "p-1", 65_000);
+        let other_proof = id(TokenIdKind::Proof, "p-2", 65_000);
+        let revoked = id(TokenIdKind::Revoked, "t-1", 300_000);
+        let (_, revision_before) = ok(store.reader.position());
+        let answers = apply_one_per_entry(
+            &mut store,
+            &[
+                cmd(spend(vec![assertion.clone(), proof.clone()]), T0),
+                // A second frontend with the same assertion (and a new proof): refused whole.
+                cmd(spend(vec![assertion.clone(), other_proof.clone()]), T0 + 1),
+                // ... so the new proof was not spent by it.
+                cmd(spend(vec![other_proof.clone()]), T0 + 2),
+                cmd(
+                    RecordOp::TokenRevoke(ok(TokenRevoke::new(revoked.clone()))),
+                    T0 + 3,
+                ),
+                cmd(
+                    RecordOp::TokenRevoke(ok(TokenRevoke::new(revoked.clone()))),
+                    T0 + 4,
+                ),
+            ],
+        )
+        .await;
+        assert_eq!(
+            outcome(&answers[0]),
+            &RecordOutcome::TokenIdsSpent { spent: 2 }
+        );
+        match &answers[1].result {
+            Err(ApplyError::Conflict(why)) => assert!(why.contains("client_assertion"), "{why}"),
+            other => panic!("a replayed assertion: {other:?}"),
+        }
+        assert_eq!(
+            outcome(&answers[2]),
+            &RecordOutcome::TokenIdsSpent { spent: 1 }
+        );
+        assert_eq!(
+            outcome(&answers[3]),
+            &RecordOutcome::TokenRevoked { changed: true }
+        );
+        assert_eq!(
+            outcome(&answers[4]),
+            &RecordOutcome::TokenRevoked { changed: false }
+        );
+        let (_, revision_after) = ok(store.reader.position());
+        assert_eq!(
+            revision_after, revision_before,
+            "the ledger moves no revision"
+        );
+        let client = ok(kartotek_domain::ClientId::parse("c", "app-1"));
+        let found = ok(store.reader.token_id(
+            TokenIdKind::Revoked,
+            &client,
+            &ok(TokenJti::parse("j", "t-1")),
+        ));
+        assert_eq!(found.as_ref(), Some(&revoked));
+
+        // After 65 s the assertion and both proofs may go; the revocation stays.
+        let later = Timestamp(T0 + 70_000);
+        let expired = ok(store.reader.token_ids_expired(later, 100));
+        assert_eq!(
+            expired,
+            vec![assertion.clone(), proof.clone(), other_proof.clone()]
+        );
+        // A sweep stamped before the expiry forgets nothing (a stale local view).
+        let early = RecordOp::TokenIdsForget(ok(TokenIdsForget::new(expired.clone())));
+        let late = RecordOp::TokenIdsForget(ok(TokenIdsForget::new(expired.clone())));
+        let r = ok(store
+            .state_machine
+            .apply([entry(6, cmd(early, T0 + 10)), entry(7, cmd(late, later.0))])
+            .await);
+        assert_eq!(
+            outcome(&r[0]),
+            &RecordOutcome::TokenIdsForgotten { forgotten: 0 }
+        );
+        assert_eq!(
+            outcome(&r[1]),
+            &RecordOutcome::TokenIdsForgotten { forgotten: 3 }
+        );
+        assert!(ok(store.reader.token_ids_expired(later, 100)).is_empty());
+        assert!(
+            ok(store.reader.token_id(
+                TokenIdKind::Assertion,
+                &client,
+                &ok(TokenJti::parse("j", "a-1"))
+            ))
+            .is_none()
+        );
+        // Forgotten, the assertion could be spent again (its own exp check refuses it first).
+        let again = ok(TokenId::parse(
+            TokenIdKind::Assertion,
+            "app-1",
+            "a-1",
+            later.0 + 60_000,
+            later,
+        ));
+        let r = ok(store
+            .state_machine
+            .apply([entry(8, cmd(spend(vec![again]), later.0 + 1))])
+            .await);
+        assert_eq!(outcome(&r[0]), &RecordOutcome::TokenIdsSpent { spent: 1 });
+    });
+}

@@ -1,6 +1,7 @@
 //! The record families' gRPC services (`kartotek.v1` in records.proto): blocks, the access
 //! decision and patient notifications, consents, reservations, representations, the API
-//! catalog and token-issuance clients.
+//! catalog, token-issuance clients and the token service's ledger of spent and revoked token
+//! ids.
 //!
 //! Every service follows the locator service's pattern: validate with the domain's `parse`
 //! (bad input is INVALID_ARGUMENT naming the field, and nothing is proposed), write through
@@ -20,6 +21,7 @@ pub mod consent;
 pub mod convert;
 pub mod representation;
 pub mod reservation;
+pub mod token_ids;
 
 use kartotek_domain::record_op::{RecordOp, RecordOutcome};
 use kartotek_domain::{Op, Outcome};
