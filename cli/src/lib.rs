@@ -93,6 +93,10 @@ pub struct GlobalArgs {
     /// With --act-for: the representation area (default `*`, every area).
     #[arg(long, global = true, env = "KARTOTEK_ACT_AREA", requires = "act_for")]
     pub act_area: Option<String>,
+    /// With a client file: ask for DPoP-bound tokens (RFC 9449; a key made in memory for this
+    /// command) and prove possession of the key on every call.
+    #[arg(long, global = true, env = "KARTOTEK_DPOP", requires = "client_file")]
+    pub dpop: bool,
     /// The CA (PEM) of the nodes' API certificates: calls go over TLS (nodes with
     /// `[tls.api]`).
     #[arg(long, global = true, env = "KARTOTEK_CA_FILE")]
@@ -192,7 +196,10 @@ impl GlobalArgs {
         path: &std::path::Path,
         audience: Option<String>,
     ) -> anyhow::Result<kartotek_client::ClientCredentials> {
-        let source = kartotek_client::ClientCredentials::from_file(path)?;
+        let mut source = kartotek_client::ClientCredentials::from_file(path)?;
+        if self.dpop {
+            source = source.with_dpop()?;
+        }
         let Some(login) = &self.login_token else {
             if self.act_for.is_some() {
                 anyhow::bail!(

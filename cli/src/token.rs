@@ -50,6 +50,11 @@ pub async fn run(global: &GlobalArgs, args: &TokenArgs) -> anyhow::Result<()> {
             "--audience needs a citizen's login (--login-token, or --dev-login with kartotek dev)"
         );
     }
+    if global.dpop {
+        anyhow::bail!(
+            "kartotek token prints Bearer tokens: a DPoP-bound token needs the key it is bound to, which lives only inside the process that asked for it (use --dpop with the other commands)"
+        );
+    }
     let source = global.token_source(path, args.audience.clone())?;
     let (token, expires_in) = source.fetch_token(args.scope.as_deref()).await?;
     if global.json {

@@ -31,6 +31,7 @@ use tonic::{Request, Response, Status};
 use tracing::debug;
 
 use crate::config::{ClientConfig, ENDPOINTS_MAX, normalize_endpoint};
+use crate::dpop::ProofChannel;
 use crate::endpoints::Endpoints;
 use crate::error::ClientError;
 use crate::retry::{Backoff, Refusals, Verdict, classify, is_attempt_timeout, is_connect_failure};
@@ -477,7 +478,7 @@ impl KartotekClient {
     ) -> Result<Resp, ClientError>
     where
         Req: Clone,
-        F: Fn(Channel, Request<Req>) -> Fut,
+        F: Fn(ProofChannel, Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
         let config = &self.inner.config;
@@ -506,8 +507,8 @@ impl KartotekClient {
             }
             let attempt_timeout = config.attempt_timeout().min(deadline - now);
             attempts = attempts.saturating_add(1);
-            let channel = endpoints.channel(&target)?;
             let token = self.bearer().await?;
+            let channel = self.call_channel(endpoints.channel(&target)?, token.as_ref());
             let request = self.request(
                 body.clone(),
                 attempt_timeout,
@@ -623,6 +624,20 @@ impl KartotekClient {
             Some(source) => source.token().await.map(Some),
             None => Ok(None),
         }
+    }
+
+    /// `channel` for one call with `token`: a DPoP-bound token's calls carry proofs of the
+    /// token source's key.
+    pub(crate) fn call_channel(
+        &self,
+        channel: Channel,
+        token: Option<&BearerToken>,
+    ) -> ProofChannel {
+        let key = match (&self.inner.tokens, token) {
+            (Some(source), Some(t)) if t.is_dpop() => source.dpop_key(),
+            _ => None,
+        };
+        ProofChannel::new(channel, key)
     }
 
     /// One attempt's request: body, `grpc-timeout`, authorization and request id.

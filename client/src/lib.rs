@@ -29,6 +29,7 @@
 pub mod audit;
 mod client;
 mod config;
+mod dpop;
 mod endpoints;
 mod error;
 mod records;

@@ -284,8 +284,11 @@ impl LocatorWatch {
                 if let Some(p) = self.progress {
                     req.from_revision = p + 1;
                 }
-                let channel = self.client.inner.endpoints.channel(&self.target)?;
                 let token = self.client.bearer().await?;
+                let channel = self.client.call_channel(
+                    self.client.inner.endpoints.channel(&self.target)?,
+                    token.as_ref(),
+                );
                 let mut request =
                     self.client
                         .request(req, config.attempt_timeout(), None, token.as_ref());

@@ -65,15 +65,27 @@ pub const ASSERTION_LIFETIME_S: i64 = 60;
 /// One access token, ready to be sent. `Debug` never shows it.
 #[derive(Clone)]
 pub struct BearerToken {
-    /// `Bearer <token>`, marked sensitive.
+    /// `Bearer <token>` (or `DPoP <token>`), marked sensitive.
     header: AsciiMetadataValue,
     token: Arc<str>,
+    /// Bound to a key (RFC 9449): sent as `DPoP`, each call with a proof.
+    dpop: bool,
 }
 
 impl BearerToken {
     /// A bearer token from its compact text; it must be non-empty visible ASCII of at most
     /// [`ACCESS_TOKEN_BYTES_MAX`] bytes.
     pub fn new(token: &str) -> Result<BearerToken, ClientError> {
+        BearerToken::with_scheme(token, false)
+    }
+
+    /// A DPoP-bound token (RFC 9449): sent as `authorization: DPoP <token>`, every call with a
+    /// proof of the key it is bound to ([`TokenSource::dpop_key`]).
+    pub fn dpop(token: &str) -> Result<BearerToken, ClientError> {
+        BearerToken::with_scheme(token, true)
+    }
+
+    fn with_scheme(token: &str, dpop: bool) -> Result<BearerToken, ClientError> {
         if token.is_empty() || token.len() > ACCESS_TOKEN_BYTES_MAX {
             return Err(ClientError::Config(format!(
                 "an access token must be 1 to {ACCESS_TOKEN_BYTES_MAX} bytes"
@@ -84,13 +96,20 @@ impl BearerToken {
                 "token must be printable ASCII without spaces".into(),
             ));
         }
-        let mut header = AsciiMetadataValue::try_from(format!("Bearer {token}"))
+        let scheme = if dpop { "DPoP" } else { "Bearer" };
+        let mut header = AsciiMetadataValue::try_from(format!("{scheme} {token}"))
             .map_err(|_| ClientError::Config("token is not a valid header value".into()))?;
         header.set_sensitive(true);
         Ok(BearerToken {
             header,
             token: token.into(),
+            dpop,
         })
+    }
+
+    /// Whether the token is DPoP-bound.
+    pub fn is_dpop(&self) -> bool {
+        self.dpop
     }
 
     /// The token's compact text (for `kartotek token`; never log it).
@@ -126,6 +145,11 @@ pub trait TokenSource: Send + Sync + fmt::Debug + 'static {
     /// that the next [`token`](Self::token) gets a new one.
     fn invalidate(&self, rejected: &BearerToken) {
         let _ = rejected;
+    }
+
+    /// The key DPoP-bound tokens of this source are bound to (none: Bearer tokens only).
+    fn dpop_key(&self) -> Option<Arc<SigningKey>> {
+        None
     }
 }
 
@@ -321,6 +345,8 @@ pub struct ClientCredentials {
     fetching: tokio::sync::Mutex<()>,
     /// A token exchange instead of `client_credentials`.
     exchange: Option<Exchange>,
+    /// Ask for DPoP-bound tokens (RFC 9449), bound to this key (made in memory).
+    dpop: Option<Arc<SigningKey>>,
 }
 
 impl fmt::Debug for ClientCredentials {
@@ -352,6 +378,7 @@ impl ClientCredentials {
             cached: Mutex::new(None),
             fetching: tokio::sync::Mutex::new(()),
             exchange: None,
+            dpop: None,
         })
     }
 
@@ -359,6 +386,17 @@ impl ClientCredentials {
     pub fn with_exchange(mut self, exchange: Exchange) -> ClientCredentials {
         self.exchange = Some(exchange);
         self
+    }
+
+    /// This source, asking for DPoP-bound tokens (RFC 9449): a key is made in memory for the
+    /// life of the process, each token request carries a proof of it, and every call with
+    /// the token carries a fresh proof (the client does this). A stolen token is then useless
+    /// without the key.
+    pub fn with_dpop(mut self) -> Result<ClientCredentials, ClientError> {
+        let key = SigningKey::generate_es256()
+            .map_err(|e| ClientError::Config(format!("making a DPoP key: {e}")))?;
+        self.dpop = Some(Arc::new(key));
+        Ok(self)
     }
 
     /// The client file this source uses.
@@ -440,19 +478,40 @@ impl ClientCredentials {
         if let Some(scope) = scope {
             form.push(("scope", scope));
         }
+        let proof = match &self.dpop {
+            None => None,
+            Some(key) => Some(
+                kartotek_auth::dpop::sign_proof(
+                    key,
+                    "POST",
+                    &self.file.token_endpoint,
+                    None,
+                    now_s,
+                )
+                .map_err(|e| fail(format!("signing the DPoP proof: {e}")))?,
+            ),
+        };
         let sent_at = Instant::now();
-        let body = post_form(&self.http, &self.endpoint, &form)
+        let body = post_form(&self.http, &self.endpoint, &form, proof.as_deref())
             .await
             .map_err(fail)?;
         let answer: TokenAnswer = serde_json::from_slice(&body)
             .map_err(|e| fail(format!("the answer is not a token response: {e}")))?;
-        if !answer.token_type.eq_ignore_ascii_case("bearer") {
-            return Err(fail(format!(
-                "token_type {:?} is not supported (Bearer only)",
-                cut(&answer.token_type)
-            )));
+        let token = match (
+            self.dpop.is_some(),
+            answer.token_type.to_ascii_lowercase().as_str(),
+        ) {
+            (false, "bearer") => BearerToken::new(&answer.access_token),
+            (true, "dpop") => BearerToken::dpop(&answer.access_token),
+            (want_dpop, _) => {
+                return Err(fail(format!(
+                    "token_type {:?}, expected {}",
+                    cut(&answer.token_type),
+                    if want_dpop { "DPoP" } else { "Bearer" }
+                )));
+            }
         }
-        let token = BearerToken::new(&answer.access_token).map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(e.to_string()))?;
         let lifetime = Duration::from_secs(answer.expires_in);
         let early = Duration::from_secs(RENEW_BEFORE_EXPIRY_S).min(lifetime / 2);
         Ok(Cached {
@@ -476,15 +535,20 @@ async fn post_form(
     http: &Http,
     endpoint: &hyper::Uri,
     form: &[(&str, &str)],
+    dpop: Option<&str>,
 ) -> Result<Bytes, String> {
     let body =
         serde_urlencoded::to_string(form).map_err(|e| format!("encoding the request: {e}"))?;
-    let request = hyper::Request::post(endpoint.clone())
+    let mut request = hyper::Request::post(endpoint.clone())
         .header(
             hyper::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",
         )
-        .header(hyper::header::ACCEPT, "application/json")
+        .header(hyper::header::ACCEPT, "application/json");
+    if let Some(proof) = dpop {
+        request = request.header("dpop", proof);
+    }
+    let request = request
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| format!("building the request: {e}"))?;
     let answer = async {
@@ -562,6 +626,7 @@ pub async fn dev_login(file: &ClientFile, pid: &str) -> Result<BearerToken, Clie
         &http,
         &endpoint,
         &[("pid", pid), ("client_id", &file.client_id)],
+        None,
     )
     .await
     .map_err(&fail)?;
@@ -580,6 +645,10 @@ pub async fn dev_login(file: &ClientFile, pid: &str) -> Result<BearerToken, Clie
 impl TokenSource for ClientCredentials {
     fn token(&self) -> BoxFuture<'_, Result<BearerToken, ClientError>> {
         Box::pin(self.get())
+    }
+
+    fn dpop_key(&self) -> Option<Arc<SigningKey>> {
+        self.dpop.clone()
     }
 
     fn invalidate(&self, rejected: &BearerToken) {

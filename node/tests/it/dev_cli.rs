@@ -2,7 +2,9 @@
 //! the health service's client file `kartotek dev` wrote, registers and looks up an entry
 //! (without one: "unauthenticated"; `admin remove` with it: "permission denied"); `kill -9` of the leader's pid from `cluster.json` is
 //! survived; citizens log in at the dev login and use the token exchange (own data, acting
-//! for a child by representation, refusals); `kartotek admin status` shows the new leader; the dev frontend answers
+//! for a child by representation, refusals); DPoP-bound tokens from the dev frontend work with
+//! `--dpop` and are refused without a proof, with one for another method and with a replayed
+//! one; `kartotek admin status` shows the new leader; the dev frontend answers
 //! `GET /healthz` at the address `cluster.json` names; Ctrl-C stops everything.
 
 use crate::common;
@@ -269,6 +271,7 @@ fn dev_cluster_quick_start_survives_leader_kill() {
     );
 
     citizen_flows(&endpoints, &service, &data.join("clients/citizen-app.json"));
+    dpop_flows(&endpoints, &service, &p);
 
     // kill -9 the leader by its pid from cluster.json.
     let (leader, old_term) =
@@ -506,4 +509,98 @@ impl Drop for Guard {
             let _ = kill(Pid::from_raw(self.0 as i32), Signal::SIGKILL);
         }
     }
+}
+
+/// DPoP (RFC 9449) through `kartotek dev`: the CLI with `--dpop` gets a bound token from the
+/// frontend and proves the key on each call; the same token is refused as Bearer, without a
+/// proof, with a proof for another method, and with a proof used before.
+fn dpop_flows(endpoints: &str, service: &Path, p: &str) {
+    use kartotek_client::token::TokenSource;
+    use kartotek_proto::v1::LookupLocatorRequest;
+    use kartotek_proto::v1::locator_service_client::LocatorServiceClient;
+    use tonic::metadata::MetadataValue;
+
+    let v = json(&kartotek(
+        endpoints,
+        Some(service),
+        &["--dpop", "locator", "lookup", "--patient", p, "--json"],
+    ));
+    assert_eq!(v["entries"][0]["system"], "dips-arena", "{v}");
+    fails_with(
+        &kartotek(endpoints, Some(service), &["--dpop", "token"]),
+        "Bearer tokens",
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async {
+        let source = kartotek_client::ClientCredentials::from_file(service)
+            .and_then(|s| s.with_dpop())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (token, _) = source
+            .fetch_token(None)
+            .await
+            .unwrap_or_else(|e| panic!("a DPoP-bound token from the dev frontend: {e}"));
+        assert!(token.is_dpop());
+        let key = source.dpop_key().unwrap_or_else(|| panic!("no key"));
+        let first = endpoints.split(',').next().unwrap_or_default();
+        let channel = tonic::transport::Channel::from_shared(format!("http://{first}"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let lookup = |scheme: &'static str, proof: Option<String>| {
+            let channel = channel.clone();
+            let token = token.secret().to_owned();
+            let p = p.to_owned();
+            async move {
+                let mut r = tonic::Request::new(LookupLocatorRequest {
+                    patient: p,
+                    ..Default::default()
+                });
+                let md = r.metadata_mut();
+                md.insert(
+                    "authorization",
+                    MetadataValue::try_from(format!("{scheme} {token}"))
+                        .unwrap_or_else(|e| panic!("{e}")),
+                );
+                if let Some(proof) = proof {
+                    md.insert(
+                        "dpop",
+                        MetadataValue::try_from(proof).unwrap_or_else(|e| panic!("{e}")),
+                    );
+                }
+                LocatorServiceClient::new(channel)
+                    .lookup(r)
+                    .await
+                    .map(|_| ())
+                    .map_err(|s| (s.code(), s.message().to_owned()))
+            }
+        };
+        let now_s = kartotek_domain::Timestamp::now().0.div_euclid(1000);
+        let proof = |htu: &str| {
+            kartotek_auth::dpop::sign_proof(&key, "POST", htu, Some(token.secret()), now_s)
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let refused = |r: Result<(), (tonic::Code, String)>, want: &str| match r {
+            Err((tonic::Code::Unauthenticated, m)) => assert!(m.contains(want), "{m}"),
+            other => panic!("expected UNAUTHENTICATED ({want}), got {other:?}"),
+        };
+        const LOOKUP: &str = "https://kartotek/kartotek.v1.LocatorService/Lookup";
+        refused(lookup("Bearer", None).await, "DPoP-bound");
+        refused(lookup("DPoP", None).await, "needs a `dpop` proof");
+        refused(
+            lookup(
+                "DPoP",
+                Some(proof("https://kartotek/kartotek.v1.LocatorService/Retire")),
+            )
+            .await,
+            "not this request",
+        );
+        let good = proof(LOOKUP);
+        assert_eq!(lookup("DPoP", Some(good.clone())).await, Ok(()));
+        refused(lookup("DPoP", Some(good)).await, "already used");
+    });
 }
