@@ -523,6 +523,38 @@ impl ClientCredentials {
     }
 }
 
+/// `GET url` (an `http://` or `https://` URL; TLS with the system's CA certificates) and the
+/// body of a 2xx answer, at most `bytes_max` bytes, within [`TOKEN_FETCH_TIMEOUT_MS`]: how the
+/// token service fetches a login provider's JWK Set (`jwks_uri`).
+pub async fn fetch_bytes(url: &str, bytes_max: usize) -> Result<Bytes, ClientError> {
+    let fail = |reason: String| ClientError::Token {
+        endpoint: url.to_owned(),
+        reason,
+    };
+    let uri = endpoint_uri(url).map_err(&fail)?;
+    let http = Http::for_endpoint(&uri)?;
+    let request = hyper::Request::get(uri)
+        .header(hyper::header::ACCEPT, "application/json")
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| fail(format!("building the request: {e}")))?;
+    let answer = async {
+        let response = http.send(request).await.map_err(|e| format!("{e}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("HTTP {status}"));
+        }
+        Limited::new(response.into_body(), bytes_max)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .map_err(|e| format!("reading the answer (at most {bytes_max} bytes): {e}"))
+    };
+    tokio::time::timeout(Duration::from_millis(TOKEN_FETCH_TIMEOUT_MS), answer)
+        .await
+        .map_err(|_| fail(format!("no answer within {TOKEN_FETCH_TIMEOUT_MS} ms")))?
+        .map_err(fail)
+}
+
 /// RFC 8693's grant type.
 const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// RFC 8693's token type of an OpenID Connect ID token (the citizen's login).

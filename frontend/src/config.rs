@@ -158,23 +158,43 @@ pub struct LoginProviderSettings {
     /// empty: the id of the Kartotek client that exchanges the token.
     #[serde(default)]
     pub audience: String,
-    /// The provider's JWK Set, saved to a file (refresh it when the provider rotates keys).
-    pub jwks_file: PathBuf,
+    /// The provider's JWK Set, saved to a file (re-read every
+    /// `citizen_login.jwks_refresh_interval_ms`). Give this or `jwks_uri`.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// The provider's JWK Set URL (ID-porten: `https://idporten.no/jwks.json`), fetched at start
+    /// and every `citizen_login.jwks_refresh_interval_ms`; a failed fetch keeps the keys it had.
+    /// `https://` (or `http://` on a loopback host, for tests). Give this or `jwks_file`.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
     /// Accepted `acr` values; empty: ID-porten's substantial and high.
     #[serde(default)]
     pub acr_allowed: Vec<String>,
 }
 
 /// How citizens prove who they are to the token exchange.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CitizenLoginSettings {
     /// Trusted external providers.
     pub providers: Vec<LoginProviderSettings>,
+    /// How often the providers' JWK Sets are fetched (`jwks_uri`) or re-read (`jwks_file`), so
+    /// that a provider's key rotation needs no restart; at least 10 000.
+    pub jwks_refresh_interval_ms: u64,
     /// DEV ONLY: the dev login at `/dev/login`, which issues a citizen login token for any
     /// synthetic national id without any proof. Refused unless the issuer is `http://` on a
     /// loopback host; `kartotek dev` turns it on.
     pub dev_login: bool,
+}
+
+impl Default for CitizenLoginSettings {
+    fn default() -> Self {
+        CitizenLoginSettings {
+            providers: Vec::new(),
+            jwks_refresh_interval_ms: 300_000,
+            dev_login: false,
+        }
+    }
 }
 
 impl Default for TokenSettings {
@@ -410,6 +430,36 @@ impl FrontendConfig {
                 ));
             }
         }
+        if l.jwks_refresh_interval_ms < 10_000 {
+            return Err(invalid(
+                "citizen_login.jwks_refresh_interval_ms",
+                "at least 10000 (a provider is not asked more than every 10 s)",
+            ));
+        }
+        for p in &l.providers {
+            match (&p.jwks_file, &p.jwks_uri) {
+                (Some(_), None) => {}
+                (None, Some(uri)) => {
+                    validate_base_url("citizen_login.providers.jwks_uri", uri)?;
+                    let loopback = uri.parse::<Uri>().ok().is_some_and(|u| {
+                        u.host()
+                            .is_some_and(|h| matches!(h, "127.0.0.1" | "localhost" | "[::1]"))
+                    });
+                    if !uri.starts_with("https://") && !loopback {
+                        return Err(invalid(
+                            "citizen_login.providers.jwks_uri",
+                            "must be https:// (http:// only on a loopback host)",
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(invalid(
+                        "citizen_login.providers",
+                        "give each provider one of jwks_file and jwks_uri",
+                    ));
+                }
+            }
+        }
         if l.dev_login && !self.is_dev_issuer() {
             return Err(invalid(
                 "citizen_login.dev_login",
@@ -626,6 +676,53 @@ mod tests {
         for (c, want) in token_cases {
             assert_eq!(field_of(&c), Some(want), "{c:?}");
         }
+        let provider = |file: Option<&str>, uri: Option<&str>| {
+            let mut c = ok.clone();
+            c.citizen_login.providers.push(LoginProviderSettings {
+                issuer: "https://idporten.no".into(),
+                audience: String::new(),
+                jwks_file: file.map(PathBuf::from),
+                jwks_uri: uri.map(str::to_owned),
+                acr_allowed: Vec::new(),
+            });
+            c
+        };
+        assert_eq!(field_of(&provider(Some("/k.json"), None)), None);
+        assert_eq!(
+            field_of(&provider(None, Some("https://idporten.no/jwks.json"))),
+            None
+        );
+        assert_eq!(
+            field_of(&provider(None, Some("http://127.0.0.1:9/jwks.json"))),
+            None
+        );
+        for (file, uri, want) in [
+            (None, None, "citizen_login.providers"),
+            (
+                Some("/k.json"),
+                Some("https://x/j"),
+                "citizen_login.providers",
+            ),
+            (
+                None,
+                Some("http://idporten.no/jwks.json"),
+                "citizen_login.providers.jwks_uri",
+            ),
+            (
+                None,
+                Some("ftp://idporten.no/jwks.json"),
+                "citizen_login.providers.jwks_uri",
+            ),
+        ] {
+            assert_eq!(
+                field_of(&provider(file, uri)),
+                Some(want),
+                "{file:?} {uri:?}"
+            );
+        }
+        let mut c = ok.clone();
+        c.citizen_login.jwks_refresh_interval_ms = 9_999;
+        assert_eq!(field_of(&c), Some("citizen_login.jwks_refresh_interval_ms"));
     }
 
     #[test]

@@ -70,4 +70,6 @@ pub(crate) struct AppState {
     pub(crate) token: Arc<token::TokenService>,
     /// The dev login (`citizen_login.dev_login`; dev only).
     pub(crate) dev_login: Option<Arc<token::dev_login::DevLogin>>,
+    /// The citizen login providers' keys, refreshed while the frontend serves.
+    pub(crate) login_keys: Option<Arc<token::login_keys::LoginKeys>>,
 }

@@ -6,13 +6,14 @@ use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
 use futures::FutureExt;
-use kartotek_auth::{Issuer, JtiReplayCache, LoginProvider, LoginVerifier};
+use kartotek_auth::{Issuer, JtiReplayCache};
 use kartotek_client::{ClientCredentials, ClientError, KartotekClient, SelfIssued, TokenSource};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -22,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::problem::HttpError;
 use crate::token::dev_login::{self, DevLogin};
 use crate::token::directory::ClusterDirectory;
+use crate::token::login_keys::LoginKeys;
 use crate::token::{FRONTEND_CLIENT_ID, FRONTEND_SCOPES, TokenService, TokenSetupError};
 use crate::{AppState, health, layer, metrics, token};
 
@@ -103,7 +105,12 @@ pub async fn serve(
         ),
         None => None,
     };
-    let router = app(config)?;
+    let every = Duration::from_millis(config.citizen_login.jwks_refresh_interval_ms);
+    let state = state(config)?;
+    if let Some(keys) = &state.login_keys {
+        crate::token::login_keys::spawn_refresh(keys.clone(), state.token.clone(), every);
+    }
+    let router = routes(state, Router::new());
     let local = listener.local_addr().map_err(FrontendError::Serve)?;
     tracing::info!(addr = %local, public_base_url = %public, tls = tls.is_some(), "frontend listening");
     match tls {
@@ -181,7 +188,15 @@ pub(crate) fn state(config: FrontendConfig) -> Result<AppState, FrontendError> {
     } else {
         None
     };
-    let logins = login_verifier(&config, dev_login.as_deref())?;
+    let login_keys = Arc::new(
+        LoginKeys::new(&config.citizen_login.providers, dev_login.clone()).map_err(|reason| {
+            TokenSetupError::Keys(kartotek_auth::KeyError::Malformed {
+                key: "citizen_login.providers.jwks_file".into(),
+                reason,
+            })
+        })?,
+    );
+    let logins = login_keys.verifier();
     let token = TokenService::new(
         &config,
         keys,
@@ -192,56 +207,8 @@ pub(crate) fn state(config: FrontendConfig) -> Result<AppState, FrontendError> {
     .with_logins(logins);
     let mut state = state_with(config, client, metrics, token);
     state.dev_login = dev_login;
+    state.login_keys = Some(login_keys);
     Ok(state)
-}
-
-/// The citizen login providers the token exchange trusts: each of `citizen_login.providers`
-/// (its JWK Set read from its file) and the dev login when it is on.
-fn login_verifier(
-    config: &FrontendConfig,
-    dev: Option<&DevLogin>,
-) -> Result<LoginVerifier, TokenSetupError> {
-    let mut providers = Vec::new();
-    for p in &config.citizen_login.providers {
-        let text = read_jwks_file(&p.jwks_file)?;
-        providers.push(LoginProvider::from_jwks_json(
-            &p.issuer,
-            &p.audience,
-            &text,
-            &p.acr_allowed,
-        )?);
-    }
-    if let Some(dev) = dev {
-        providers.push(dev.provider()?);
-    }
-    Ok(LoginVerifier::new(
-        providers,
-        kartotek_auth::LEEWAY_S_DEFAULT,
-    ))
-}
-
-/// Largest login-provider JWK Set file, bytes.
-const LOGIN_JWKS_FILE_BYTES_MAX: u64 = 256 * 1024;
-
-fn read_jwks_file(path: &std::path::Path) -> Result<String, TokenSetupError> {
-    use std::io::Read;
-    let fail = |reason: String| {
-        TokenSetupError::Keys(kartotek_auth::KeyError::Malformed {
-            key: path.display().to_string(),
-            reason,
-        })
-    };
-    let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-    let mut text = String::new();
-    file.take(LOGIN_JWKS_FILE_BYTES_MAX + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| fail(e.to_string()))?;
-    if text.len() as u64 > LOGIN_JWKS_FILE_BYTES_MAX {
-        return Err(fail(format!(
-            "larger than {LOGIN_JWKS_FILE_BYTES_MAX} bytes"
-        )));
-    }
-    Ok(text)
 }
 
 /// The shared state with a token service the caller built (tests use an in-memory
@@ -260,6 +227,7 @@ pub(crate) fn state_with(
         slots: Arc::new(Semaphore::new(slots)),
         token: Arc::new(token),
         dev_login: None,
+        login_keys: None,
     }
 }
 

@@ -52,6 +52,7 @@
 pub mod dev_login;
 pub mod directory;
 pub mod fuzzing;
+pub mod login_keys;
 pub mod routes;
 
 #[cfg(test)]
@@ -242,7 +243,7 @@ pub struct TokenService {
     directory: Arc<dyn ClientDirectory>,
     replay: Arc<dyn ReplayGuard>,
     metrics: Metrics,
-    logins: LoginVerifier,
+    logins: std::sync::RwLock<Arc<LoginVerifier>>,
     consent_scopes: Vec<String>,
     proofs: kartotek_auth::dpop::ProofReplayCache,
 }
@@ -307,16 +308,32 @@ impl TokenService {
             directory,
             replay,
             metrics,
-            logins: LoginVerifier::new(Vec::new(), kartotek_auth::LEEWAY_S_DEFAULT),
+            logins: std::sync::RwLock::new(Arc::new(LoginVerifier::new(
+                Vec::new(),
+                kartotek_auth::LEEWAY_S_DEFAULT,
+            ))),
             consent_scopes: config.token.consent_scopes.clone(),
             proofs: kartotek_auth::dpop::ProofReplayCache::default(),
         }
     }
 
     /// This service, trusting `logins` for the token exchange's citizen logins.
-    pub fn with_logins(mut self, logins: LoginVerifier) -> TokenService {
-        self.logins = logins;
+    pub fn with_logins(self, logins: LoginVerifier) -> TokenService {
+        self.set_logins(logins);
         self
+    }
+
+    /// Trusts `logins` from now on (the providers' keys were refreshed).
+    pub fn set_logins(&self, logins: LoginVerifier) {
+        *self.logins.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(logins);
+    }
+
+    /// The login verifier now.
+    fn logins(&self) -> Arc<LoginVerifier> {
+        self.logins
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The issuer.
@@ -706,13 +723,13 @@ impl TokenService {
         let login = form
             .get("subject_token")?
             .ok_or_else(|| OAuthError::invalid_request("subject_token is missing"))?;
-        if self.logins.is_empty() {
+        let logins = self.logins();
+        if logins.is_empty() {
             return Err(OAuthError::unauthorized_client(
-                "no citizen login provider is configured ([citizen_login])",
+                "no citizen login provider is configured ([citizen_login]), or none has keys yet",
             ));
         }
-        let citizen = self
-            .logins
+        let citizen = logins
             .verify(login, &client.client_id, now_s)
             .map_err(|e| OAuthError::invalid_grant(format!("subject_token: {e}")))?;
         let own = citizen.national_id.as_str().to_owned();
