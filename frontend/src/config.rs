@@ -140,6 +140,12 @@ pub struct TokenSettings {
     /// Scopes that a token exchanged for a person carries only when that person has granted
     /// the exchanging client a consent for the scope (consent-gated APIs of the catalog).
     pub consent_scopes: Vec<String>,
+    /// Token requests (token, revoke, introspect) one client may make per second at this
+    /// instance, after a burst of `request_burst_per_client`; more are answered 429 with
+    /// `Retry-After`. 0: no limit. Each request is one write to the cluster's token ledger.
+    pub requests_per_client_per_s: u32,
+    /// The burst of `requests_per_client_per_s` (at least 1).
+    pub request_burst_per_client: u32,
 }
 
 /// Most `token.consent_scopes`.
@@ -206,6 +212,8 @@ impl Default for TokenSettings {
             access_token_lifetime_s: 300,
             request_bytes_max: 16 * 1024,
             consent_scopes: Vec::new(),
+            requests_per_client_per_s: 20,
+            request_burst_per_client: 60,
         }
     }
 }
@@ -399,6 +407,12 @@ impl FrontendConfig {
             return Err(invalid(
                 "token.consent_scopes",
                 format!("at most {CONSENT_SCOPES_MAX}"),
+            ));
+        }
+        if t.requests_per_client_per_s > 0 && t.request_burst_per_client == 0 {
+            return Err(invalid(
+                "token.request_burst_per_client",
+                "must be at least 1 when requests_per_client_per_s is set",
             ));
         }
         for s in &t.consent_scopes {

@@ -31,6 +31,11 @@ struct Pair {
 /// Two frontends sharing signing keys and a registry with clients `ehr-1`, `ehr-2` and
 /// `greedy` (which is allowed the ledger scope, as a misconfigured record might be).
 fn pair() -> Pair {
+    pair_with(|_| {})
+}
+
+/// [`pair`] with a configuration tweak.
+fn pair_with(tweak: fn(&mut FrontendConfig)) -> Pair {
     let key = SigningKey::generate_es256().unwrap();
     let directory = Arc::new(MemoryDirectory::new());
     for (id, extra) in [
@@ -52,6 +57,7 @@ fn pair() -> Pair {
     let frontend = || {
         let mut config = FrontendConfig::default();
         config.cluster.readiness_timeout_ms = 50;
+        tweak(&mut config);
         let metrics = Metrics::new();
         let token = TokenService::new(
             &config,
@@ -78,14 +84,24 @@ fn post(path: &str, pairs: &[(&str, &str)]) -> Request<Body> {
 }
 
 async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
+    let (status, body, _) = call_with_headers(app, req).await;
+    (status, body)
+}
+
+async fn call_with_headers(
+    app: &Router,
+    req: Request<Body>,
+) -> (StatusCode, Value, axum::http::HeaderMap) {
     let response = app.clone().oneshot(req).await.unwrap();
     let status = response.status();
+    let headers = response.headers().clone();
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
         .unwrap();
     (
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        headers,
     )
 }
 
@@ -234,4 +250,51 @@ async fn the_metadata_names_revocation_and_introspection() {
         body["introspection_endpoint"],
         format!("{ISS}/connect/introspect")
     );
+}
+
+#[tokio::test]
+async fn one_client_over_its_rate_waits_and_others_do_not() {
+    let p = pair_with(|c| {
+        c.token.requests_per_client_per_s = 1;
+        c.token.request_burst_per_client = 2;
+    });
+    let token_req = |who: &str| {
+        p.authed(
+            "/connect/token",
+            who,
+            &[("grant_type", "client_credentials")],
+        )
+    };
+    for _ in 0..2 {
+        let (status, body) = call(&p.a, token_req("ehr-1")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body, headers) = call_with_headers(&p.a, token_req("ehr-1")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert_eq!(
+        headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    // Another client is not slowed down: forged assertions naming ehr-2 cost it nothing.
+    let stranger = SigningKey::generate_es256().unwrap();
+    for _ in 0..3 {
+        let forged = sign_client_assertion(&stranger, "ehr-2", ISS, now_s(), 30).unwrap();
+        let req = post(
+            "/connect/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", &forged),
+            ],
+        );
+        let (status, _) = call(&p.a, req).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    for _ in 0..2 {
+        let (status, body) = call(&p.a, token_req("ehr-2")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
 }

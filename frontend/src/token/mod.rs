@@ -35,6 +35,8 @@
 //!   the cluster through `kartotek-client`, or memory (tests).
 //! - [`dev_login`]: DEV ONLY, a stand-in for ID-porten at `/dev/login`.
 //! - [`fuzzing`]: the token endpoint's fuzz entry point (`fuzz/`), also a property test.
+//! - [`login_keys`]: the citizen login providers' keys, fetched or re-read while serving.
+//! - [`rate`]: the per-client token-request rate limit (`token.requests_per_client_per_s`).
 //! - [`routes`]: the HTTP handlers.
 //!
 //! A token request is refused unless: the body is a form of at most `token.request_bytes_max`
@@ -53,6 +55,7 @@ pub mod dev_login;
 pub mod directory;
 pub mod fuzzing;
 pub mod login_keys;
+pub mod rate;
 pub mod routes;
 
 #[cfg(test)]
@@ -115,6 +118,8 @@ pub struct OAuthError {
     pub error: &'static str,
     /// A human-readable reason, never secret.
     pub description: String,
+    /// `Retry-After` seconds (a 429 of the per-client rate limit).
+    pub retry_after_s: Option<u64>,
 }
 
 impl OAuthError {
@@ -123,6 +128,21 @@ impl OAuthError {
             status,
             error,
             description: description.into(),
+            retry_after_s: None,
+        }
+    }
+
+    /// 429 `temporarily_unavailable`: the client's token requests are over its rate; retry
+    /// after `wait`.
+    pub fn too_many(wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        OAuthError {
+            retry_after_s: Some(secs),
+            ..OAuthError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "temporarily_unavailable",
+                format!("too many token requests from this client; retry in {secs} s"),
+            )
         }
     }
 
@@ -196,6 +216,11 @@ impl IntoResponse for OAuthError {
         let body = json!({"error": self.error, "error_description": self.description});
         let mut response = (self.status, axum::Json(body)).into_response();
         no_store(&mut response);
+        if let Some(secs) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         // RFC 6749 §5.2 shape, not a problem document: the request layer leaves it alone.
         response
             .extensions_mut()
@@ -246,6 +271,7 @@ pub struct TokenService {
     logins: std::sync::RwLock<Arc<LoginVerifier>>,
     consent_scopes: Vec<String>,
     proofs: kartotek_auth::dpop::ProofReplayCache,
+    rates: rate::ClientRates,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -314,6 +340,11 @@ impl TokenService {
             ))),
             consent_scopes: config.token.consent_scopes.clone(),
             proofs: kartotek_auth::dpop::ProofReplayCache::default(),
+            rates: rate::ClientRates::new(
+                config.token.requests_per_client_per_s,
+                config.token.request_burst_per_client,
+                rate::RATE_CLIENTS_MAX,
+            ),
         }
     }
 
@@ -625,6 +656,10 @@ impl TokenService {
             now_s,
         )
         .map_err(assertion_error)?;
+        // Charged only now that the assertion is the client's own.
+        self.rates
+            .take(&client_id, std::time::Instant::now())
+            .map_err(OAuthError::too_many)?;
         // Scopes are checked before the jti is spent, so a refused scope can be retried with
         // the same assertion; the grant-specific checks after this point cannot.
         if let Some(requested) = form.get("scope")? {
