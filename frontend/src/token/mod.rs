@@ -545,7 +545,6 @@ impl TokenService {
             tracing::warn!(error = %e, "revoking in the token ledger");
             OAuthError::unavailable("the token ledger is unavailable")
         })?;
-        self.metrics.token_issued("revocation");
         tracing::info!(client_id = %client.client_id, "token revoked");
         Ok(())
     }
