@@ -35,7 +35,7 @@ impl ProofChannel {
 /// The proof for a call to `path` with `authorization` (none when it is not `DPoP <token>`).
 fn proof_for(key: &SigningKey, authorization: Option<&str>, path: &str) -> Option<String> {
     let token = authorization?.strip_prefix("DPoP ")?;
-    let now_s = kartotek_domain::Timestamp::now().0.div_euclid(1000);
+    let now_s = crate::token::unix_now_s();
     let htu = format!("{PROOF_AUTHORITY}{path}");
     match kartotek_auth::dpop::sign_proof(key, "POST", &htu, Some(token), now_s) {
         Ok(p) => Some(p),
@@ -84,7 +84,7 @@ mod tests {
         assert_eq!(proof_for(&key, Some("Bearer abc"), "/x"), None);
         let path = "/kartotek.v1.LocatorService/Lookup";
         let proof = proof_for(&key, Some("DPoP abc"), path).unwrap_or_default();
-        let now_s = kartotek_domain::Timestamp::now().0.div_euclid(1000);
+        let now_s = crate::token::unix_now_s();
         let checked = verify_proof(
             &proof,
             "POST",

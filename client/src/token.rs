@@ -770,7 +770,7 @@ impl TokenSource for SelfIssued {
     }
 }
 
-fn unix_now_s() -> i64 {
+pub(crate) fn unix_now_s() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

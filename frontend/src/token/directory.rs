@@ -437,7 +437,7 @@ impl ClientDirectory for MemoryDirectory {
     }
 
     fn spend<'a>(&'a self, ids: &'a [LedgerId]) -> BoxFuture<'a, Result<Spent, DirectoryError>> {
-        let now_s = kartotek_domain::Timestamp::now().0.div_euclid(1000);
+        let now_s = super::routes::now_s();
         let mut ledger = self.ledger.write().unwrap_or_else(|e| e.into_inner());
         let key = |id: &LedgerId| (id.kind, id.client_id.clone(), id.jti.clone());
         let replayed = ids
