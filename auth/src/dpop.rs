@@ -11,7 +11,18 @@
 //! query or fragment; see [`HtuMatch`]); `iat` within [`DPOP_PROOF_MAX_AGE_S`] (and the leeway)
 //! of now; `jti` 1 to [`DPOP_JTI_BYTES_MAX`] bytes; `ath` equal to the presented token's hash
 //! (and absent when none is presented). Replay of a `jti` is the caller's to refuse (it owns
-//! the cache; see [`ProofReplayCache`]). Server nonces (RFC 9449 §8) are not used yet.
+//! the cache; see [`ProofReplayCache`]).
+//!
+//! # Server nonces (RFC 9449 §8)
+//!
+//! A server that wants proofs made *now*, not pre-made by a thief who once held the key,
+//! hands out a nonce (`DPoP-Nonce` header) and refuses a proof without the current one with
+//! the error `use_dpop_nonce`. [`NonceKey`] makes them stateless, so any instance behind a
+//! load balancer checks another's: a nonce is `<window>.<HMAC-SHA256(secret, window)>`, where
+//! the window is `now / window_s`, and it is taken in its own window and the next one (it
+//! lives `window_s` to `2 × window_s`). The secret comes from the token service's key file
+//! ([`SigningKeySet::derived_secret`](crate::SigningKeySet::derived_secret)), which every
+//! instance shares.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -38,6 +49,10 @@ pub const DPOP_LEEWAY_S: i64 = 5;
 pub const DPOP_JTI_BYTES_MAX: usize = 128;
 /// Longest `htu`, in bytes.
 pub const DPOP_HTU_BYTES_MAX: usize = 2048;
+/// Longest proof `nonce`, in bytes (ours are 60).
+pub const DPOP_NONCE_BYTES_MAX: usize = 256;
+/// Shortest and longest nonce window, in seconds.
+pub const DPOP_NONCE_WINDOW_S_RANGE: std::ops::RangeInclusive<i64> = 10..=3600;
 
 /// Why a proof was refused (safe to show the caller).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,6 +95,10 @@ pub enum DpopError {
     /// The proof's key is not the one the token is bound to.
     #[error("the access token is bound to another key (cnf.jkt)")]
     WrongKey,
+    /// The proof has no `nonce`, or not a current one of this server (answer with
+    /// `use_dpop_nonce` and a fresh `DPoP-Nonce`).
+    #[error("DPoP proof must carry the server's current nonce (DPoP-Nonce header): {0}")]
+    UseNonce(String),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -90,6 +109,8 @@ struct ProofClaims {
     iat: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ath: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nonce: Option<String>,
 }
 
 /// A verified proof.
@@ -101,6 +122,8 @@ pub struct DpopProof {
     pub jti: String,
     /// When it was made.
     pub iat: i64,
+    /// The server nonce it carries (at most [`DPOP_NONCE_BYTES_MAX`] bytes).
+    pub nonce: Option<String>,
 }
 
 /// How `htu` is compared with the request's URL.
@@ -127,6 +150,18 @@ pub fn sign_proof(
     access_token: Option<&str>,
     now_s: i64,
 ) -> Result<String, IssueError> {
+    sign_proof_with_nonce(key, htm, htu, access_token, None, now_s)
+}
+
+/// [`sign_proof`] carrying the server's `nonce`.
+pub fn sign_proof_with_nonce(
+    key: &SigningKey,
+    htm: &str,
+    htu: &str,
+    access_token: Option<&str>,
+    nonce: Option<&str>,
+    now_s: i64,
+) -> Result<String, IssueError> {
     let mut header = Header::new(key.alg().jwt());
     header.typ = Some(DPOP_PROOF_TYPE.to_owned());
     let mut jwk = key.public_key().jwk();
@@ -140,6 +175,7 @@ pub fn sign_proof(
         htu: htu.to_owned(),
         iat: now_s,
         ath: access_token.map(token_hash),
+        nonce: nonce.map(str::to_owned),
     };
     jsonwebtoken::encode(&header, &claims, key.encoding_key())
         .map_err(|e| IssueError::Sign(e.to_string()))
@@ -243,11 +279,107 @@ pub fn verify_proof(
         (Some(token), Some(ath)) if *ath == token_hash(token) => {}
         _ => return Err(DpopError::WrongTokenHash),
     }
+    if claims
+        .nonce
+        .as_ref()
+        .is_some_and(|n| n.is_empty() || n.len() > DPOP_NONCE_BYTES_MAX)
+    {
+        return Err(DpopError::Malformed(format!(
+            "nonce must be 1 to {DPOP_NONCE_BYTES_MAX} bytes"
+        )));
+    }
     Ok(DpopProof {
         jkt: key.thumbprint(),
         jti: claims.jti,
         iat: claims.iat,
+        nonce: claims.nonce,
     })
+}
+
+/// Makes and checks stateless server nonces (see the [module docs](self#server-nonces-rfc-9449-8)).
+pub struct NonceKey {
+    sign: jsonwebtoken::EncodingKey,
+    check: jsonwebtoken::DecodingKey,
+    window_s: i64,
+}
+
+impl std::fmt::Debug for NonceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NonceKey")
+            .field("window_s", &self.window_s)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a nonce's MAC covers besides its window (so the secret's MACs mean nothing else).
+const NONCE_MAC_LABEL: &str = "kartotek dpop nonce v1 ";
+
+impl NonceKey {
+    /// Nonces under `secret` for windows of `window_s` (clamped to
+    /// [`DPOP_NONCE_WINDOW_S_RANGE`]).
+    pub fn new(secret: &[u8; 32], window_s: i64) -> NonceKey {
+        // The library refuses only an empty secret.
+        let (Ok(sign), Ok(check)) = (
+            jsonwebtoken::EncodingKey::from_secret(secret),
+            jsonwebtoken::DecodingKey::from_secret(secret),
+        ) else {
+            unreachable!("a 32-byte HMAC secret is not empty");
+        };
+        NonceKey {
+            sign,
+            check,
+            window_s: window_s.clamp(
+                *DPOP_NONCE_WINDOW_S_RANGE.start(),
+                *DPOP_NONCE_WINDOW_S_RANGE.end(),
+            ),
+        }
+    }
+
+    fn mac_input(window: i64) -> String {
+        format!("{NONCE_MAC_LABEL}{window}")
+    }
+
+    /// The nonce to hand out at `now_s`.
+    pub fn issue(&self, now_s: i64) -> String {
+        let window = now_s.div_euclid(self.window_s);
+        // HS256 over a short string cannot fail; an empty MAC would only make the nonce
+        // fail its own check.
+        let mac = jsonwebtoken::crypto::sign(
+            Self::mac_input(window).as_bytes(),
+            &self.sign,
+            jsonwebtoken::Algorithm::HS256,
+        )
+        .unwrap_or_default();
+        format!("{window}.{mac}")
+    }
+
+    /// Whether `proof` carries a nonce of this key that is current at `now_s`.
+    pub fn check(&self, proof: &DpopProof, now_s: i64) -> Result<(), DpopError> {
+        let nonce = proof
+            .nonce
+            .as_deref()
+            .ok_or_else(|| DpopError::UseNonce("the proof has none".into()))?;
+        let (window, mac) = nonce
+            .split_once('.')
+            .and_then(|(w, mac)| Some((w.parse::<i64>().ok()?, mac)))
+            .ok_or_else(|| DpopError::UseNonce("not one of this server's".into()))?;
+        let now_window = now_s.div_euclid(self.window_s);
+        if window != now_window && window != now_window.saturating_sub(1) {
+            return Err(DpopError::UseNonce("it has expired".into()));
+        }
+        // The library's HMAC check compares in constant time.
+        let genuine = jsonwebtoken::crypto::verify(
+            mac,
+            Self::mac_input(window).as_bytes(),
+            &self.check,
+            jsonwebtoken::Algorithm::HS256,
+        )
+        .unwrap_or(false);
+        if !genuine {
+            return Err(DpopError::UseNonce("not one of this server's".into()));
+        }
+        Ok(())
+    }
 }
 
 /// Most proof `jti`s a [`ProofReplayCache`] remembers.
@@ -360,5 +492,53 @@ mod tests {
             cache.check_and_record(&v, NOW + 1),
             Err(DpopError::Replayed)
         );
+    }
+
+    #[test]
+    fn nonces_are_taken_in_their_window_and_the_next_and_only_from_their_key() {
+        let k = key();
+        let nonces = NonceKey::new(&[7; 32], 60);
+        let proof_with = |nonce: Option<&str>, at: i64| {
+            let p = sign_proof_with_nonce(&k, "POST", URL, None, nonce, at)
+                .unwrap_or_else(|e| panic!("{e}"));
+            verify_proof(&p, "POST", URL, HtuMatch::Url, None, at).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let start = 1_800_000_020; // window 30_000_000 starts at 1_800_000_000
+        let nonce = nonces.issue(start);
+        assert_eq!(
+            proof_with(Some(&nonce), start).nonce.as_deref(),
+            Some(&*nonce)
+        );
+        // Another instance with the same secret takes it; in this window and the next.
+        let twin = NonceKey::new(&[7; 32], 60);
+        assert!(twin.check(&proof_with(Some(&nonce), start), start).is_ok());
+        assert!(
+            twin.check(&proof_with(Some(&nonce), start + 99), start + 99)
+                .is_ok()
+        );
+        let refused = |key: &NonceKey, nonce: Option<&str>, at: i64| match key
+            .check(&proof_with(nonce, at), at)
+        {
+            Err(DpopError::UseNonce(why)) => why,
+            other => panic!("{nonce:?} at {at}: {other:?}"),
+        };
+        assert!(refused(&nonces, Some(&nonce), start + 100).contains("expired"));
+        assert!(refused(&nonces, None, start).contains("none"));
+        let other = NonceKey::new(&[8; 32], 60);
+        assert!(refused(&other, Some(&nonce), start).contains("not one"));
+        // A future window, a forged MAC, garbage.
+        let (w, mac) = nonce.split_once('.').unwrap_or_default();
+        let future = format!("{}.{mac}", w.parse::<i64>().unwrap_or_default() + 1);
+        assert!(refused(&nonces, Some(&future), start).contains("expired"));
+        assert!(refused(&nonces, Some(&format!("{w}.AAAA")), start).contains("not one"));
+        assert!(refused(&nonces, Some("garbage"), start).contains("not one"));
+        // An over-long nonce is not a proof at all.
+        let long = "n".repeat(DPOP_NONCE_BYTES_MAX + 1);
+        let p = sign_proof_with_nonce(&k, "POST", URL, None, Some(&long), start)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            verify_proof(&p, "POST", URL, HtuMatch::Url, None, start),
+            Err(DpopError::Malformed(_))
+        ));
     }
 }

@@ -778,11 +778,45 @@ impl SigningKeySet {
     pub fn keys(&self) -> impl Iterator<Item = &SigningKey> {
         self.entries.iter().map(|e| &e.key)
     }
+
+    /// A 32-byte secret for `label`, derived from every key's private part (SHA-256 of the
+    /// label and the keys sorted by `kid`): every instance with the same key file derives the
+    /// same secret, and nothing else can. It changes when the file's keys change (the DPoP
+    /// nonce key: instances then disagree only until they all have the new file).
+    pub fn derived_secret(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        let mut keys: Vec<&SigningKey> = self.keys().collect();
+        keys.sort_by(|a, b| a.kid().cmp(b.kid()));
+        let mut hash = Sha256::new();
+        hash.update(label.as_bytes());
+        hash.update([0u8]);
+        for key in keys {
+            for part in [key.kid().as_bytes(), &key.d[..]] {
+                hash.update((part.len() as u64).to_be_bytes());
+                hash.update(part);
+            }
+        }
+        Zeroizing::new(hash.finalize().into())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_derived_secret_is_the_same_for_the_same_keys_and_differs_otherwise() {
+        let set = SigningKeySet::single(SigningKey::generate_es256().unwrap());
+        let copy = SigningKeySet::from_jwks_json(&set.to_jwks_json()).unwrap();
+        assert_eq!(*set.derived_secret("a"), *copy.derived_secret("a"));
+        assert_ne!(*set.derived_secret("a"), *set.derived_secret("b"));
+        let other = SigningKeySet::single(SigningKey::generate_es256().unwrap());
+        assert_ne!(*set.derived_secret("a"), *other.derived_secret("a"));
+        let mut rotated = copy.clone();
+        rotated
+            .rotate(SigningKey::generate_ed25519().unwrap(), 1_800_000_000)
+            .unwrap();
+        assert_ne!(*set.derived_secret("a"), *rotated.derived_secret("a"));
+    }
 
     #[test]
     fn generated_keys_round_trip_through_jwk_and_file() {

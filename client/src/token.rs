@@ -347,6 +347,8 @@ pub struct ClientCredentials {
     exchange: Option<Exchange>,
     /// Ask for DPoP-bound tokens (RFC 9449), bound to this key (made in memory).
     dpop: Option<Arc<SigningKey>>,
+    /// The token service's last DPoP nonce (RFC 9449 §8), put in the next proof.
+    dpop_nonce: Mutex<Option<String>>,
 }
 
 impl fmt::Debug for ClientCredentials {
@@ -379,6 +381,7 @@ impl ClientCredentials {
             fetching: tokio::sync::Mutex::new(()),
             exchange: None,
             dpop: None,
+            dpop_nonce: Mutex::new(None),
         })
     }
 
@@ -438,11 +441,33 @@ impl ClientCredentials {
         Ok((c.token, c.expires_in_s))
     }
 
+    /// One token request; with DPoP, once more if the token service asks for its nonce
+    /// (`use_dpop_nonce`, RFC 9449 §8) — a fresh assertion and a proof with the nonce.
     async fn fetch(&self, scope: Option<&str>) -> Result<Cached, ClientError> {
         let fail = |reason: String| ClientError::Token {
             endpoint: self.file.token_endpoint.clone(),
             reason,
         };
+        match self.fetch_once(scope).await {
+            Err(refusal)
+                if self.dpop.is_some()
+                    && refusal.error.as_deref() == Some("use_dpop_nonce")
+                    && refusal.dpop_nonce.is_some() =>
+            {
+                self.fetch_once(scope).await.map_err(|r| fail(r.reason))
+            }
+            other => other.map_err(|r| fail(r.reason)),
+        }
+    }
+
+    fn remember_nonce(&self, nonce: Option<&String>) {
+        if let Some(n) = nonce {
+            *self.dpop_nonce.lock().unwrap_or_else(|e| e.into_inner()) = Some(n.clone());
+        }
+    }
+
+    async fn fetch_once(&self, scope: Option<&str>) -> Result<Cached, FormRefusal> {
+        let fail = FormRefusal::local;
         let now_s = unix_now_s();
         let assertion = sign_client_assertion(
             &self.key,
@@ -480,21 +505,32 @@ impl ClientCredentials {
         }
         let proof = match &self.dpop {
             None => None,
-            Some(key) => Some(
-                kartotek_auth::dpop::sign_proof(
-                    key,
-                    "POST",
-                    &self.file.token_endpoint,
-                    None,
-                    now_s,
+            Some(key) => {
+                let nonce = self
+                    .dpop_nonce
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                Some(
+                    kartotek_auth::dpop::sign_proof_with_nonce(
+                        key,
+                        "POST",
+                        &self.file.token_endpoint,
+                        None,
+                        nonce.as_deref(),
+                        now_s,
+                    )
+                    .map_err(|e| fail(format!("signing the DPoP proof: {e}")))?,
                 )
-                .map_err(|e| fail(format!("signing the DPoP proof: {e}")))?,
-            ),
+            }
         };
         let sent_at = Instant::now();
-        let body = post_form(&self.http, &self.endpoint, &form, proof.as_deref())
-            .await
-            .map_err(fail)?;
+        let answered = post_form(&self.http, &self.endpoint, &form, proof.as_deref()).await;
+        self.remember_nonce(match &answered {
+            Ok(a) => a.dpop_nonce.as_ref(),
+            Err(r) => r.dpop_nonce.as_ref(),
+        });
+        let body = answered?.body;
         let answer: TokenAnswer = serde_json::from_slice(&body)
             .map_err(|e| fail(format!("the answer is not a token response: {e}")))?;
         let token = match (
@@ -560,6 +596,43 @@ const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-excha
 /// RFC 8693's token type of an OpenID Connect ID token (the citizen's login).
 const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
 
+/// A 2xx answer to a form POST.
+struct FormAnswer {
+    body: Bytes,
+    /// Its `DPoP-Nonce` header (RFC 9449 §8).
+    dpop_nonce: Option<String>,
+}
+
+/// Why a form POST (or what was made of its answer) failed.
+struct FormRefusal {
+    /// Why, for people (with the RFC 6749 error and description when the answer had them).
+    reason: String,
+    /// The answer's RFC 6749 `error` code.
+    error: Option<String>,
+    /// The answer's `DPoP-Nonce` header.
+    dpop_nonce: Option<String>,
+}
+
+impl FormRefusal {
+    /// A failure on this side (nothing from the server).
+    fn local(reason: String) -> FormRefusal {
+        FormRefusal {
+            reason,
+            error: None,
+            dpop_nonce: None,
+        }
+    }
+}
+
+/// The `DPoP-Nonce` header of an answer, if it is a plausible nonce.
+fn dpop_nonce_of(headers: &hyper::HeaderMap) -> Option<String> {
+    headers
+        .get("dpop-nonce")
+        .and_then(|v| v.to_str().ok())
+        .filter(|n| !n.is_empty() && n.len() <= kartotek_auth::dpop::DPOP_NONCE_BYTES_MAX)
+        .map(str::to_owned)
+}
+
 /// POSTs `form` to `endpoint` and returns the body of a 2xx answer (at most
 /// [`TOKEN_RESPONSE_BYTES_MAX`], within [`TOKEN_FETCH_TIMEOUT_MS`]); otherwise why not, with
 /// the RFC 6749 error of the answer when it has one.
@@ -568,9 +641,10 @@ async fn post_form(
     endpoint: &hyper::Uri,
     form: &[(&str, &str)],
     dpop: Option<&str>,
-) -> Result<Bytes, String> {
-    let body =
-        serde_urlencoded::to_string(form).map_err(|e| format!("encoding the request: {e}"))?;
+) -> Result<FormAnswer, FormRefusal> {
+    let fail = FormRefusal::local;
+    let body = serde_urlencoded::to_string(form)
+        .map_err(|e| fail(format!("encoding the request: {e}")))?;
     let mut request = hyper::Request::post(endpoint.clone())
         .header(
             hyper::header::CONTENT_TYPE,
@@ -582,31 +656,38 @@ async fn post_form(
     }
     let request = request
         .body(Full::new(Bytes::from(body)))
-        .map_err(|e| format!("building the request: {e}"))?;
+        .map_err(|e| fail(format!("building the request: {e}")))?;
     let answer = async {
         let response = http.send(request).await.map_err(|e| format!("{e}"))?;
         let status = response.status();
+        let dpop_nonce = dpop_nonce_of(response.headers());
         let body = Limited::new(response.into_body(), TOKEN_RESPONSE_BYTES_MAX)
             .collect()
             .await
             .map_err(|e| format!("reading the answer: {e}"))?
             .to_bytes();
-        Ok::<_, String>((status, body))
+        Ok::<_, String>((status, dpop_nonce, body))
     };
-    let (status, body) =
+    let (status, dpop_nonce, body) =
         tokio::time::timeout(Duration::from_millis(TOKEN_FETCH_TIMEOUT_MS), answer)
             .await
-            .map_err(|_| format!("no answer within {TOKEN_FETCH_TIMEOUT_MS} ms"))??;
+            .map_err(|_| fail(format!("no answer within {TOKEN_FETCH_TIMEOUT_MS} ms")))?
+            .map_err(fail)?;
     if !status.is_success() {
-        return Err(match serde_json::from_slice::<ErrorAnswer>(&body) {
-            Ok(e) => match e.error_description {
-                Some(d) => format!("{}: {}", cut(&e.error), cut(&d)),
-                None => cut(&e.error),
+        let error = serde_json::from_slice::<ErrorAnswer>(&body).ok();
+        return Err(FormRefusal {
+            reason: match &error {
+                Some(e) => match &e.error_description {
+                    Some(d) => format!("{}: {}", cut(&e.error), cut(d)),
+                    None => cut(&e.error),
+                },
+                None => format!("HTTP {status}"),
             },
-            Err(_) => format!("HTTP {status}"),
+            error: error.map(|e| e.error),
+            dpop_nonce,
         });
     }
-    Ok(body)
+    Ok(FormAnswer { body, dpop_nonce })
 }
 
 /// A token exchange (RFC 8693) instead of `client_credentials`: a citizen app exchanging the
@@ -661,7 +742,8 @@ pub async fn dev_login(file: &ClientFile, pid: &str) -> Result<BearerToken, Clie
         None,
     )
     .await
-    .map_err(&fail)?;
+    .map_err(|r| fail(r.reason))?
+    .body;
     if body.len() > DEV_LOGIN_ANSWER_BYTES_MAX {
         return Err(fail("answer too large".into()));
     }

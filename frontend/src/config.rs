@@ -146,6 +146,12 @@ pub struct TokenSettings {
     pub requests_per_client_per_s: u32,
     /// The burst of `requests_per_client_per_s` (at least 1).
     pub request_burst_per_client: u32,
+    /// DPoP server nonces (RFC 9449 §8) at the token endpoint: a proof must carry a nonce this
+    /// service handed out (`DPoP-Nonce` header; `use_dpop_nonce` tells the client to retry
+    /// with it), so a proof cannot be made ahead of time. A nonce is taken for one to two
+    /// windows of this many seconds (10 to 3600); any instance with the same signing key file
+    /// checks another's. 0: no nonces.
+    pub dpop_nonce_window_s: u64,
 }
 
 /// Most `token.consent_scopes`.
@@ -214,6 +220,7 @@ impl Default for TokenSettings {
             consent_scopes: Vec::new(),
             requests_per_client_per_s: 20,
             request_burst_per_client: 60,
+            dpop_nonce_window_s: 300,
         }
     }
 }
@@ -413,6 +420,19 @@ impl FrontendConfig {
             return Err(invalid(
                 "token.request_burst_per_client",
                 "must be at least 1 when requests_per_client_per_s is set",
+            ));
+        }
+        let windows = kartotek_auth::dpop::DPOP_NONCE_WINDOW_S_RANGE;
+        if t.dpop_nonce_window_s != 0
+            && !windows.contains(&i64::try_from(t.dpop_nonce_window_s).unwrap_or(i64::MAX))
+        {
+            return Err(invalid(
+                "token.dpop_nonce_window_s",
+                format!(
+                    "must be 0 (no nonces) or {} to {} s",
+                    windows.start(),
+                    windows.end()
+                ),
             ));
         }
         for s in &t.consent_scopes {

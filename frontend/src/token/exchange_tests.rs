@@ -289,10 +289,15 @@ async fn bad_logins_clients_and_scopes_are_refused() {
 }
 
 /// A token request with a `DPoP` proof (RFC 9449) gets a token bound to the proof's key
-/// (`cnf.jkt`, `token_type` DPoP); a replayed proof and a proof for another URL are refused.
+/// (`cnf.jkt`, `token_type` DPoP) once the proof carries the server's nonce (§8); a proof
+/// without a nonce or with a forged one is answered `use_dpop_nonce`, a replayed proof and a
+/// proof for another URL are refused.
 #[tokio::test]
 async fn a_dpop_proof_binds_the_token_to_its_key() {
-    use kartotek_auth::dpop::sign_proof;
+    use kartotek_auth::dpop::sign_proof_with_nonce;
+    let sign_proof = |key: &SigningKey, htm: &str, htu: &str, nonce: Option<&str>, at: i64| {
+        sign_proof_with_nonce(key, htm, htu, None, nonce, at)
+    };
 
     let fx = fixture();
     let f = &fx;
@@ -322,7 +327,28 @@ async fn a_dpop_proof_binds_the_token_to_its_key() {
                 .await
         }
     };
-    let proof = sign_proof(&holder, "POST", &endpoint, None, now()).unwrap();
+    // No nonce yet: the answer says to use one (the route adds it as `DPoP-Nonce`).
+    let first = sign_proof(&holder, "POST", &endpoint, None, now()).unwrap();
+    let e = request(&first).await.unwrap_err();
+    assert_eq!(e.error, "use_dpop_nonce", "{e}");
+    let nonce = f.service.dpop_nonce(now()).unwrap();
+    // A nonce of another token service (other keys), and a forged one, are not taken.
+    let other = TokenService::new(
+        &FrontendConfig::default(),
+        SigningKeySet::single(SigningKey::generate_es256().unwrap()),
+        f.directory.clone(),
+        Arc::new(JtiReplayCache::default()),
+        Metrics::new(),
+    );
+    for wrong in [
+        other.dpop_nonce(now()).unwrap(),
+        format!("{}.AAAA", nonce.split('.').next().unwrap()),
+    ] {
+        let p = sign_proof(&holder, "POST", &endpoint, Some(&wrong), now()).unwrap();
+        let e = request(&p).await.unwrap_err();
+        assert_eq!(e.error, "use_dpop_nonce", "{wrong}: {e}");
+    }
+    let proof = sign_proof(&holder, "POST", &endpoint, Some(&nonce), now()).unwrap();
     let answer = request(&proof).await.unwrap();
     assert_eq!(answer.token_type, "DPoP");
     let claims = f.verifier.verify(&answer.access_token, now()).unwrap();
@@ -337,7 +363,7 @@ async fn a_dpop_proof_binds_the_token_to_its_key() {
         &holder,
         "POST",
         "https://elsewhere/connect/token",
-        None,
+        Some(&nonce),
         now(),
     )
     .unwrap();

@@ -14,7 +14,12 @@
 //!
 //! With a `DPoP` header (RFC 9449: a proof for `POST <issuer>/connect/token`, used once) either
 //! grant's token is bound to the proof's key (`cnf.jkt`, `token_type` `DPoP`), and the nodes
-//! then take it only with a proof of that key for each call.
+//! then take it only with a proof of that key for each call. With `token.dpop_nonce_window_s`
+//! (on by default) the proof must also carry a server nonce (RFC 9449 §8): a proof without a
+//! current one is answered `use_dpop_nonce` with a `DPoP-Nonce` header to retry with, and
+//! every answer to a DPoP request carries the current nonce. The nonces are stateless
+//! (`kartotek_auth::dpop::NonceKey`, a MAC of the time window under a secret derived from the
+//! signing key file), so any instance takes another's.
 //!
 //! `POST /connect/revoke` (RFC 7009) lets a client revoke its own access token: the cluster
 //! stores its `jti` until it expires and every node refuses it. `POST /connect/introspect`
@@ -105,6 +110,8 @@ pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
 pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// RFC 8693 token type of what the exchange issues.
 pub const ACCESS_TOKEN_TYPE_URN: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// What the DPoP nonce secret is derived under from the signing keys.
+const DPOP_NONCE_SECRET_LABEL: &str = "kartotek token service: DPoP nonce secret";
 /// Most parameters in a token request form.
 pub const FORM_PARAMS_MAX: usize = 16;
 
@@ -181,6 +188,12 @@ impl OAuthError {
     /// `invalid_dpop_proof` (400, RFC 9449): the `DPoP` header's proof does not verify.
     pub fn invalid_dpop_proof(description: impl Into<String>) -> Self {
         OAuthError::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", description)
+    }
+
+    /// `use_dpop_nonce` (400, RFC 9449 §8): the DPoP proof must carry the nonce of the
+    /// answer's `DPoP-Nonce` header.
+    pub fn use_dpop_nonce(description: impl Into<String>) -> Self {
+        OAuthError::new(StatusCode::BAD_REQUEST, "use_dpop_nonce", description)
     }
 
     /// `unsupported_grant_type` (400).
@@ -271,6 +284,8 @@ pub struct TokenService {
     logins: std::sync::RwLock<Arc<LoginVerifier>>,
     consent_scopes: Vec<String>,
     proofs: kartotek_auth::dpop::ProofReplayCache,
+    /// DPoP server nonces (`token.dpop_nonce_window_s`; none when 0).
+    nonces: Option<kartotek_auth::dpop::NonceKey>,
     rates: rate::ClientRates,
 }
 
@@ -327,6 +342,13 @@ impl TokenService {
         metrics: Metrics,
     ) -> TokenService {
         let lifetime_s = i64::try_from(config.token.access_token_lifetime_s).unwrap_or(300);
+        let nonces = match config.token.dpop_nonce_window_s {
+            0 => None,
+            window_s => Some(kartotek_auth::dpop::NonceKey::new(
+                &keys.derived_secret(DPOP_NONCE_SECRET_LABEL),
+                i64::try_from(window_s).unwrap_or(i64::MAX),
+            )),
+        };
         TokenService {
             issuer: Issuer::new(config.issuer(), keys, lifetime_s),
             audience: config.token.audience.clone(),
@@ -340,6 +362,7 @@ impl TokenService {
             ))),
             consent_scopes: config.token.consent_scopes.clone(),
             proofs: kartotek_auth::dpop::ProofReplayCache::default(),
+            nonces,
             rates: rate::ClientRates::new(
                 config.token.requests_per_client_per_s,
                 config.token.request_burst_per_client,
@@ -365,6 +388,11 @@ impl TokenService {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The DPoP nonce to hand out at `now_s` (`DPoP-Nonce` header), when nonces are on.
+    pub fn dpop_nonce(&self, now_s: i64) -> Option<String> {
+        self.nonces.as_ref().map(|n| n.issue(now_s))
     }
 
     /// The issuer.
@@ -454,8 +482,17 @@ impl TokenService {
                     None,
                     now_s,
                 )
+                .and_then(|p| match &self.nonces {
+                    Some(nonces) => nonces.check(&p, now_s).map(|()| p),
+                    None => Ok(p),
+                })
                 .and_then(|p| self.proofs.check_and_record(&p, now_s).map(|()| p))
-                .map_err(|e| OAuthError::invalid_dpop_proof(e.to_string()))?;
+                .map_err(|e| match e {
+                    kartotek_auth::dpop::DpopError::UseNonce(_) => {
+                        OAuthError::use_dpop_nonce(e.to_string())
+                    }
+                    e => OAuthError::invalid_dpop_proof(e.to_string()),
+                })?;
                 Some(verified)
             }
         };

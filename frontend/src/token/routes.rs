@@ -79,9 +79,10 @@ pub(crate) async fn token(State(s): State<AppState>, req: Request) -> Response {
             return e.into_response();
         }
     };
-    match s
+    let now_s = now_s();
+    let mut response = match s
         .token
-        .token_with_proof(&params, dpop.as_deref(), now_s())
+        .token_with_proof(&params, dpop.as_deref(), now_s)
         .await
     {
         Ok(t) => {
@@ -90,8 +91,19 @@ pub(crate) async fn token(State(s): State<AppState>, req: Request) -> Response {
             response
         }
         Err(e) => e.into_response(),
+    };
+    // RFC 9449 §8: the nonce to use next (and, after `use_dpop_nonce`, the one to retry with).
+    if dpop.is_some()
+        && let Some(nonce) = s.token.dpop_nonce(now_s)
+        && let Ok(value) = axum::http::HeaderValue::from_str(&nonce)
+    {
+        response.headers_mut().insert(DPOP_NONCE_HEADER, value);
     }
+    response
 }
+
+/// The header a DPoP server nonce comes in (RFC 9449 §8.1).
+pub const DPOP_NONCE_HEADER: &str = "dpop-nonce";
 
 /// `POST /connect/revoke` (RFC 7009): 200 with an empty body whether or not the token was
 /// valid; an error only for a bad request or a failed client authentication.

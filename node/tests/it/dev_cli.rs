@@ -271,7 +271,7 @@ fn dev_cluster_quick_start_survives_leader_kill() {
     );
 
     citizen_flows(&endpoints, &service, &data.join("clients/citizen-app.json"));
-    dpop_flows(&endpoints, &service, &p);
+    dpop_flows(&endpoints, &service, &p, &frontend_addr);
 
     // kill -9 the leader by its pid from cluster.json.
     let (leader, old_term) =
@@ -514,7 +514,7 @@ impl Drop for Guard {
 /// DPoP (RFC 9449) through `kartotek dev`: the CLI with `--dpop` gets a bound token from the
 /// frontend and proves the key on each call; the same token is refused as Bearer, without a
 /// proof, with a proof for another method, and with a proof used before.
-fn dpop_flows(endpoints: &str, service: &Path, p: &str) {
+fn dpop_flows(endpoints: &str, service: &Path, p: &str, frontend_addr: &str) {
     use kartotek_client::token::TokenSource;
     use kartotek_proto::v1::LookupLocatorRequest;
     use kartotek_proto::v1::locator_service_client::LocatorServiceClient;
@@ -544,6 +544,14 @@ fn dpop_flows(endpoints: &str, service: &Path, p: &str) {
             .await
             .unwrap_or_else(|e| panic!("a DPoP-bound token from the dev frontend: {e}"));
         assert!(token.is_dpop());
+        // The first proof had no server nonce (RFC 9449 §8): the frontend answered
+        // use_dpop_nonce with one, and the client retried with it.
+        let metrics = http_get(frontend_addr, "/metrics").map(|(_, b)| b);
+        let nonce_asked = metrics.as_deref().unwrap_or_default().lines().any(|l| {
+            l.starts_with("kartotek_frontend_token_errors_total{error=\"use_dpop_nonce\"}")
+                && !l.ends_with(" 0")
+        });
+        assert!(nonce_asked, "no use_dpop_nonce counted: {metrics:?}");
         let key = source.dpop_key().unwrap_or_else(|| panic!("no key"));
         let first = endpoints.split(',').next().unwrap_or_default();
         let channel = tonic::transport::Channel::from_shared(format!("http://{first}"))
