@@ -256,7 +256,8 @@ impl ClientFile {
         Ok(())
     }
 
-    fn signing_key(&self) -> Result<SigningKey, String> {
+    /// The client's private key (to sign its own assertions).
+    pub fn signing_key(&self) -> Result<SigningKey, String> {
         let json = zeroize::Zeroizing::new(self.private_jwk.to_string());
         SigningKey::from_private_jwk(&json).map_err(|e| format!("private_jwk: {e}"))
     }

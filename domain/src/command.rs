@@ -38,11 +38,60 @@ impl RequestId {
         Ok(RequestId(s.to_owned()))
     }
 
+    /// Validates an id as a node proposes it: a caller's ([`RequestId::parse`]) or a
+    /// [scoped](RequestId::scoped) one (for ids forwarded between nodes, never from callers).
+    pub fn parse_proposed(s: &str) -> Result<Self, ValidationError> {
+        let hex_part =
+            |p: &str| p.len() == 2 * SCOPED_HASH_BYTES && p.bytes().all(|b| b.is_ascii_hexdigit());
+        match s.split_once('.') {
+            Some((key, fingerprint)) if hex_part(key) && hex_part(fingerprint) => {
+                Ok(RequestId(s.to_owned()))
+            }
+            _ => RequestId::parse(s),
+        }
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A caller's id `raw` as the node proposes it: `<key>.<fingerprint>`, where `key` is a
+    /// hash of `scope` (who calls which method) and `raw`, and `fingerprint` a hash of the
+    /// `request` bytes. So one caller's id never finds another caller's answer (or another
+    /// method's), and the same caller's id reused for a different request is refused instead
+    /// of answered with the first one's answer ([`RequestId::dedup_part`],
+    /// [`RequestId::fingerprint`]). A caller cannot write one: [`RequestId::parse`] refuses `.`.
+    pub fn scoped(scope: &[u8], raw: &RequestId, request: &[u8]) -> RequestId {
+        use sha2::{Digest, Sha256};
+        let mut key = Sha256::new();
+        for part in [
+            b"kartotek request id v1".as_slice(),
+            scope,
+            raw.0.as_bytes(),
+        ] {
+            key.update((part.len() as u64).to_be_bytes());
+            key.update(part);
+        }
+        let key = hex::encode(&key.finalize()[..SCOPED_HASH_BYTES]);
+        let fingerprint = hex::encode(&Sha256::digest(request)[..SCOPED_HASH_BYTES]);
+        RequestId(format!("{key}.{fingerprint}"))
+    }
+
+    /// What the deduplication table is keyed by: the key of a [scoped](RequestId::scoped) id,
+    /// all of any other.
+    pub fn dedup_part(&self) -> &str {
+        self.0.split_once('.').map_or(&self.0, |(key, _)| key)
+    }
+
+    /// The request fingerprint of a [scoped](RequestId::scoped) id.
+    pub fn fingerprint(&self) -> Option<&str> {
+        self.0.split_once('.').map(|(_, f)| f)
+    }
 }
+
+/// Bytes of each hash in a [scoped](RequestId::scoped) request id (96 bits).
+const SCOPED_HASH_BYTES: usize = 12;
 
 /// One replicated command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,5 +240,34 @@ mod tests {
         assert!(RequestId::parse("").is_err());
         assert!(RequestId::parse(&"a".repeat(65)).is_err());
         assert!(RequestId::parse("a b").is_err());
+        assert!(RequestId::parse("a.b").is_err());
+    }
+
+    #[test]
+    fn scoped_request_ids_separate_callers_and_fingerprint_the_request() {
+        let raw = RequestId::parse("retry-1").unwrap_or_else(|e| panic!("{e}"));
+        let a = RequestId::scoped(b"client:a LocatorService/Register", &raw, b"request 1");
+        let again = RequestId::scoped(b"client:a LocatorService/Register", &raw, b"request 1");
+        let other_request = RequestId::scoped(b"client:a LocatorService/Register", &raw, b"2");
+        let other_caller =
+            RequestId::scoped(b"client:b LocatorService/Register", &raw, b"request 1");
+        assert_eq!(a, again);
+        assert_eq!(a.dedup_part(), other_request.dedup_part());
+        assert_ne!(a.fingerprint(), other_request.fingerprint());
+        assert_ne!(a.dedup_part(), other_caller.dedup_part());
+        assert_eq!(raw.dedup_part(), "retry-1");
+        assert_eq!(raw.fingerprint(), None);
+        // Scope and id are length-framed: moving bytes between them changes the key.
+        let shifted = RequestId::scoped(
+            b"client:a LocatorService/Registerr",
+            &RequestId::parse("etry-1").unwrap_or_else(|e| panic!("{e}")),
+            b"request 1",
+        );
+        assert_ne!(a.dedup_part(), shifted.dedup_part());
+        assert_eq!(a.as_str().len(), 2 * 2 * SCOPED_HASH_BYTES + 1);
+        assert_eq!(RequestId::parse_proposed(a.as_str()).ok(), Some(a.clone()));
+        assert_eq!(RequestId::parse_proposed("retry-1").ok(), Some(raw));
+        assert!(RequestId::parse(a.as_str()).is_err());
+        assert!(RequestId::parse_proposed("abc.def").is_err());
     }
 }

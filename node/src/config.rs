@@ -388,6 +388,11 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Log filter (`tracing` env-filter syntax) when `RUST_LOG` is unset.
     pub log_filter: String,
+    /// File with the key national ids are pseudonymised under in the log (64 hex characters;
+    /// the same file on every node makes one person's hash the same in every node's log). Unset:
+    /// a key of this node's own, made at first start in `<data_dir>/log-hash.key`. See
+    /// [`crate::log_hash`].
+    pub log_hash_key_file: Option<PathBuf>,
     /// Raft settings.
     pub raft: RaftSettings,
     /// Storage settings.
@@ -420,6 +425,7 @@ impl Default for NodeConfig {
             metrics_addr: None,
             data_dir: PathBuf::from("./kartotek-data"),
             log_filter: "info".into(),
+            log_hash_key_file: None,
             raft: RaftSettings::default(),
             storage: StorageSettings::default(),
             api: ApiSettings::default(),

@@ -4,7 +4,8 @@
 //!
 //! - [`error`], [`config`] (+ [`policy`]), [`metrics`]: the node's error type (and its gRPC
 //!   mapping), its one `Config` (TOML + `KARTOTEK_*` env, validated; the access-policy
-//!   section), its Prometheus metrics.
+//!   section), its Prometheus metrics; [`log_hash`], the key national ids are pseudonymised
+//!   under in the log.
 //! - [`raft`]: the Raft transport over tonic (client [`raft::network`], server
 //!   [`raft::service`]), the peer channel pool and the proposer that batches writes into log
 //!   entries. Storage ([`kartotek_storage`]) sits under it.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod consistency;
 pub mod context;
 pub mod error;
+pub mod log_hash;
 pub mod metrics;
 pub mod policy;
 pub mod raft;

@@ -59,6 +59,9 @@ pub async fn run_node(
         );
     }
     let raft_config = Arc::new(config.openraft()?);
+    let key_file =
+        crate::log_hash::install(&config).map_err(|e| StartError::Serve(e.to_string()))?;
+    tracing::info!(file = %key_file.display(), "national ids in this log are keyed hashes (log_hash_key_file)");
     let store = Store::open(
         &config.data_dir,
         StoreConfig {

@@ -115,9 +115,10 @@ pub fn locator_org_prefix(org: &OrgNumber) -> Vec<u8> {
 
 /// Key of a dedup table entry.
 pub fn dedup_key(id: &RequestId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + id.as_str().len());
+    let part = id.dedup_part();
+    let mut k = Vec::with_capacity(1 + part.len());
     k.push(b'D');
-    k.extend_from_slice(id.as_str().as_bytes());
+    k.extend_from_slice(part.as_bytes());
     k
 }
 
@@ -126,10 +127,11 @@ pub const DEDUP_TIME_PREFIX: &[u8] = b"T";
 
 /// Key of a dedup expiry index entry.
 pub fn dedup_time_key(stamp: Timestamp, id: &RequestId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(9 + id.as_str().len());
+    let part = id.dedup_part();
+    let mut k = Vec::with_capacity(9 + part.len());
     k.extend_from_slice(DEDUP_TIME_PREFIX);
     k.extend_from_slice(&(stamp.0.max(0) as u64).to_be_bytes());
-    k.extend_from_slice(id.as_str().as_bytes());
+    k.extend_from_slice(part.as_bytes());
     k
 }
 

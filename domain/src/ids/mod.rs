@@ -10,12 +10,14 @@
 //! safe to log.
 //!
 //! National ids are personal data: their `Display` and `Debug` forms are redacted, and
-//! [`NationalId::log_hash`] gives a token for correlating log lines. Only
+//! [`NationalId::log_hash`] gives a keyed pseudonym for correlating log lines ([`log_hash`]).
+//! Only
 //! [`NationalId::as_str`] and serde (what is stored and replicated) give the full id.
 //!
 //! [`testing`] builds valid identifiers for tests and tools.
 
 mod hpr_number;
+pub mod log_hash;
 mod national_id;
 mod org_number;
 

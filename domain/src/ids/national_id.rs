@@ -12,7 +12,6 @@ use std::str::FromStr;
 
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{IdError, NATIONAL_ID_LEN, digits_exact, mod11_check_digit};
 
@@ -28,8 +27,6 @@ pub(super) const H_NUMBER_MONTH_OFFSET: u32 = 40;
 pub(super) const SYNTHETIC_MONTH_OFFSET: u32 = 80;
 /// Digits of the date part, shown by the redacted form.
 const DATE_PART_LEN: usize = 6;
-/// Hex characters of [`NationalId::log_hash`].
-const LOG_HASH_LEN: usize = 16;
 
 /// What kind of national id a [`NationalId`] is, read from the offsets on its date part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -164,16 +161,13 @@ impl NationalId {
         format!("{date_part}{}", "*".repeat(NATIONAL_ID_LEN - DATE_PART_LEN))
     }
 
-    /// The first 16 hex characters of the SHA-256 of the number, for correlating log lines
-    /// about the same person without writing the number in clear text.
-    ///
-    /// This is a pseudonym, not anonymisation: it is unsalted and there are only a few hundred
-    /// million valid numbers, so anyone holding a hash can find the number by trying them all.
-    /// Treat logs that carry it as personal data.
+    /// A keyed pseudonym of the number (16 hex characters of an HMAC-SHA256 under the
+    /// process's log hash key; see [`log_hash`](super::log_hash)), for correlating log lines
+    /// about the same person without writing the number in clear text. Without the key it
+    /// cannot be turned back into the number; [`NO_LOG_HASH_KEY`](super::log_hash::NO_LOG_HASH_KEY)
+    /// until a key is set.
     pub fn log_hash(&self) -> String {
-        let mut hash = hex::encode(Sha256::digest(self.id.as_bytes()));
-        hash.truncate(LOG_HASH_LEN);
-        hash
+        super::log_hash::log_hash(&self.id)
     }
 }
 
@@ -515,14 +509,24 @@ mod tests {
     }
 
     #[test]
-    fn log_hash_is_sha256_prefix() {
+    fn log_hash_is_keyed() {
+        use super::super::log_hash::{LOG_HASH_LEN, keyed_hash};
+        use sha2::{Digest, Sha256};
         let id = parse_ok("15076500565");
-        let full = hex::encode(Sha256::digest(b"15076500565"));
-        assert_eq!(id.log_hash().len(), 16);
-        assert!(full.starts_with(&id.log_hash()));
-        assert!(id.log_hash().bytes().all(|b| b.is_ascii_hexdigit()));
         let other = parse_ok("31129956715");
-        assert_ne!(id.log_hash(), other.log_hash());
+        let a = keyed_hash(&[1; 32], id.as_str());
+        assert_eq!(a.len(), LOG_HASH_LEN);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(a, keyed_hash(&[1; 32], id.as_str()));
+        assert_ne!(
+            a,
+            keyed_hash(&[2; 32], id.as_str()),
+            "another key, another pseudonym"
+        );
+        assert_ne!(a, keyed_hash(&[1; 32], other.as_str()));
+        // Not the unkeyed SHA-256 that anyone could recompute from the ~10^8 valid ids.
+        let unkeyed = hex::encode(Sha256::digest(b"15076500565"));
+        assert!(!unkeyed.starts_with(&a));
     }
 
     #[test]

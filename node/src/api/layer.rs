@@ -68,12 +68,45 @@ impl Gate {
         handler: F,
     ) -> Result<Response<Resp>, Status>
     where
+        Req: prost::Message,
+        F: FnOnce(Call, Req) -> Fut,
+        Fut: Future<Output = Result<Resp, NodeError>>,
+    {
+        // What a write's request id is tied to (see `Call::write`).
+        let fingerprint = matches!(method.class, Class::Write | Class::Decision)
+            .then(|| request_fingerprint(request.get_ref()));
+        self.observed(method, request, fingerprint, handler).await
+    }
+
+    /// [`Gate::unary`] for a call that streams its requests (`LocatorService.Import`): each
+    /// streamed request that writes does so with [`Call::write_for`].
+    pub async fn client_stream<Req, Resp, F, Fut>(
+        &self,
+        method: &'static Method,
+        request: Request<Req>,
+        handler: F,
+    ) -> Result<Response<Resp>, Status>
+    where
+        F: FnOnce(Call, Req) -> Fut,
+        Fut: Future<Output = Result<Resp, NodeError>>,
+    {
+        self.observed(method, request, None, handler).await
+    }
+
+    async fn observed<Req, Resp, F, Fut>(
+        &self,
+        method: &'static Method,
+        request: Request<Req>,
+        fingerprint: Option<[u8; 32]>,
+        handler: F,
+    ) -> Result<Response<Resp>, Status>
+    where
         F: FnOnce(Call, Req) -> Fut,
         Fut: Future<Output = Result<Resp, NodeError>>,
     {
         let started = Instant::now();
         let result = self
-            .run(method, request, handler)
+            .run(method, request, fingerprint, handler)
             .await
             .map(Response::new)
             .map_err(Status::from);
@@ -85,6 +118,7 @@ impl Gate {
         &self,
         method: &'static Method,
         request: Request<Req>,
+        fingerprint: Option<[u8; 32]>,
         handler: F,
     ) -> Result<Resp, NodeError>
     where
@@ -99,6 +133,7 @@ impl Gate {
             method,
             caller,
             audited: audited.clone(),
+            fingerprint,
         };
         let answer = handler(call, request.into_inner()).await?;
         let must_audit = matches!(method.class, Class::PatientRead | Class::Decision);
@@ -119,6 +154,14 @@ pub struct Call {
     method: &'static Method,
     caller: Caller,
     audited: Arc<AtomicBool>,
+    /// SHA-256 of the encoded request, for write-capable methods.
+    fingerprint: Option<[u8; 32]>,
+}
+
+/// SHA-256 of a request as encoded (what a request id is tied to).
+fn request_fingerprint(request: &impl prost::Message) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(request.encode_to_vec()).into()
 }
 
 impl Call {
@@ -241,6 +284,29 @@ impl Call {
         Ok(self.ctx.reader())
     }
 
+    /// A read whose audit events depend on what it finds (a listing by organisation: one
+    /// event per patient on the page). `read` runs on the state made fit for `mode` and
+    /// returns the answer with its events; the events (at least one) are made durable before
+    /// the answer is handed back, so the answer still never leaves unaudited.
+    pub async fn read_listing<T>(
+        &self,
+        mode: ReadMode,
+        read: impl FnOnce(&StateReader) -> Result<(T, Vec<AuditEvent>), NodeError>,
+    ) -> Result<T, NodeError> {
+        if self.method.class != Class::PatientRead {
+            return Err(self.refuse("read a listing"));
+        }
+        self.ctx.prepare_read(mode).await?;
+        let (answer, events) = read(self.ctx.reader())?;
+        if events.is_empty() {
+            return Err(self.refuse("answer a listing without an audit event"));
+        }
+        for chunk in events.chunks(kartotek_domain::limits::AUDIT_EVENTS_PER_APPEND_MAX) {
+            self.audit(chunk.to_vec()).await?;
+        }
+        Ok(answer)
+    }
+
     /// [`Call::read`] of one patient's data, audited as this caller doing `action` to
     /// `resource` about `patient`: the common shape of a patient-data read.
     pub async fn read_patient(
@@ -281,13 +347,67 @@ impl Call {
 
     /// Proposes `op` under the caller's request id (`raw_request_id`, empty for none) and
     /// waits for its answer.
+    ///
+    /// The id is [scoped](RequestId::scoped) to this caller and method and tied to the
+    /// request's bytes: another caller's same id is another request, and this caller's id
+    /// reused for a different request is refused (`FAILED_PRECONDITION`) instead of answered
+    /// with the first request's answer.
     pub async fn write(&self, raw_request_id: &str, op: Op) -> Result<Answer, NodeError> {
+        let Some(fingerprint) = self.fingerprint else {
+            return Err(self.refuse("write without the request's fingerprint (use write_for)"));
+        };
+        self.write_fingerprinted(raw_request_id, &fingerprint, op)
+            .await
+    }
+
+    /// [`Call::write`] of one request of a request stream (`request`, whose bytes the id is
+    /// tied to).
+    pub async fn write_for(
+        &self,
+        request: &impl prost::Message,
+        raw_request_id: &str,
+        op: Op,
+    ) -> Result<Answer, NodeError> {
+        self.write_fingerprinted(raw_request_id, &request_fingerprint(request), op)
+            .await
+    }
+
+    async fn write_fingerprinted(
+        &self,
+        raw_request_id: &str,
+        fingerprint: &[u8; 32],
+        op: Op,
+    ) -> Result<Answer, NodeError> {
         if !matches!(self.method.class, Class::Write | Class::Decision) {
             return Err(self.refuse("write"));
         }
         self.own_write(&op)?;
-        let rid = request_id(raw_request_id)?;
+        let rid = self.scoped_request_id(raw_request_id, fingerprint)?;
         self.ctx.write(rid, op).await
+    }
+
+    /// The caller's request id scoped to the caller (actor, org, on whose behalf) and
+    /// the method, tied to `fingerprint` (see [`RequestId::scoped`]).
+    fn scoped_request_id(
+        &self,
+        raw_request_id: &str,
+        fingerprint: &[u8; 32],
+    ) -> Result<Option<RequestId>, NodeError> {
+        let Some(raw) = request_id(raw_request_id)? else {
+            return Ok(None);
+        };
+        let c = &self.caller;
+        let scope = format!(
+            "{}\n{}\n{}\n{}",
+            c.actor,
+            c.org.as_ref().map(|o| o.as_str()).unwrap_or_default(),
+            c.on_behalf_of
+                .as_ref()
+                .map(|p| p.as_str())
+                .unwrap_or_default(),
+            self.method.path
+        );
+        Ok(Some(RequestId::scoped(scope.as_bytes(), &raw, fingerprint)))
     }
 
     /// Commits caller-supplied audit events (`AuditService.Record`) to the chain: on the
@@ -301,11 +421,15 @@ impl Call {
         if self.method.class != Class::Write {
             return Err(self.refuse("record audit events"));
         }
-        let request_id = request_id(raw_request_id)?;
+        let Some(fingerprint) = self.fingerprint else {
+            return Err(self.refuse("record audit events without the request's fingerprint"));
+        };
+        let request_id = self.scoped_request_id(raw_request_id, &fingerprint)?;
         if self.ctx.is_leader() {
             return self.ctx.append_audit(request_id, events).await;
         }
-        self.ctx.forward_audit(events, raw_request_id).await
+        let forwarded = request_id.as_ref().map_or("", RequestId::as_str);
+        self.ctx.forward_audit(events, forwarded).await
     }
 
     /// The header of an answer made at `revision` / `applied_index`.

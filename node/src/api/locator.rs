@@ -105,14 +105,36 @@ async fn list(call: Call, r: ListLocatorsRequest) -> Result<ListLocatorsResponse
     let org = parse_org_number("org", &r.org)?;
     let paging = PageRequest::parse(r.page_size, &r.page_token)?;
     let mode = read_mode(r.read.as_ref())?;
-    let mut event = call.caller().event(actions::LOCATOR_LIST, "locator", None);
-    event.org = Some(org.clone());
-    let page = call.read(mode, vec![event]).await?.list_locator_by_org(
-        &org,
-        r.include_retired,
-        paging.cursor.as_deref(),
-        paging.size,
-    )?;
+    // Audited per patient on the page (each patient sees the listing in their audit log),
+    // and once for the organisation (a page may be empty).
+    let page = call
+        .read_listing(mode, |state| {
+            let page = state.list_locator_by_org(
+                &org,
+                r.include_retired,
+                paging.cursor.as_deref(),
+                paging.size,
+            )?;
+            let patients: std::collections::BTreeMap<&str, &kartotek_domain::NationalId> = page
+                .value
+                .items
+                .iter()
+                .map(|e| (e.key.patient.as_str(), &e.key.patient))
+                .collect();
+            let mut events = Vec::with_capacity(patients.len() + 1);
+            let mut of_org = call.caller().event(actions::LOCATOR_LIST, "locator", None);
+            of_org.org = Some(org.clone());
+            events.push(of_org);
+            for patient in patients.into_values() {
+                let mut e = call
+                    .caller()
+                    .event(actions::LOCATOR_LIST, "locator", Some(patient));
+                e.org = Some(org.clone());
+                events.push(e);
+            }
+            Ok((page, events))
+        })
+        .await?;
     Ok(ListLocatorsResponse {
         header: Some(call.header(page.revision, page.applied_index)),
         entries: page.value.items.iter().map(locator_entry).collect(),
@@ -188,7 +210,7 @@ impl LocatorService for LocatorServiceImpl {
         request: Request<tonic::Streaming<ImportLocatorsRequest>>,
     ) -> Result<Response<Self::ImportStream>, Status> {
         self.gate
-            .unary(
+            .client_stream(
                 &methods::LOCATOR_IMPORT,
                 request,
                 |call, batches| async move { Ok(locator_stream::import(call, batches)) },

@@ -10,7 +10,9 @@
 //! node's state, then waits for new revisions. Revisions are contiguous and every replica has
 //! the same history, so a client that resumes from `progress_revision + 1` on any node sees
 //! no gap and no duplicate. A watcher that cannot keep up is held back by the bounded send
-//! queue, never by the state machine.
+//! queue, never by the state machine. The stream's opening is audited (who watches what), and
+//! so is every message: one `locator.watch` event for each patient whose changes it carries,
+//! durable before the message is sent, so each patient sees the watch in their audit log.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -19,7 +21,9 @@ use futures::{Stream, StreamExt};
 use kartotek_domain::audit::actions;
 use kartotek_domain::limits::{IMPORT_ENTRIES_PER_BATCH_MAX, WATCH_EVENTS_PER_MESSAGE_MAX};
 use kartotek_domain::locator::{parse_national_id, parse_org_number};
-use kartotek_domain::{ChangeFilter, LocatorRegister, Op, Outcome, ValidationError};
+use kartotek_domain::{
+    ChangeEvent, ChangeFilter, LocatorRegister, NationalId, Op, Outcome, ValidationError,
+};
 use kartotek_proto::v1::{
     ImportLocatorsRequest, ImportLocatorsResponse, RejectedEntry, WatchLocatorsRequest,
     WatchLocatorsResponse,
@@ -97,7 +101,9 @@ async fn import_batch(
         answer.revision = call.state()?.position()?.1;
         return Ok(answer);
     }
-    let response = call.write(&r.batch_id, Op::LocatorImport(valid)).await?;
+    let response = call
+        .write_for(&r, &r.batch_id, Op::LocatorImport(valid))
+        .await?;
     match response.result {
         Ok(Outcome::Imported { changed, unchanged }) => {
             answer.changed = u32::try_from(changed).unwrap_or(u32::MAX);
@@ -155,6 +161,28 @@ pub fn watch_filter(r: &WatchLocatorsRequest) -> Result<ChangeFilter, NodeError>
     Ok(ChangeFilter { patient, org })
 }
 
+/// Audits a watch message's `changes` as one `locator.watch` event per patient they are about
+/// (none when no change is about a patient), durably, before the message is sent.
+async fn audit_delivery(call: &Call, changes: &[&ChangeEvent]) -> Result<(), NodeError> {
+    let mut patients: std::collections::BTreeMap<&str, &NationalId> = Default::default();
+    for c in changes {
+        if let Some(p) = c.change.patient() {
+            patients.insert(p.as_str(), p);
+        }
+    }
+    let events: Vec<_> = patients
+        .into_values()
+        .map(|p| {
+            call.caller()
+                .event(actions::LOCATOR_WATCH, "locator", Some(p))
+        })
+        .collect();
+    for chunk in events.chunks(kartotek_domain::limits::AUDIT_EVENTS_PER_APPEND_MAX) {
+        call.audit(chunk.to_vec()).await?;
+    }
+    Ok(())
+}
+
 /// Serves a watch stream until the client goes away or the node shuts down.
 pub async fn watch(call: Call, r: WatchLocatorsRequest) -> Result<WatchStream, NodeError> {
     let filter = watch_filter(&r)?;
@@ -195,12 +223,14 @@ pub async fn watch(call: Call, r: WatchLocatorsRequest) -> Result<WatchStream, N
             if let Some(last) = slice.events.last() {
                 next = last.revision + 1;
             }
-            let events: Vec<_> = slice
-                .events
-                .iter()
-                .filter(|e| filter.matches(e))
-                .map(change_event)
-                .collect();
+            let matching: Vec<_> = slice.events.iter().filter(|e| filter.matches(e)).collect();
+            // What the stream delivers about a patient is audited for that patient, durably,
+            // before it is sent (one event per patient per message).
+            if let Err(e) = audit_delivery(&call, &matching).await {
+                let _ = tx.send(Err(Status::from(e))).await;
+                return;
+            }
+            let events: Vec<_> = matching.into_iter().map(change_event).collect();
             let progress = next - 1;
             let due = last_sent.elapsed() >= progress_every;
             if first || !events.is_empty() || (due && (progress > sent_progress || caught_up)) {

@@ -243,7 +243,7 @@ impl AuditSink for NodeContext {
         request_id: &str,
         events: Vec<AuditEvent>,
     ) -> Result<(u64, u64), NodeError> {
-        let id = RequestId::parse(request_id)?;
+        let id = RequestId::parse_proposed(request_id)?;
         self.append_audit(Some(id), events).await
     }
 }

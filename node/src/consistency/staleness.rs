@@ -59,8 +59,13 @@ impl StalenessTracker {
         let started = Instant::now();
         // Single flight: concurrent reads wait here and then reuse the fresh proof.
         let mut proof = self.proof.lock().await;
+        // A proof is reused only while a quarter of the bound is left of it: one with less
+        // left could run out between here and the read (under load, the scheduler's delays
+        // alone do that), failing a read that a fresh proof would have served.
         let usable = match *proof {
-            Some((t0, index)) if t0.elapsed() <= bound => Some((t0, index)),
+            Some((t0, index)) if t0.elapsed().saturating_add(bound / 4) <= bound => {
+                Some((t0, index))
+            }
             _ => None,
         };
         let (t0, index) = match usable {

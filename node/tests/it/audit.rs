@@ -220,6 +220,62 @@ async fn every_lookup_is_audited_and_the_chain_verifies() {
         "events in chain order"
     );
 
+    // A listing by organisation and a watch deliver the patient's entry: both show in the
+    // patient's own audit log, not only under the organisation.
+    let lister = c.client_as(clinician("2223334", &org(50)));
+    let page = lister
+        .list_locators(kartotek_proto::v1::ListLocatorsRequest {
+            org: org(50),
+            page_size: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(page.entries.iter().any(|e| e.patient == p), "{page:?}");
+    let mut watch = lister.watch_locators(kartotek_proto::v1::WatchLocatorsRequest {
+        from_revision: 1,
+        org: org(50),
+        ..Default::default()
+    });
+    let delivered = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            let msg = watch.next().await.unwrap_or_else(|e| panic!("watch: {e}"));
+            if msg.events.iter().any(|e| {
+                matches!(&e.record, Some(kartotek_proto::v1::change_event::Record::Locator(l)) if l.patient == p)
+            }) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(delivered.is_ok(), "the watch never delivered the entry");
+    drop(watch);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let page = writer
+            .query_audit(QueryAuditRequest {
+                patient: p.clone(),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let by_lister = |action: &str| {
+            page.events
+                .iter()
+                .any(|e| e.action == action && e.actor == "personnel:2223334")
+        };
+        if by_lister("locator.list") && by_lister("locator.watch") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listing and the watch are not in the patient's audit: {:?}",
+            page.events
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
     // By organisation: the clinician lookups (acting for org 50) of both patients.
     let by_org = writer
         .query_audit(QueryAuditRequest {

@@ -399,6 +399,37 @@ async fn retried_write_with_same_request_id_applies_once() {
         kartotek_proto::v1::LocatorStatus::Retired as i32,
         "the retried register must not have been applied again"
     );
+    // A request id is the caller's own: another caller's request under the same id is
+    // another request (applied, not given the first caller's answer) ...
+    let other_caller = c.client_as(common::clinician("9144889", &org(7)));
+    let theirs = other_caller
+        .register_locator(register(&p, &org(7), "ehr", rid))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        theirs.changed,
+        "another caller got the first caller's answer"
+    );
+    assert_eq!(
+        theirs.entry.as_ref().map(|e| e.org.as_str()),
+        Some(org(7).as_str())
+    );
+    // ... and the same caller reusing it for a different request is refused, not answered
+    // with the first request's answer.
+    match client
+        .register_locator(register(&p, &org(8), "ehr", rid))
+        .await
+    {
+        Err(ClientError::FailedPrecondition(m)) => {
+            assert!(m.contains("another request"), "{m}")
+        }
+        other => panic!("a reused request id for another request: {other:?}"),
+    }
+    let now = client
+        .lookup_locator(lookup(&p))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(now.entries.len(), 2, "org 8 must not have been registered");
     // Bad input is refused with the field named, and writes nothing.
     let before = now.header.map(|h| h.revision);
     let err = client

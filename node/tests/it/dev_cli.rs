@@ -83,6 +83,51 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// `POST http://{addr}{path}` of a URL-encoded `form` over a plain TCP connection: (status
+/// code, body).
+fn http_post_form(addr: &str, path: &str, form: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let code = answer.split_whitespace().nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((code, body))
+}
+
+/// One client assertion of `client` sent twice to the dev frontend's token endpoint: a token
+/// the first time, `invalid_client` "already used" the second (the cluster's token ledger).
+fn replayed_assertion_is_refused(frontend_addr: &str, client: &Path) {
+    let file = kartotek_client::ClientFile::load(client).unwrap_or_else(|e| panic!("{e}"));
+    let key = file.signing_key().unwrap_or_else(|e| panic!("{e}"));
+    let now_s = kartotek_domain::Timestamp::now().0.div_euclid(1000);
+    let assertion =
+        kartotek_auth::sign_client_assertion(&key, &file.client_id, &file.issuer, now_s, 60)
+            .unwrap_or_else(|e| panic!("{e}"));
+    let form = format!(
+        "grant_type=client_credentials&client_assertion_type={}&client_assertion={assertion}",
+        "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+    );
+    let first = http_post_form(frontend_addr, "/connect/token", &form);
+    assert_eq!(first.as_ref().map(|a| a.0), Some(200), "{first:?}");
+    let again = http_post_form(frontend_addr, "/connect/token", &form);
+    match again {
+        Some((401, body)) => assert!(
+            body.contains("invalid_client") && body.contains("already used"),
+            "{body}"
+        ),
+        other => panic!("a replayed client assertion: {other:?}"),
+    }
+}
+
 fn cluster_file(dir: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join("cluster.json")).unwrap_or_default();
     serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
@@ -272,6 +317,7 @@ fn dev_cluster_quick_start_survives_leader_kill() {
 
     citizen_flows(&endpoints, &service, &data.join("clients/citizen-app.json"));
     dpop_flows(&endpoints, &service, &p, &frontend_addr);
+    replayed_assertion_is_refused(&frontend_addr, &service);
 
     // kill -9 the leader by its pid from cluster.json.
     let (leader, old_term) =

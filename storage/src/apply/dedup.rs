@@ -1,6 +1,9 @@
 //! Exactly-once writes: a command with a request id stores its [`Response`] in the dedup table
-//! (`D request id` → (stamp, response), with the expiry index `T stamp request id`); the same
-//! id again gets that response back without being applied. The table is bounded by age
+//! (`D request id` → (stamp, response, fingerprint), with the expiry index
+//! `T stamp request id`); the same id again gets that response back without being applied.
+//! The node proposes [scoped](kartotek_domain::RequestId::scoped) ids: the table is keyed by
+//! the caller-and-method part, and an id whose request fingerprint differs from the stored
+//! one is refused (`Conflict`, nothing applied) rather than given another request's answer. The table is bounded by age
 //! (`dedup_ttl_ms`, measured in leader-stamped time) and size (`dedup_entries_max`); both
 //! evictions happen during apply, so all replicas evict the same entries.
 
@@ -23,27 +26,42 @@ pub(super) fn remember(
     now: Timestamp,
     response: &Response,
 ) -> Result<(), StoreError> {
-    txn.put(&dedup_key(id), &(now, response.clone()))?;
+    let remembered: Remembered = (now, response.clone(), id.fingerprint().map(str::to_owned));
+    txn.put(&dedup_key(id), &remembered)?;
     txn.put_raw(&dedup_time_key(now, id), &[])?;
     meta.dedup_count += 1;
     Ok(())
 }
 
+/// A dedup table value: when, the answer, and the request's fingerprint (of a scoped id).
+type Remembered = (Timestamp, Response, Option<String>);
+
+/// What a request id already applied finds.
+pub(super) enum Replay {
+    /// The answer to the same request, marked as deduplicated.
+    Answer(Response),
+    /// The id was used (by the same caller, for the same method) for another request.
+    OtherRequest,
+}
+
 impl Applier {
-    /// The remembered answer to request `id`, marked as deduplicated, if it was applied.
+    /// What request `id` finds if it was applied before (see [`Replay`]).
     pub(super) fn replay(
         &self,
         txn: &EntryTxn<'_>,
         id: &RequestId,
-    ) -> Result<Option<Response>, StoreError> {
-        let Some((_, earlier)) = txn.get::<(Timestamp, Response)>(&dedup_key(id))? else {
+    ) -> Result<Option<Replay>, StoreError> {
+        let Some((_, earlier, fingerprint)) = txn.get::<Remembered>(&dedup_key(id))? else {
             return Ok(None);
         };
+        if fingerprint.as_deref() != id.fingerprint() {
+            return Ok(Some(Replay::OtherRequest));
+        }
         StorageStats::add(&self.stats.deduplicated_total, 1);
-        Ok(Some(Response {
+        Ok(Some(Replay::Answer(Response {
             deduplicated: true,
             ..earlier
-        }))
+        })))
     }
 
     /// Forgets request ids older than the TTL, and the oldest ones beyond the size bound.

@@ -309,7 +309,17 @@ impl Applier {
         if let Some(id) = request_id
             && let Some(earlier) = self.replay(txn, id)?
         {
-            return Ok(earlier);
+            return Ok(match earlier {
+                dedup::Replay::Answer(response) => response,
+                dedup::Replay::OtherRequest => answer(
+                    meta,
+                    Err(ApplyError::Conflict(
+                        "this request id was already used for another request; use a new \
+                         request id for each new request"
+                            .into(),
+                    )),
+                ),
+            });
         }
         let result = apply_op(&mut Ctx { txn, meta, now }, op)?;
         let response = answer(meta, result);
