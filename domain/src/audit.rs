@@ -66,6 +66,8 @@ pub mod actions {
     pub const REPRESENTATION_READ: &str = "representation.read";
     /// Granting or revoking a representation.
     pub const REPRESENTATION_WRITE: &str = "representation.write";
+    /// Acknowledging an override notification.
+    pub const NOTIFICATION_ACK: &str = "notification.ack";
     /// Reading the audit log.
     pub const AUDIT_QUERY: &str = "audit.query";
     /// Issuing a security token.

@@ -168,6 +168,46 @@ impl Op {
         }
     }
 
+    /// How a caller's write is audited: the action and the one patient it is about, and the
+    /// resource it names; `None` for what is about no single patient (catalog, clients, the
+    /// token ledger, bulk import whose answer names no entry, internal housekeeping) and for
+    /// an emergency override, which its handler audits as a decision.
+    pub fn audited_as(&self) -> Option<(&'static str, &'static str, &crate::NationalId)> {
+        use crate::audit::actions;
+        match self {
+            Op::LocatorRegister(r) | Op::LocatorCompareAndRegister { register: r, .. } => {
+                Some((actions::LOCATOR_WRITE, "locator", &r.key.patient))
+            }
+            Op::LocatorRetire(k) => Some((actions::LOCATOR_WRITE, "locator", &k.patient)),
+            Op::Record(r) => {
+                let (action, resource) = match r {
+                    RecordOp::BlockAdd(_) | RecordOp::BlockRevoke(_) => {
+                        (actions::BLOCK_WRITE, "block")
+                    }
+                    RecordOp::ConsentRequest(_)
+                    | RecordOp::ConsentGrant(_)
+                    | RecordOp::ConsentGrantRequest(_)
+                    | RecordOp::ConsentDeny(_)
+                    | RecordOp::ConsentWithdraw(_) => (actions::CONSENT_WRITE, "consent"),
+                    RecordOp::Reserve(_) | RecordOp::ReservationWithdraw(_) => {
+                        (actions::RESERVATION_WRITE, "reservation")
+                    }
+                    RecordOp::RepresentationGrant(_) | RecordOp::RepresentationRevoke(_) => {
+                        (actions::REPRESENTATION_WRITE, "representation")
+                    }
+                    RecordOp::NotificationAck(_) => (actions::NOTIFICATION_ACK, "notification"),
+                    _ => return None,
+                };
+                r.subject().map(|p| (action, resource, p))
+            }
+            Op::Noop
+            | Op::LocatorImport(_)
+            | Op::Batch(_)
+            | Op::AuditAppend(_)
+            | Op::AuditPrune { .. } => None,
+        }
+    }
+
     /// A rough size of the operation in log bytes, for bounding proposal batches.
     pub fn weight_bytes(&self) -> usize {
         match self {

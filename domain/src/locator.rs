@@ -205,8 +205,10 @@ pub fn apply_compare_and_register(
 ) -> Result<(LocatorEntry, bool), ApplyError> {
     let found = existing.map_or(0, |e| e.mod_revision);
     if found != expected {
+        // The entry's revision is not told: it is the entry's data, read only by a lookup,
+        // which is audited.
         return Err(ApplyError::Conflict(format!(
-            "expected mod_revision {expected}, the entry has {found}"
+            "the entry's mod_revision is not {expected}; look it up for the current one"
         )));
     }
     Ok(apply_register(existing, reg, now, next_revision))

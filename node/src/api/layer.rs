@@ -383,7 +383,17 @@ impl Call {
         }
         self.own_write(&op)?;
         let rid = self.scoped_request_id(raw_request_id, fingerprint)?;
-        self.ctx.write(rid, op).await
+        // A write about a patient is audited as one (its answer may carry the stored record,
+        // and the patient sees who changed their data): the event is made durable alongside
+        // the write, and the answer waits for both.
+        let Some((action, resource, patient)) = op.audited_as() else {
+            return self.ctx.write(rid, op).await;
+        };
+        let event = self.caller.event(action, resource, Some(patient));
+        let (written, audited) = tokio::join!(self.ctx.write(rid, op), self.ctx.audit(vec![event]));
+        let written = written?;
+        audited?;
+        Ok(written)
     }
 
     /// The caller's request id scoped to the caller (actor, org, on whose behalf) and
