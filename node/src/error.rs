@@ -154,6 +154,10 @@ impl From<NodeError> for Status {
             NodeError::Precondition(_) => Status::failed_precondition(msg),
             NodeError::Unauthenticated(_) => Status::unauthenticated(msg),
             NodeError::Forbidden(_) => Status::permission_denied(msg),
+            // A read during a snapshot install: another node (or this one soon) can answer.
+            NodeError::Storage(kartotek_storage::StoreError::Installing) => {
+                Status::unavailable(msg)
+            }
             NodeError::Storage(_) | NodeError::Internal(_) => Status::internal(msg),
         }
     }

@@ -97,7 +97,7 @@ impl StateReader {
     /// The audit chain head as of now.
     pub fn audit_head(&self) -> Result<AuditHead, StoreError> {
         let sm = cf(&self.db, CF_SM)?;
-        let view = self.db.snapshot();
+        let view = self.view()?;
         let (seq, hash): (u64, [u8; 32]) = match view.get_cf(sm, SM_AUDIT_HEAD)? {
             Some(v) => decode(&v)?,
             None => (0, GENESIS_PREV_HASH),
@@ -122,7 +122,7 @@ impl StateReader {
         limit: usize,
     ) -> Result<ReadResult<AuditPage>, StoreError> {
         let sm = cf(&self.db, CF_SM)?;
-        let view = self.db.snapshot();
+        let view = self.view()?;
         let mut events = Vec::new();
         let mut next_seq = None;
         let from_seq = from_seq.max(1);

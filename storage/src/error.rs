@@ -22,6 +22,10 @@ pub enum StoreError {
     /// A background task died.
     #[error("task failed: {0}")]
     Task(String),
+    /// A snapshot is being installed on this node: its state cannot be read until it is done
+    /// ([`crate::fence`]). Retry, here later or on another node.
+    #[error("a snapshot is being installed on this node; retry (another node can answer)")]
+    Installing,
 }
 
 impl StoreError {

@@ -68,6 +68,7 @@ pub mod audit_outbox;
 pub mod codec;
 pub mod db;
 pub mod error;
+pub mod fence;
 pub mod keys;
 pub mod log_store;
 pub mod reader;

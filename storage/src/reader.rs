@@ -69,11 +69,34 @@ pub enum HistoryError {
 pub struct StateReader {
     pub(crate) db: Arc<DB>,
     revisions: tokio::sync::watch::Receiver<u64>,
+    fence: Arc<crate::fence::InstallFence>,
 }
 
 impl StateReader {
-    pub(crate) fn new(db: Arc<DB>, revisions: tokio::sync::watch::Receiver<u64>) -> Self {
-        StateReader { db, revisions }
+    pub(crate) fn new(
+        db: Arc<DB>,
+        revisions: tokio::sync::watch::Receiver<u64>,
+        fence: Arc<crate::fence::InstallFence>,
+    ) -> Self {
+        StateReader {
+            db,
+            revisions,
+            fence,
+        }
+    }
+
+    /// A consistent view of the state, taken outside any snapshot install
+    /// ([`StoreError::Installing`] otherwise; see [`crate::fence`]).
+    pub(crate) fn view(&self) -> Result<SnapshotWithThreadMode<'_, DB>, StoreError> {
+        self.fence.view(&self.db)
+    }
+
+    /// A point read outside any snapshot install.
+    pub(crate) fn fenced<T>(
+        &self,
+        read: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.fence.fenced(read)
     }
 
     /// A receiver that changes whenever the applied state revision moves (for watchers).
@@ -92,7 +115,7 @@ impl StateReader {
         limit: usize,
     ) -> Result<ReadResult<Page<LocatorEntry>>, StoreError> {
         let sm = cf(&self.db, CF_SM)?;
-        let view = self.db.snapshot();
+        let view = self.view()?;
         let prefix = locator_org_prefix(org);
         let mut start = prefix.clone();
         if let Some(c) = cursor {
@@ -153,7 +176,7 @@ impl StateReader {
     /// Change events from revision `from` (at least 1), at most `limit`, in revision order.
     pub fn changes(&self, from: u64, limit: usize) -> Result<ChangeSlice, HistoryError> {
         let sm = cf(&self.db, CF_SM)?;
-        let view = self.db.snapshot();
+        let view = self.view()?;
         let compacted: u64 = match view.get_cf(sm, SM_COMPACTED).map_err(StoreError::from)? {
             Some(v) => decode(&v)?,
             None => 0,
@@ -193,7 +216,7 @@ impl StateReader {
 
     /// The applied log index and the revision, as of now.
     pub fn position(&self) -> Result<(u64, u64), StoreError> {
-        view_position(&self.db, &self.db.snapshot())
+        view_position(&self.db, &self.view()?)
     }
 
     /// The locator entries of a patient (optionally at one organisation), at most `limit`.
@@ -205,7 +228,7 @@ impl StateReader {
         limit: usize,
     ) -> Result<ReadResult<Vec<LocatorEntry>>, StoreError> {
         let sm = cf(&self.db, CF_SM)?;
-        let view = self.db.snapshot();
+        let view = self.view()?;
         let prefix = match org {
             Some(o) => locator_patient_org_prefix(patient, o),
             None => locator_patient_prefix(patient),

@@ -105,7 +105,7 @@ impl StateReader {
         &self,
         read: impl FnOnce(&DB, &View<'_>) -> Result<T, StoreError>,
     ) -> Result<ReadResult<T>, StoreError> {
-        let view = self.db.snapshot();
+        let view = self.view()?;
         let value = read(&self.db, &view)?;
         let (applied_index, revision) = view_position(&self.db, &view)?;
         Ok(ReadResult {
@@ -183,7 +183,13 @@ impl StateReader {
         jti: &TokenJti,
     ) -> Result<Option<TokenId>, StoreError> {
         let sm = cf(&self.db, CF_SM)?;
-        match self.db.get_pinned_cf(sm, token_id_key(kind, client, jti))? {
+        let found = self.fenced(|| {
+            Ok(self
+                .db
+                .get_pinned_cf(sm, token_id_key(kind, client, jti))?
+                .map(|v| v.to_vec()))
+        })?;
+        match found {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }

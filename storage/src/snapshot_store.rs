@@ -2,14 +2,16 @@
 //!
 //! `snapshots/current.snap` is the latest snapshot (format: [`crate::snapshot_file`]).
 //!
-//! - **Build**: a RocksDB snapshot gives a consistent view of the `sm` family; it is dumped to
+//! - **Build** (under the store's lock, so never during an install): a RocksDB snapshot gives a
+//!   consistent view of the `sm` family; it is dumped to
 //!   `build-<id>.tmp`, fsynced, and renamed over `current.snap` (directory fsynced) unless a
 //!   newer snapshot got there first.
 //! - **Receive**: openraft writes the chunks a leader streams into `receiving-<n>.part`.
 //! - **Install**: the received file is copied to `incoming.snap` while every frame and the
 //!   checksum are verified, and fsynced. Then the `installing` marker is written (synced), the
 //!   file is renamed to `current.snap`, the `sm` family is cleared and loaded from it in bounded
-//!   batches, and the last batch removes the marker (synced). A crash anywhere in between is
+//!   batches, and the last batch removes the marker (synced). While it loads, the
+//!   [install fence](crate::fence) refuses every read of the state machine. A crash anywhere in between is
 //!   finished at the next open ([`SnapshotStore::recover`]): the marker means "load
 //!   `current.snap` (after renaming `incoming.snap` if it is still there)".
 
@@ -43,6 +45,8 @@ pub struct SnapshotStore {
     lock: Arc<Mutex<()>>,
     receive_seq: Arc<AtomicU64>,
     stats: Arc<StorageStats>,
+    /// Closed while an install loads the state machine (reads are refused meanwhile).
+    fence: Arc<crate::fence::InstallFence>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -54,13 +58,19 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl SnapshotStore {
-    pub(crate) fn new(db: Arc<DB>, dir: PathBuf, stats: Arc<StorageStats>) -> Self {
+    pub(crate) fn new(
+        db: Arc<DB>,
+        dir: PathBuf,
+        stats: Arc<StorageStats>,
+        fence: Arc<crate::fence::InstallFence>,
+    ) -> Self {
         SnapshotStore {
             db,
             dir,
             lock: Arc::new(Mutex::new(())),
             receive_seq: Arc::new(AtomicU64::new(0)),
             stats,
+            fence,
         }
     }
 
@@ -91,10 +101,15 @@ impl SnapshotStore {
 
     /// Builds a snapshot of the current state.
     pub async fn build(&self) -> Result<Snapshot, StoreError> {
+        // Held for the whole build: openraft may build while it installs, and the view must
+        // never be of a half-loaded install (the fence would refuse one; the lock makes the
+        // build wait for the install instead).
+        let _guard = self.lock.lock().await;
         let db = self.db.clone();
         let dir = self.dir.clone();
+        let fence = self.fence.clone();
         let (meta, tmp) = blocking(move || {
-            let view = db.snapshot();
+            let view = fence.view(&db)?;
             let sm = cf(&db, CF_SM)?;
             let applied: Option<LogId> = match view.get_cf(sm, SM_APPLIED)? {
                 Some(v) => decode(&v)?,
@@ -125,7 +140,6 @@ impl SnapshotStore {
         })
         .await?;
 
-        let _guard = self.lock.lock().await;
         let file = tokio::fs::File::open(&tmp).await?;
         let current = self.dir.join(CURRENT);
         let newer = match read_meta(&current) {
@@ -189,6 +203,7 @@ impl SnapshotStore {
         let db = self.db.clone();
         let dir = self.dir.clone();
         let expected = meta.clone();
+        let fence = self.fence.clone();
         blocking(move || {
             use std::io::Seek;
             file.seek(std::io::SeekFrom::Start(0))?;
@@ -209,6 +224,7 @@ impl SnapshotStore {
             )?;
             std::fs::rename(&incoming, dir.join(CURRENT))?;
             sync_dir(&dir)?;
+            let _installing = fence.install();
             load_into_sm(&db, &dir.join(CURRENT), Some(&expected))?;
             tracing::info!(snapshot_id = %expected.snapshot_id, "snapshot installed");
             Ok(())

@@ -38,8 +38,9 @@ impl StateMachine {
         snapshot_dir: PathBuf,
         stats: Arc<StorageStats>,
         revisions: tokio::sync::watch::Sender<u64>,
+        fence: Arc<crate::fence::InstallFence>,
     ) -> Self {
-        let snapshots = SnapshotStore::new(db.clone(), snapshot_dir, stats.clone());
+        let snapshots = SnapshotStore::new(db.clone(), snapshot_dir, stats.clone(), fence);
         StateMachine {
             applier: Applier::new(db, config, stats.clone()),
             snapshots,

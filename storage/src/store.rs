@@ -51,17 +51,19 @@ impl Store {
         let db = db::open(&dir.join("db"), config.block_cache_bytes)?;
         let stats = Arc::new(StorageStats::default());
         let (revisions, revisions_rx) = tokio::sync::watch::channel(0);
+        let fence = Arc::new(crate::fence::InstallFence::default());
         let state_machine = StateMachine::new(
             db.clone(),
             config.state_machine,
             dir.join("snapshots"),
             stats.clone(),
             revisions.clone(),
+            fence.clone(),
         );
         state_machine.snapshots().recover()?;
         let log = LogStore::new(db.clone(), stats.clone())?;
         let outbox = AuditOutbox::open(db.clone())?;
-        let reader = StateReader::new(db, revisions_rx);
+        let reader = StateReader::new(db, revisions_rx, fence);
         revisions.send_replace(reader.position()?.1);
         Ok(Store {
             log,

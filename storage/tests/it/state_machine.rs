@@ -442,3 +442,99 @@ fn empty_prefix_scans_do_not_walk_evicted_dedup_keys() {
         );
     });
 }
+
+/// Installing a snapshot loads the state in batches that are not atomic together; a read in
+/// between would see part of it (here: no applied index at all, which only the last batch
+/// writes). Every read during an install is either of a whole state or refused with
+/// `Installing`, and reads after it see the snapshot's state.
+#[test]
+fn reads_during_a_snapshot_install_see_a_whole_state_or_are_refused() {
+    rt().block_on(async {
+        // Enough data for several install batches (each at most 4 MiB).
+        let mut patients: Vec<String> = (0..1000u16).map(patient).collect();
+        patients.dedup();
+        let regs = |system: usize| -> Vec<LocatorRegister> {
+            patients
+                .iter()
+                .map(|p| {
+                    LocatorRegister::parse(
+                        p,
+                        &org(),
+                        &format!("system-{system}"),
+                        &["Observation".into(), "Condition".into()],
+                        "fhir-endpoint-with-a-long-enough-reference",
+                    )
+                    .unwrap_or_else(|e| panic!("fixture: {e}"))
+                })
+                .collect()
+        };
+        let history: Vec<_> = (0..50usize)
+            .map(|s| {
+                entry(
+                    s as u64 + 1,
+                    Command {
+                        request_id: None,
+                        stamped_at: Timestamp(1000 + s as i64),
+                        op: Op::LocatorImport(regs(s)),
+                    },
+                )
+            })
+            .collect();
+        let last_index = history.len() as u64;
+        let a_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut a = open(a_dir.path(), StateMachineConfig::default());
+        let _ = a.state_machine.apply(history.clone()).await;
+        let snap = a
+            .state_machine
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let b_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut b = open(b_dir.path(), StateMachineConfig::default());
+        let _ = b.state_machine.apply(history).await;
+        assert_eq!(b.reader.position().ok().map(|p| p.0), Some(last_index));
+
+        let reader = b.reader.clone();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = done.clone();
+        let watcher = std::thread::spawn(move || {
+            let (mut whole, mut refused, mut torn) = (0u64, 0u64, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match reader.position() {
+                    Ok((applied, _)) if applied == last_index => whole += 1,
+                    Ok(other) => torn.push(other),
+                    Err(kartotek_storage::StoreError::Installing) => refused += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            (whole, refused, torn)
+        });
+        let mut recv = b
+            .state_machine
+            .begin_receiving_snapshot()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut src = snap.snapshot;
+        tokio::io::copy(&mut src, &mut *recv)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        b.state_machine
+            .install_snapshot(&snap.meta, recv)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (whole, refused, torn) = watcher.join().unwrap_or_else(|_| panic!("watcher"));
+        assert!(
+            torn.is_empty(),
+            "torn reads during the install: {:?}",
+            &torn[..torn.len().min(5)]
+        );
+        assert!(
+            refused > 0,
+            "no read overlapped the install ({whole} reads)"
+        );
+        assert_eq!(b.reader.position().ok().map(|p| p.0), Some(last_index));
+    });
+}
