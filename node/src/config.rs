@@ -72,6 +72,11 @@ pub struct RaftSettings {
     pub logs_kept_after_snapshot: Option<u64>,
     /// Size of one snapshot chunk on the wire.
     pub snapshot_chunk_bytes: Option<u64>,
+    /// A follower refuses log entries stamped further than this ahead of its own clock, and
+    /// the rest of that leader's term (see `raft::stamps`): a leader whose clock runs far
+    /// ahead would otherwise move the state clock forward for good (time-limited blocks and
+    /// consents would end early). Default 10 000.
+    pub stamp_ahead_ms_max: Option<u64>,
 }
 
 /// Raft settings with every value resolved.
@@ -97,6 +102,8 @@ pub struct ResolvedRaft {
     pub logs_kept_after_snapshot: u64,
     /// See [`RaftSettings`].
     pub snapshot_chunk_bytes: u64,
+    /// See [`RaftSettings`].
+    pub stamp_ahead_ms_max: u64,
 }
 
 impl RaftSettings {
@@ -120,6 +127,7 @@ impl RaftSettings {
             snapshot_logs_since_last: self.snapshot_logs_since_last.unwrap_or(50_000),
             logs_kept_after_snapshot: self.logs_kept_after_snapshot.unwrap_or(5_000),
             snapshot_chunk_bytes: self.snapshot_chunk_bytes.unwrap_or(1 << 20),
+            stamp_ahead_ms_max: self.stamp_ahead_ms_max.unwrap_or(10_000),
         }
     }
 }
@@ -607,6 +615,12 @@ impl NodeConfig {
         }
         if r.snapshot_logs_since_last == 0 {
             return Err(invalid("raft.snapshot_logs_since_last", "must be positive"));
+        }
+        if !(1000..=3_600_000).contains(&r.stamp_ahead_ms_max) {
+            return Err(invalid(
+                "raft.stamp_ahead_ms_max",
+                "must be 1000 to 3600000 ms",
+            ));
         }
         if !(4096..=(64 << 20)).contains(&r.snapshot_chunk_bytes) {
             return Err(invalid(

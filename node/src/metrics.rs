@@ -53,6 +53,8 @@ pub struct Metrics {
     pub import_entries_total: Counter,
     /// Consents stored as expired by this node's expiry sweeps (as leader).
     pub consents_expired_total: Counter,
+    /// AppendEntries refused for entries stamped ahead of this node's clock.
+    pub future_stamps_refused_total: Counter,
 }
 
 struct RaftCollector {
@@ -165,7 +167,13 @@ impl Metrics {
         let reads_coalesced_total = Counter::default();
         let import_entries_total = Counter::default();
         let consents_expired_total = Counter::default();
+        let future_stamps_refused_total = Counter::default();
         let mut registry = Registry::default();
+        registry.register(
+            "kartotek_raft_future_stamps_refused",
+            "AppendEntries refused because an entry was stamped too far ahead of this node's clock (and the rest of that leader's term)",
+            future_stamps_refused_total.clone(),
+        );
         registry.register(
             "kartotek_records_consents_expired",
             "Consents stored as expired by this node's expiry sweeps (as leader)",
@@ -204,6 +212,7 @@ impl Metrics {
             reads_coalesced_total,
             import_entries_total,
             consents_expired_total,
+            future_stamps_refused_total,
         }
     }
 

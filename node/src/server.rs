@@ -170,6 +170,10 @@ pub async fn run_node(
         config.node_id,
         config.cluster_name.clone(),
         upper,
+        crate::raft::stamps::StampGuard::new(
+            resolved.stamp_ahead_ms_max,
+            metrics.future_stamps_refused_total.clone(),
+        ),
     ))
     .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
     .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);

@@ -7,6 +7,7 @@
 //! - [`peers`]: the shared pool of channels to other nodes.
 //! - [`tls`]: mutual TLS between nodes (the Raft listener and the peer channels).
 //! - [`proposer`]: packs concurrent writes into one log entry (group commit).
+//! - [`stamps`]: the follower's refusal of entries stamped far ahead of its clock.
 //!
 //! Nothing here knows about callers, audit or the public API; the layers above
 //! ([`crate::consistency`], [`crate::audit`], [`crate::api`]) build on it.
@@ -15,6 +16,7 @@ pub mod network;
 pub mod peers;
 pub mod proposer;
 pub mod service;
+pub mod stamps;
 pub mod tls;
 
 use crate::error::NodeError;

@@ -4,7 +4,9 @@
 //! Besides Raft itself it carries the two leader services other nodes need: the read index
 //! (bounded-staleness reads) and the audit chain append (events recorded on a follower).
 //! Calls from another cluster (wrong `x-kartotek-cluster`) and undecodable payloads are
-//! refused with an error; nothing a peer sends can crash the node.
+//! refused with an error; nothing a peer sends can crash the node. Appends carrying entries
+//! stamped far ahead of this node's clock are refused, with the rest of that leader's term
+//! ([`crate::raft::stamps`]).
 
 use kartotek_domain::audit::AuditEvent;
 use kartotek_domain::limits::AUDIT_EVENTS_PER_APPEND_MAX;
@@ -56,16 +58,24 @@ pub struct Upper {
 /// Serves Raft RPCs for one node.
 pub struct RaftServiceImpl {
     raft: Raft<TypeConfig>,
+    stamps: crate::raft::stamps::StampGuard,
     node_id: u64,
     cluster: String,
     upper: Upper,
 }
 
 impl RaftServiceImpl {
-    /// Serves `raft` for the cluster named `cluster`.
-    pub fn new(raft: Raft<TypeConfig>, node_id: u64, cluster: String, upper: Upper) -> Self {
+    /// Serves `raft` for the cluster named `cluster`, refusing appends as `stamps` says.
+    pub fn new(
+        raft: Raft<TypeConfig>,
+        node_id: u64,
+        cluster: String,
+        upper: Upper,
+        stamps: crate::raft::stamps::StampGuard,
+    ) -> Self {
         RaftServiceImpl {
             raft,
+            stamps,
             node_id,
             cluster,
             upper,
@@ -115,6 +125,9 @@ impl RaftService for RaftServiceImpl {
     ) -> Result<Response<RaftPayload>, Status> {
         self.check_cluster(&req)?;
         let rpc = decode(req.get_ref())?;
+        self.stamps
+            .check(&rpc, kartotek_domain::Timestamp::now())
+            .map_err(Status::failed_precondition)?;
         let result = self.raft.append_entries(rpc).await;
         encode(&result)
     }

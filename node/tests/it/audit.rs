@@ -32,6 +32,36 @@ fn client_as(c: &TestCluster, ids: &[u64], hpr: &str) -> KartotekClient {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Waits (at most 15 s: a follower's events reach the chain through its shipper) until the
+/// audit log of patient `p` holds what `done` looks for (`what`, for the failure message).
+async fn wait_for_audit(
+    client: &KartotekClient,
+    p: &str,
+    what: &str,
+    done: impl Fn(&[kartotek_proto::v1::AuditEvent]) -> bool,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let page = client
+            .query_audit(QueryAuditRequest {
+                patient: p.to_owned(),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if done(&page.events) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not in the patient's audit log: {what}; it has {:?}",
+            page.events
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 fn lookup(p: &str) -> LookupLocatorRequest {
     LookupLocatorRequest {
         patient: p.to_owned(),
@@ -160,30 +190,14 @@ async fn every_lookup_is_audited_and_the_chain_verifies() {
 
     // The follower's event was fsynced in its outbox before it answered; its shipper moves it
     // into the chain within moments.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let page = writer
-            .query_audit(QueryAuditRequest {
-                patient: p.clone(),
-                limit: 1000,
-                ..Default::default()
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let n = page
-            .events
+    wait_for_audit(&writer, &p, "7 lookups", |events| {
+        events
             .iter()
             .filter(|e| e.action == "locator.lookup")
-            .count();
-        if n >= 7 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {n} lookups in the chain"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+            .count()
+            >= 7
+    })
+    .await;
 
     // "Who has looked at my data?" — through the CLI, as one JSON document.
     let out = common::kartotek(&endpoints, &["--json", "audit", "query", "--patient", &p]);
@@ -250,33 +264,23 @@ async fn every_lookup_is_audited_and_the_chain_verifies() {
     .await;
     assert!(delivered.is_ok(), "the watch never delivered the entry");
     drop(watch);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let page = writer
-            .query_audit(QueryAuditRequest {
-                patient: p.clone(),
-                limit: 1000,
-                ..Default::default()
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let by_lister = |action: &str| {
-            page.events
-                .iter()
-                .any(|e| e.action == action && e.actor == "personnel:2223334")
-        };
-        // The register at the start is a write about the patient: audited as one.
-        let written = page.events.iter().any(|e| e.action == "locator.write");
-        if by_lister("locator.list") && by_lister("locator.watch") && written {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the listing, the watch or the write is not in the patient's audit: {:?}",
-            page.events
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    // The register at the start is a write about the patient: audited as one.
+    wait_for_audit(
+        &writer,
+        &p,
+        "the listing, the watch and the write",
+        |events| {
+            let by_lister = |action: &str| {
+                events
+                    .iter()
+                    .any(|e| e.action == action && e.actor == "personnel:2223334")
+            };
+            by_lister("locator.list")
+                && by_lister("locator.watch")
+                && events.iter().any(|e| e.action == "locator.write")
+        },
+    )
+    .await;
 
     // By organisation: the clinician lookups (acting for org 50) of both patients.
     let by_org = writer

@@ -63,6 +63,24 @@ fn open(dir: &std::path::Path, sm: StateMachineConfig) -> Store {
     .unwrap_or_else(|e| panic!("open: {e}"))
 }
 
+/// Streams `snap` into `store` as a follower receives it, and installs it.
+async fn install(store: &mut Store, snap: kartotek_storage::types::Snapshot) {
+    let mut recv = store
+        .state_machine
+        .begin_receiving_snapshot()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut src = snap.snapshot;
+    tokio::io::copy(&mut src, &mut *recv)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .state_machine
+        .install_snapshot(&snap.meta, recv)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -289,20 +307,7 @@ fn state_survives_reopen_and_snapshot_installs_elsewhere() {
             .unwrap_or_else(|e| panic!("{e}"));
         let other_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let mut other = open(other_dir.path(), StateMachineConfig::default());
-        let mut recv = other
-            .state_machine
-            .begin_receiving_snapshot()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut src = snap.snapshot;
-        tokio::io::copy(&mut src, &mut *recv)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        other
-            .state_machine
-            .install_snapshot(&snap.meta, recv)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        install(&mut other, snap).await;
         let p = kartotek_domain::NationalId::parse(&patient(1)).unwrap_or_else(|e| panic!("{e}"));
         let here = store
             .reader
@@ -511,19 +516,7 @@ fn reads_during_a_snapshot_install_see_a_whole_state_or_are_refused() {
             }
             (whole, refused, torn)
         });
-        let mut recv = b
-            .state_machine
-            .begin_receiving_snapshot()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut src = snap.snapshot;
-        tokio::io::copy(&mut src, &mut *recv)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        b.state_machine
-            .install_snapshot(&snap.meta, recv)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        install(&mut b, snap).await;
         done.store(true, std::sync::atomic::Ordering::SeqCst);
         let (whole, refused, torn) = watcher.join().unwrap_or_else(|_| panic!("watcher"));
         assert!(
