@@ -28,7 +28,7 @@ const STAGES: [(&str, &str); 9] = [
     ),
     ("LocatorService>::register", "Register handler"),
     (
-        "StateMachine::apply_entry",
+        "Applier::apply_entry",
         "state machine apply (writes, audit events)",
     ),
     ("ReplicationCore", "replication to the followers (openraft)"),
