@@ -301,9 +301,7 @@ impl Call {
         if events.is_empty() {
             return Err(self.refuse("answer a listing without an audit event"));
         }
-        for chunk in events.chunks(kartotek_domain::limits::AUDIT_EVENTS_PER_APPEND_MAX) {
-            self.audit(chunk.to_vec()).await?;
-        }
+        self.audit(events).await?;
         Ok(answer)
     }
 
@@ -340,7 +338,11 @@ impl Call {
         for e in &events {
             self.own_data(e.patient.as_ref())?;
         }
-        self.ctx.audit(events).await?;
+        // One append takes at most AUDIT_EVENTS_PER_APPEND_MAX events (a listing page or a
+        // watch message can carry more patients).
+        for chunk in events.chunks(kartotek_domain::limits::AUDIT_EVENTS_PER_APPEND_MAX) {
+            self.ctx.audit(chunk.to_vec()).await?;
+        }
         self.audited.store(true, Ordering::Release);
         Ok(())
     }

@@ -177,10 +177,10 @@ async fn audit_delivery(call: &Call, changes: &[&ChangeEvent]) -> Result<(), Nod
                 .event(actions::LOCATOR_WATCH, "locator", Some(p))
         })
         .collect();
-    for chunk in events.chunks(kartotek_domain::limits::AUDIT_EVENTS_PER_APPEND_MAX) {
-        call.audit(chunk.to_vec()).await?;
+    if events.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    call.audit(events).await
 }
 
 /// Serves a watch stream until the client goes away or the node shuts down.
