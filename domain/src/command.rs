@@ -141,6 +141,19 @@ pub enum Op {
         /// Most events removed by this command.
         max: u32,
     },
+    /// Audit events shipped from one node's audit journal into the chain. Applied **once per
+    /// journal seq**: the state machine keeps, per journal, the newest journal seq it has
+    /// chained, and skips the events at or below it, so a resend (after a lost answer, a
+    /// crash between the commit and the journal's removal, a leader change) never chains an
+    /// event twice and no caller's request id can claim a batch first.
+    AuditShip {
+        /// The journal's id (random, made when the node's journal was created).
+        journal: u64,
+        /// The journal seq of `events[0]`; the rest follow in order.
+        first_seq: u64,
+        /// The events (1 to [`crate::limits::AUDIT_EVENTS_PER_APPEND_MAX`]).
+        events: Vec<AuditEvent>,
+    },
 }
 
 /// One caller's command inside an [`Op::Batch`]; it shares the batch's leader stamp.
@@ -165,6 +178,7 @@ impl Op {
             Op::Record(_) => "record",
             Op::AuditAppend(_) => "audit_append",
             Op::AuditPrune { .. } => "audit_prune",
+            Op::AuditShip { .. } => "audit_ship",
         }
     }
 
@@ -204,7 +218,8 @@ impl Op {
             | Op::LocatorImport(_)
             | Op::Batch(_)
             | Op::AuditAppend(_)
-            | Op::AuditPrune { .. } => None,
+            | Op::AuditPrune { .. }
+            | Op::AuditShip { .. } => None,
         }
     }
 
@@ -212,7 +227,7 @@ impl Op {
     pub fn weight_bytes(&self) -> usize {
         match self {
             Op::LocatorImport(regs) => 64 + regs.len() * 128,
-            Op::AuditAppend(events) => 64 + events.len() * 192,
+            Op::AuditAppend(events) | Op::AuditShip { events, .. } => 64 + events.len() * 192,
             Op::Batch(items) => items.iter().map(|i| i.op.weight_bytes()).sum(),
             _ => 256,
         }
@@ -255,6 +270,17 @@ pub enum Outcome {
         removed: u32,
         /// The newest removed seq (the verification start point).
         pruned_seq: u64,
+    },
+    /// What an [`Op::AuditShip`] did.
+    AuditShipped {
+        /// The newest journal seq of that journal now in the chain (the shipper removes
+        /// everything up to it).
+        journal_through: u64,
+        /// Events of this command newly chained (the others were chained before).
+        appended: u32,
+        /// Journal seqs missing between what was chained before and `first_seq` (0 unless
+        /// a journal lost events or the chain was restored from an older backup).
+        gap: u64,
     },
 }
 

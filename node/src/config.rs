@@ -216,6 +216,29 @@ pub struct AuditSettings {
     pub prune_interval_ms: u64,
     /// Most events one retention command removes.
     pub prune_events_per_command_max: u32,
+    /// When a read (or decision, or write about a patient) may be answered: `journal` (the
+    /// default) once its event is fsynced in this node's audit journal, shipped to the chain
+    /// within `ship_lag_ms_max`; `chain` once it is committed to the replicated chain (on a
+    /// majority's disks), at the cost of a log write per read batch. See [`crate::audit`].
+    pub answer_after: AnswerAfter,
+    /// The longest an event may wait in the journal for the chain. Past it the node refuses
+    /// reads (UNAVAILABLE) until shipping catches up, which bounds what the loss of this
+    /// node's disk can take from the chain to this window. 1 s to 1 h.
+    pub ship_lag_ms_max: u64,
+    /// Most events waiting in the journal (past it, reads are refused). 1,000 to 100 M.
+    pub journal_events_max: u64,
+    /// Most events one ship to the chain carries (1 to 1,000).
+    pub ship_events_max: u32,
+}
+
+/// When an audited answer may leave the node (`audit.answer_after`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerAfter {
+    /// The event is fsynced in this node's journal.
+    Journal,
+    /// The event is committed to the replicated chain.
+    Chain,
 }
 
 impl Default for AuditSettings {
@@ -224,6 +247,10 @@ impl Default for AuditSettings {
             retention_days: 0,
             prune_interval_ms: 60_000,
             prune_events_per_command_max: 10_000,
+            answer_after: AnswerAfter::Journal,
+            ship_lag_ms_max: 30_000,
+            journal_events_max: 1_000_000,
+            ship_events_max: 1_000,
         }
     }
 }
@@ -641,6 +668,22 @@ impl NodeConfig {
             return Err(invalid(
                 "audit.prune_interval_ms",
                 "prune_interval_ms and prune_events_per_command_max must be positive",
+            ));
+        }
+        if !(1_000..=3_600_000).contains(&self.audit.ship_lag_ms_max) {
+            return Err(invalid("audit.ship_lag_ms_max", "must be 1 s to 1 h"));
+        }
+        if !(1_000..=100_000_000).contains(&self.audit.journal_events_max) {
+            return Err(invalid(
+                "audit.journal_events_max",
+                "must be 1,000 to 100,000,000",
+            ));
+        }
+        let ship_max = kartotek_domain::limits::AUDIT_EVENTS_PER_APPEND_MAX;
+        if !(1..=ship_max).contains(&(self.audit.ship_events_max as usize)) {
+            return Err(invalid(
+                "audit.ship_events_max",
+                format!("must be 1 to {ship_max}"),
             ));
         }
         let expire_max = kartotek_domain::limits::CONSENT_EXPIRE_PER_COMMAND_MAX;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use kartotek_domain::{Command, Op, RequestId, Response, Timestamp};
 use kartotek_proto::v1::ResponseHeader;
-use kartotek_storage::{AuditOutbox, StateReader, TypeConfig};
+use kartotek_storage::{AuditJournal, StateReader, TypeConfig};
 use openraft::Raft;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -38,7 +38,10 @@ pub struct NodeContext {
     watches: Arc<Semaphore>,
     proposer: Proposer,
     peers: Peers,
-    outbox: AuditOutbox,
+    journal: AuditJournal,
+    /// Set by the audit shipper while the journal's oldest event has waited longer than
+    /// `audit.ship_lag_ms_max` for the chain: reads are refused meanwhile.
+    shipping_stuck: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What [`NodeContext::new`] is made of (the server builds these).
@@ -59,8 +62,8 @@ pub struct NodeParts {
     pub proposer: Proposer,
     /// Channels to the other nodes.
     pub peers: Peers,
-    /// Audit events recorded on this node while not the leader, waiting to be shipped.
-    pub outbox: AuditOutbox,
+    /// This node's audit journal (events of the answers it gave, waiting to be shipped).
+    pub journal: AuditJournal,
 }
 
 impl NodeContext {
@@ -84,7 +87,8 @@ impl NodeContext {
             watches,
             proposer: parts.proposer,
             peers: parts.peers,
-            outbox: parts.outbox,
+            journal: parts.journal,
+            shipping_stuck: Arc::default(),
         }
     }
 
@@ -113,9 +117,14 @@ impl NodeContext {
         &self.peers
     }
 
-    /// This node's audit outbox.
-    pub(crate) fn outbox(&self) -> &AuditOutbox {
-        &self.outbox
+    /// This node's audit journal.
+    pub(crate) fn journal(&self) -> &AuditJournal {
+        &self.journal
+    }
+
+    /// Whether audit shipping has been stuck past its bound (reads are refused).
+    pub(crate) fn shipping_stuck(&self) -> &std::sync::atomic::AtomicBool {
+        &self.shipping_stuck
     }
 
     /// Proposes a command (batched with concurrent ones by the [`Proposer`], stamped with

@@ -155,9 +155,11 @@ impl From<NodeError> for Status {
             NodeError::Unauthenticated(_) => Status::unauthenticated(msg),
             NodeError::Forbidden(_) => Status::permission_denied(msg),
             // A read during a snapshot install: another node (or this one soon) can answer.
-            NodeError::Storage(kartotek_storage::StoreError::Installing) => {
-                Status::unavailable(msg)
-            }
+            // A full audit journal: the read waits for the chain (or another node) to take it.
+            NodeError::Storage(
+                kartotek_storage::StoreError::Installing
+                | kartotek_storage::StoreError::JournalFull(_),
+            ) => Status::unavailable(msg),
             NodeError::Storage(_) | NodeError::Internal(_) => Status::internal(msg),
         }
     }

@@ -11,8 +11,9 @@
 //!   entries. Storage ([`kartotek_storage`]) sits under it.
 //! - [`consistency`]: linearizable reads (read-index) and bounded-staleness proofs.
 //! - [`context`]: [`context::NodeContext`], the node's parts behind methods (private fields).
-//! - [`audit`]: audit events durable before an answer (chain on the leader, fsynced outbox
-//!   elsewhere), the outbox shipper, retention, and the events' wire form.
+//! - [`audit`]: audit events durable before an answer (fsynced in the node's audit journal),
+//!   the shipper that moves them into the chain exactly once, retention, and the events'
+//!   wire form. Its module doc is the audit guarantee.
 //! - [`sweep`]: leader-only housekeeping proposals (the consent-expiry sweep).
 //! - [`api`]: the public `kartotek.v1` API — the request layer ([`api::layer`]: one road for
 //!   every call: admission, caller, read mode, audit rule, metrics), the method table

@@ -17,7 +17,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -55,6 +55,18 @@ pub struct Metrics {
     pub consents_expired_total: Counter,
     /// AppendEntries refused for entries stamped ahead of this node's clock.
     pub future_stamps_refused_total: Counter,
+    /// Synced audit-journal writes (each a group of concurrent appends).
+    pub audit_journal_writes_total: Counter,
+    /// Events written to the audit journal.
+    pub audit_journal_events_total: Counter,
+    /// Events waiting in the journal for the chain.
+    pub audit_journal_events: Gauge,
+    /// Age of the oldest waiting journal event, ms.
+    pub audit_journal_age_ms: Gauge,
+    /// Journal events this node's shipper got chained.
+    pub audit_shipped_events_total: Counter,
+    /// Journal seqs found missing in the chain when shipping.
+    pub audit_ship_gaps_total: Counter,
 }
 
 struct RaftCollector {
@@ -168,7 +180,43 @@ impl Metrics {
         let import_entries_total = Counter::default();
         let consents_expired_total = Counter::default();
         let future_stamps_refused_total = Counter::default();
+        let audit_journal_writes_total = Counter::default();
+        let audit_journal_events_total = Counter::default();
+        let audit_journal_events = Gauge::default();
+        let audit_journal_age_ms = Gauge::default();
+        let audit_shipped_events_total = Counter::default();
+        let audit_ship_gaps_total = Counter::default();
         let mut registry = Registry::default();
+        registry.register(
+            "kartotek_audit_journal_writes",
+            "Synced writes of the audit journal (each covers a group of concurrent answers)",
+            audit_journal_writes_total.clone(),
+        );
+        registry.register(
+            "kartotek_audit_journal_appended_events",
+            "Audit events fsynced in this node's journal",
+            audit_journal_events_total.clone(),
+        );
+        registry.register(
+            "kartotek_audit_journal_events",
+            "Audit events waiting in this node's journal for the chain",
+            audit_journal_events.clone(),
+        );
+        registry.register(
+            "kartotek_audit_journal_age_ms",
+            "How long the oldest waiting journal event has waited for the chain, ms",
+            audit_journal_age_ms.clone(),
+        );
+        registry.register(
+            "kartotek_audit_shipped_events",
+            "Journal events this node's shipper got into the chain",
+            audit_shipped_events_total.clone(),
+        );
+        registry.register(
+            "kartotek_audit_ship_gap_events",
+            "Journal seqs found missing in the chain while shipping (journal loss or an older restore)",
+            audit_ship_gaps_total.clone(),
+        );
         registry.register(
             "kartotek_raft_future_stamps_refused",
             "AppendEntries refused because an entry was stamped too far ahead of this node's clock (and the rest of that leader's term)",
@@ -213,6 +261,12 @@ impl Metrics {
             import_entries_total,
             consents_expired_total,
             future_stamps_refused_total,
+            audit_journal_writes_total,
+            audit_journal_events_total,
+            audit_journal_events,
+            audit_journal_age_ms,
+            audit_shipped_events_total,
+            audit_ship_gaps_total,
         }
     }
 

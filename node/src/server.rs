@@ -73,6 +73,10 @@ pub async fn run_node(
                 change_history_max: config.storage.change_history_max,
                 ..StateMachineConfig::default()
             },
+            journal: kartotek_storage::JournalLimits {
+                events_max: config.audit.journal_events_max,
+                ..kartotek_storage::JournalLimits::default()
+            },
         },
     )
     .map_err(|source| StartError::Storage {
@@ -145,7 +149,7 @@ pub async fn run_node(
         metrics: metrics.clone(),
         proposer,
         peers: peers.clone(),
-        outbox: store.outbox.clone(),
+        journal: store.journal.clone(),
     });
 
     if let Some(addr) = config.metrics_addr {
@@ -178,7 +182,7 @@ pub async fn run_node(
     .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
     .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
     crate::audit::spawn_retention(ctx.clone());
-    crate::audit::spawn_outbox_shipper(ctx.clone());
+    crate::audit::spawn_shipper(ctx.clone());
     crate::sweep::spawn_consent_sweep(ctx.clone());
     crate::sweep::spawn_token_id_sweep(ctx.clone());
     let ledger = ctx.clone();

@@ -11,7 +11,8 @@
 //!
 //! Keys (`sm` family): `A seq` → event; `P patient seq` and `G org seq` → empty (indexes);
 //! meta `M:audit_head` → (seq, hash); `M:audit_pruned` → (seq, hash) of the last event removed
-//! by retention (the chain continues from it).
+//! by retention (the chain continues from it); `M:audit_journal:<journal id>` → the newest
+//! seq of that node journal already chained (events at or below it are not chained again).
 //!
 //! This module holds the keys and the read side ([`StateReader::audit_head`],
 //! [`StateReader::audit_events`]); appending and pruning are applied in `apply/audit.rs`.
@@ -30,6 +31,13 @@ use crate::reader::{ReadResult, StateReader, view_position};
 pub const SM_AUDIT_HEAD: &[u8] = b"M:audit_head";
 /// `sm` key of `(seq, hash)` of the newest event removed by retention.
 pub const SM_AUDIT_PRUNED: &[u8] = b"M:audit_pruned";
+
+/// `sm` key of the watermark of node journal `journal`: the newest journal seq chained.
+pub fn journal_key(journal: u64) -> Vec<u8> {
+    let mut k = b"M:audit_journal:".to_vec();
+    k.extend_from_slice(&journal.to_be_bytes());
+    k
+}
 
 /// Key of the event with sequence number `seq`.
 pub fn audit_key(seq: u64) -> [u8; 9] {
@@ -111,6 +119,16 @@ impl StateReader {
             hash,
             pruned_seq,
             pruned_hash,
+        })
+    }
+
+    /// The newest seq of node journal `journal` already in the chain (0: none).
+    pub fn audit_journal_through(&self, journal: u64) -> Result<u64, StoreError> {
+        let sm = cf(&self.db, CF_SM)?;
+        let view = self.view()?;
+        Ok(match view.get_cf(sm, journal_key(journal))? {
+            Some(v) => decode(&v)?,
+            None => 0,
         })
     }
 

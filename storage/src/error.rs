@@ -26,6 +26,12 @@ pub enum StoreError {
     /// ([`crate::fence`]). Retry, here later or on another node.
     #[error("a snapshot is being installed on this node; retry (another node can answer)")]
     Installing,
+    /// This node's audit journal holds its maximum of unshipped events (the chain has not
+    /// taken them for a while): a read that would need one more is refused.
+    #[error(
+        "the audit journal is full ({0} events wait to be shipped to the chain); retry later or on another node"
+    )]
+    JournalFull(u64),
 }
 
 impl StoreError {

@@ -26,7 +26,8 @@ pub const CF_LOG: &str = "log";
 pub const CF_RAFT: &str = "raft";
 /// Column family of the state machine.
 pub const CF_SM: &str = "sm";
-/// Column family of this node's audit outbox (events recorded here, not yet in the chain).
+/// Column family of this node's audit journal (events of answers given here, not yet in the
+/// chain; see `audit_journal`). Named `outbox` for the data directories made before it.
 pub const CF_OUTBOX: &str = "outbox";
 
 /// `raft` key of the vote.

@@ -56,15 +56,16 @@
 //! - [`reader`]: [`StateReader`], point-in-time reads of the locator and the change history;
 //!   [`record_reader`]: reads of the record families and the facts for access decisions;
 //!   [`audit_log`]: the audit chain's keys and reads.
-//! - [`audit_outbox`]: this node's durable queue of audit events not yet in the chain.
+//! - [`audit_journal`]: this node's fsynced, group-committed journal of the audit events of the
+//!   answers it gave, not yet in the chain.
 //!
 //! Dependencies go one way: `state_machine` → `apply` → keys/codec/db (and the audit keys in
 //! `audit_log`, the record facts type in `record_reader`); readers depend only on `reader`,
 //! keys, codec, db, error and types.
 
 mod apply;
+pub mod audit_journal;
 pub mod audit_log;
-pub mod audit_outbox;
 pub mod codec;
 pub mod db;
 pub mod error;
@@ -81,8 +82,8 @@ pub mod stats;
 pub mod store;
 pub mod types;
 
+pub use audit_journal::{AuditJournal, JournalLimits};
 pub use audit_log::{AuditHead, AuditPage, AuditSelector};
-pub use audit_outbox::AuditOutbox;
 pub use error::StoreError;
 pub use log_store::LogStore;
 pub use reader::{ChangeSlice, HistoryError, Page, ReadResult, StateReader};

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::audit_outbox::AuditOutbox;
+use crate::audit_journal::{AuditJournal, JournalLimits};
 use crate::db;
 use crate::error::StoreError;
 use crate::log_store::LogStore;
@@ -18,6 +18,8 @@ pub struct StoreConfig {
     pub block_cache_bytes: usize,
     /// State machine settings.
     pub state_machine: StateMachineConfig,
+    /// Bounds of this node's audit journal.
+    pub journal: JournalLimits,
 }
 
 impl Default for StoreConfig {
@@ -25,6 +27,7 @@ impl Default for StoreConfig {
         StoreConfig {
             block_cache_bytes: 128 << 20,
             state_machine: StateMachineConfig::default(),
+            journal: JournalLimits::default(),
         }
     }
 }
@@ -39,8 +42,9 @@ pub struct Store {
     pub reader: StateReader,
     /// Counters for metrics.
     pub stats: Arc<StorageStats>,
-    /// Audit events recorded on this node, waiting to be shipped to the leader.
-    pub outbox: AuditOutbox,
+    /// Audit events of the answers this node gave, fsynced, waiting to be shipped to the
+    /// chain.
+    pub journal: AuditJournal,
 }
 
 impl Store {
@@ -62,7 +66,7 @@ impl Store {
         );
         state_machine.snapshots().recover()?;
         let log = LogStore::new(db.clone(), stats.clone())?;
-        let outbox = AuditOutbox::open(db.clone())?;
+        let journal = AuditJournal::open(db.clone(), config.journal)?;
         let reader = StateReader::new(db, revisions_rx, fence);
         revisions.send_replace(reader.position()?.1);
         Ok(Store {
@@ -70,7 +74,7 @@ impl Store {
             state_machine,
             reader,
             stats,
-            outbox,
+            journal,
         })
     }
 }

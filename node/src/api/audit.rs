@@ -94,10 +94,11 @@ async fn query(call: Call, r: QueryAuditRequest) -> Result<QueryAuditResponse, N
     let event = call
         .caller()
         .event(actions::AUDIT_QUERY, "audit", patient.as_ref());
-    let page = call
-        .read(mode, vec![event])
-        .await?
-        .audit_events(&selector, r.from_seq, limit)?;
+    let state = call.read(mode, vec![event]).await?;
+    // The events of the answers this node gave before the query (its own included) first
+    // reach the chain: a caller who asks here right after a lookup here sees it.
+    call.audit_shipped().await?;
+    let page = state.audit_events(&selector, r.from_seq, limit)?;
     Ok(QueryAuditResponse {
         header: Some(call.header(page.revision, page.applied_index)),
         events: page.value.events.iter().map(chained_message).collect(),

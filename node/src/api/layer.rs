@@ -329,8 +329,8 @@ impl Call {
         }
     }
 
-    /// Records audit events durably (on the leader in the chain, elsewhere in the fsynced
-    /// outbox) before the answer: a decision's event, or a stream's opening event.
+    /// Records audit events durably (fsynced in this node's audit journal, see
+    /// [`crate::audit`]) before the answer: a decision's event, or a stream's delivery.
     pub async fn audit(&self, events: Vec<AuditEvent>) -> Result<(), NodeError> {
         if events.is_empty() {
             return Err(self.refuse("record an empty audit"));
@@ -345,6 +345,13 @@ impl Call {
         }
         self.audited.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Waits until every audit event this node has journaled so far is in the chain, so that
+    /// an audit query answered here includes the events of every answer this node gave
+    /// before it (other nodes' within their shipping lag, see [`crate::audit`]).
+    pub async fn audit_shipped(&self) -> Result<(), NodeError> {
+        self.ctx.audit_shipped().await
     }
 
     /// Proposes `op` under the caller's request id (`raw_request_id`, empty for none) and

@@ -1,47 +1,72 @@
 //! The audit layer: recording audit events durably before an answer leaves the node, shipping
-//! the events a follower recorded into the replicated chain, and retention.
+//! them into the replicated chain, and retention.
 //!
 //! The request layer ([`crate::api::layer`]) is its only caller on the request path: a handler
 //! that reads patient data gets the state only after [`NodeContext::audited_read`] returned.
 //! `kartotek.v1.AuditService` (Record, Query, Head) is a thin handler in [`crate::api::audit`].
 //!
-//! **Durable before the answer.** A read of patient data (or an access decision) records its
-//! event with [`NodeContext::audited_read`], which commits an `Op::AuditAppend` through Raft:
-//! the event is on a majority's disk (fsynced) when it returns, exactly like a write, and the
-//! read is answered only after that. On the leader the audit commit doubles as the
-//! linearizable read barrier (a read through the log), so an audited read costs one write
-//! commit, not a write plus a read-index round; elsewhere the two run concurrently. The leader's proposer packs the events of all concurrent reads into one log entry
-//! (group commit), so auditing adds one Raft round per *batch* of reads, not per read.
-//! A follower serving a bounded-staleness read forwards its event to the leader (`Record`);
-//! when no leader is reachable the read fails: no audit, no data.
+//! # The guarantee
+//!
+//! *No patient data leaves a node without a durable audit event, and every such event reaches
+//! the replicated, hash-chained audit log, once.* In detail, for a read, an access decision, a
+//! stream's delivery or a write about a patient, with `audit.answer_after = "journal"` (the
+//! default):
+//!
+//! 1. **When the answer leaves the node**, its event is fsynced in *this node's* audit journal
+//!    ([`kartotek_storage::audit_journal`]): on one disk, the serving node's. It survives
+//!    kill -9 and power loss of that node. Concurrent answers share one fsync (group commit),
+//!    and for a linearizable read the fsync runs concurrently with the read barrier, which is
+//!    a coalesced leadership confirmation (read-index, [`crate::consistency::read_barrier`]),
+//!    not a log write.
+//! 2. **Into the chain within `audit.ship_lag_ms_max`** (default 30 s; normally one ship round,
+//!    a few ms): the shipper ([`spawn_shipper`]) moves journal events to the chain in batches of
+//!    up to `audit.ship_events_max`, one log entry per batch (`Op::AuditShip`), committed on a
+//!    majority (fsynced) and applied on every replica, oldest first; only then are they removed
+//!    from the journal. When the oldest waiting event is older than the bound (no leader
+//!    reachable, no quorum) or the journal holds `audit.journal_events_max` events, the node
+//!    refuses further audited answers (UNAVAILABLE) until shipping catches up. A node that is
+//!    killed and restarted ships what its journal holds when it is back.
+//! 3. **Exactly once.** The chain keeps per journal (random id per data directory) the newest
+//!    journal seq it chained, and an `AuditShip` chains only what lies above it: a resend after
+//!    a lost answer, a leader change or a crash between the commit and the journal's removal
+//!    chains nothing twice; no request id is involved, so no caller can claim a batch first.
+//!    Journal seqs are given by one writer thread in write order, so the shipper never steps
+//!    over an event still being written.
+//! 4. **What a node lost for good can lose** (its disk destroyed before it shipped): the events
+//!    of the answers it gave in its last shipping window — at most `ship_lag_ms_max`, in
+//!    practice the events of one or two ship rounds (`kartotek_audit_journal_events` shows how
+//!    many wait). An operator who cannot accept that sets `audit.answer_after = "chain"`: then
+//!    every answer also waits until its event has been shipped (committed on a majority), and
+//!    nothing answered can be lost with one node, at the cost of a log commit per read batch.
+//!
+//! Caller-supplied events (`AuditService.Record`, forwarded by the frontends) are committed to
+//! the chain before their answer on every setting: the caller asked for that record.
 //!
 //! **Tamper evidence.** The state machine chains every event to the previous one
 //! (SHA-256); `Head` reports a node's chain head so that copies can be compared, and clients
 //! can recompute the chain from `Query` pages (`kartotek audit verify`).
 
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
 use kartotek_domain::audit::AuditEvent;
-use kartotek_domain::limits::AUDIT_EVENTS_PER_APPEND_MAX;
 use kartotek_domain::{Op, Outcome, RequestId, Timestamp};
 use kartotek_proto::raft::v1::RaftPayload;
 use tonic::Request;
 
+use crate::config::AnswerAfter;
 use crate::consistency::ReadMode;
 use crate::context::NodeContext;
 use crate::error::NodeError;
 use crate::raft::peers::with_cluster;
-use crate::raft::service::{AuditSink, ForwardedAudit};
+use crate::raft::service::{AuditSink, ForwardedAudit, ForwardedShip, ShipResult};
 
 pub mod wire;
 
 impl NodeContext {
     /// Makes the local state fit for a read in `mode` and records the read's audit events
-    /// durably; the read may be answered only when this returns `Ok`.
-    ///
-    /// On the leader, a linearizable read needs no separate read-index round: committing the
-    /// audit entry, proposed after the read arrived, proves this node was still the leader,
-    /// and once it is applied the local state holds every write acknowledged before the read
-    /// began (a read through the log). Elsewhere, or if leadership moves meanwhile, the read
-    /// barrier (or the staleness proof) and the audit commit run concurrently.
+    /// durably; the read may be answered only when this returns `Ok`. The read barrier (or
+    /// the staleness proof) and the journal fsync run concurrently.
     pub(crate) async fn audited_read(
         &self,
         mode: ReadMode,
@@ -55,35 +80,46 @@ impl NodeContext {
             });
             return Ok(());
         }
-        if matches!(mode, ReadMode::Linearizable) && self.is_leader() {
-            match self.append_audit(None, events.clone()).await {
-                Ok(_) => return Ok(()),
-                // Leadership moved between the check and the commit: fall back below.
-                Err(NodeError::NotLeader { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
         let (ready, audited) = tokio::join!(self.prepare_read(mode), self.audit(events));
         ready?;
         audited
     }
 
-    /// Records `events` durably before a read is answered: on the leader by committing them
-    /// to the chain (majority, fsynced); elsewhere in this node's outbox (fsynced here), from
-    /// which the shipper moves them into the chain.
+    /// Records `events` (at most `AUDIT_EVENTS_PER_APPEND_MAX`) durably before an answer, as
+    /// the module's guarantee says: fsynced in this node's journal, and with
+    /// `answer_after = "chain"` also shipped into the chain.
     pub(crate) async fn audit(&self, events: Vec<AuditEvent>) -> Result<(), NodeError> {
-        if self.is_leader() {
-            match self.append_audit(None, events.clone()).await {
-                Ok(_) => return Ok(()),
-                Err(NodeError::NotLeader { .. }) => {}
-                Err(e) => return Err(e),
+        if self.shipping_stuck().load(Ordering::Acquire) {
+            return Err(NodeError::Unavailable(format!(
+                "audit events have waited more than {} ms for the audit chain (no leader or \
+                 quorum reachable from this node); retry on another node",
+                self.config().audit.ship_lag_ms_max
+            )));
+        }
+        let n = events.len() as u64;
+        let first = self.journal().append(events).await?;
+        if self.config().audit.answer_after == AnswerAfter::Chain {
+            let timeout = Duration::from_millis(self.config().api.write_timeout_ms);
+            if !self.journal().wait_removed(first + n - 1, timeout).await {
+                return Err(NodeError::Timeout(
+                    "waiting for the audit event to reach the chain".into(),
+                ));
             }
         }
-        let outbox = self.outbox().clone();
-        tokio::task::spawn_blocking(move || outbox.put(&events))
-            .await
-            .map_err(|e| NodeError::Internal(format!("audit outbox task: {e}")))??;
         Ok(())
+    }
+
+    /// Waits until every event journaled here so far has been shipped into the chain.
+    pub(crate) async fn audit_shipped(&self) -> Result<(), NodeError> {
+        let through = self.journal().written_through();
+        let timeout = Duration::from_millis(self.config().api.read_timeout_ms);
+        if self.journal().wait_removed(through, timeout).await {
+            Ok(())
+        } else {
+            Err(NodeError::Timeout(
+                "waiting for this node's audit journal to reach the chain".into(),
+            ))
+        }
     }
 
     /// Commits `events` to the chain on this node as leader; returns their first and last seq.
@@ -103,32 +139,80 @@ impl NodeContext {
         }
     }
 
-    /// Sends `events` to the leader's chain under `request_id`, over the Raft listener (a
-    /// node-to-node call: the follower is a cluster member, not an API caller with a token).
-    pub(crate) async fn forward_audit(
+    /// Chains a batch of journal `journal` starting at journal seq `first_seq`, as leader.
+    pub(crate) async fn ship_audit(
         &self,
+        journal: u64,
+        first_seq: u64,
         events: Vec<AuditEvent>,
-        request_id: &str,
-    ) -> Result<(u64, u64), NodeError> {
+    ) -> Result<ShipResult, NodeError> {
+        let answer = self
+            .write(
+                None,
+                Op::AuditShip {
+                    journal,
+                    first_seq,
+                    events,
+                },
+            )
+            .await?;
+        match answer.result {
+            Ok(Outcome::AuditShipped {
+                journal_through,
+                appended,
+                gap,
+            }) => Ok(ShipResult {
+                journal_through,
+                appended,
+                gap,
+            }),
+            Ok(other) => Err(NodeError::Internal(format!("unexpected outcome {other:?}"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A client to the leader's Raft listener (node-to-node: the follower is a cluster member,
+    /// not an API caller with a token).
+    fn leader_raft_client(
+        &self,
+    ) -> Result<
+        kartotek_proto::raft::v1::raft_service_client::RaftServiceClient<tonic::transport::Channel>,
+        NodeError,
+    > {
         let Some(leader) = self.leader_raft_addr() else {
             return Err(NodeError::Unavailable("no leader known yet".into()));
         };
-        let mut client = self.peers().raft_client(&leader).map_err(|e| {
+        self.peers().raft_client(&leader).map_err(|e| {
             NodeError::Unavailable(format!(
                 "cannot reach the leader to record the audit event: {e}"
             ))
-        })?;
-        let forwarded: ForwardedAudit = (request_id.to_owned(), events);
-        let data = postcard::to_allocvec(&forwarded)
+        })
+    }
+
+    fn leader_request<T: serde::Serialize>(
+        &self,
+        value: &T,
+    ) -> Result<Request<RaftPayload>, NodeError> {
+        let data = postcard::to_allocvec(value)
             .map_err(|e| NodeError::Internal(format!("encoding audit events: {e}")))?;
         let mut request = with_cluster(
             Request::new(RaftPayload { data }),
             &self.config().cluster_name,
         );
-        request.set_timeout(std::time::Duration::from_millis(
-            self.config().api.write_timeout_ms,
-        ));
-        match client.record_audit(request).await {
+        request.set_timeout(Duration::from_millis(self.config().api.write_timeout_ms));
+        Ok(request)
+    }
+
+    /// Sends caller-supplied `events` to the leader's chain under `request_id` (`Record` on
+    /// a follower).
+    pub(crate) async fn forward_audit(
+        &self,
+        events: Vec<AuditEvent>,
+        request_id: &str,
+    ) -> Result<(u64, u64), NodeError> {
+        let mut client = self.leader_raft_client()?;
+        let forwarded: ForwardedAudit = (request_id.to_owned(), events);
+        match client.record_audit(self.leader_request(&forwarded)?).await {
             Ok(r) => {
                 let r = r.into_inner();
                 Ok((r.first_seq, r.last_seq))
@@ -139,60 +223,125 @@ impl NodeContext {
             ))),
         }
     }
+
+    /// Sends a journal batch to the leader's chain (the shipper on a follower).
+    async fn forward_ship(&self, ship: &ForwardedShip) -> Result<ShipResult, NodeError> {
+        let mut client = self.leader_raft_client()?;
+        match client.ship_audit(self.leader_request(ship)?).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                Ok(ShipResult {
+                    journal_through: r.journal_through,
+                    appended: r.appended,
+                    gap: r.gap,
+                })
+            }
+            Err(s) => Err(NodeError::Unavailable(format!(
+                "the leader did not chain the audit batch: {}",
+                s.message()
+            ))),
+        }
+    }
 }
 
-/// Starts the outbox shipper: moves audit events recorded on this node while it was not the
-/// leader into the chain, oldest first, and removes them once the leader acknowledged them.
-/// A batch keeps its request id (`audit-<node>-<first>-<last>`) across retries, so a resend
-/// is recorded once (within the dedup window). A crash between the leader's commit and the
-/// local removal can record a batch twice: over-auditing, never under-auditing.
-pub fn spawn_outbox_shipper(ctx: NodeContext) {
+/// Starts the shipper: moves this node's journal into the chain, oldest first, one batch of
+/// at most `audit.ship_events_max` events per log entry (as leader directly, elsewhere through
+/// the leader's `ShipAudit`), and removes what the chain took. Also keeps the node's
+/// "shipping stuck" flag, which refuses audited answers while the oldest waiting event is
+/// older than `audit.ship_lag_ms_max`.
+pub fn spawn_shipper(ctx: NodeContext) {
     tokio::spawn(async move {
+        let journal = ctx.journal().clone();
+        let settings = ctx.config().audit.clone();
+        let lag_max = Duration::from_millis(settings.ship_lag_ms_max);
+        let metrics = ctx.metrics().clone();
+        let mut counted = (0u64, 0u64);
         let mut batch: Vec<(u64, AuditEvent)> = Vec::new();
-        let mut delay = std::time::Duration::from_millis(50);
+        let mut delay = Duration::from_millis(10);
+        let mut last_error_log: Option<Instant> = None;
         loop {
+            let age = journal.oldest_age();
+            let stuck = age > lag_max;
+            if ctx.shipping_stuck().swap(stuck, Ordering::AcqRel) != stuck {
+                if stuck {
+                    tracing::error!(
+                        age_ms = age.as_millis() as u64,
+                        "audit shipping stuck: refusing audited answers until the chain takes the journal"
+                    );
+                } else {
+                    tracing::info!("audit shipping caught up: answering again");
+                }
+            }
+            let (writes, events) = journal.write_counts();
+            metrics
+                .audit_journal_writes_total
+                .inc_by(writes - counted.0);
+            metrics
+                .audit_journal_events_total
+                .inc_by(events - counted.1);
+            counted = (writes, events);
+            metrics.audit_journal_events.set(journal.depth() as i64);
+            metrics.audit_journal_age_ms.set(age.as_millis() as i64);
             if batch.is_empty() {
-                let outbox = ctx.outbox().clone();
-                match tokio::task::spawn_blocking(move || {
-                    outbox.pending(AUDIT_EVENTS_PER_APPEND_MAX)
-                })
-                .await
-                {
+                let j = journal.clone();
+                let limit = settings.ship_events_max as usize;
+                match tokio::task::spawn_blocking(move || j.pending(limit)).await {
                     Ok(Ok(p)) => batch = p,
-                    Ok(Err(e)) => tracing::warn!(error = %e, "audit outbox read"),
-                    Err(e) => tracing::warn!(error = %e, "audit outbox task"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "audit journal read"),
+                    Err(e) => tracing::warn!(error = %e, "audit journal task"),
                 }
             }
             let (Some(first), Some(last)) = (batch.first().map(|b| b.0), batch.last().map(|b| b.0))
             else {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                journal.written(Duration::from_millis(100)).await;
                 continue;
             };
-            let rid = format!("audit-{}-{first}-{last}", ctx.config().node_id);
             let events: Vec<AuditEvent> = batch.iter().map(|b| b.1.clone()).collect();
             let shipped = if ctx.is_leader() {
-                match RequestId::parse(&rid) {
-                    Ok(id) => ctx.append_audit(Some(id), events).await.map(|_| ()),
-                    Err(e) => Err(e.into()),
-                }
+                ctx.ship_audit(journal.id(), first, events).await
             } else {
-                ctx.forward_audit(events, &rid).await.map(|_| ())
+                let ship = ForwardedShip {
+                    journal: journal.id(),
+                    first_seq: first,
+                    events,
+                };
+                ctx.forward_ship(&ship).await
             };
             match shipped {
-                Ok(()) => {
-                    let outbox = ctx.outbox().clone();
-                    match tokio::task::spawn_blocking(move || outbox.remove_through(last)).await {
+                Ok(r) => {
+                    // Invariant: the chain took the batch (it answers with its watermark for
+                    // this journal, which a resend or a gap can only move past `last`).
+                    debug_assert!(
+                        r.journal_through >= last,
+                        "ship answered {r:?} for {first}..={last}"
+                    );
+                    metrics
+                        .audit_shipped_events_total
+                        .inc_by(u64::from(r.appended));
+                    if r.gap > 0 {
+                        metrics.audit_ship_gaps_total.inc_by(r.gap);
+                        tracing::error!(
+                            gap = r.gap,
+                            first,
+                            "audit journal seqs missing in the chain before this batch (journal lost events, or the chain was restored from an older backup)"
+                        );
+                    }
+                    let j = journal.clone();
+                    match tokio::task::spawn_blocking(move || j.remove_through(last)).await {
                         Ok(Ok(())) => {}
-                        Ok(Err(e)) => tracing::warn!(error = %e, "audit outbox remove"),
-                        Err(e) => tracing::warn!(error = %e, "audit outbox task"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "audit journal remove"),
+                        Err(e) => tracing::warn!(error = %e, "audit journal task"),
                     }
                     batch.clear();
-                    delay = std::time::Duration::from_millis(50);
+                    delay = Duration::from_millis(10);
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, events = batch.len(), "audit outbox not shipped yet");
+                    if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                        tracing::info!(error = %e, events = batch.len(), "audit journal not shipped yet");
+                        last_error_log = Some(Instant::now());
+                    }
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                    delay = (delay * 2).min(Duration::from_millis(500));
                 }
             }
         }
@@ -245,5 +394,10 @@ impl AuditSink for NodeContext {
     ) -> Result<(u64, u64), NodeError> {
         let id = RequestId::parse_proposed(request_id)?;
         self.append_audit(Some(id), events).await
+    }
+
+    async fn ship_forwarded(&self, ship: ForwardedShip) -> Result<ShipResult, NodeError> {
+        self.ship_audit(ship.journal, ship.first_seq, ship.events)
+            .await
     }
 }

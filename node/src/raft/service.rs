@@ -12,7 +12,7 @@ use kartotek_domain::audit::AuditEvent;
 use kartotek_domain::limits::AUDIT_EVENTS_PER_APPEND_MAX;
 use kartotek_proto::raft::v1::raft_service_server::RaftService;
 use kartotek_proto::raft::v1::{
-    RaftPayload, ReadIndexRequest, ReadIndexResponse, RecordAuditResponse,
+    RaftPayload, ReadIndexRequest, ReadIndexResponse, RecordAuditResponse, ShipAuditResponse,
 };
 use kartotek_proto::{CLUSTER_HEADER, TARGET_NODE_HEADER};
 use kartotek_storage::TypeConfig;
@@ -42,10 +42,35 @@ pub trait AuditSink: Send + Sync + 'static {
         request_id: &str,
         events: Vec<AuditEvent>,
     ) -> Result<(u64, u64), NodeError>;
+
+    /// Chains a batch of another node's audit journal as leader (exactly once per seq).
+    async fn ship_forwarded(&self, ship: ForwardedShip) -> Result<ShipResult, NodeError>;
 }
 
 /// What a follower sends in `RecordAudit`: the batch's request id and its events.
 pub type ForwardedAudit = (String, Vec<AuditEvent>);
+
+/// What a follower's shipper sends in `ShipAudit`: a run of its journal.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ForwardedShip {
+    /// The journal's id.
+    pub journal: u64,
+    /// The journal seq of `events[0]`.
+    pub first_seq: u64,
+    /// The events, in journal order.
+    pub events: Vec<AuditEvent>,
+}
+
+/// What chaining a journal batch did (`Outcome::AuditShipped`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShipResult {
+    /// The journal's newest seq in the chain now.
+    pub journal_through: u64,
+    /// Events newly chained.
+    pub appended: u32,
+    /// Journal seqs missing before the batch.
+    pub gap: u64,
+}
 
 /// The layers above the transport that its leader-service RPCs reach.
 pub struct Upper {
@@ -185,6 +210,40 @@ impl RaftService for RaftServiceImpl {
             last_seq,
         }))
     }
+
+    async fn ship_audit(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<ShipAuditResponse>, Status> {
+        self.check_cluster(&req)?;
+        let ship: ForwardedShip = decode(req.get_ref())?;
+        if ship.events.is_empty() || ship.events.len() > AUDIT_EVENTS_PER_APPEND_MAX {
+            return Err(Status::invalid_argument(format!(
+                "a shipped audit batch has 1 to {AUDIT_EVENTS_PER_APPEND_MAX} events"
+            )));
+        }
+        if ship.first_seq == 0
+            || ship
+                .first_seq
+                .checked_add(ship.events.len() as u64)
+                .is_none()
+        {
+            return Err(Status::invalid_argument(
+                "a shipped audit batch starts at journal seq 1 or later and ends before u64::MAX",
+            ));
+        }
+        let r = self
+            .upper
+            .audit
+            .ship_forwarded(ship)
+            .await
+            .map_err(Status::from)?;
+        Ok(Response::new(ShipAuditResponse {
+            journal_through: r.journal_through,
+            appended: r.appended,
+            gap: r.gap,
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -209,6 +268,7 @@ mod tests {
             decode::<VoteRequest<u64>>(&p).map(|_| ()),
             decode::<InstallSnapshotRequest<TypeConfig>>(&p).map(|_| ()),
             decode::<ForwardedAudit>(&p).map(|_| ()),
+            decode::<ForwardedShip>(&p).map(|_| ()),
         ] {
             if let Err(status) = r {
                 assert_eq!(status.code(), tonic::Code::InvalidArgument);

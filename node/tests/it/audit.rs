@@ -1,6 +1,6 @@
 //! The audit log on a real multi-process cluster: every lookup made in the test — through the
 //! client on the leader, as a bounded-staleness read on a follower (whose event goes through
-//! that node's durable outbox to the chain), and through the CLI — shows up in `audit query` for the patient with its
+//! that node's fsynced audit journal to the chain), and through the CLI — shows up in `audit query` for the patient with its
 //! actor and purpose, and `kartotek audit verify` recomputes the chain and finds every node's
 //! head in agreement. Who the events name comes from the callers' tokens; the old caller
 //! headers without a token are refused and record nothing.
@@ -188,7 +188,7 @@ async fn every_lookup_is_audited_and_the_chain_verifies() {
         other => panic!("the issuer must refuse to sign a malformed org, got {other:?}"),
     }
 
-    // The follower's event was fsynced in its outbox before it answered; its shipper moves it
+    // Every event was fsynced in its node's audit journal before the answer; the shippers move them
     // into the chain within moments.
     wait_for_audit(&writer, &p, "7 lookups", |events| {
         events

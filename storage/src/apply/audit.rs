@@ -1,14 +1,16 @@
 //! Applying audit commands to the hash chain (see `audit_log.rs` for the chain, its keys and
 //! its read side): an append links each event to the head and gives it the next sequence
 //! number, a prune removes the oldest events before a time and moves the retention
-//! checkpoint. Both only touch the audit tables, never the revision or the change feed.
+//! checkpoint, a ship chains a node journal's events exactly once per journal seq. All three
+//! only touch the audit tables, never the revision or the change feed.
 
 use kartotek_domain::audit::{ChainedAuditEvent, GENESIS_PREV_HASH};
 use kartotek_domain::{AuditEvent, Timestamp};
 
 use super::EntryTxn;
 use crate::audit_log::{
-    SM_AUDIT_HEAD, SM_AUDIT_PRUNED, audit_key, org_index_prefix, patient_index_prefix, with_seq,
+    SM_AUDIT_HEAD, SM_AUDIT_PRUNED, audit_key, journal_key, org_index_prefix, patient_index_prefix,
+    with_seq,
 };
 use crate::error::StoreError;
 
@@ -36,6 +38,56 @@ pub(super) fn append(
     }
     txn.put(SM_AUDIT_HEAD, &(seq, hash))?;
     Ok((first, seq))
+}
+
+/// What applying an `AuditShip` did.
+pub(super) struct Shipped {
+    /// The newest journal seq of the journal in the chain now.
+    pub through: u64,
+    /// Events newly chained.
+    pub appended: u32,
+    /// Journal seqs skipped between the previous watermark and the batch.
+    pub gap: u64,
+}
+
+/// Chains the events of a journal batch that are newer than the journal's watermark (the
+/// newest journal seq chained before), and moves the watermark to the batch's end.
+pub(super) fn ship(
+    txn: &mut EntryTxn<'_>,
+    journal: u64,
+    first_seq: u64,
+    events: &[AuditEvent],
+) -> Result<Shipped, StoreError> {
+    let key = journal_key(journal);
+    let watermark: u64 = txn.get(&key)?.unwrap_or(0);
+    let Some(last_seq) = first_seq
+        .checked_add(events.len() as u64)
+        .and_then(|e| e.checked_sub(1))
+    else {
+        // An empty batch (or one past u64::MAX) chains nothing.
+        return Ok(Shipped {
+            through: watermark,
+            appended: 0,
+            gap: 0,
+        });
+    };
+    if last_seq <= watermark {
+        return Ok(Shipped {
+            through: watermark,
+            appended: 0,
+            gap: 0,
+        });
+    }
+    let gap = first_seq.saturating_sub(watermark + 1);
+    let skip = (watermark + 1).saturating_sub(first_seq) as usize;
+    let fresh = events.get(skip..).unwrap_or_default();
+    append(txn, fresh)?;
+    txn.put(&key, &last_seq)?;
+    Ok(Shipped {
+        through: last_seq,
+        appended: fresh.len() as u32,
+        gap,
+    })
 }
 
 /// Removes up to `max` of the oldest events recorded before `before`, with their index

@@ -381,6 +381,18 @@ fn apply_op(cx: &mut Ctx<'_, '_>, op: &Op) -> Applied<Outcome> {
                 pruned_seq,
             }))
         }
+        Op::AuditShip {
+            journal,
+            first_seq,
+            events,
+        } => {
+            let shipped = audit::ship(cx.txn, *journal, *first_seq, events)?;
+            Ok(Ok(Outcome::AuditShipped {
+                journal_through: shipped.through,
+                appended: shipped.appended,
+                gap: shipped.gap,
+            }))
+        }
         Op::LocatorRegister(reg) => locator::register(cx, reg),
         Op::LocatorCompareAndRegister {
             register,

@@ -168,3 +168,243 @@ fn appends_chain_and_retention_keeps_the_rest_verifiable() {
         );
     });
 }
+
+fn shipped(
+    journal_through: u64,
+    appended: u32,
+    gap: u64,
+) -> Result<Outcome, kartotek_domain::ApplyError> {
+    Ok(Outcome::AuditShipped {
+        journal_through,
+        appended,
+        gap,
+    })
+}
+
+#[test]
+fn a_journal_batch_is_chained_once_per_journal_seq() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut store =
+            Store::open(dir.path(), StoreConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let a = patient(1);
+        let ev = |t: std::ops::RangeInclusive<i64>| t.map(|t| event(&a, t)).collect::<Vec<_>>();
+        let ship = |journal, first_seq, events| Op::AuditShip {
+            journal,
+            first_seq,
+            events,
+        };
+        let answers = store
+            .state_machine
+            .apply([
+                // Journal 7: seqs 1..=3, then the same batch again (a resend after a lost
+                // answer), then 2..=5 (overlapping: only 4 and 5 are new).
+                entry(1, ship(7, 1, ev(1..=3))),
+                entry(2, ship(7, 1, ev(1..=3))),
+                entry(3, ship(7, 2, ev(2..=5))),
+                // Another journal with the same seqs is another node: chained.
+                entry(4, ship(9, 1, ev(11..=12))),
+                // Journal 7 skips 6 and 7: chained, and the gap is told.
+                entry(5, ship(7, 8, ev(8..=8))),
+                // An old batch after that: nothing.
+                entry(6, ship(7, 4, ev(4..=5))),
+            ])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let results: Vec<_> = answers.iter().map(|r| r.result.clone()).collect();
+        assert_eq!(
+            results,
+            vec![
+                shipped(3, 3, 0),
+                shipped(3, 0, 0),
+                shipped(5, 2, 0),
+                shipped(2, 2, 0),
+                shipped(8, 1, 2),
+                shipped(8, 0, 0),
+            ]
+        );
+        let all = store
+            .reader
+            .audit_events(&AuditSelector::All, 1, 100)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let times: Vec<i64> = all.value.events.iter().map(|e| e.event.time.0).collect();
+        assert_eq!(
+            times,
+            vec![1, 2, 3, 4, 5, 11, 12, 8],
+            "each journal event chained once"
+        );
+        verify_chain([0; 32], &all.value.events).unwrap_or_else(|b| panic!("{b}"));
+        assert_eq!(store.reader.audit_journal_through(7).ok(), Some(8));
+        assert_eq!(store.reader.audit_journal_through(9).ok(), Some(2));
+        assert_eq!(store.reader.audit_journal_through(1).ok(), Some(0));
+    });
+}
+
+/// Many concurrent appenders and a shipper that takes what is pending and removes it, as the
+/// node's does: every event is shipped exactly once and in seq order, with no seq skipped,
+/// even while writes are still landing (the outbox this journal replaced took its seqs before
+/// writing, so a shipper could move past a slow writer's events and never ship them).
+#[test]
+fn the_journal_gives_contiguous_seqs_in_write_order_and_loses_nothing_under_concurrency() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store =
+            Store::open(dir.path(), StoreConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let journal = store.journal.clone();
+        let a = patient(3);
+        const WRITERS: i64 = 32;
+        const APPENDS: i64 = 40;
+        let mut writers = Vec::new();
+        for w in 0..WRITERS {
+            let (j, a) = (journal.clone(), a.clone());
+            writers.push(tokio::spawn(async move {
+                for i in 0..APPENDS {
+                    // Events carry their writer and index in the time, 1 or 2 per append.
+                    let n = 1 + (i % 2);
+                    let events: Vec<_> =
+                        (0..n).map(|k| event(&a, (w * 1000 + i) * 10 + k)).collect();
+                    j.append(events).await.unwrap_or_else(|e| panic!("{e}"));
+                }
+            }));
+        }
+        let total = (WRITERS * (APPENDS / 2) * 3) as usize;
+        let mut seen: Vec<(u64, i64)> = Vec::new();
+        let started = std::time::Instant::now();
+        while seen.len() < total {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "shipped {} of {total}",
+                seen.len()
+            );
+            let pending = journal.pending(50).unwrap_or_else(|e| panic!("{e}"));
+            let Some(last) = pending.last().map(|p| p.0) else {
+                journal.written(std::time::Duration::from_millis(20)).await;
+                continue;
+            };
+            seen.extend(pending.iter().map(|(s, e)| (*s, e.time.0)));
+            journal
+                .remove_through(last)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        for w in writers {
+            w.await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        let left = journal.pending(10).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            left.is_empty(),
+            "seen {} of {total}, left {:?}",
+            seen.len(),
+            left.iter().map(|l| l.0).collect::<Vec<_>>()
+        );
+        let seqs: Vec<u64> = seen.iter().map(|s| s.0).collect();
+        assert_eq!(
+            seqs,
+            (1..=total as u64).collect::<Vec<_>>(),
+            "contiguous, in order, once"
+        );
+        let mut times: Vec<i64> = seen.iter().map(|s| s.1).collect();
+        times.sort_unstable();
+        times.dedup();
+        assert_eq!(times.len(), total, "every event once");
+        // Group commit: fewer synced writes than appends.
+        let (writes, events) = journal.write_counts();
+        assert_eq!(events, total as u64);
+        assert!(writes <= (WRITERS * APPENDS) as u64, "{writes} writes");
+        assert_eq!(journal.depth(), 0);
+        assert!(
+            journal
+                .wait_removed(total as u64, std::time::Duration::from_millis(10))
+                .await
+        );
+    });
+}
+
+#[test]
+fn the_journal_keeps_its_id_and_waiting_events_across_a_restart() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let a = patient(4);
+        let (id, first) = {
+            let store =
+                Store::open(dir.path(), StoreConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+            let j = store.journal.clone();
+            let first = j
+                .append((1..=5).map(|t| event(&a, t)).collect())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            j.remove_through(2).unwrap_or_else(|e| panic!("{e}"));
+            (j.id(), first)
+        };
+        assert_eq!(first, 1);
+        let store =
+            Store::open(dir.path(), StoreConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let j = store.journal.clone();
+        assert_eq!(j.id(), id, "the id is kept with the journal");
+        assert_ne!(id, 0);
+        let pending = j.pending(100).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            pending.iter().map(|p| p.0).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
+        assert_eq!(j.depth(), 3);
+        let next = j
+            .append(vec![event(&a, 6)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(next, 6, "seqs go on after a restart");
+        // Another data directory is another journal.
+        let other = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let s2 =
+            Store::open(other.path(), StoreConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(s2.journal.id(), id);
+    });
+}
+
+#[test]
+fn a_full_journal_refuses_appends_and_takes_them_again_once_shipped() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let config = StoreConfig {
+            journal: kartotek_storage::JournalLimits {
+                events_max: 4,
+                ..kartotek_storage::JournalLimits::default()
+            },
+            ..StoreConfig::default()
+        };
+        let store = Store::open(dir.path(), config).unwrap_or_else(|e| panic!("{e}"));
+        let j = store.journal.clone();
+        let a = patient(5);
+        j.append((1..=3).map(|t| event(&a, t)).collect())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        match j.append((4..=5).map(|t| event(&a, t)).collect()).await {
+            Err(kartotek_storage::StoreError::JournalFull(4)) => {}
+            other => panic!("expected JournalFull, got {other:?}"),
+        }
+        assert_eq!(j.depth(), 3, "a refused append writes nothing");
+        j.remove_through(3).unwrap_or_else(|e| panic!("{e}"));
+        let first = j
+            .append((4..=5).map(|t| event(&a, t)).collect())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first, 4);
+        assert!(j.oldest_age() < std::time::Duration::from_secs(5));
+    });
+}
