@@ -661,12 +661,31 @@ impl KartotekClient {
             metadata.insert(MetadataKey::from_static(key), value.clone());
         }
         // An id that is not a valid header value still travels in the body, where the
-        // server validates it.
-        if let Some(value) = request_id.and_then(|id| AsciiMetadataValue::try_from(id).ok()) {
+        // server validates it. A call without one carries the task's correlation id, if any.
+        let value = match request_id {
+            Some(id) => AsciiMetadataValue::try_from(id).ok(),
+            None => CORRELATION_ID
+                .try_with(|id| AsciiMetadataValue::try_from(id.as_str()).ok())
+                .ok()
+                .flatten(),
+        };
+        if let Some(value) = value {
             metadata.insert(MetadataKey::from_static(REQUEST_ID_HEADER), value);
         }
         request
     }
+}
+
+tokio::task_local! {
+    static CORRELATION_ID: String;
+}
+
+/// Runs `f` with every call it makes (that has no request id of its own: reads, decisions)
+/// carrying `id` as its `x-request-id`, which the registry records as the audit event's
+/// correlation id (IHE BALP's `X-Request-Id`), so that a caller can find the audit event of
+/// each of its reads. Every attempt of a retried call carries the same id.
+pub async fn correlated<F: Future>(id: String, f: F) -> F::Output {
+    CORRELATION_ID.scope(id, f).await
 }
 
 /// Fills an empty request id with a fresh UUID v4.

@@ -37,7 +37,7 @@ mod retry;
 mod streams;
 pub mod token;
 
-pub use client::{CallerIdentity, KartotekClient};
+pub use client::{CallerIdentity, KartotekClient, correlated};
 pub use config::{
     ClientConfig, DEFAULT_ENDPOINTS, ENDPOINT_LEN_MAX, ENDPOINTS_MAX, normalize_endpoint,
 };

@@ -229,6 +229,10 @@ pub struct AuditSettings {
     pub journal_events_max: u64,
     /// Most events one ship to the chain carries (1 to 1,000).
     pub ship_events_max: u32,
+    /// After a ship that was not full, the shipper waits this long before the next, so that
+    /// a trickle of reads costs one log entry per interval rather than one per read (0 to
+    /// 1,000 ms; the time an event needs to reach the chain grows by at most this).
+    pub ship_interval_ms: u64,
 }
 
 /// When an audited answer may leave the node (`audit.answer_after`).
@@ -251,6 +255,7 @@ impl Default for AuditSettings {
             ship_lag_ms_max: 30_000,
             journal_events_max: 1_000_000,
             ship_events_max: 1_000,
+            ship_interval_ms: 20,
         }
     }
 }
@@ -678,6 +683,9 @@ impl NodeConfig {
                 "audit.journal_events_max",
                 "must be 1,000 to 100,000,000",
             ));
+        }
+        if self.audit.ship_interval_ms > 1_000 {
+            return Err(invalid("audit.ship_interval_ms", "must be 0 to 1,000"));
         }
         let ship_max = kartotek_domain::limits::AUDIT_EVENTS_PER_APPEND_MAX;
         if !(1..=ship_max).contains(&(self.audit.ship_events_max as usize)) {

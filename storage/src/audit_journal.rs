@@ -87,7 +87,14 @@ struct Shared {
     written_at: std::sync::Mutex<std::collections::VecDeque<(u64, std::time::Instant)>>,
     /// The newest removed seq, for [`AuditJournal::wait_removed`].
     removed: tokio::sync::watch::Sender<u64>,
+    /// The newest written events (at most [`TAIL_EVENTS_MAX`]), so that the shipper reads
+    /// from memory, not from a column family full of range tombstones (each RocksDB read
+    /// there pays for every tombstone in the memtable, and that grew with every ship).
+    tail: std::sync::Mutex<std::collections::VecDeque<(u64, AuditEvent)>>,
 }
+
+/// Most events kept in memory for the shipper; an older backlog is read from disk.
+const TAIL_EVENTS_MAX: usize = 65_536;
 
 /// The journal. Cheap to clone.
 #[derive(Clone)]
@@ -161,6 +168,7 @@ impl AuditJournal {
                 Default::default()
             }),
             removed: tokio::sync::watch::Sender::new(first.saturating_sub(1)),
+            tail: Default::default(),
         });
         let (tx, rx) = mpsc::channel(limits.queue_max.max(1));
         let writer = shared.clone();
@@ -201,10 +209,21 @@ impl AuditJournal {
 
     /// Up to `limit` waiting events, oldest first, with their journal seqs (contiguous).
     pub fn pending(&self, limit: usize) -> Result<Vec<(u64, AuditEvent)>, StoreError> {
+        let from = self.shared.removed_through.load(Ordering::SeqCst) + 1;
+        if let Ok(tail) = self.shared.tail.lock()
+            && let Some(front) = tail.front().map(|t| t.0)
+            && front <= from
+        {
+            let skip = usize::try_from(from - front).unwrap_or(usize::MAX);
+            return Ok(tail.iter().skip(skip).take(limit).cloned().collect());
+        }
+        if self.written_through() < from {
+            return Ok(Vec::new());
+        }
         let db = &self.shared.db;
         let c = cf(db, CF_OUTBOX)?;
         let mut out = Vec::new();
-        let from = (self.shared.removed_through.load(Ordering::SeqCst) + 1).to_be_bytes();
+        let from = from.to_be_bytes();
         for item in db.iterator_cf(c, IteratorMode::From(&from, Direction::Forward)) {
             if out.len() >= limit {
                 break;
@@ -241,6 +260,11 @@ impl AuditJournal {
         if let Ok(mut w) = self.shared.written_at.lock() {
             while w.front().is_some_and(|(last, _)| *last <= seq) {
                 w.pop_front();
+            }
+        }
+        if let Ok(mut t) = self.shared.tail.lock() {
+            while t.front().is_some_and(|(s, _)| *s <= seq) {
+                t.pop_front();
             }
         }
         self.shared.removed.send_modify(|r| *r = (*r).max(seq));
@@ -349,6 +373,21 @@ fn write_group(shared: &Shared, group: &mut Vec<Append>, events_max: u64) {
             if next > start {
                 if let Ok(mut w) = shared.written_at.lock() {
                     w.push_back((next - 1, std::time::Instant::now()));
+                }
+                if let Ok(mut t) = shared.tail.lock() {
+                    for (a, first) in &mut taken {
+                        let first = *first;
+                        let events = std::mem::take(&mut a.events);
+                        t.extend(
+                            events
+                                .into_iter()
+                                .enumerate()
+                                .map(|(i, e)| (first + i as u64, e)),
+                        );
+                    }
+                    while t.len() > TAIL_EVENTS_MAX {
+                        t.pop_front();
+                    }
                 }
                 shared.writes_total.fetch_add(1, Ordering::Relaxed);
                 shared

@@ -20,7 +20,8 @@
 //!    not a log write.
 //! 2. **Into the chain within `audit.ship_lag_ms_max`** (default 30 s; normally one ship round,
 //!    a few ms): the shipper ([`spawn_shipper`]) moves journal events to the chain in batches of
-//!    up to `audit.ship_events_max`, one log entry per batch (`Op::AuditShip`), committed on a
+//!    up to `audit.ship_events_max` (gathered for at most `audit.ship_interval_ms`, 20 ms), one
+//!    log entry per batch (`Op::AuditShip`), committed on a
 //!    majority (fsynced) and applied on every replica, oldest first; only then are they removed
 //!    from the journal. When the oldest waiting event is older than the bound (no leader
 //!    reachable, no quorum) or the journal holds `audit.journal_events_max` events, the node
@@ -254,6 +255,7 @@ pub fn spawn_shipper(ctx: NodeContext) {
         let journal = ctx.journal().clone();
         let settings = ctx.config().audit.clone();
         let lag_max = Duration::from_millis(settings.ship_lag_ms_max);
+        let interval = Duration::from_millis(settings.ship_interval_ms);
         let metrics = ctx.metrics().clone();
         let mut counted = (0u64, 0u64);
         let mut batch: Vec<(u64, AuditEvent)> = Vec::new();
@@ -332,8 +334,14 @@ pub fn spawn_shipper(ctx: NodeContext) {
                         Ok(Err(e)) => tracing::warn!(error = %e, "audit journal remove"),
                         Err(e) => tracing::warn!(error = %e, "audit journal task"),
                     }
+                    let full = batch.len() >= settings.ship_events_max as usize;
                     batch.clear();
                     delay = Duration::from_millis(10);
+                    if !full && settings.answer_after == AnswerAfter::Journal {
+                        // A trickle: let the next reads gather for one interval (with
+                        // `answer_after = chain` the answers wait for the ship: no pause).
+                        tokio::time::sleep(interval).await;
+                    }
                 }
                 Err(e) => {
                     if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
