@@ -175,6 +175,7 @@ fn check(workload: WorkloadChoice, path: &Path) -> anyhow::Result<Validity> {
         WorkloadChoice::Set => crate::workload::set::check_history(&events),
         WorkloadChoice::Watch => crate::workload::watch::check_history(&events),
         WorkloadChoice::Block => crate::workload::block::check_history(&events),
+        WorkloadChoice::Audit => crate::workload::audit::check_history(&events),
     };
     println!("{}", outcome.summary);
     println!("{}", serde_json::to_string_pretty(&outcome.details)?);

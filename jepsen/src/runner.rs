@@ -24,6 +24,7 @@ use crate::history::{EventType, HistoryHandle, Recorder};
 use crate::nemesis::{Kind, Nemesis, NemesisLog, Timing, plan};
 use crate::netns::Network;
 use crate::report;
+use crate::workload::audit::AuditWorkload;
 use crate::workload::block::BlockWorkload;
 use crate::workload::register::{RegisterOptions, RegisterWorkload};
 use crate::workload::set::SetWorkload;
@@ -54,6 +55,8 @@ pub enum WorkloadChoice {
     Watch,
     /// Block safety: once a block is acknowledged, no later access decision permits.
     Block,
+    /// Every answered read has its audit event in the chain after the heal, exactly once.
+    Audit,
 }
 
 /// Everything a run needs.
@@ -302,6 +305,10 @@ async fn run_body(
             let w = Arc::new(BlockWorkload::new());
             run_workload(opts, dir, cluster, kinds, started, w).await
         }
+        WorkloadChoice::Audit => {
+            let w = Arc::new(AuditWorkload::new(opts.nodes));
+            run_workload(opts, dir, cluster, kinds, started, w).await
+        }
     }
 }
 
@@ -525,6 +532,7 @@ fn test_name(opts: &TestOptions) -> String {
         WorkloadChoice::Set => "set",
         WorkloadChoice::Watch => "watch",
         WorkloadChoice::Block => "block",
+        WorkloadChoice::Audit => "audit",
     };
     let nemesis = if opts.nemesis.is_empty() {
         "none".to_owned()

@@ -25,7 +25,14 @@
 //! event), the queue to the writer holds at most `queue_max` appends, and one write takes at
 //! most `group_events_max` events.
 //!
-//! Keys (family `outbox`, never in snapshots): `seq (u64 BE)` → event; `JOURNAL_ID_KEY` → id.
+//! **Seqs are never given twice.** The chain skips every seq at or below its watermark for
+//! this journal, so a seq given again would be an event silently dropped. Removal writes the
+//! newest removed seq (`JOURNAL_REMOVED_KEY`) in the same batch as the deletion, and opening
+//! continues after the greater of it and the newest event still there: a journal emptied by
+//! its shipper and then restarted goes on from where it was, not from 1.
+//!
+//! Keys (family `outbox`, never in snapshots): `seq (u64 BE)` → event; `JOURNAL_ID_KEY` → id;
+//! `JOURNAL_REMOVED_KEY` → the newest removed seq.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +49,8 @@ use crate::keys::CF_OUTBOX;
 /// Key of the journal's id: after every seq key (a seq key is 8 bytes; this one has the
 /// greatest 8-byte prefix and is longer).
 const JOURNAL_ID_KEY: &[u8] = b"\xff\xff\xff\xff\xff\xff\xff\xffid";
+/// Key of the newest removed seq (after every seq key, like the id).
+const JOURNAL_REMOVED_KEY: &[u8] = b"\xff\xff\xff\xff\xff\xff\xff\xffremoved";
 
 /// Bounds of a journal.
 #[derive(Debug, Clone, Copy)]
@@ -147,6 +156,11 @@ impl AuditJournal {
             None => None,
         }
         .unwrap_or(0);
+        let removed: u64 = match db.get_cf(c, JOURNAL_REMOVED_KEY)? {
+            Some(v) => decode(&v)?,
+            None => 0,
+        };
+        let last = last.max(removed);
         let first = match db.iterator_cf(c, IteratorMode::Start).next() {
             Some(item) => {
                 let (k, _) = item?;
@@ -255,6 +269,8 @@ impl AuditJournal {
         }
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(c, from.to_be_bytes(), (seq + 1).to_be_bytes());
+        // In the same batch: lost together with the deletion in a crash, or kept with it.
+        batch.put_cf(c, JOURNAL_REMOVED_KEY, encode(&seq)?);
         db.write_opt(batch, &unsynced())?;
         self.shared.removed_through.fetch_max(seq, Ordering::SeqCst);
         if let Ok(mut w) = self.shared.written_at.lock() {

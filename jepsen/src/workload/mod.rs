@@ -4,9 +4,11 @@
 //! the worker's [`Clients`], lists the final reads to run after the cluster healed, and checks
 //! the whole history. Implemented: [`register`] (read / write / compare-and-set per key,
 //! linearizability per key), [`set`] (unique inserts, reads, final read), [`watch`] (the
-//! locator change feed across faults) and [`block`] (block safety: once a block is
-//! acknowledged, no later access decision permits).
+//! locator change feed across faults), [`block`] (block safety: once a block is
+//! acknowledged, no later access decision permits) and [`audit`] (every answered read has its
+//! audit event in the chain after the heal, once, and every node's chain verifies).
 
+pub mod audit;
 pub mod block;
 pub mod register;
 pub mod set;
@@ -34,6 +36,9 @@ pub struct Clients {
     /// Reads: only the home node, so reads exercise every node (a follower forwards or
     /// redirects; in the unsafe mode it answers from its own state).
     pub read: KartotekClient,
+    /// One client per node (by slot), each reaching only that node: reads of a node's own
+    /// state (bounded staleness) for final checks.
+    pub nodes: Vec<KartotekClient>,
 }
 
 impl Clients {
@@ -71,6 +76,10 @@ impl Clients {
             home,
             write: client(config(order))?,
             read: client(config(vec![addrs[home].clone()]))?,
+            nodes: addrs
+                .iter()
+                .map(|a| client(config(vec![a.clone()])))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
