@@ -210,7 +210,7 @@ fn compare_sections(md: &mut String, dir: &Path, c: &CompareResults) -> anyhow::
     );
     let _ = writeln!(
         md,
-        "**Every Kartotek read above is audited**: its audit event is durable before the answer (committed through Raft on the leader, where that commit is also the read barrier; fsynced to a local outbox on a follower and shipped to the leader's hash chain afterwards). etcd reads write nothing. The access decision has no etcd counterpart.\n"
+        "**Every Kartotek read above is audited**: its audit event is durable before the answer (fsynced in the serving node's audit journal, group-committed, while a linearizable read confirms leadership with a coalesced read-index round; a shipper moves journal batches into the replicated hash chain, one log entry per batch, so every audited read also costs a share of a replicated write on every node). etcd reads write nothing. The access decision has no etcd counterpart.\n"
     );
     let _ = writeln!(
         md,

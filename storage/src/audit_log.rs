@@ -9,7 +9,7 @@
 //! head hash at a given seq is the same on every node: comparing nodes' heads detects a
 //! tampered copy, and recomputing the chain from the events detects a changed event.
 //!
-//! Keys (`sm` family): `A seq` → event; `P patient seq` and `G org seq` → empty (indexes);
+//! Keys (`audit` family, see `keys::family_of`): `A seq` → event; `P patient seq` and `G org seq` → empty (indexes);
 //! meta `M:audit_head` → (seq, hash); `M:audit_pruned` → (seq, hash) of the last event removed
 //! by retention (the chain continues from it); `M:audit_journal:<journal id>` → the newest
 //! seq of that node journal already chained (events at or below it are not chained again).
@@ -24,7 +24,7 @@ use rocksdb::{Direction, IteratorMode};
 use crate::codec::decode;
 use crate::db::{cf, prefix_read_options};
 use crate::error::StoreError;
-use crate::keys::CF_SM;
+use crate::keys::CF_AUDIT;
 use crate::reader::{ReadResult, StateReader, view_position};
 
 /// `sm` key of the chain head: `(seq, hash)` of the newest event.
@@ -104,7 +104,7 @@ pub struct AuditPage {
 impl StateReader {
     /// The audit chain head as of now.
     pub fn audit_head(&self) -> Result<AuditHead, StoreError> {
-        let sm = cf(&self.db, CF_SM)?;
+        let sm = cf(&self.db, CF_AUDIT)?;
         let view = self.view()?;
         let (seq, hash): (u64, [u8; 32]) = match view.get_cf(sm, SM_AUDIT_HEAD)? {
             Some(v) => decode(&v)?,
@@ -124,7 +124,7 @@ impl StateReader {
 
     /// The newest seq of node journal `journal` already in the chain (0: none).
     pub fn audit_journal_through(&self, journal: u64) -> Result<u64, StoreError> {
-        let sm = cf(&self.db, CF_SM)?;
+        let sm = cf(&self.db, CF_AUDIT)?;
         let view = self.view()?;
         Ok(match view.get_cf(sm, journal_key(journal))? {
             Some(v) => decode(&v)?,
@@ -139,7 +139,7 @@ impl StateReader {
         from_seq: u64,
         limit: usize,
     ) -> Result<ReadResult<AuditPage>, StoreError> {
-        let sm = cf(&self.db, CF_SM)?;
+        let sm = cf(&self.db, CF_AUDIT)?;
         let view = self.view()?;
         let mut events = Vec::new();
         let mut next_seq = None;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, ReadOptions, WriteOptions};
 
 use crate::error::StoreError;
-use crate::keys::{CF_LOG, CF_OUTBOX, CF_RAFT, CF_SM};
+use crate::keys::{CF_AUDIT, CF_LOG, CF_OUTBOX, CF_RAFT, CF_SM};
 
 /// Opens (creating if missing) the database at `path`.
 pub fn open(path: &Path, block_cache_bytes: usize) -> Result<Arc<DB>, StoreError> {
@@ -32,12 +32,14 @@ pub fn open(path: &Path, block_cache_bytes: usize) -> Result<Arc<DB>, StoreError
     let mut sm_opts = Options::default();
     sm_opts.set_block_based_table_factory(&table);
     sm_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    let audit_opts = sm_opts.clone();
 
     let cfs = vec![
         ColumnFamilyDescriptor::new(CF_LOG, log_opts),
         ColumnFamilyDescriptor::new(CF_RAFT, Options::default()),
         ColumnFamilyDescriptor::new(CF_SM, sm_opts),
         ColumnFamilyDescriptor::new(CF_OUTBOX, Options::default()),
+        ColumnFamilyDescriptor::new(CF_AUDIT, audit_opts),
     ];
     let db = DB::open_cf_descriptors(&opts, path, cfs)?;
     Ok(Arc::new(db))

@@ -12,8 +12,12 @@
 //!   - `T` dedup expiry index: `stamp (u64 BE) request id` → empty;
 //!   - `C` change history: `revision (u64 BE)` → change event (the watch feed), oldest
 //!     compacted first;
-//!   - `A`, `P`, `G` audit log: events by seq, index by patient, index by org (see
-//!     `audit_log.rs`);
+//!   - `A`, `P`, `G` audit log: events by seq, index by patient, index by org, and the
+//!     `M:audit…` meta keys (see `audit_log.rs`). These keys live in the `audit` family, not
+//!     in `sm` ([`family_of`]): the chain takes a write per event for every read served, and
+//!     kept apart its memtable and files never slow down the record families' reads. They
+//!     are part of the state machine all the same: in the same WriteBatch as the entry's
+//!     other writes, in the same snapshots, cleared and loaded by the same install;
 //!   - `B`, `N`, `V`, `S`, `R`, `K`, `Q`, `W`, `I` the record families (blocks, consents,
 //!     reservations, representations and their by-representative index, API catalog, clients,
 //!     patient notifications, per-person id lists; see `record_keys.rs`).
@@ -26,6 +30,19 @@ pub const CF_LOG: &str = "log";
 pub const CF_RAFT: &str = "raft";
 /// Column family of the state machine.
 pub const CF_SM: &str = "sm";
+/// Column family of the audit chain (the state machine's `A`, `P`, `G` and `M:audit…` keys).
+pub const CF_AUDIT: &str = "audit";
+
+/// Whether a state-machine key belongs to the audit chain, which lives in [`CF_AUDIT`].
+pub fn is_audit_key(key: &[u8]) -> bool {
+    matches!(key.first(), Some(b'A' | b'P' | b'G')) || key.starts_with(b"M:audit")
+}
+
+/// The column family a state-machine key lives in: [`CF_AUDIT`] or [`CF_SM`].
+pub fn family_of(key: &[u8]) -> &'static str {
+    if is_audit_key(key) { CF_AUDIT } else { CF_SM }
+}
+
 /// Column family of this node's audit journal (events of answers given here, not yet in the
 /// chain; see `audit_journal`). Named `outbox` for the data directories made before it.
 pub const CF_OUTBOX: &str = "outbox";

@@ -25,7 +25,9 @@ use tokio::sync::Mutex;
 use crate::codec::{decode, encode};
 use crate::db::{cf, synced, unsynced};
 use crate::error::StoreError;
-use crate::keys::{CF_RAFT, CF_SM, RAFT_INSTALLING, SM_APPLIED, SM_END, SM_MEMBERSHIP};
+use crate::keys::{
+    CF_AUDIT, CF_RAFT, CF_SM, RAFT_INSTALLING, SM_APPLIED, SM_END, SM_MEMBERSHIP, family_of,
+};
 use crate::snapshot_file::{SnapshotReader, SnapshotWriter, copy_verified, read_meta, sync_dir};
 use crate::stats::StorageStats;
 use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership};
@@ -130,9 +132,12 @@ impl SnapshotStore {
             };
             let tmp = dir.join(format!("build-{id}.tmp"));
             let mut w = SnapshotWriter::create(&tmp, &meta)?;
-            for item in view.iterator_cf(sm, IteratorMode::Start) {
-                let (k, v) = item?;
-                w.frame(&k, &v)?;
+            // The state machine is both families; a key says which it belongs to.
+            for family in [sm, cf(&db, CF_AUDIT)?] {
+                for item in view.iterator_cf(family, IteratorMode::Start) {
+                    let (k, v) = item?;
+                    w.frame(&k, &v)?;
+                }
             }
             let frames = w.finish()?;
             tracing::info!(snapshot_id = %id, frames, "snapshot built");
@@ -241,10 +246,13 @@ fn load_into_sm(db: &DB, path: &Path, meta: Option<&SnapshotMeta>) -> Result<(),
     let raft = cf(db, CF_RAFT)?;
     let mut reader = SnapshotReader::open(path)?;
     let meta = meta.cloned().unwrap_or_else(|| reader.meta().clone());
+    let audit = cf(db, CF_AUDIT)?;
     let mut batch = WriteBatch::default();
     batch.delete_range_cf(sm, &b""[..], SM_END);
+    batch.delete_range_cf(audit, &b""[..], SM_END);
     while let Some((k, v)) = reader.next_frame()? {
-        batch.put_cf(sm, k, v);
+        // Routed by key, so snapshots made before the chain had its own family load too.
+        batch.put_cf(cf(db, family_of(&k))?, k, v);
         if batch.size_in_bytes() >= INSTALL_BATCH_BYTES_MAX {
             db.write_opt(std::mem::take(&mut batch), &unsynced())?;
         }

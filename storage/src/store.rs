@@ -65,6 +65,7 @@ impl Store {
             fence.clone(),
         );
         state_machine.snapshots().recover()?;
+        move_audit_chain_out_of_sm(&db)?;
         let log = LogStore::new(db.clone(), stats.clone())?;
         let journal = AuditJournal::open(db.clone(), config.journal)?;
         let reader = StateReader::new(db, revisions_rx, fence);
@@ -77,4 +78,44 @@ impl Store {
             journal,
         })
     }
+}
+
+/// Moves audit-chain keys that an older version kept in the `sm` family into the `audit`
+/// family (see `keys::family_of`), in bounded batches, each moving its keys atomically (a
+/// crash in between leaves every key in exactly one family, and the next open goes on).
+fn move_audit_chain_out_of_sm(db: &rocksdb::DB) -> Result<(), StoreError> {
+    use crate::keys::{CF_AUDIT, CF_SM, is_audit_key};
+    let sm = db::cf(db, CF_SM)?;
+    let audit = db::cf(db, CF_AUDIT)?;
+    let mut moved = 0u64;
+    for prefix in [&b"A"[..], b"G", b"M:audit", b"P"] {
+        loop {
+            let mut batch = rocksdb::WriteBatch::default();
+            for item in db.iterator_cf_opt(
+                sm,
+                db::prefix_read_options(prefix),
+                rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward),
+            ) {
+                let (k, v) = item?;
+                if !k.starts_with(prefix) || batch.size_in_bytes() >= 4 << 20 {
+                    break;
+                }
+                debug_assert!(is_audit_key(&k));
+                batch.put_cf(audit, &k, &v);
+                batch.delete_cf(sm, &k);
+                moved += 1;
+            }
+            if batch.is_empty() {
+                break;
+            }
+            db.write_opt(batch, &db::synced())?;
+        }
+    }
+    if moved > 0 {
+        tracing::info!(
+            keys = moved,
+            "moved the audit chain into its own column family"
+        );
+    }
+    Ok(())
 }

@@ -51,7 +51,7 @@ use crate::db::{cf, unsynced};
 use crate::error::StoreError;
 use crate::keys::{
     CF_SM, SM_APPLIED, SM_CLOCK, SM_COMPACTED, SM_DEDUP_COUNT, SM_MEMBERSHIP, SM_REVISION,
-    change_key,
+    change_key, family_of,
 };
 use crate::stats::StorageStats;
 use crate::types::{Entry, LogId, StoredMembership};
@@ -82,10 +82,10 @@ impl Default for StateMachineConfig {
     }
 }
 
-/// Reads a value from the `sm` family.
+/// Reads a state-machine value (from the `sm` family, or `audit` for the chain's keys).
 pub(crate) fn get_sm<T: DeserializeOwned>(db: &DB, key: &[u8]) -> Result<Option<T>, StoreError> {
-    let sm = cf(db, CF_SM)?;
-    match db.get_pinned_cf(sm, key)? {
+    let family = cf(db, family_of(key))?;
+    match db.get_pinned_cf(family, key)? {
         Some(v) => Ok(Some(decode(&v)?)),
         None => Ok(None),
     }
@@ -122,7 +122,7 @@ impl<'a> EntryTxn<'a> {
     pub(crate) fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self.written.get(key) {
             Some(v) => Ok(v.clone()),
-            None => Ok(self.db.get_cf(cf(self.db, CF_SM)?, key)?),
+            None => Ok(self.db.get_cf(cf(self.db, family_of(key))?, key)?),
         }
     }
 
@@ -133,16 +133,16 @@ impl<'a> EntryTxn<'a> {
 
     /// Writes raw bytes (index entries).
     pub(crate) fn put_raw(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let sm = cf(self.db, CF_SM)?;
-        self.batch.put_cf(sm, key, value);
+        let family = cf(self.db, family_of(key))?;
+        self.batch.put_cf(family, key, value);
         self.written.insert(key.to_vec(), Some(value.to_vec()));
         Ok(())
     }
 
     /// Deletes a key.
     pub(crate) fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        let sm = cf(self.db, CF_SM)?;
-        self.batch.delete_cf(sm, key);
+        let family = cf(self.db, family_of(key))?;
+        self.batch.delete_cf(family, key);
         self.written.insert(key.to_vec(), None);
         Ok(())
     }

@@ -423,3 +423,72 @@ fn a_full_journal_refuses_appends_and_takes_them_again_once_shipped() {
         assert!(j.oldest_age() < std::time::Duration::from_secs(5));
     });
 }
+
+/// A data directory of a version that kept the chain in the `sm` family opens with the chain
+/// moved into the `audit` family, whole and verifiable, and nothing of it left in `sm`.
+#[test]
+fn a_chain_kept_in_the_state_family_by_an_older_version_is_moved_at_open() {
+    use kartotek_storage::keys::{CF_AUDIT, CF_SM, is_audit_key};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let a = patient(6);
+        {
+            let mut store =
+                Store::open(dir.path(), StoreConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+            store
+                .state_machine
+                .apply([entry(
+                    1,
+                    Op::AuditAppend((1..=7).map(|t| event(&a, t)).collect()),
+                )])
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        // Put the chain back where an older version kept it.
+        {
+            let db = kartotek_storage::db::open(&dir.path().join("db"), 8 << 20)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let sm = kartotek_storage::db::cf(&db, CF_SM).unwrap_or_else(|e| panic!("{e}"));
+            let audit = kartotek_storage::db::cf(&db, CF_AUDIT).unwrap_or_else(|e| panic!("{e}"));
+            let mut batch = rocksdb::WriteBatch::default();
+            let mut n = 0;
+            for item in db.iterator_cf(audit, rocksdb::IteratorMode::Start) {
+                let (k, v) = item.unwrap_or_else(|e| panic!("{e}"));
+                batch.put_cf(sm, &k, &v);
+                batch.delete_cf(audit, &k);
+                n += 1;
+            }
+            assert!(n >= 7 * 3, "events, indexes and the head: {n} keys");
+            db.write(batch).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let store =
+            Store::open(dir.path(), StoreConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let all = store
+            .reader
+            .audit_events(&AuditSelector::All, 1, 100)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(all.value.events.len(), 7);
+        verify_chain([0; 32], &all.value.events).unwrap_or_else(|b| panic!("{b}"));
+        assert_eq!(store.reader.audit_head().map(|h| h.seq).ok(), Some(7));
+        let pa = NationalId::parse(&a).unwrap_or_else(|e| panic!("{e}"));
+        let of_a = store
+            .reader
+            .audit_events(&AuditSelector::Patient(pa), 0, 100)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(of_a.value.events.len(), 7, "the patient index moved too");
+        drop(store);
+        let db = kartotek_storage::db::open(&dir.path().join("db"), 8 << 20)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let sm = kartotek_storage::db::cf(&db, CF_SM).unwrap_or_else(|e| panic!("{e}"));
+        let left = db
+            .iterator_cf(sm, rocksdb::IteratorMode::Start)
+            .filter_map(Result::ok)
+            .filter(|(k, _)| is_audit_key(k))
+            .count();
+        assert_eq!(left, 0, "no audit key left in sm");
+    });
+}
