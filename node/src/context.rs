@@ -217,6 +217,19 @@ impl NodeContext {
         self.leader_node().map(|n| n.raft_addr)
     }
 
+    /// The Raft addresses of the other nodes of the last membership this node knows (for a
+    /// node that knows no leader, e.g. one removed from the cluster, to find it itself).
+    pub(crate) fn other_raft_addrs(&self) -> Vec<String> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != m.id)
+            .map(|(_, n)| n.raft_addr.clone())
+            .collect()
+    }
+
     fn leader_node(&self) -> Option<kartotek_storage::KartotekNode> {
         let m = self.raft.metrics();
         let m = m.borrow();

@@ -227,9 +227,29 @@ impl NodeContext {
         }
     }
 
-    /// Sends a journal batch to the leader's chain (the shipper on a follower).
+    /// Sends a journal batch to the leader's chain (the shipper on a follower). A node that
+    /// knows no leader (one removed from the membership, which gets no heartbeats any more,
+    /// but still holds the events of reads it answered) tries every node it last knew: the
+    /// leader among them takes the batch.
     async fn forward_ship(&self, ship: &ForwardedShip) -> Result<ShipResult, NodeError> {
-        let mut client = self.leader_raft_client()?;
+        let targets = match self.leader_raft_addr() {
+            Some(leader) => vec![leader],
+            None => self.other_raft_addrs(),
+        };
+        let mut last = NodeError::Unavailable("no leader known yet".into());
+        for addr in targets {
+            match self.ship_to(&addr, ship).await {
+                Ok(r) => return Ok(r),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    async fn ship_to(&self, addr: &str, ship: &ForwardedShip) -> Result<ShipResult, NodeError> {
+        let mut client = self.peers().raft_client(addr).map_err(|e| {
+            NodeError::Unavailable(format!("cannot reach {addr} to ship audit events: {e}"))
+        })?;
         match client.ship_audit(self.leader_request(ship)?).await {
             Ok(r) => {
                 let r = r.into_inner();

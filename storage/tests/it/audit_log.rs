@@ -44,6 +44,15 @@ fn event(p: &str, t: i64) -> AuditEvent {
     .unwrap_or_else(|e| panic!("fixture: {e}"))
 }
 
+/// Runs a test body on a current-thread runtime.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .block_on(f)
+}
+
 fn entry(index: u64, op: Op) -> Entry<kartotek_storage::TypeConfig> {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
@@ -57,11 +66,7 @@ fn entry(index: u64, op: Op) -> Entry<kartotek_storage::TypeConfig> {
 
 #[test]
 fn appends_chain_and_retention_keeps_the_rest_verifiable() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    rt.block_on(async {
+    block_on(async {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let mut store =
             Store::open(dir.path(), StoreConfig::default()).unwrap_or_else(|e| panic!("{e}"));
@@ -183,11 +188,7 @@ fn shipped(
 
 #[test]
 fn a_journal_batch_is_chained_once_per_journal_seq() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    rt.block_on(async {
+    block_on(async {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let mut store =
             Store::open(dir.path(), StoreConfig::default()).unwrap_or_else(|e| panic!("{e}"));
@@ -330,11 +331,7 @@ fn the_journal_gives_contiguous_seqs_in_write_order_and_loses_nothing_under_conc
 
 #[test]
 fn the_journal_keeps_its_id_and_waiting_events_across_a_restart() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    rt.block_on(async {
+    block_on(async {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let a = patient(4);
         let (id, first) = {
@@ -390,11 +387,7 @@ fn the_journal_keeps_its_id_and_waiting_events_across_a_restart() {
 
 #[test]
 fn a_full_journal_refuses_appends_and_takes_them_again_once_shipped() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    rt.block_on(async {
+    block_on(async {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let config = StoreConfig {
             journal: kartotek_storage::JournalLimits {
@@ -429,11 +422,7 @@ fn a_full_journal_refuses_appends_and_takes_them_again_once_shipped() {
 #[test]
 fn a_chain_kept_in_the_state_family_by_an_older_version_is_moved_at_open() {
     use kartotek_storage::keys::{CF_AUDIT, CF_SM, is_audit_key};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    rt.block_on(async {
+    block_on(async {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let a = patient(6);
         {
