@@ -236,6 +236,18 @@ async fn read_chain(
     Ok(out)
 }
 
+/// Runs a read under correlation id `id`: `ok` with `value`, or a failed read.
+async fn correlated_read<T>(
+    id: String,
+    value: Value,
+    call: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Completion {
+    match correlated(id, call).await {
+        Ok(_) => Completion::ok(value),
+        Err(e) => read_error(value, &e),
+    }
+}
+
 impl Workload for AuditWorkload {
     type WorkerState = AuditWorker;
 
@@ -277,10 +289,7 @@ impl Workload for AuditWorkload {
                     read: if op.f == "lookup" { None } else { bounded() },
                     ..Default::default()
                 };
-                match correlated(id, clients.read.lookup_locator(request)).await {
-                    Ok(_) => Completion::ok(value),
-                    Err(e) => read_error(value, &e),
-                }
+                correlated_read(id, value, clients.read.lookup_locator(request)).await
             }
             "decide" => {
                 let request = AccessDecisionRequest {
@@ -291,10 +300,7 @@ impl Workload for AuditWorkload {
                     purpose: "treatment".into(),
                     ..Default::default()
                 };
-                match correlated(id, clients.read.decide_access(request)).await {
-                    Ok(_) => Completion::ok(value),
-                    Err(e) => read_error(value, &e),
-                }
+                correlated_read(id, value, clients.read.decide_access(request)).await
             }
             "list" => {
                 let request = ListLocatorsRequest {
@@ -302,10 +308,7 @@ impl Workload for AuditWorkload {
                     page_size: 20,
                     ..Default::default()
                 };
-                match correlated(id, clients.read.list_locators(request)).await {
-                    Ok(_) => Completion::ok(value),
-                    Err(e) => read_error(value, &e),
-                }
+                correlated_read(id, value, clients.read.list_locators(request)).await
             }
             "register" => {
                 let request = RegisterLocatorRequest {
