@@ -11,6 +11,13 @@
 //! The refused entries were never committed (no majority took them), so the next leader
 //! overwrites them. A majority of nodes with clocks ahead together is beyond this check.
 //!
+//! Only entries above the leader's commit index (`leader_commit` of the request) are judged.
+//! An entry at or below it is committed: a majority took it, refusing it cannot undo it, and
+//! would only keep this follower behind for good, calling elections that depose every leader
+//! that sends it the entry (a cluster wedged that way after a clock fault healed: the Jepsen
+//! `all` run of 2026-12-02). For the same reason a refused term is trusted again once its
+//! leader's commit index reaches the first refused entry: a majority took that entry after all.
+//!
 //! Counted in `kartotek_raft_future_stamps_refused_total`; logged once per refused term.
 
 use std::sync::Mutex;
@@ -24,11 +31,18 @@ use prometheus_client::metrics::counter::Counter;
 /// A leader term: (term, leader node id).
 type Term = (u64, u64);
 
+/// A refused leader term, and the index of the first entry refused in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Distrust {
+    term: Term,
+    first_refused_index: u64,
+}
+
 /// Refuses appends with far-future stamps, and the rest of their leader's term.
 #[derive(Debug)]
 pub struct StampGuard {
     ahead_ms_max: i64,
-    distrusted: Mutex<Option<Term>>,
+    distrusted: Mutex<Option<Distrust>>,
     /// AppendEntries refused (`kartotek_raft_future_stamps_refused_total`).
     refused_total: Counter,
 }
@@ -51,27 +65,52 @@ impl StampGuard {
         now: Timestamp,
     ) -> Result<(), String> {
         let term = (rpc.vote.leader_id.term, rpc.vote.leader_id.node_id);
+        // Entries up to here are committed: not judged (module doc).
+        let committed = rpc.leader_commit.map(|l| l.index);
         let mut distrusted = self.distrusted.lock().unwrap_or_else(|e| e.into_inner());
-        if *distrusted == Some(term) {
-            self.refused_total.inc();
-            return Err(format!(
-                "leader {} of term {} stamped entries ahead of this node's clock; its term is refused",
-                term.1, term.0
-            ));
+        if let Some(d) = *distrusted
+            && d.term == term
+        {
+            if committed >= Some(d.first_refused_index) {
+                // A majority took the refused entry after all: refusing more only wedges us.
+                tracing::warn!(
+                    leader = term.1,
+                    term = term.0,
+                    index = d.first_refused_index,
+                    "a refused entry stamped ahead of this node's clock was committed by a majority; trusting the leader again"
+                );
+                *distrusted = None;
+            } else {
+                self.refused_total.inc();
+                return Err(format!(
+                    "leader {} of term {} stamped entries ahead of this node's clock; its term is refused",
+                    term.1, term.0
+                ));
+            }
         }
-        let ahead = rpc
+        // The uncommitted entries' stamps ahead of `now`: (index, ms ahead).
+        let ahead_of = rpc
             .entries
             .iter()
+            .filter(|e| Some(e.log_id.index) > committed)
             .filter_map(|e| match &e.payload {
-                EntryPayload::Normal(cmd) => Some(cmd.stamped_at.0.saturating_sub(now.0)),
+                EntryPayload::Normal(cmd) => {
+                    Some((e.log_id.index, cmd.stamped_at.0.saturating_sub(now.0)))
+                }
                 _ => None,
-            })
-            .max()
-            .unwrap_or(i64::MIN);
-        if ahead <= self.ahead_ms_max {
+            });
+        let Some(first_refused_index) = ahead_of
+            .clone()
+            .find(|&(_, ahead)| ahead > self.ahead_ms_max)
+            .map(|(index, _)| index)
+        else {
             return Ok(());
-        }
-        *distrusted = Some(term);
+        };
+        let ahead = ahead_of.map(|(_, ahead)| ahead).max().unwrap_or_default();
+        *distrusted = Some(Distrust {
+            term,
+            first_refused_index,
+        });
         self.refused_total.inc();
         tracing::error!(
             leader = term.1,
@@ -95,6 +134,18 @@ mod tests {
     use super::*;
 
     fn append(term: u64, leader: u64, stamps: &[i64]) -> AppendEntriesRequest<TypeConfig> {
+        append_from(term, leader, 1, stamps, None)
+    }
+
+    /// Entries at `first_index..` with `stamps`, the leader's commit index at `commit`.
+    fn append_from(
+        term: u64,
+        leader: u64,
+        first_index: u64,
+        stamps: &[i64],
+        commit: Option<u64>,
+    ) -> AppendEntriesRequest<TypeConfig> {
+        let log_id = |index| LogId::new(CommittedLeaderId::new(term, leader), index);
         AppendEntriesRequest {
             vote: Vote {
                 leader_id: LeaderId::new(term, leader),
@@ -105,7 +156,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, s)| Entry {
-                    log_id: LogId::new(CommittedLeaderId::new(term, leader), i as u64 + 1),
+                    log_id: log_id(first_index + i as u64),
                     payload: EntryPayload::Normal(Command {
                         request_id: None,
                         stamped_at: Timestamp(*s),
@@ -113,7 +164,7 @@ mod tests {
                     }),
                 })
                 .collect(),
-            leader_commit: None,
+            leader_commit: commit.map(log_id),
         }
     }
 
@@ -140,5 +191,46 @@ mod tests {
         // The next term (another leader, or the same one re-elected) starts trusted.
         assert!(guard.check(&append(4, 2, &[now.0]), now).is_ok());
         assert!(guard.check(&append(4, 1, &[now.0]), now).is_ok());
+    }
+
+    /// The wedge of the `all` run: entries stamped ahead that a majority (clocks ahead too)
+    /// committed must reach the follower whose clock is right, or it stays behind for good and
+    /// deposes every leader with its elections.
+    #[test]
+    fn committed_entries_are_accepted_whatever_their_stamps() {
+        let refused = Counter::default();
+        let guard = StampGuard::new(10_000, refused.clone());
+        let now = Timestamp(1_800_000_000_000);
+        let hour = 3_600_000;
+        // Entries 5..=7, an hour ahead, committed through 7: taken.
+        assert!(
+            guard
+                .check(&append_from(3, 1, 5, &[now.0 + hour; 3], Some(7)), now)
+                .is_ok()
+        );
+        // Committed through 6 only: entry 7 is judged and refused, with the term.
+        let e = guard
+            .check(&append_from(3, 1, 5, &[now.0 + hour; 3], Some(6)), now)
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("3600000 ms ahead"), "{e}");
+        assert!(guard.check(&append_from(3, 1, 8, &[], Some(6)), now).is_err());
+        assert_eq!(refused.get(), 2);
+        // A majority took entry 7 after all (commit index 7): the term is trusted again, and
+        // only the new uncommitted entries are judged.
+        assert!(guard.check(&append_from(3, 1, 8, &[], Some(7)), now).is_ok());
+        assert!(
+            guard
+                .check(&append_from(3, 1, 8, &[now.0 + hour, now.0], Some(8)), now)
+                .is_ok()
+        );
+        assert!(
+            guard
+                .check(&append_from(3, 1, 9, &[now.0, now.0 + hour], Some(8)), now)
+                .is_err()
+        );
+        // Refused from entry 10 on: a commit index of 9 does not lift it.
+        assert!(guard.check(&append_from(3, 1, 11, &[], Some(9)), now).is_err());
+        assert_eq!(refused.get(), 4);
     }
 }
