@@ -175,7 +175,14 @@ fn check(workload: WorkloadChoice, path: &Path) -> anyhow::Result<Validity> {
         WorkloadChoice::Set => crate::workload::set::check_history(&events),
         WorkloadChoice::Watch => crate::workload::watch::check_history(&events),
         WorkloadChoice::Block => crate::workload::block::check_history(&events),
-        WorkloadChoice::Audit => crate::workload::audit::check_history(&events),
+        WorkloadChoice::Audit => {
+            // The nemesis log of the same run, when it sits beside the history.
+            let faults = match path.parent().map(|d| d.join("nemesis.jsonl")) {
+                Some(f) if f.exists() => crate::nemesis::load_log(&f)?,
+                _ => Vec::new(),
+            };
+            crate::workload::audit::check_history_with_nemesis(&events, &faults)
+        }
     };
     println!("{}", outcome.summary);
     println!("{}", serde_json::to_string_pretty(&outcome.details)?);

@@ -343,9 +343,24 @@ impl Cluster {
     }
 
     /// Marks slot `i` removed (after the membership change went through) and stops it.
-    pub fn removed(&mut self, i: usize) {
+    ///
+    /// Stopped as an operator decommissions a node: SIGTERM, so that it ships its audit
+    /// journal into the chain before it exits (`audit.drain_on_stop_ms`); a node that is down
+    /// is started once on its data dir for that. Returns whether the journal drained: false
+    /// when no leader took it in time (a partition), and the wipe that follows loses it.
+    pub fn removed(&mut self, i: usize) -> bool {
         self.kit.nodes[i].member = false;
-        self.kill(i);
+        let node = &mut self.kit.nodes[i];
+        if !node.process.running() && node.start().is_err() {
+            return false;
+        }
+        let process = &mut node.process;
+        // The node's drain waits 10 s by default; a blocking wait, off the async workers.
+        tokio::task::block_in_place(|| process.stop(Duration::from_secs(15)));
+        // Logged by the node's `audit::drain_on_stop` when the wait ran out.
+        !process
+            .log_tail(50)
+            .contains("stopping with audit events not yet in the chain")
     }
 
     /// Wipes slot `i` and starts it under a fresh id (not a member yet); returns the id, the

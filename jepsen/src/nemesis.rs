@@ -382,19 +382,32 @@ pub fn drops(split: &Split, nodes: usize, leader: Option<usize>) -> Vec<Vec<usiz
 }
 
 /// One line of the nemesis log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct LogEntry {
     /// Nanoseconds since the test started.
     pub time_ns: u64,
     /// `start`, `stop`, `error`, `event`.
     pub phase: String,
     /// Number of the planned fault (pairs start and stop).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub id: Option<usize>,
     /// Fault kind, or `heal` / `cluster`.
     pub kind: String,
     /// What happened, resolved (which nodes, ...).
     pub detail: Value,
+}
+
+/// Reads a `nemesis.jsonl` back (`kartotek-jepsen check` of a stored run).
+pub fn load_log(path: &std::path::Path) -> anyhow::Result<Vec<LogEntry>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{} line {}", path.display(), i + 1))
+        })
+        .collect()
 }
 
 /// The nemesis log: `nemesis.jsonl` plus a copy for the report.
@@ -625,8 +638,18 @@ impl Nemesis {
                     .remove(id)
                     .await
                     .with_context(|| format!("removing node id {id}"))?;
-                self.cluster.lock().await.removed(n);
-                Ok(json!({"nodes": [n], "removed_id": id}))
+                let drained = self.cluster.lock().await.removed(n);
+                if !drained {
+                    // The wipe at its rejoin loses what its journal held: the one loss the
+                    // audit guarantee allows (a node lost for good), counted by the checker.
+                    self.log.log(
+                        "event",
+                        None,
+                        "member",
+                        json!({"undrained_slot": n, "removed_id": id}),
+                    );
+                }
+                Ok(json!({"nodes": [n], "removed_id": id, "journal_drained": drained}))
             }
         }
     }

@@ -423,7 +423,8 @@ async fn run_workload<W: Workload>(
     println!("kartotek-jepsen: checking {} events", events.len());
     let w = workload.clone();
     let ev = events.clone();
-    let checker = tokio::task::spawn_blocking(move || w.check(&ev)).await?;
+    let faults = log.entries();
+    let checker = tokio::task::spawn_blocking(move || w.check_with_nemesis(&ev, &faults)).await?;
     let exits = exits.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Ok((checker, events, log.entries(), exits))
 }

@@ -233,6 +233,12 @@ pub struct AuditSettings {
     /// a trickle of reads costs one log entry per interval rather than one per read (0 to
     /// 1,000 ms; the time an event needs to reach the chain grows by at most this).
     pub ship_interval_ms: u64,
+    /// On a clean stop (SIGTERM, Ctrl-C) the node stops taking requests, then waits up to
+    /// this long for its journal to reach the chain before it stops Raft, so a node that is
+    /// stopped and then wiped (decommissioned) takes no audit event with it. Events still in
+    /// the journal at the deadline (no leader reachable) ship at the next start from the same
+    /// data dir. 0 to 600,000 ms (0: do not wait).
+    pub drain_on_stop_ms: u64,
 }
 
 /// When an audited answer may leave the node (`audit.answer_after`).
@@ -256,6 +262,7 @@ impl Default for AuditSettings {
             journal_events_max: 1_000_000,
             ship_events_max: 1_000,
             ship_interval_ms: 20,
+            drain_on_stop_ms: 10_000,
         }
     }
 }
@@ -686,6 +693,9 @@ impl NodeConfig {
         }
         if self.audit.ship_interval_ms > 1_000 {
             return Err(invalid("audit.ship_interval_ms", "must be 0 to 1,000"));
+        }
+        if self.audit.drain_on_stop_ms > 600_000 {
+            return Err(invalid("audit.drain_on_stop_ms", "must be 0 to 600,000"));
         }
         let ship_max = kartotek_domain::limits::AUDIT_EVENTS_PER_APPEND_MAX;
         if !(1..=ship_max).contains(&(self.audit.ship_events_max as usize)) {

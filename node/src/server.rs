@@ -197,6 +197,7 @@ pub async fn run_node(
         );
     }
     spawn_jwks_reload(auth.clone(), config.auth.jwks_reload_interval_ms);
+    let stopping = ctx.clone();
     let gate = Gate::new(ctx, auth);
     // grpc.health.v1: SERVING once the node serves (per service, set by `add_services`, and
     // overall "").
@@ -261,6 +262,8 @@ pub async fn run_node(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     tracing::info!("node stopping");
+    // No request is served any more: ship what the journal holds while Raft still runs.
+    crate::audit::drain_on_stop(&stopping).await;
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }

@@ -50,6 +50,7 @@ use super::{
     CheckOutcome, Clients, Validity, Workload, examples, org, patient, read_error, write_error,
 };
 use crate::history::{Completion, Event, EventType, Invocation, pair};
+use crate::nemesis::LogEntry;
 
 /// Patients the operations are about.
 const PATIENTS: u64 = 64;
@@ -378,6 +379,10 @@ impl Workload for AuditWorkload {
     fn check(&self, history: &[Event]) -> CheckOutcome {
         check_history(history)
     }
+
+    fn check_with_nemesis(&self, history: &[Event], nemesis: &[LogEntry]) -> CheckOutcome {
+        check_history_with_nemesis(history, nemesis)
+    }
 }
 
 /// The ids a chain read found, back from its JSON.
@@ -402,6 +407,30 @@ fn ids_of(v: &Value) -> BTreeSet<(u64, u64)> {
 
 /// Checks an audit history.
 pub fn check_history(history: &[Event]) -> CheckOutcome {
+    check_history_with_nemesis(history, &[])
+}
+
+/// How long before an undrained decommission an event may have been answered and still be in
+/// the wiped journal: the node refuses audited answers once an event waited
+/// `audit.ship_lag_ms_max` (30 s), plus an operation's deadline.
+const UNDRAINED_WINDOW_NS: u64 = 60_000_000_000;
+
+/// When a node was removed and then wiped with its audit journal not drained (nemesis
+/// `undrained_slot` events): nanoseconds since the start.
+fn undrained_removals(nemesis: &[LogEntry]) -> Vec<u64> {
+    nemesis
+        .iter()
+        .filter(|e| e.phase == "event" && e.detail.get("undrained_slot").is_some())
+        .map(|e| e.time_ns)
+        .collect()
+}
+
+/// Checks an audit history, knowing the nemesis's undrained decommissions: an event lost
+/// while one was possible (answered ok within [`UNDRAINED_WINDOW_NS`] before it) is the loss
+/// the guarantee allows for a node lost for good, counted apart; any other loss is invalid.
+pub fn check_history_with_nemesis(history: &[Event], nemesis: &[LogEntry]) -> CheckOutcome {
+    let undrained = undrained_removals(nemesis);
+    let mut answered_ns: BTreeMap<(u64, u64), u64> = BTreeMap::new();
     let mut promised: BTreeMap<(u64, u64), String> = BTreeMap::new();
     let mut ok_by_kind: BTreeMap<String, u64> = BTreeMap::new();
     let mut chain: Option<Value> = None;
@@ -416,6 +445,7 @@ pub fn check_history(history: &[Event]) -> CheckOutcome {
             *ok_by_kind.entry(f.to_owned()).or_default() += 1;
             if let Some(id) = op.invoke.value.as_str().and_then(parse_id) {
                 promised.insert(id, f.to_owned());
+                answered_ns.insert(id, done.time_ns);
             }
         } else if f == "chain" {
             chain = Some(done.value.clone());
@@ -431,11 +461,22 @@ pub fn check_history(history: &[Event]) -> CheckOutcome {
         };
     };
     let found = ids_of(&chain);
-    let lost: Vec<String> = promised
-        .iter()
-        .filter(|(id, _)| !found.contains(id))
-        .map(|((w, n), f)| format!("a{w}-{n} ({f})"))
-        .collect();
+    let excused = |id: &(u64, u64)| {
+        let t = answered_ns.get(id).copied().unwrap_or(u64::MAX);
+        undrained
+            .iter()
+            .any(|&r| t <= r && r - t <= UNDRAINED_WINDOW_NS)
+    };
+    let mut lost = Vec::new();
+    let mut lost_undrained = Vec::new();
+    for (id, f) in promised.iter().filter(|(id, _)| !found.contains(id)) {
+        let name = format!("a{}-{} ({f})", id.0, id.1);
+        if excused(id) {
+            lost_undrained.push(name);
+        } else {
+            lost.push(name);
+        }
+    }
     let mut duplicates = Vec::new();
     let mut broken = Vec::new();
     let mut hashes: BTreeMap<u64, (String, String)> = BTreeMap::new();
@@ -484,7 +525,7 @@ pub fn check_history(history: &[Event]) -> CheckOutcome {
     CheckOutcome {
         valid,
         summary: format!(
-            "audit: {} ok audited ops, {} events in the chain, {} copies read; {} lost, {} copies with identical events, {} broken copies, {} hash conflicts ({} ids with retried attempts)",
+            "audit: {} ok audited ops, {} events in the chain, {} copies read; {} lost, {} copies with identical events, {} broken copies, {} hash conflicts ({} ids with retried attempts; {} lost with {} undrained decommissions, allowed)",
             promised.len(),
             events,
             copies.len() + 1,
@@ -493,6 +534,8 @@ pub fn check_history(history: &[Event]) -> CheckOutcome {
             broken.len(),
             conflicts.len(),
             repeated,
+            lost_undrained.len(),
+            undrained.len(),
         ),
         details: json!({
             "ok": ok_by_kind,
@@ -504,6 +547,9 @@ pub fn check_history(history: &[Event]) -> CheckOutcome {
             "broken": broken,
             "hash_conflicts": examples(&conflicts, 20),
             "repeated_ids": repeated,
+            "undrained_decommissions": undrained.len(),
+            "lost_undrained_count": lost_undrained.len(),
+            "lost_undrained": examples(&lost_undrained, 20),
         }),
     }
 }
@@ -550,6 +596,44 @@ mod tests {
         assert_eq!(ids_of(&v), [(0, 1), (0, 2), (0, 3), (2, 9)].into());
         assert_eq!(parse_id("a3-17"), Some((3, 17)));
         assert_eq!(parse_id("b3-17"), None);
+    }
+
+    /// A loss is allowed only with an undrained decommission shortly after its answer.
+    #[test]
+    fn a_loss_is_excused_only_by_an_undrained_decommission_just_after_it() {
+        let mut h = Vec::new();
+        // a0-1 is answered at 30 ns (event times are index * 10).
+        op(&mut h, 1, "lookup", "a0-0", EventType::Ok, json!("a0-0"));
+        op(&mut h, 1, "lookup", "a0-1", EventType::Ok, json!("a0-1"));
+        op(
+            &mut h,
+            9,
+            "chain",
+            "",
+            EventType::Ok,
+            chain_value(&[(0, 0)], None, "h"),
+        );
+        let removal = |time_ns: u64, detail: Value| LogEntry {
+            time_ns,
+            phase: "event".into(),
+            id: None,
+            kind: "member".into(),
+            detail,
+        };
+        let drained = [removal(40, json!({"rejoined_slot": 1, "new_id": 7}))];
+        let out = check_history_with_nemesis(&h, &drained);
+        assert_eq!(out.valid, Validity::Invalid, "{}", out.summary);
+        // Before the answer, or long after it: no excuse.
+        for t in [20, 40 + UNDRAINED_WINDOW_NS] {
+            let late = [removal(t, json!({"undrained_slot": 1, "removed_id": 2}))];
+            let out = check_history_with_nemesis(&h, &late);
+            assert_eq!(out.valid, Validity::Invalid, "{t}: {}", out.summary);
+        }
+        let undrained = [removal(40, json!({"undrained_slot": 1, "removed_id": 2}))];
+        let out = check_history_with_nemesis(&h, &undrained);
+        assert_eq!(out.valid, Validity::Valid, "{}", out.summary);
+        assert_eq!(out.details["lost_count"], json!(0));
+        assert_eq!(out.details["lost_undrained_count"], json!(1));
     }
 
     #[test]

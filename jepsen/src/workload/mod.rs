@@ -149,6 +149,16 @@ pub trait Workload: Send + Sync + 'static {
 
     /// Judges the history.
     fn check(&self, history: &[Event]) -> CheckOutcome;
+
+    /// Judges the history knowing what the nemesis did (`nemesis.jsonl`); most workloads need
+    /// only the history.
+    fn check_with_nemesis(
+        &self,
+        history: &[Event],
+        _nemesis: &[crate::nemesis::LogEntry],
+    ) -> CheckOutcome {
+        self.check(history)
+    }
 }
 
 /// How an error of a write counts in the history: `fail` only when it certainly had no

@@ -125,6 +125,35 @@ impl NodeContext {
         }
     }
 
+}
+
+/// On a clean stop, once no request is served: waits up to `audit.drain_on_stop_ms` for every
+/// journaled event to reach the chain (the shipper still runs, and Raft with it), so a node
+/// stopped and then wiped takes no event with it. Logs what is left if the wait runs out:
+/// those events ship at the next start from this data dir.
+pub(crate) async fn drain_on_stop(ctx: &NodeContext) {
+    let wait_ms = ctx.config().audit.drain_on_stop_ms;
+    let journal = ctx.journal();
+    let through = journal.written_through();
+    if wait_ms == 0 || journal.depth() == 0 {
+        return;
+    }
+    let left = journal.depth();
+    if journal
+        .wait_removed(through, Duration::from_millis(wait_ms))
+        .await
+    {
+        tracing::info!(events = left, "audit journal drained into the chain before stopping");
+    } else {
+        tracing::warn!(
+            events = journal.depth(),
+            wait_ms,
+            "stopping with audit events not yet in the chain (no leader took them): they ship at the next start from this data dir; do not wipe it"
+        );
+    }
+}
+
+impl NodeContext {
     /// Commits `events` to the chain on this node as leader; returns their first and last seq.
     pub(crate) async fn append_audit(
         &self,

@@ -390,3 +390,86 @@ async fn every_lookup_is_audited_and_the_chain_verifies() {
         );
     }
 }
+
+/// A node stopped cleanly (SIGTERM, as an operator decommissions one) ships its audit journal
+/// into the chain before it exits (`audit.drain_on_stop_ms`), so wiping its data dir afterwards
+/// loses no event. The follower's shipper waits 1 s after each ship here
+/// (`audit.ship_interval_ms`), so the last lookups are still in its journal when it is told
+/// to stop; right after it exited, the leader's chain already holds every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clean_stop_ships_the_journal_before_exiting() {
+    let mut c = TestCluster::start(3, |spec| {
+        spec.extra_toml
+            .push_str("\n[audit]\nship_interval_ms = 1000\n");
+    })
+    .await;
+    let p = patient(79);
+    let writer = c.client();
+    writer
+        .register_locator(RegisterLocatorRequest {
+            request_id: String::new(),
+            patient: p.clone(),
+            org: org(50),
+            system: "ehr".into(),
+            categories: vec!["Observation".into()],
+            endpoint_ref: String::new(),
+            expected_mod_revision: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let leader = c.leader().await;
+    let follower = c
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|id| *id != leader)
+        .unwrap_or(1);
+    let nurse = client_as(&c, &[follower], "7654321");
+    let mut served = 0;
+    for _ in 0..100 {
+        match nurse
+            .lookup_locator(LookupLocatorRequest {
+                read: Some(ReadOptions {
+                    consistency: Consistency::BoundedStaleness as i32,
+                    max_staleness_ms: 5_000,
+                }),
+                ..lookup(&p)
+            })
+            .await
+        {
+            Ok(r) => {
+                assert_eq!(r.header.map(|h| h.node_id), Some(follower));
+                served += 1;
+                if served == 5 {
+                    break;
+                }
+            }
+            Err(ClientError::FailedPrecondition(_)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("bounded read: {e}"),
+        }
+    }
+    assert_eq!(served, 5, "the follower never served five bounded reads");
+    c.stop(follower);
+    assert!(
+        c.log(follower)
+            .contains("audit journal drained into the chain before stopping"),
+        "the stopping follower did not drain its journal: {}",
+        c.log(follower)
+    );
+    let chain = client_as(&c, &[leader], "1234567")
+        .query_audit(QueryAuditRequest {
+            patient: p.clone(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lookups = chain
+        .events
+        .iter()
+        .filter(|e| e.action == "locator.lookup")
+        .count();
+    assert_eq!(lookups, 5, "{:?}", chain.events);
+}
