@@ -104,6 +104,12 @@ struct TestArgs {
     /// Keep the nodes' data directories.
     #[arg(long)]
     keep_data: bool,
+    /// Nodes build a snapshot every this many applied entries and keep a tenth of it in the
+    /// log behind (`raft.snapshot_logs_since_last`, `raft.logs_kept_after_snapshot`), so a
+    /// follower that was down or cut off catches up by snapshot install (default: the
+    /// node's own, 50,000).
+    #[arg(long)]
+    snapshot_logs: Option<u64>,
 }
 
 /// Entry point of the binary.
@@ -226,6 +232,7 @@ async fn test(args: TestArgs) -> anyhow::Result<Validity> {
         ops_per_key: args.ops_per_key.max(1),
         keep_data: args.keep_data,
         hold_s: (args.hold_min, args.hold_max),
+        snapshot_logs: args.snapshot_logs.map(|n| n.max(10)),
     };
     let verdict = crate::runner::run(opts).await?;
     println!("{}", verdict.checker.summary);

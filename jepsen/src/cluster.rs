@@ -52,6 +52,8 @@ pub struct NodeOptions {
     pub faketime: bool,
     /// Preload libfiu (needed by the disk nemesis).
     pub fiu: bool,
+    /// Snapshot every this many entries, a tenth kept behind (node default when unset).
+    pub snapshot_logs: Option<u64>,
 }
 
 /// The network nodes live in.
@@ -178,6 +180,10 @@ impl Cluster {
                 None => spec.insecure_plaintext_raft = true,
             }
             spec.unsafe_stale_reads = opts.unsafe_stale_reads;
+            if let Some(n) = opts.snapshot_logs {
+                spec.raft.snapshot_logs_since_last = Some(n);
+                spec.raft.logs_kept_after_snapshot = Some(n / 10);
+            }
             spec.env = node_env(&opts, &node_dir)?;
             let wrapper = match &net {
                 Net::Netns(network) => Some(netns_wrapper(network.exec_prefix(i))),

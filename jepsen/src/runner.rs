@@ -94,6 +94,8 @@ pub struct TestOptions {
     pub keep_data: bool,
     /// Fault hold time range.
     pub hold_s: (f64, f64),
+    /// Snapshot every this many entries, a tenth kept behind (node default when unset).
+    pub snapshot_logs: Option<u64>,
 }
 
 /// The verdict of a run (`verdict.json`).
@@ -189,6 +191,7 @@ pub async fn run(opts: TestOptions) -> anyhow::Result<Verdict> {
         unsafe_stale_reads: opts.unsafe_stale_reads,
         faketime: kinds.contains(&Kind::Clock),
         fiu: kinds.contains(&Kind::Disk),
+        snapshot_logs: opts.snapshot_logs,
     };
     let slot = match &net {
         Net::Netns(n) => Some(n.slot()),

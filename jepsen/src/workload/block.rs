@@ -10,15 +10,21 @@
 //! so most patients see decisions both before and after their block.
 //!
 //! Operations: `block` (add the block; through the write client), `decide` (a plain,
-//! linearizable access decision on the worker's home node), `override` (a decision with an
-//! emergency override and a justification, which is a replicated write), and after healing
-//! `final-read` (a plain decision for every patient a block was tried on, in chunks).
+//! linearizable access decision on the worker's home node), `follower-decide` (a
+//! bounded-staleness decision answered by the home node from its own state, at most
+//! [`STALENESS_MS`] behind: this is the read a snapshot install on a follower must not see
+//! half-loaded), `override` (a decision with an emergency override and a justification, which
+//! is a replicated write), and after healing `final-read` (a plain decision for every patient
+//! a block was tried on, in chunks). Run with a small `--snapshot-logs` so that lagging and
+//! restarted followers catch up by snapshot install while they serve follower decisions.
 //!
 //! The checker reports, per patient:
 //! - *unsafe permits*: a decision invoked after some block add on that patient was
-//!   acknowledged that still permitted (with or without override): the guarantee itself;
+//!   acknowledged (for a follower decision: more than [`STALENESS_MS`] after) that still
+//!   permitted (with or without override): the guarantee itself;
 //! - *flip-backs*: a permit from a decision invoked after another decision had already
-//!   completed with deny (blocks are never revoked, so denial is permanent);
+//!   completed with deny (blocks are never revoked, so denial is permanent; a follower
+//!   decision may lag by [`STALENESS_MS`]);
 //! - *phantom denies*: a deny that completed before any block add on that patient was even
 //!   invoked (the decision saw something that was never written);
 //! - *override without request*: `permit_by_override` from a decision that did not ask for it;
@@ -30,7 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use kartotek_client::proto::{
     AccessDecisionRequest, AccessEffect, Actor, ActorKind, AddBlockRequest, BlockLevel,
-    BlockTargetKind,
+    BlockTargetKind, Consistency, ReadOptions,
 };
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -53,6 +59,8 @@ const OPS_PER_WINDOW: u64 = 60;
 const FINAL_CHUNK: usize = 100;
 /// Distinct patients [`patient`] can make.
 const PATIENTS_MAX: u64 = 15_000;
+/// How far behind a follower decision may be (its `max_staleness_ms`).
+pub const STALENESS_MS: u64 = 2_000;
 
 /// The block-safety workload.
 #[derive(Debug)]
@@ -61,9 +69,11 @@ pub struct BlockWorkload {
     ops: AtomicU64,
     /// Patients a block add was invoked on (final reads check them).
     blocked: Mutex<BTreeSet<u64>>,
-    /// Percentages: block adds, override decisions (the rest are plain decisions).
+    /// Percentages: block adds, override decisions, follower decisions (the rest are plain
+    /// decisions).
     block_pct: u32,
     override_pct: u32,
+    follower_pct: u32,
 }
 
 impl Default for BlockWorkload {
@@ -73,7 +83,8 @@ impl Default for BlockWorkload {
 }
 
 impl BlockWorkload {
-    /// A new workload: 10 % block adds, 5 % override decisions, 85 % plain decisions.
+    /// A new workload: 10 % block adds, 5 % override decisions, 40 % follower decisions,
+    /// 45 % plain decisions.
     pub fn new() -> Self {
         BlockWorkload {
             org: org(3),
@@ -81,6 +92,17 @@ impl BlockWorkload {
             blocked: Mutex::new(BTreeSet::new()),
             block_pct: 10,
             override_pct: 5,
+            follower_pct: 40,
+        }
+    }
+
+    fn follower_decision(&self, key: u64) -> AccessDecisionRequest {
+        AccessDecisionRequest {
+            read: Some(ReadOptions {
+                consistency: Consistency::BoundedStaleness as i32,
+                max_staleness_ms: STALENESS_MS,
+            }),
+            ..self.decision(key, false)
         }
     }
 
@@ -148,6 +170,8 @@ impl Workload for BlockWorkload {
             "block"
         } else if roll < self.block_pct + self.override_pct {
             "override"
+        } else if roll < self.block_pct + self.override_pct + self.follower_pct {
+            "follower-decide"
         } else {
             "decide"
         };
@@ -192,6 +216,14 @@ impl Workload for BlockWorkload {
                 Ok(d) => Completion::ok(json!(effect_name(d.effect))),
                 Err(e) => read_error(Value::Null, &e),
             },
+            "follower-decide" => match clients
+                .read
+                .decide_access(self.follower_decision(key))
+                .await
+            {
+                Ok(d) => Completion::ok(json!(effect_name(d.effect))),
+                Err(e) => read_error(Value::Null, &e),
+            },
             "override" => match clients.write.decide_access(self.decision(key, true)).await {
                 Ok(d) => Completion::ok(json!(effect_name(d.effect))),
                 // An override that may have been applied only queued a notification; for
@@ -231,6 +263,8 @@ struct Decision {
     completed_ns: u64,
     effect: &'static str,
     asked_override: bool,
+    /// How far behind it may be (0: linearizable).
+    stale_ns: u64,
 }
 
 /// What the history says about one patient.
@@ -290,7 +324,7 @@ pub fn check_history(history: &[Event]) -> CheckOutcome {
                     );
                 }
             }
-            "decide" | "override" => {
+            "decide" | "override" | "follower-decide" => {
                 let Some(k) = op.invoke.key else { continue };
                 if done.kind != EventType::Ok {
                     continue;
@@ -301,6 +335,11 @@ pub fn check_history(history: &[Event]) -> CheckOutcome {
                     completed_ns: done.time_ns,
                     effect,
                     asked_override: op.invoke.f == "override",
+                    stale_ns: if op.invoke.f == "follower-decide" {
+                        STALENESS_MS * 1_000_000
+                    } else {
+                        0
+                    },
                 });
             }
             "final-read" => {
@@ -321,6 +360,7 @@ pub fn check_history(history: &[Event]) -> CheckOutcome {
                             completed_ns: done.time_ns,
                             effect: static_effect(v),
                             asked_override: false,
+                            stale_ns: 0,
                         });
                     }
                 }
@@ -350,7 +390,7 @@ pub fn check_history(history: &[Event]) -> CheckOutcome {
         for d in &p.decisions {
             let permits = d.effect == "permit" || d.effect == "permit_by_override";
             if let Some(ack) = p.block_acked_ns
-                && d.invoked_ns > ack
+                && d.invoked_ns > ack.saturating_add(d.stale_ns)
             {
                 if permits {
                     unsafe_permits.push(json!({
@@ -365,7 +405,7 @@ pub fn check_history(history: &[Event]) -> CheckOutcome {
                 }
             }
             if let Some(deny_end) = first_deny_end
-                && d.invoked_ns > deny_end
+                && d.invoked_ns > deny_end.saturating_add(d.stale_ns)
                 && permits
             {
                 flip_backs.push(json!({

@@ -124,7 +124,6 @@ impl NodeContext {
             ))
         }
     }
-
 }
 
 /// On a clean stop, once no request is served: waits up to `audit.drain_on_stop_ms` for every
@@ -143,7 +142,10 @@ pub(crate) async fn drain_on_stop(ctx: &NodeContext) {
         .wait_removed(through, Duration::from_millis(wait_ms))
         .await
     {
-        tracing::info!(events = left, "audit journal drained into the chain before stopping");
+        tracing::info!(
+            events = left,
+            "audit journal drained into the chain before stopping"
+        );
     } else {
         tracing::warn!(
             events = journal.depth(),

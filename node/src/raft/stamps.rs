@@ -214,11 +214,19 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(e.contains("3600000 ms ahead"), "{e}");
-        assert!(guard.check(&append_from(3, 1, 8, &[], Some(6)), now).is_err());
+        assert!(
+            guard
+                .check(&append_from(3, 1, 8, &[], Some(6)), now)
+                .is_err()
+        );
         assert_eq!(refused.get(), 2);
         // A majority took entry 7 after all (commit index 7): the term is trusted again, and
         // only the new uncommitted entries are judged.
-        assert!(guard.check(&append_from(3, 1, 8, &[], Some(7)), now).is_ok());
+        assert!(
+            guard
+                .check(&append_from(3, 1, 8, &[], Some(7)), now)
+                .is_ok()
+        );
         assert!(
             guard
                 .check(&append_from(3, 1, 8, &[now.0 + hour, now.0], Some(8)), now)
@@ -230,7 +238,11 @@ mod tests {
                 .is_err()
         );
         // Refused from entry 10 on: a commit index of 9 does not lift it.
-        assert!(guard.check(&append_from(3, 1, 11, &[], Some(9)), now).is_err());
+        assert!(
+            guard
+                .check(&append_from(3, 1, 11, &[], Some(9)), now)
+                .is_err()
+        );
         assert_eq!(refused.get(), 4);
     }
 }
