@@ -360,7 +360,12 @@ impl Cluster {
         if !node.process.running() && node.start().is_err() {
             return false;
         }
-        let process = &mut node.process;
+        self.stop_draining(i)
+    }
+
+    /// SIGTERM slot `i` and wait for it to exit; whether its audit journal drained first.
+    fn stop_draining(&mut self, i: usize) -> bool {
+        let process = &mut self.kit.nodes[i].process;
         // The node's drain waits 10 s by default; a blocking wait, off the async workers.
         tokio::task::block_in_place(|| process.stop(Duration::from_secs(15)));
         // Logged by the node's `audit::drain_on_stop` when the wait ran out.
@@ -370,8 +375,14 @@ impl Cluster {
     }
 
     /// Wipes slot `i` and starts it under a fresh id (not a member yet); returns the id, the
-    /// public address and the Raft address to add.
-    pub fn start_fresh(&mut self, i: usize) -> anyhow::Result<(u64, String, String)> {
+    /// public address, the Raft address to add, and whether the process it replaced (an
+    /// earlier attempt that never became a member, which may have answered reads as a
+    /// learner) drained its audit journal before the wipe.
+    pub fn start_fresh(&mut self, i: usize) -> anyhow::Result<(u64, String, String, bool)> {
+        // A process still here is an earlier attempt: stopped like a decommissioned node,
+        // since the wipe below takes its journal (a run of 2026-12-02 lost a follower read
+        // that a learner of a failed rejoin had answered, to a kill -9 here).
+        let drained = !self.running(i) || self.stop_draining(i);
         self.kill(i);
         let data = self.nodes[i].data_dir.clone();
         if data.exists() {
@@ -383,7 +394,7 @@ impl Cluster {
         let node = &mut self.kit.nodes[i];
         node.spec.id = id;
         node.start()?;
-        Ok((id, node.addr.clone(), node.raft_addr.clone()))
+        Ok((id, node.addr.clone(), node.raft_addr.clone(), drained))
     }
 
     /// Kills every process (after SIGCONT, so none stays stopped).

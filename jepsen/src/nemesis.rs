@@ -746,7 +746,15 @@ impl Nemesis {
                 json!({"removed_stale_id": stale.node_id, "slot": i}),
             );
         }
-        let (id, addr, raft_addr) = self.cluster.lock().await.start_fresh(i)?;
+        let (id, addr, raft_addr, drained) = self.cluster.lock().await.start_fresh(i)?;
+        if !drained {
+            self.log.log(
+                "event",
+                None,
+                "member",
+                json!({"undrained_slot": i, "replaced_attempt": true}),
+            );
+        }
         probe.wait_up(&addr, Duration::from_secs(10)).await?;
         probe
             .admin
