@@ -162,12 +162,12 @@ fn set_under_partitions_and_kills() {
     );
 }
 
-/// Snapshot installs in the block run: nodes snapshot every 200 entries and keep 20, so a
+/// Snapshot installs in the block run: nodes snapshot every 50 entries and keep 5, so a
 /// node back from a kill or a partition catches up by install while its follower decisions
 /// run (the fence of issue 16: no decision may see a half-loaded state machine).
 #[test]
 fn block_safety_under_partitions_and_kills() {
-    let r = partitions_and_kills_with("block", "15", &["--snapshot-logs", "200"]);
+    let r = partitions_and_kills_with("block", "15", &["--snapshot-logs", "50"]);
     let installs: usize = std::fs::read_dir(r.dir.join("nodes"))
         .into_iter()
         .flatten()
