@@ -71,16 +71,23 @@ fn lookup(p: &str) -> LookupLocatorRequest {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_lookup_is_audited_and_the_chain_verifies() {
-    let c = TestCluster::start(3, |_| {}).await;
-    let p = patient(77);
-    let other = patient(78);
-    let writer = c.client();
+/// A bounded-staleness lookup of `p` (at most 5 s behind), which a follower serves itself.
+fn bounded_lookup(p: &str) -> LookupLocatorRequest {
+    LookupLocatorRequest {
+        read: Some(ReadOptions {
+            consistency: Consistency::BoundedStaleness as i32,
+            max_staleness_ms: 5_000,
+        }),
+        ..lookup(p)
+    }
+}
+
+/// Registers one locator entry of patient `p` at org 50.
+async fn register_entry(writer: &KartotekClient, p: &str) {
     writer
         .register_locator(RegisterLocatorRequest {
             request_id: String::new(),
-            patient: p.clone(),
+            patient: p.to_owned(),
             org: org(50),
             system: "ehr".into(),
             categories: vec!["Observation".into()],
@@ -89,6 +96,24 @@ async fn every_lookup_is_audited_and_the_chain_verifies() {
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A node of `c` other than `leader`.
+fn follower_of(c: &TestCluster, leader: u64) -> u64 {
+    c.nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|id| *id != leader)
+        .unwrap_or(1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_lookup_is_audited_and_the_chain_verifies() {
+    let c = TestCluster::start(3, |_| {}).await;
+    let p = patient(77);
+    let other = patient(78);
+    let writer = c.client();
+    register_entry(&writer, &p).await;
 
     // Five linearizable lookups by one clinician, two of another patient.
     let leader = c.leader().await;
@@ -107,25 +132,11 @@ async fn every_lookup_is_audited_and_the_chain_verifies() {
             .unwrap_or_else(|e| panic!("{e}"));
     }
     // A bounded-staleness lookup served by a follower: its event goes to the leader.
-    let follower = c
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|id| *id != leader)
-        .unwrap_or(1);
+    let follower = follower_of(&c, leader);
     let nurse = client_as(&c, &[follower], "7654321");
     let mut bounded_done = false;
     for _ in 0..50 {
-        match nurse
-            .lookup_locator(LookupLocatorRequest {
-                read: Some(ReadOptions {
-                    consistency: Consistency::BoundedStaleness as i32,
-                    max_staleness_ms: 5_000,
-                }),
-                ..lookup(&p)
-            })
-            .await
-        {
+        match nurse.lookup_locator(bounded_lookup(&p)).await {
             Ok(r) => {
                 assert_eq!(r.header.map(|h| h.node_id), Some(follower));
                 bounded_done = true;
@@ -405,38 +416,13 @@ async fn a_clean_stop_ships_the_journal_before_exiting() {
     .await;
     let p = patient(79);
     let writer = c.client();
-    writer
-        .register_locator(RegisterLocatorRequest {
-            request_id: String::new(),
-            patient: p.clone(),
-            org: org(50),
-            system: "ehr".into(),
-            categories: vec!["Observation".into()],
-            endpoint_ref: String::new(),
-            expected_mod_revision: None,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    register_entry(&writer, &p).await;
     let leader = c.leader().await;
-    let follower = c
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|id| *id != leader)
-        .unwrap_or(1);
+    let follower = follower_of(&c, leader);
     let nurse = client_as(&c, &[follower], "7654321");
     let mut served = 0;
     for _ in 0..100 {
-        match nurse
-            .lookup_locator(LookupLocatorRequest {
-                read: Some(ReadOptions {
-                    consistency: Consistency::BoundedStaleness as i32,
-                    max_staleness_ms: 5_000,
-                }),
-                ..lookup(&p)
-            })
-            .await
-        {
+        match nurse.lookup_locator(bounded_lookup(&p)).await {
             Ok(r) => {
                 assert_eq!(r.header.map(|h| h.node_id), Some(follower));
                 served += 1;
