@@ -263,7 +263,7 @@ pub async fn run_node(
         .await;
     tracing::info!("node stopping");
     // No request is served any more: ship what the journal holds while Raft still runs.
-    crate::audit::drain_on_stop(&stopping).await;
+    stopping.drain_on_stop().await;
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }

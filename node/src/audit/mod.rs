@@ -114,9 +114,8 @@ impl NodeContext {
 
     /// Waits until every event journaled here so far has been shipped into the chain.
     pub(crate) async fn audit_shipped(&self) -> Result<(), NodeError> {
-        let through = self.journal().written_through();
         let timeout = Duration::from_millis(self.config().api.read_timeout_ms);
-        if self.journal().wait_removed(through, timeout).await {
+        if self.journal_shipped_within(timeout).await {
             Ok(())
         } else {
             Err(NodeError::Timeout(
@@ -124,38 +123,40 @@ impl NodeContext {
             ))
         }
     }
-}
 
-/// On a clean stop, once no request is served: waits up to `audit.drain_on_stop_ms` for every
-/// journaled event to reach the chain (the shipper still runs, and Raft with it), so a node
-/// stopped and then wiped takes no event with it. Logs what is left if the wait runs out:
-/// those events ship at the next start from this data dir.
-pub(crate) async fn drain_on_stop(ctx: &NodeContext) {
-    let wait_ms = ctx.config().audit.drain_on_stop_ms;
-    let journal = ctx.journal();
-    let through = journal.written_through();
-    if wait_ms == 0 || journal.depth() == 0 {
-        return;
+    /// Whether every event journaled here so far reaches the chain within `timeout`.
+    async fn journal_shipped_within(&self, timeout: Duration) -> bool {
+        let through = self.journal().written_through();
+        self.journal().wait_removed(through, timeout).await
     }
-    let left = journal.depth();
-    if journal
-        .wait_removed(through, Duration::from_millis(wait_ms))
-        .await
-    {
-        tracing::info!(
-            events = left,
-            "audit journal drained into the chain before stopping"
-        );
-    } else {
-        tracing::warn!(
-            events = journal.depth(),
-            wait_ms,
-            "stopping with audit events not yet in the chain (no leader took them): they ship at the next start from this data dir; do not wipe it"
-        );
-    }
-}
 
-impl NodeContext {
+    /// On a clean stop, once no request is served: waits up to `audit.drain_on_stop_ms` for
+    /// every journaled event to reach the chain (the shipper still runs, and Raft with it),
+    /// so a node stopped and then wiped takes no event with it. Logs what is left if the wait
+    /// runs out: those events ship at the next start from this data dir.
+    pub(crate) async fn drain_on_stop(&self) {
+        let wait_ms = self.config().audit.drain_on_stop_ms;
+        let left = self.journal().depth();
+        if wait_ms == 0 || left == 0 {
+            return;
+        }
+        if self
+            .journal_shipped_within(Duration::from_millis(wait_ms))
+            .await
+        {
+            tracing::info!(
+                events = left,
+                "audit journal drained into the chain before stopping"
+            );
+        } else {
+            tracing::warn!(
+                events = self.journal().depth(),
+                wait_ms,
+                "stopping with audit events not yet in the chain (no leader took them): they ship at the next start from this data dir; do not wipe it"
+            );
+        }
+    }
+
     /// Commits `events` to the chain on this node as leader; returns their first and last seq.
     pub(crate) async fn append_audit(
         &self,
