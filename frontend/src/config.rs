@@ -273,8 +273,9 @@ impl Default for CatalogSettings {
     fn default() -> Self {
         CatalogSettings {
             title: "Kartotek API-katalog".into(),
-            description: "API-er i helsesektoren, registrert i Kartotek av organisasjonene som eier dem."
-                .into(),
+            description:
+                "API-er i helsesektoren, registrert i Kartotek av organisasjonene som eier dem."
+                    .into(),
             publisher_org: "999999999".into(),
             contact: ContactSettings {
                 name: "Kartotek API-katalog".into(),
@@ -314,14 +315,24 @@ impl CatalogSettings {
             text(field_name, &c.name)?;
             text(field_email, &c.email)?;
             match c.email.split_once('@') {
-                Some((user, host)) if !user.is_empty() && host.contains('.') && !c.email.contains([' ', '<', '>', '"']) => Ok(()),
+                Some((user, host))
+                    if !user.is_empty()
+                        && host.contains('.')
+                        && !c.email.contains([' ', '<', '>', '"']) =>
+                {
+                    Ok(())
+                }
                 _ => Err(invalid(field_email, "not an e-mail address")),
             }
         };
         text("catalog.title", &self.title)?;
         text("catalog.description", &self.description)?;
         org("catalog.publisher_org", &self.publisher_org)?;
-        contact("catalog.contact.name", "catalog.contact.email", &self.contact)?;
+        contact(
+            "catalog.contact.name",
+            "catalog.contact.email",
+            &self.contact,
+        )?;
         if self.owner_contacts.len() > OWNER_CONTACTS_MAX {
             return Err(invalid(
                 "catalog.owner_contacts",

@@ -272,7 +272,10 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
-            let allow = response.headers()[header::ALLOW].to_str().unwrap().to_owned();
+            let allow = response.headers()[header::ALLOW]
+                .to_str()
+                .unwrap()
+                .to_owned();
             assert!(allow.contains(method), "{method} {path}: allow {allow}");
         }
     }

@@ -279,14 +279,20 @@ const ROUTES: &[RouteSpec] = &[
         on(m, token::routes::metadata)
     }),
     route("GET", dev_login::DEV_LOGIN_PATH, |m| on(m, dev_login::page)),
-    route("POST", dev_login::DEV_LOGIN_PATH, |m| on(m, dev_login::login)),
+    route("POST", dev_login::DEV_LOGIN_PATH, |m| {
+        on(m, dev_login::login)
+    }),
     route("GET", "/dev/login/jwks.json", |m| on(m, dev_login::jwks)),
     route("GET", "/api/v1/catalog", |m| on(m, catalog::rest::search)),
-    route("POST", "/api/v1/catalog", |m| on(m, catalog::rest::register)),
+    route("POST", "/api/v1/catalog", |m| {
+        on(m, catalog::rest::register)
+    }),
     route("GET", "/api/v1/catalog/{id}", |m| {
         on(m, catalog::rest::get_entry)
     }),
-    route("PUT", "/api/v1/catalog/{id}", |m| on(m, catalog::rest::update)),
+    route("PUT", "/api/v1/catalog/{id}", |m| {
+        on(m, catalog::rest::update)
+    }),
     route("PUT", "/api/v1/catalog/{id}/lifecycle", |m| {
         on(m, catalog::rest::set_lifecycle)
     }),

@@ -65,7 +65,9 @@ fn iri(base: &str, local: &str) -> Result<NamedNode, HttpError> {
 
 /// `s` as one IRI path segment (catalog ids may hold `:` and `/`).
 fn segment(s: &str) -> String {
-    s.replace('%', "%25").replace('/', "%2F").replace(':', "%3A")
+    s.replace('%', "%25")
+        .replace('/', "%2F")
+        .replace(':', "%3A")
 }
 
 struct Graph {
@@ -88,7 +90,11 @@ impl Graph {
     fn contact(&mut self, s: &NamedNode, c: &ContactSettings) -> Result<(), HttpError> {
         let card = BlankNode::default();
         self.add(s.clone(), iri(DCAT, "contactPoint")?, card.clone());
-        self.add(card.clone(), rdf::TYPE.into_owned(), iri(VCARD, "Organization")?);
+        self.add(
+            card.clone(),
+            rdf::TYPE.into_owned(),
+            iri(VCARD, "Organization")?,
+        );
         self.add(
             card.clone(),
             iri(VCARD, "fn")?,
@@ -185,12 +191,19 @@ pub fn turtle(
         };
         match service(&mut one, &root, catalog, base, e, &mut publishers) {
             Ok(()) => g.triples.append(&mut one.triples),
-            Err(err) => tracing::warn!(id = %e.id, error = %err, "catalog entry left out of the DCAT export"),
+            Err(err) => {
+                tracing::warn!(id = %e.id, error = %err, "catalog entry left out of the DCAT export")
+            }
         }
     }
     let ser = |e: std::io::Error| HttpError::Internal(format!("writing Turtle: {e}"));
     let mut out = TurtleSerializer::new();
-    for (prefix, ns) in [("dcat", DCAT), ("dct", DCT), ("vcard", VCARD), ("foaf", FOAF)] {
+    for (prefix, ns) in [
+        ("dcat", DCAT),
+        ("dct", DCT),
+        ("vcard", VCARD),
+        ("foaf", FOAF),
+    ] {
         out = out
             .with_prefix(prefix, ns)
             .map_err(|e| HttpError::Internal(format!("prefix {prefix}: {e}")))?;
@@ -280,7 +293,9 @@ pub fn check_export(turtle: &[u8]) -> Result<ExportSummary, String> {
                 .iter()
                 .any(|e| matches!(e, Term::NamedNode(n) if n.as_str().starts_with("mailto:")))
             {
-                return Err(format!("{s}: contact point without a mailto: vcard:hasEmail"));
+                return Err(format!(
+                    "{s}: contact point without a mailto: vcard:hasEmail"
+                ));
             }
         }
         Ok(())

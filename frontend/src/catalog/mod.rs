@@ -295,7 +295,10 @@ pub struct SearchAnswer {
 
 /// The cluster client a read is made with: the caller's token, else the frontend's own
 /// (read-only) identity.
-pub(crate) fn reader(s: &AppState, caller: Option<&HttpCaller>) -> Result<KartotekClient, HttpError> {
+pub(crate) fn reader(
+    s: &AppState,
+    caller: Option<&HttpCaller>,
+) -> Result<KartotekClient, HttpError> {
     match caller {
         Some(c) => c.client(s),
         None => Ok(s.client.clone()),
@@ -468,8 +471,8 @@ mod tests {
 
     #[test]
     fn entries_convert_and_drafts_stay_with_their_owner() {
-        let e = ApiEntry::from_proto(entry(v1::CatalogLifecycle::Draft as i32, "999999999"))
-            .unwrap();
+        let e =
+            ApiEntry::from_proto(entry(v1::CatalogLifecycle::Draft as i32, "999999999")).unwrap();
         assert_eq!(e.lifecycle, Lifecycle::Draft);
         assert_eq!(e.spec_url, None);
         assert!(!e.visible_to(None));

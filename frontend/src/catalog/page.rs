@@ -35,7 +35,10 @@ fn lifecycle_text(l: Lifecycle) -> &'static str {
 }
 
 fn entry_html(e: &ApiEntry) -> Markup {
-    let heading = format!("api-{}", e.id.replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
+    let heading = format!(
+        "api-{}",
+        e.id.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+    );
     html! {
         li {
             article aria-labelledby=(heading) {

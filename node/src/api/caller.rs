@@ -180,7 +180,10 @@ mod tests {
         assert!(c.must_act_for("owner", &a).is_ok());
         match c.must_act_for("owner", &b) {
             Err(NodeError::Forbidden(why)) => {
-                assert!(why.contains("889640782") && why.contains("999999999"), "{why}");
+                assert!(
+                    why.contains("889640782") && why.contains("999999999"),
+                    "{why}"
+                );
             }
             other => panic!("expected forbidden, got {other:?}"),
         }

@@ -127,7 +127,14 @@ async fn the_catalog_through_the_frontend() {
     assert_eq!(p["type"], "urn:kartotek:problem:unauthenticated");
 
     // A registers (owner: the token's org) and publishes.
-    let (status, head, e) = call(addr, "POST", "/api/v1/catalog", Some(&token_a), Some(&entry(id))).await;
+    let (status, head, e) = call(
+        addr,
+        "POST",
+        "/api/v1/catalog",
+        Some(&token_a),
+        Some(&entry(id)),
+    )
+    .await;
     assert_eq!(status, 201, "{e}");
     assert!(head.contains(&format!("location: {path}")), "{head}");
     assert_eq!(e["owner"], org_a.as_str());
@@ -138,7 +145,14 @@ async fn the_catalog_through_the_frontend() {
     let (status, _, e) = call(addr, "GET", &path, Some(&token_a), None).await;
     assert_eq!(status, 200, "{e}");
     let lifecycle = json!({"lifecycle": "published"});
-    let (status, _, e) = call(addr, "PUT", &format!("{path}/lifecycle"), Some(&token_a), Some(&lifecycle)).await;
+    let (status, _, e) = call(
+        addr,
+        "PUT",
+        &format!("{path}/lifecycle"),
+        Some(&token_a),
+        Some(&lifecycle),
+    )
+    .await;
     assert_eq!(status, 200, "{e}");
     assert_eq!(e["lifecycle"], "published");
     let revision = e["revision"].clone();
@@ -150,15 +164,28 @@ async fn the_catalog_through_the_frontend() {
     assert_eq!(status, 403, "{p}");
     assert_eq!(p["type"], "urn:kartotek:problem:forbidden");
     let detail = p["detail"].as_str().unwrap_or_default();
-    assert!(detail.contains("owned by organisation") && detail.contains(&org_a), "{p}");
+    assert!(
+        detail.contains("owned by organisation") && detail.contains(&org_a),
+        "{p}"
+    );
     // ...nor by naming A as the owner: the node holds B's token to B's organisation.
     changed["owner"] = json!(org_a);
     let (status, _, p) = call(addr, "PUT", &path, Some(&token_b), Some(&changed)).await;
     assert_eq!(status, 403, "{p}");
     let detail = p["detail"].as_str().unwrap_or_default();
-    assert!(detail.contains("not the caller's organisation") && detail.contains(&org_b), "{p}");
+    assert!(
+        detail.contains("not the caller's organisation") && detail.contains(&org_b),
+        "{p}"
+    );
     let retire = json!({"lifecycle": "retired", "owner": org_a});
-    let (status, _, p) = call(addr, "PUT", &format!("{path}/lifecycle"), Some(&token_b), Some(&retire)).await;
+    let (status, _, p) = call(
+        addr,
+        "PUT",
+        &format!("{path}/lifecycle"),
+        Some(&token_b),
+        Some(&retire),
+    )
+    .await;
     assert_eq!(status, 403, "{p}");
     // Nothing changed.
     let (status, _, e) = call(addr, "GET", &path, None, None).await;
@@ -172,13 +199,32 @@ async fn the_catalog_through_the_frontend() {
     bad["base_url"] = json!("ftp://nope");
     let (status, _, p) = call(addr, "POST", "/api/v1/catalog", Some(&token_a), Some(&bad)).await;
     assert_eq!(status, 400, "{p}");
-    assert!(p["detail"].as_str().unwrap_or_default().contains("base_url"), "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("base_url"),
+        "{p}"
+    );
     let (status, _, p) = call(addr, "GET", "/api/v1/catalog?page_size=0", None, None).await;
     assert_eq!(status, 400, "{p}");
-    assert!(p["detail"].as_str().unwrap_or_default().contains("page_size"), "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("page_size"),
+        "{p}"
+    );
 
     // Anyone finds it by a word of its description.
-    let (status, _, found) = call(addr, "GET", &format!("/api/v1/catalog?q={WORD}"), None, None).await;
+    let (status, _, found) = call(
+        addr,
+        "GET",
+        &format!("/api/v1/catalog?q={WORD}"),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{found}");
     let ids: Vec<&str> = found["entries"]
         .as_array()
@@ -190,10 +236,14 @@ async fn the_catalog_through_the_frontend() {
     let (status, _, none) = call(addr, "GET", "/api/v1/catalog?q=finnesikke", None, None).await;
     assert_eq!(status, 200);
     assert_eq!(none["entries"], json!([]));
-    let (status, head, page) = http_with(addr, "GET", &format!("/catalog?q={WORD}"), &[], None).await;
+    let (status, head, page) =
+        http_with(addr, "GET", &format!("/catalog?q={WORD}"), &[], None).await;
     assert_eq!(status, 200, "{page}");
     assert!(head.contains("content-type: text/html"), "{head}");
-    assert!(page.contains("Vaktlister for blodbanker") && page.contains(&org_a), "{page}");
+    assert!(
+        page.contains("Vaktlister for blodbanker") && page.contains(&org_a),
+        "{page}"
+    );
     assert!(page.contains("<label for=\"q\">"), "{page}");
 
     // The DCAT export.
@@ -264,7 +314,9 @@ fn chromium_finds(addr: SocketAddr, title: &str) {
             std::env::var_os("CI").is_none(),
             "CI is set but chromium is not installed (.ci/run installs it)"
         );
-        eprintln!("SKIPPED the Chromium page test: no /usr/bin/chromium (apt-get install chromium)");
+        eprintln!(
+            "SKIPPED the Chromium page test: no /usr/bin/chromium (apt-get install chromium)"
+        );
         return;
     };
     let url = format!("http://{addr}/catalog?q={WORD}");
@@ -304,6 +356,10 @@ fn chromium_finds(addr: SocketAddr, title: &str) {
         "--hide-scrollbars",
     ]);
     let png = std::fs::read(&shot).unwrap();
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{}", shot.display());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{}",
+        shot.display()
+    );
     eprintln!("screenshot: {}", shot.display());
 }
