@@ -196,6 +196,12 @@ pub fn turtle(
             }
         }
     }
+    // One block per subject (the serializer groups consecutive triples of a subject): the
+    // catalog first, then in the order of the subjects' text; a stable sort keeps each
+    // subject's triples in the order written.
+    let root_subject = NamedOrBlankNode::from(root);
+    g.triples
+        .sort_by_cached_key(|t| (t.subject != root_subject, t.subject.to_string()));
     let ser = |e: std::io::Error| HttpError::Internal(format!("writing Turtle: {e}"));
     let mut out = TurtleSerializer::new();
     for (prefix, ns) in [
