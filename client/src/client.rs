@@ -106,7 +106,8 @@ impl<'a> Plan<'a> {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
-    pub(crate) endpoints: Endpoints,
+    /// Shared with the clients [`KartotekClient::with_token_source`] made of this one.
+    pub(crate) endpoints: Arc<Endpoints>,
     /// Where `authorization: Bearer` tokens come from (none: calls carry no token).
     tokens: Option<Arc<dyn TokenSource>>,
     /// Caller metadata (`x-kartotek-actor`, ...), sent on every call.
@@ -193,7 +194,7 @@ impl KartotekClient {
                 caller.push((key, v));
             }
         }
-        let endpoints = Endpoints::new(&config)?;
+        let endpoints = Arc::new(Endpoints::new(&config)?);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -203,6 +204,24 @@ impl KartotekClient {
                 refused_window_ms: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// A client of the same cluster whose calls carry tokens from `tokens` instead (and no
+    /// caller metadata): the connections and the knowledge of the leader are shared with
+    /// this one, so it costs no connection. A frontend calls with the token its own caller
+    /// presented, so that the nodes apply their rules to that caller, not to the frontend.
+    pub fn with_token_source(&self, tokens: Arc<dyn TokenSource>) -> KartotekClient {
+        KartotekClient {
+            inner: Arc::new(Inner {
+                config: self.inner.config.clone(),
+                endpoints: self.inner.endpoints.clone(),
+                tokens: Some(tokens),
+                caller: Vec::new(),
+                refused_window_ms: AtomicU64::new(
+                    self.inner.refused_window_ms.load(Ordering::Relaxed),
+                ),
+            }),
+        }
     }
 
     /// The configuration this client was built with.

@@ -225,6 +225,132 @@ impl Default for TokenSettings {
     }
 }
 
+/// Most `catalog.owner_contacts`.
+pub const OWNER_CONTACTS_MAX: usize = 256;
+/// Longest catalog title, description, contact name or e-mail address, in bytes.
+pub const CATALOG_TEXT_BYTES_MAX: usize = 1024;
+
+/// A contact point (a vCard `fn` and `hasEmail` in the DCAT export).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactSettings {
+    /// The name (`vcard:fn`), e.g. an organisation's API team.
+    pub name: String,
+    /// The e-mail address (`vcard:hasEmail`, as a `mailto:` URI).
+    pub email: String,
+}
+
+/// The contact point of one API owner organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerContactSettings {
+    /// The owner's organisation number.
+    pub org: String,
+    /// Its contact point.
+    #[serde(flatten)]
+    pub contact: ContactSettings,
+}
+
+/// The API catalog's own description (`/catalog`, `/catalog.ttl`). Catalog entries carry no
+/// contact e-mail (the replicated record has none), so the DCAT export takes each API's
+/// contact point from here: the owner's in `owner_contacts`, else the catalog's `contact`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogSettings {
+    /// The catalog's title (`dct:title`, Norwegian bokmål).
+    pub title: String,
+    /// The catalog's description (`dct:description`, Norwegian bokmål).
+    pub description: String,
+    /// Organisation number of the catalog's publisher (`dct:publisher`).
+    pub publisher_org: String,
+    /// The catalog's contact point, also every API's whose owner has none below.
+    pub contact: ContactSettings,
+    /// Contact points of API owners (at most [`OWNER_CONTACTS_MAX`]).
+    pub owner_contacts: Vec<OwnerContactSettings>,
+}
+
+impl Default for CatalogSettings {
+    fn default() -> Self {
+        CatalogSettings {
+            title: "Kartotek API-katalog".into(),
+            description:
+                "API-er i helsesektoren, registrert i Kartotek av organisasjonene som eier dem."
+                    .into(),
+            publisher_org: "999999999".into(),
+            contact: ContactSettings {
+                name: "Kartotek API-katalog".into(),
+                email: "api-katalog@kartotek.example".into(),
+            },
+            owner_contacts: Vec::new(),
+        }
+    }
+}
+
+impl CatalogSettings {
+    /// The contact point of APIs owned by `org`.
+    pub fn contact_of(&self, org: &str) -> &ContactSettings {
+        self.owner_contacts
+            .iter()
+            .find(|o| o.org == org)
+            .map_or(&self.contact, |o| &o.contact)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let text = |field: &'static str, value: &str| {
+            if value.trim().is_empty() || value.len() > CATALOG_TEXT_BYTES_MAX {
+                Err(invalid(
+                    field,
+                    format!("must be 1 to {CATALOG_TEXT_BYTES_MAX} bytes"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let org = |field: &'static str, value: &str| {
+            kartotek_domain::locator::parse_org_number(field, value)
+                .map(|_| ())
+                .map_err(|e| invalid(field, e.to_string()))
+        };
+        let contact = |field_name: &'static str, field_email: &'static str, c: &ContactSettings| {
+            text(field_name, &c.name)?;
+            text(field_email, &c.email)?;
+            match c.email.split_once('@') {
+                Some((user, host))
+                    if !user.is_empty()
+                        && host.contains('.')
+                        && !c.email.contains([' ', '<', '>', '"']) =>
+                {
+                    Ok(())
+                }
+                _ => Err(invalid(field_email, "not an e-mail address")),
+            }
+        };
+        text("catalog.title", &self.title)?;
+        text("catalog.description", &self.description)?;
+        org("catalog.publisher_org", &self.publisher_org)?;
+        contact(
+            "catalog.contact.name",
+            "catalog.contact.email",
+            &self.contact,
+        )?;
+        if self.owner_contacts.len() > OWNER_CONTACTS_MAX {
+            return Err(invalid(
+                "catalog.owner_contacts",
+                format!("at most {OWNER_CONTACTS_MAX}"),
+            ));
+        }
+        for o in &self.owner_contacts {
+            org("catalog.owner_contacts.org", &o.org)?;
+            contact(
+                "catalog.owner_contacts.name",
+                "catalog.owner_contacts.email",
+                &o.contact,
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// One frontend's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -244,6 +370,8 @@ pub struct FrontendConfig {
     pub token: TokenSettings,
     /// Citizen login for the token exchange.
     pub citizen_login: CitizenLoginSettings,
+    /// The API catalog's description and contact points.
+    pub catalog: CatalogSettings,
     /// TLS on `listen_addr` (PEM files). Unset: plain HTTP, for loopback or behind a load
     /// balancer that terminates TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -271,6 +399,7 @@ impl Default for FrontendConfig {
             http: HttpSettings::default(),
             token: TokenSettings::default(),
             citizen_login: CitizenLoginSettings::default(),
+            catalog: CatalogSettings::default(),
             tls: None,
         }
     }
@@ -309,6 +438,7 @@ impl FrontendConfig {
     /// Checks ranges and relations between settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_base_url("public_base_url", &self.public_base_url)?;
+        self.catalog.validate()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_filter) {
             return Err(invalid("log_filter", e.to_string()));
         }

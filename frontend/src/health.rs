@@ -14,11 +14,26 @@ use crate::AppState;
 use crate::problem::HttpError;
 
 /// `GET /healthz`.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "`ok`: the process serves HTTP", content_type = "text/plain"))
+)]
 pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
 /// `GET /readyz`.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "`ready`: a cluster node answers and knows a leader", content_type = "text/plain"),
+        (status = 503, description = "No node reported a leader in time", body = crate::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn readyz(State(s): State<AppState>) -> Result<&'static str, HttpError> {
     let timeout_ms = s.config.cluster.readiness_timeout_ms;
     match tokio::time::timeout(s.config.readiness_timeout(), cluster_ready(&s.client)).await {

@@ -28,14 +28,26 @@
 //!   /.well-known/oauth-authorization-server`, and in dev the dev login at `/dev/login`;
 //!   signing and checks in `kartotek-auth`.
 //!
-//! Future homes, each a module of its own behind the same layer: the API catalog (`/catalog`, `/api/v1/catalog`,
-//! `/catalog.ttl`, `/openapi.json`), audit forwarding (`/api/v1/audit-events`), the citizen
+//! - [`caller`]: the HTTP caller from a verified bearer token; the cluster is called with the
+//!   caller's own token.
+//! - [`catalog`]: the API catalog: `GET/POST /api/v1/catalog`, `GET/PUT
+//!   /api/v1/catalog/{id}`, `PUT /api/v1/catalog/{id}/lifecycle`, the page `/catalog` and
+//!   the DCAT-AP-NO export `/catalog.ttl`.
+//! - [`openapi`]: OpenAPI 3 of every route, generated from the handlers (`/openapi.json`,
+//!   browsable at `/openapi`).
+//! - [`home`]: the start page `/` and the HTML layout of every page.
+//!
+//! Future homes, each a module of its own behind the same layer: audit forwarding (`/api/v1/audit-events`), the citizen
 //! and organisation pages (`/innsyn`, `/org`) and the FHIR facade (`/fhir/…`).
 
+pub mod caller;
+pub mod catalog;
 pub mod config;
 pub mod health;
+pub mod home;
 pub mod layer;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod server;
 pub mod tls;
@@ -47,13 +59,13 @@ use kartotek_client::KartotekClient;
 use tokio::sync::Semaphore;
 
 pub use config::{
-    CitizenLoginSettings, ClusterSettings, ConfigError, FrontendConfig, HttpSettings,
-    LoginProviderSettings, TokenSettings,
+    CatalogSettings, CitizenLoginSettings, ClusterSettings, ConfigError, ContactSettings,
+    FrontendConfig, HttpSettings, LoginProviderSettings, OwnerContactSettings, TokenSettings,
 };
 pub use layer::RequestId;
 pub use metrics::Metrics;
 pub use problem::{HttpError, PROBLEM_JSON, Problem};
-pub use server::{FrontendArgs, FrontendError, app, run, serve};
+pub use server::{FrontendArgs, FrontendError, RouteSpec, app, route_table, run, serve};
 
 /// What every handler shares. Cheap to clone.
 #[derive(Clone, Debug)]

@@ -183,6 +183,12 @@ impl Drop for InFlight {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition (`kartotek_frontend_*`)", content_type = "text/plain"))
+)]
 pub(crate) async fn serve_metrics(
     State(s): State<AppState>,
 ) -> ([(HeaderName, &'static str); 1], String) {

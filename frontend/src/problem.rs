@@ -22,7 +22,7 @@ pub const PROBLEM_TYPE_PREFIX: &str = "urn:kartotek:problem:";
 pub const DETAIL_LEN_MAX: usize = 1024;
 
 /// An RFC 9457 problem details document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     /// URI reference identifying the problem type (`about:blank` when only the status
     /// matters).
@@ -127,9 +127,31 @@ pub enum HttpError {
     /// A call to the cluster failed.
     #[error("cluster call failed: {0}")]
     Cluster(#[from] ClientError),
+    /// The request needs a valid access token (`Authorization: Bearer`) and has none, or
+    /// one that does not verify.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A request parameter or body field is invalid; nothing was changed.
+    #[error("{field}: {message}")]
+    BadRequest {
+        /// The parameter or field.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A bug or an unexpected failure; the detail is logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl HttpError {
+    /// A [`HttpError::BadRequest`] about `field`.
+    pub fn bad_request(field: impl Into<String>, message: impl Into<String>) -> Self {
+        HttpError::BadRequest {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
 }
 
 impl HttpError {
@@ -166,10 +188,34 @@ impl HttpError {
                     ClientError::InvalidArgument { .. }
                     | ClientError::NotFound(_)
                     | ClientError::FailedPrecondition(_) => problem.with_detail(e.to_string()),
+                    // The node's refusal of the caller's own request (a forwarded token):
+                    // why, for the caller.
+                    ClientError::Status(status)
+                        if matches!(
+                            status.code(),
+                            tonic::Code::PermissionDenied
+                                | tonic::Code::Unauthenticated
+                                | tonic::Code::AlreadyExists
+                        ) =>
+                    {
+                        problem.with_detail(status.message().to_owned())
+                    }
                     // Transport failures name internal addresses: logged, not sent.
                     _ => problem,
                 }
             }
+            HttpError::Unauthenticated(_) => Problem::new(
+                "unauthenticated",
+                "Unauthenticated",
+                StatusCode::UNAUTHORIZED,
+            )
+            .with_detail(self.to_string()),
+            HttpError::BadRequest { .. } => Problem::new(
+                "invalid-argument",
+                "Invalid argument",
+                StatusCode::BAD_REQUEST,
+            )
+            .with_detail(self.to_string()),
             HttpError::Internal(_) => Problem::new(
                 "internal",
                 "Internal error",
@@ -242,7 +288,18 @@ impl IntoResponse for HttpError {
             HttpError::Cluster(e) => tracing::warn!(error = %e, "cluster call failed"),
             _ => {}
         }
-        self.problem().into_response()
+        let unauthenticated = matches!(self, HttpError::Unauthenticated(_))
+            || matches!(&self, HttpError::Cluster(ClientError::Status(s))
+                if s.code() == tonic::Code::Unauthenticated);
+        let mut response = self.problem().into_response();
+        if unauthenticated {
+            // RFC 6750 §3: how to authenticate.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"kartotek\""),
+            );
+        }
+        response
     }
 }
 

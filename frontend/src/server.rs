@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use futures::FutureExt;
 use kartotek_auth::{Issuer, JtiReplayCache};
 use kartotek_client::{ClientCredentials, ClientError, KartotekClient, SelfIssued, TokenSource};
@@ -25,7 +25,7 @@ use crate::token::dev_login::{self, DevLogin};
 use crate::token::directory::ClusterDirectory;
 use crate::token::login_keys::LoginKeys;
 use crate::token::{FRONTEND_CLIENT_ID, FRONTEND_SCOPES, TokenService, TokenSetupError};
-use crate::{AppState, health, layer, metrics, token};
+use crate::{AppState, catalog, health, home, layer, metrics, openapi, token};
 
 /// Arguments of `kartotek frontend`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -231,25 +231,105 @@ pub(crate) fn state_with(
     }
 }
 
+/// One route of the router: its method, its path (axum syntax, as the OpenAPI document
+/// writes it) and its handler for that method.
+#[derive(Clone, Copy)]
+pub struct RouteSpec {
+    /// `GET`, `POST` or `PUT`.
+    pub method: &'static str,
+    /// The path, e.g. `/api/v1/catalog/{id}`.
+    pub path: &'static str,
+    handler: fn(MethodFilter) -> MethodRouter<AppState>,
+}
+
+impl std::fmt::Debug for RouteSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method, self.path)
+    }
+}
+
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    handler: fn(MethodFilter) -> MethodRouter<AppState>,
+) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        handler,
+    }
+}
+
+/// Every route the router has, in one table: [`routes`] builds the router from it, and the
+/// OpenAPI test compares it with the document ([`crate::openapi`]).
+const ROUTES: &[RouteSpec] = &[
+    route("GET", "/", |m| on(m, home::index)),
+    route("GET", "/healthz", |m| on(m, health::healthz)),
+    route("GET", "/readyz", |m| on(m, health::readyz)),
+    route("GET", "/metrics", |m| on(m, metrics::serve_metrics)),
+    route("POST", "/connect/token", |m| on(m, token::routes::token)),
+    route("POST", "/connect/revoke", |m| on(m, token::routes::revoke)),
+    route("POST", "/connect/introspect", |m| {
+        on(m, token::routes::introspect)
+    }),
+    route("GET", "/.well-known/jwks.json", |m| {
+        on(m, token::routes::jwks)
+    }),
+    route("GET", "/.well-known/oauth-authorization-server", |m| {
+        on(m, token::routes::metadata)
+    }),
+    route("GET", dev_login::DEV_LOGIN_PATH, |m| on(m, dev_login::page)),
+    route("POST", dev_login::DEV_LOGIN_PATH, |m| {
+        on(m, dev_login::login)
+    }),
+    route("GET", "/dev/login/jwks.json", |m| on(m, dev_login::jwks)),
+    route("GET", "/api/v1/catalog", |m| on(m, catalog::rest::search)),
+    route("POST", "/api/v1/catalog", |m| {
+        on(m, catalog::rest::register)
+    }),
+    route("GET", "/api/v1/catalog/{id}", |m| {
+        on(m, catalog::rest::get_entry)
+    }),
+    route("PUT", "/api/v1/catalog/{id}", |m| {
+        on(m, catalog::rest::update)
+    }),
+    route("PUT", "/api/v1/catalog/{id}/lifecycle", |m| {
+        on(m, catalog::rest::set_lifecycle)
+    }),
+    route("GET", "/catalog", |m| on(m, catalog::page::catalog_page)),
+    route("GET", "/catalog.ttl", |m| on(m, catalog::dcat::export)),
+    route("GET", "/openapi.json", |m| on(m, openapi::openapi_json)),
+    route("GET", "/openapi", |m| on(m, openapi::openapi_page)),
+];
+
+/// Every `(method, path)` of the router, sorted.
+pub fn route_table() -> Vec<(&'static str, &'static str)> {
+    let mut table: Vec<_> = ROUTES.iter().map(|r| (r.method, r.path)).collect();
+    table.sort_unstable();
+    table
+}
+
+fn method_filter(method: &str) -> MethodFilter {
+    match method {
+        "POST" => MethodFilter::POST,
+        "PUT" => MethodFilter::PUT,
+        "DELETE" => MethodFilter::DELETE,
+        "PATCH" => MethodFilter::PATCH,
+        other => {
+            debug_assert_eq!(other, "GET", "a method of ROUTES without a filter");
+            MethodFilter::GET
+        }
+    }
+}
+
 /// The frontend's routes plus `extra` (tests add some), the fallback and the request layer.
 pub(crate) fn routes(state: AppState, extra: Router<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::serve_metrics))
-        .route("/connect/token", post(token::routes::token))
-        .route("/connect/revoke", post(token::routes::revoke))
-        .route("/connect/introspect", post(token::routes::introspect))
-        .route("/.well-known/jwks.json", get(token::routes::jwks))
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(token::routes::metadata),
-        )
-        .route(
-            dev_login::DEV_LOGIN_PATH,
-            get(dev_login::page).post(dev_login::login),
-        )
-        .route("/dev/login/jwks.json", get(dev_login::jwks))
+    let mut router = Router::new();
+    for r in ROUTES {
+        // Routes of one path with several methods merge into one method router.
+        router = router.route(r.path, (r.handler)(method_filter(r.method)));
+    }
+    router
         .merge(extra)
         .fallback(not_found)
         // The request layer's `Limited` body enforces http.request_body_bytes_max.
@@ -284,6 +364,8 @@ mod tests {
     use axum::body::{Body, Bytes};
     use axum::http::{Request, StatusCode, header};
     use tower::ServiceExt;
+
+    use axum::routing::{get, post};
 
     use super::*;
     use crate::problem::PROBLEM_JSON;

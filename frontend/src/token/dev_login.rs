@@ -100,6 +100,15 @@ configuration.</p>
 "#;
 
 /// `GET /dev/login`: the form.
+#[utoipa::path(
+    get,
+    path = "/dev/login",
+    tag = "dev",
+    responses(
+        (status = 200, description = "The dev login form (HTML)", content_type = "text/html"),
+        (status = 404, description = "The dev login is off", body = crate::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn page() -> Response {
     let mut response = Html(PAGE).into_response();
     no_store(&mut response);
@@ -107,6 +116,12 @@ pub(crate) async fn page() -> Response {
 }
 
 /// `GET /dev/login/jwks.json`: the dev login's key.
+#[utoipa::path(
+    get,
+    path = "/dev/login/jwks.json",
+    tag = "dev",
+    responses((status = 200, description = "The dev login's signing key (JWK Set)", content_type = "application/json"))
+)]
 pub(crate) async fn jwks(State(s): State<AppState>) -> Response {
     match &s.dev_login {
         Some(d) => axum::Json(json!({ "keys": [d.key.public_key().jwk()] })).into_response(),
@@ -115,6 +130,16 @@ pub(crate) async fn jwks(State(s): State<AppState>) -> Response {
 }
 
 /// `POST /dev/login`: `{"id_token": ..., "token_type": "id_token", "expires_in": ...}`.
+#[utoipa::path(
+    post,
+    path = "/dev/login",
+    tag = "dev",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "pid (a synthetic national id), client_id (the citizen app), acr (optional)"),
+    responses(
+        (status = 200, description = "`{\"id_token\": ..., \"token_type\": \"id_token\", \"expires_in\": ...}`", content_type = "application/json"),
+        (status = 400, description = "Not a valid national id", content_type = "application/json"),
+    )
+)]
 pub(crate) async fn login(State(s): State<AppState>, req: Request) -> Response {
     let Some(dev) = &s.dev_login else {
         return StatusCode::NOT_FOUND.into_response();

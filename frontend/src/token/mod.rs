@@ -537,7 +537,7 @@ impl TokenService {
 
     /// The claims of `token` if it is an access token this service signed and has not
     /// expired at `now_s` (signature, `iss`, `aud`, `typ`, times: the nodes' own check).
-    fn own_token(&self, token: &str, now_s: i64) -> Option<AccessClaims> {
+    pub(crate) fn own_token(&self, token: &str, now_s: i64) -> Option<AccessClaims> {
         let jwks = self.issuer.public_jwks(now_s).to_string();
         let issuer = kartotek_auth::TrustedIssuer::from_jwks_json(
             self.issuer.issuer(),

@@ -64,6 +64,17 @@ async fn read_form(
 }
 
 /// `POST /connect/token`.
+#[utoipa::path(
+    post,
+    path = "/connect/token",
+    tag = "token",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "grant_type=client_credentials or the RFC 8693 token exchange; client_assertion (private_key_jwt); scope; optionally a DPoP header"),
+    responses(
+        (status = 200, description = "The access token (RFC 6749 §5.1)", content_type = "application/json"),
+        (status = 400, description = "RFC 6749 error answer (`error`, `error_description`)", content_type = "application/json"),
+        (status = 401, description = "`invalid_client`: client authentication failed", content_type = "application/json"),
+    )
+)]
 pub(crate) async fn token(State(s): State<AppState>, req: Request) -> Response {
     let (params, headers) = match read_form(&s, req).await {
         Ok(f) => f,
@@ -107,6 +118,17 @@ pub const DPOP_NONCE_HEADER: &str = "dpop-nonce";
 
 /// `POST /connect/revoke` (RFC 7009): 200 with an empty body whether or not the token was
 /// valid; an error only for a bad request or a failed client authentication.
+#[utoipa::path(
+    post,
+    path = "/connect/revoke",
+    tag = "token",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "token, and the client's private_key_jwt authentication"),
+    responses(
+        (status = 200, description = "Revoked (or the token was not valid)", content_type = "application/json"),
+        (status = 400, description = "RFC 6749 error answer (`error`, `error_description`)", content_type = "application/json"),
+        (status = 401, description = "`invalid_client`: client authentication failed", content_type = "application/json"),
+    )
+)]
 pub(crate) async fn revoke(State(s): State<AppState>, req: Request) -> Response {
     let result = match read_form(&s, req).await {
         Ok((params, _)) => s.token.revoke(&params, now_s()).await,
@@ -126,6 +148,17 @@ pub(crate) async fn revoke(State(s): State<AppState>, req: Request) -> Response 
 }
 
 /// `POST /connect/introspect` (RFC 7662): `{"active": ...}` and, when active, the claims.
+#[utoipa::path(
+    post,
+    path = "/connect/introspect",
+    tag = "token",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "token, and the client's private_key_jwt authentication"),
+    responses(
+        (status = 200, description = "`{\"active\": ...}` and, when active, the claims", content_type = "application/json"),
+        (status = 400, description = "RFC 6749 error answer (`error`, `error_description`)", content_type = "application/json"),
+        (status = 401, description = "`invalid_client`: client authentication failed", content_type = "application/json"),
+    )
+)]
 pub(crate) async fn introspect(State(s): State<AppState>, req: Request) -> Response {
     let result = match read_form(&s, req).await {
         Ok((params, _)) => s.token.introspect(&params, now_s()).await,
@@ -162,6 +195,12 @@ fn dpop_header(headers: &axum::http::HeaderMap) -> Result<Option<String>, OAuthE
 
 /// `GET /.well-known/jwks.json`: the published keys (cacheable for a minute; new keys are
 /// published before they sign).
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "token",
+    responses((status = 200, description = "The token signing keys (JWK Set)", content_type = "application/json"))
+)]
 pub(crate) async fn jwks(State(s): State<AppState>) -> Response {
     let mut response = axum::Json(s.token.jwks(now_s())).into_response();
     response.headers_mut().insert(
@@ -172,6 +211,12 @@ pub(crate) async fn jwks(State(s): State<AppState>) -> Response {
 }
 
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414).
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    tag = "token",
+    responses((status = 200, description = "RFC 8414 authorization server metadata", content_type = "application/json"))
+)]
 pub(crate) async fn metadata(State(s): State<AppState>) -> Response {
     axum::Json(s.token.metadata()).into_response()
 }

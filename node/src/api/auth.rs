@@ -473,6 +473,7 @@ fn caller_of(claims: &AccessClaims, md: &MetadataMap) -> Result<Caller, NodeErro
     let correlation_id = correlation_id(md)?;
     Ok(Caller {
         actor,
+        any_org: claims.has_scope(scopes::ADMIN),
         org,
         on_behalf_of,
         purpose,

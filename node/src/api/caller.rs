@@ -36,6 +36,10 @@ pub struct Caller {
     /// call may read or change — the citizen, or whom the token acts for. The request layer
     /// refuses any audit event or write about someone else.
     pub own_data_of: Option<NationalId>,
+    /// May act for any organisation where a request names one (the API catalog's owner): a
+    /// token with [`kartotek_auth::scopes::ADMIN`], or, with `auth.required` off, a caller
+    /// that names no organisation. Everyone else acts only for [`Caller::org`].
+    pub any_org: bool,
 }
 
 fn header<'a>(md: &'a MetadataMap, key: &str) -> Result<Option<&'a str>, ValidationError> {
@@ -76,12 +80,33 @@ impl Caller {
         let correlation_id = correlation_id(md)?;
         Ok(Caller {
             actor,
+            // Nothing is verified with auth off: a caller that names no organisation is not
+            // held to one, one that names it is held to it.
+            any_org: org.is_none(),
             org,
             on_behalf_of,
             purpose,
             correlation_id,
             own_data_of: None,
         })
+    }
+
+    /// Refuses (PERMISSION_DENIED, naming both) a caller that acts for `owner` without being
+    /// that organisation: the caller's organisation must be `owner`, unless
+    /// [`Caller::any_org`]. What a `field` of the request claims is never taken as identity.
+    pub fn must_act_for(&self, field: &str, owner: &OrgNumber) -> Result<(), NodeError> {
+        match &self.org {
+            _ if self.any_org => Ok(()),
+            Some(org) if org == owner => Ok(()),
+            Some(org) => Err(NodeError::Forbidden(format!(
+                "{field} {owner} is not the caller's organisation ({org}): only the owner \
+                 organisation's clients may do this"
+            ))),
+            None => Err(NodeError::Forbidden(format!(
+                "{field} {owner}: the caller's token names no organisation, and only the owner \
+                 organisation's clients may do this"
+            ))),
+        }
     }
 
     /// An audit event of this caller doing `action` to `resource` about `patient`.
@@ -142,5 +167,32 @@ mod tests {
         let mut md = MetadataMap::new();
         md.insert(ACTOR_HEADER, MetadataValue::from_static("nobody"));
         assert!(Caller::from_metadata(&md).is_err());
+    }
+
+    #[test]
+    fn only_the_owner_organisation_or_an_admin_acts_for_an_owner() {
+        let a = parse_org_number("owner", "999999999").unwrap_or_else(|e| panic!("{e}"));
+        let b = parse_org_number("owner", "889640782").unwrap_or_else(|e| panic!("{e}"));
+        let mut md = MetadataMap::new();
+        md.insert(ORG_HEADER, MetadataValue::from_static("999999999"));
+        let mut c = Caller::from_metadata(&md).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!c.any_org);
+        assert!(c.must_act_for("owner", &a).is_ok());
+        match c.must_act_for("owner", &b) {
+            Err(NodeError::Forbidden(why)) => {
+                assert!(
+                    why.contains("889640782") && why.contains("999999999"),
+                    "{why}"
+                );
+            }
+            other => panic!("expected forbidden, got {other:?}"),
+        }
+        c.org = None;
+        assert!(matches!(
+            c.must_act_for("owner", &a),
+            Err(NodeError::Forbidden(_))
+        ));
+        c.any_org = true;
+        assert!(c.must_act_for("owner", &b).is_ok());
     }
 }

@@ -11,6 +11,7 @@ mod common;
 mod audit;
 mod auth;
 mod bad_input;
+mod catalog_frontend;
 mod cli_client_update;
 mod cli_rough_edges;
 mod cluster;

@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Kills the frontend when the test ends (also on failure), printing its log on failure.
-struct Frontend {
+pub(crate) struct Frontend {
     child: Child,
     log: std::path::PathBuf,
 }
@@ -42,7 +42,7 @@ impl Drop for Frontend {
 
 /// A frontend that issues tokens as the test issuer the nodes trust (its keys), so that its
 /// own calls to the cluster (the client lookups) are accepted.
-fn start_frontend(dir: &Path, addr: SocketAddr, endpoints: Vec<String>) -> Frontend {
+pub(crate) fn start_frontend(dir: &Path, addr: SocketAddr, endpoints: Vec<String>) -> Frontend {
     let keys = dir.join("frontend-signing-keys.json");
     common::issuer().write_signing_keys(&keys).unwrap();
     let config = kartotek_frontend::FrontendConfig {
@@ -73,18 +73,46 @@ fn start_frontend(dir: &Path, addr: SocketAddr, endpoints: Vec<String>) -> Front
     Frontend { child, log }
 }
 
+/// Waits (up to 30 s) until something listens on `addr`.
+pub(crate) async fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "the frontend did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// One HTTP/1.1 request on a fresh connection; (status, body).
 async fn http(addr: SocketAddr, method: &str, path: &str, form: Option<&str>) -> (u16, String) {
+    let body = form.map(|f| ("application/x-www-form-urlencoded", f));
+    let (status, _, body) = http_with(addr, method, path, &[], body).await;
+    (status, body)
+}
+
+/// One HTTP/1.1 request on a fresh connection with extra `headers` and a `(content type,
+/// body)`; (status, response head lower-cased, body).
+pub(crate) async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &str)>,
+) -> (u16, String, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let body = form.unwrap_or("");
     let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
-    if form.is_some() {
-        head.push_str("content-type: application/x-www-form-urlencoded\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some((content_type, body)) = body {
+        head.push_str(&format!("content-type: {content_type}\r\n"));
         head.push_str(&format!("content-length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body.as_bytes()).await.unwrap();
+    stream
+        .write_all(body.map_or("", |(_, b)| b).as_bytes())
+        .await
+        .unwrap();
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
         .await
@@ -93,17 +121,13 @@ async fn http(addr: SocketAddr, method: &str, path: &str, form: Option<&str>) ->
     let raw = String::from_utf8(raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    (
-        status,
-        if chunked {
-            dechunk(body)
-        } else {
-            body.to_owned()
-        },
-    )
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, head, body)
 }
 
 fn dechunk(mut rest: &str) -> String {
@@ -120,6 +144,11 @@ fn dechunk(mut rest: &str) -> String {
 }
 
 fn token_form(assertion: &str) -> String {
+    client_credentials_form(assertion, scopes::LOCATOR_READ)
+}
+
+/// The form of a `client_credentials` request with `assertion`, asking for `scope`.
+pub(crate) fn client_credentials_form(assertion: &str, scope: &str) -> String {
     [
         ("grant_type", "client_credentials"),
         (
@@ -127,7 +156,7 @@ fn token_form(assertion: &str) -> String {
             "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
         ),
         ("client_assertion", assertion),
-        ("scope", scopes::LOCATOR_READ),
+        ("scope", scope),
     ]
     .iter()
     .map(|(k, v)| format!("{k}={}", urlencode(v)))
@@ -140,7 +169,7 @@ async fn post_token(addr: SocketAddr, assertion: &str) -> (u16, String) {
     http(addr, "POST", "/connect/token", Some(&token_form(assertion))).await
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -151,7 +180,7 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-fn now_s() -> i64 {
+pub(crate) fn now_s() -> i64 {
     i64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -184,11 +213,7 @@ async fn a_registered_client_gets_a_verifiable_single_use_token() {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let issuer = kartotek_testkit::auth::TEST_ISSUER.to_owned();
     let _frontend = start_frontend(cluster.dir.path(), addr, cluster.addrs());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).await.is_err() {
-        assert!(Instant::now() < deadline, "the frontend did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_listening(addr).await;
 
     let (status, meta) = http(addr, "GET", "/.well-known/oauth-authorization-server", None).await;
     assert_eq!(status, 200, "{meta}");

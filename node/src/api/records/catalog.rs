@@ -1,5 +1,10 @@
 //! `kartotek.v1.CatalogService`: the API catalog (register, update, lifecycle, get, search).
 //! Holds no patient data.
+//!
+//! Register, update and lifecycle changes name an `owner` organisation; the caller must be
+//! it (the token's org claim, [`Caller::must_act_for`](crate::api::caller::Caller::must_act_for);
+//! an administrator's token may act for any): PERMISSION_DENIED otherwise, before anything is
+//! written. The domain then refuses changes to an entry another organisation owns.
 
 use kartotek_domain::catalog::ranked_catalog;
 use kartotek_domain::record_op::{RecordOp, RecordOutcome};
@@ -70,6 +75,7 @@ async fn register(
 ) -> Result<v1::CatalogEntryResponse, NodeError> {
     let audience = enum_text!("audience", r.audience, v1::Audience, "AUDIENCE_")?;
     let cmd = CatalogRegister::parse(&input(&r, &audience))?;
+    call.caller().must_act_for("owner", &cmd.owner)?;
     write(&call, &r.request_id, RecordOp::CatalogRegister(cmd)).await
 }
 
@@ -79,6 +85,7 @@ async fn update(
 ) -> Result<v1::CatalogEntryResponse, NodeError> {
     let audience = enum_text!("audience", r.audience, v1::Audience, "AUDIENCE_")?;
     let cmd = CatalogUpdate::parse(&input(&r, &audience))?;
+    call.caller().must_act_for("owner", &cmd.by)?;
     write(&call, &r.request_id, RecordOp::CatalogUpdate(cmd)).await
 }
 
@@ -93,6 +100,7 @@ async fn set_lifecycle(
         "CATALOG_LIFECYCLE_"
     )?;
     let cmd = CatalogSetLifecycle::parse(&r.id, &lifecycle, &r.owner)?;
+    call.caller().must_act_for("owner", &cmd.by)?;
     write(&call, &r.request_id, RecordOp::CatalogSetLifecycle(cmd)).await
 }
 
