@@ -10,6 +10,7 @@ mod common;
 
 mod audit;
 mod auth;
+mod backup;
 mod bad_input;
 mod cli_client_update;
 mod cli_rough_edges;
