@@ -333,3 +333,29 @@ fn print_membership(cli: &GlobalArgs, view: &MembershipView, verb: &str) -> anyh
     println!("{verb}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rewrite;
+
+    #[test]
+    fn rewrites_parse_and_bad_ones_are_refused() {
+        assert_eq!(
+            parse_rewrite("2=10.0.0.2:7401,10.0.0.2:7501").ok(),
+            Some((2, "10.0.0.2:7401".into(), "10.0.0.2:7501".into()))
+        );
+        for bad in [
+            "",
+            "2",
+            "2=10.0.0.2:7401",
+            "0=a:1,b:2",
+            "x=a:1,b:2",
+            "2=a:1,",
+            "2=a,b:2",
+            "2=a:1,b:2,c:3",
+            "2=http://a:1,b:2",
+        ] {
+            assert!(parse_rewrite(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

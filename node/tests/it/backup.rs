@@ -92,6 +92,33 @@ async fn backup_under_writes_restores_into_a_new_cluster() {
     for n in 0..100 {
         ok(client.register_locator(register(n)).await);
     }
+    // A bulk of entries through `locator import` (KARTOTEK_BACKUP_TEST_BULK of them, default
+    // 2000), so the snapshot has some size; set it higher to measure.
+    let bulk: u32 = std::env::var("KARTOTEK_BACKUP_TEST_BULK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let file = c.dir.path().join("bulk.ndjson");
+    let lines: String = (0..bulk)
+        .map(|n| {
+            format!(
+                "{{\"patient\":\"{}\",\"org\":\"{}\",\"system\":\"bulk-{n}\",\"categories\":[\"Observation\"],\"endpoint_ref\":\"fhir-api-1\"}}\n",
+                patient(n % 14_000),
+                org(8)
+            )
+        })
+        .collect();
+    ok(std::fs::write(&file, lines));
+    let imported = Instant::now();
+    let (done, _, err) = run(
+        &endpoints,
+        &["locator", "import", &file.display().to_string()],
+    );
+    assert!(done, "import: {err}");
+    eprintln!(
+        "imported {bulk} entries in {} ms",
+        imported.elapsed().as_millis()
+    );
 
     // A writer keeps writing through the backup; it keeps (patient number, revision) of
     // every acknowledged write.
@@ -137,7 +164,7 @@ async fn backup_under_writes_restores_into_a_new_cluster() {
         "backup: {size} bytes, {} frames, log index {index}, revision {revision}, {backup_ms} ms",
         m["frames"]
     );
-    assert!(revision >= 100, "{report}");
+    assert!(revision >= 100 + u64::from(bulk), "{report}");
     assert!(
         index >= m["read_index"].as_u64().unwrap_or(u64::MAX),
         "{report}"
@@ -225,6 +252,16 @@ async fn backup_under_writes_restores_into_a_new_cluster() {
         let found = got.entries.iter().any(|e| e.system == format!("ehr-{n}"));
         assert_eq!(found, *present, "write {n} (backup at revision {revision})");
     }
+    let (counted, count, err) = run(
+        &endpoints,
+        &["locator", "list", "--org", &org(8), "--count"],
+    );
+    assert!(counted, "{err}");
+    assert_eq!(
+        count.trim(),
+        bulk.to_string(),
+        "imported entries after the restore"
+    );
     eprintln!(
         "checked {} writes ({} acked during the backup run, {} after its revision)",
         expected.len(),
