@@ -1,4 +1,7 @@
-//! `kartotek admin status|init|add-learner|promote|remove|snapshot`.
+//! `kartotek admin status|init|add-learner|promote|remove|snapshot|backup`, and the
+//! arguments of the offline `admin verify-backup|restore`, which the `kartotek` binary runs
+//! itself (they read and write a data directory, which this crate must not reach; see
+//! `kartotek_node::cli::backup`).
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -23,6 +26,73 @@ pub enum AdminCommand {
     Remove(NodeIdArg),
     /// Build a snapshot now (on the leader, or on `--node`).
     Snapshot(SnapshotArgs),
+    /// Take an online backup of the whole cluster into a new directory (writes go on).
+    Backup(BackupArgs),
+    /// Check a backup offline: manifest, size, SHA-256, every frame of the snapshot.
+    VerifyBackup(VerifyBackupArgs),
+    /// Seed an empty data directory for one node of a new cluster from a backup (offline;
+    /// restore every node of the new cluster from the same backup, then start them with
+    /// `kartotek node`: they elect a leader themselves, no `admin init`).
+    Restore(RestoreArgs),
+}
+
+/// Arguments of `admin backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The backup directory (created; must not hold a backup yet).
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+}
+
+/// Arguments of `admin verify-backup`.
+#[derive(Debug, Args)]
+pub struct VerifyBackupArgs {
+    /// The backup directory.
+    pub dir: std::path::PathBuf,
+}
+
+/// Arguments of `admin restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup directory.
+    #[arg(long)]
+    pub from: std::path::PathBuf,
+    /// The node's data directory (missing or empty).
+    #[arg(long)]
+    pub data_dir: std::path::PathBuf,
+    /// The node's id: a voter of the backed-up membership.
+    #[arg(long)]
+    pub node_id: u64,
+    /// New addresses of a member, `ID=API_ADDR,RAFT_ADDR` (repeat per member), for a
+    /// restore onto other hosts or ports. Give the same rewrites to every node restored.
+    #[arg(long = "rewrite-addr", value_name = "ID=API_ADDR,RAFT_ADDR")]
+    pub rewrite_addr: Vec<String>,
+}
+
+impl RestoreArgs {
+    /// The parsed `--rewrite-addr` values: (node id, API address, Raft address).
+    pub fn rewrites(&self) -> anyhow::Result<Vec<(u64, String, String)>> {
+        self.rewrite_addr.iter().map(|s| parse_rewrite(s)).collect()
+    }
+}
+
+/// Parses one `ID=API_ADDR,RAFT_ADDR`.
+pub fn parse_rewrite(s: &str) -> anyhow::Result<(u64, String, String)> {
+    let usage = || format!("--rewrite-addr {s:?}: expected ID=API_HOST:PORT,RAFT_HOST:PORT");
+    let (id, addrs) = s.split_once('=').with_context(usage)?;
+    let (api, raft) = addrs.split_once(',').with_context(usage)?;
+    let id: u64 = id
+        .trim()
+        .parse()
+        .ok()
+        .filter(|i| *i > 0)
+        .with_context(usage)?;
+    for a in [api, raft] {
+        if a.is_empty() || a.len() > 256 || !a.contains(':') || a.contains('/') || a.contains(',') {
+            bail!(usage());
+        }
+    }
+    Ok((id, api.to_owned(), raft.to_owned()))
 }
 
 /// Arguments of `admin add-learner`.
@@ -203,6 +273,30 @@ pub async fn run(cli: &GlobalArgs, cmd: &AdminCommand) -> anyhow::Result<()> {
             let resp = client.remove(n.node_id).await?;
             print_membership(cli, &membership(&resp), "removed")
         }
+        AdminCommand::Backup(b) => {
+            let report = crate::backup::backup(&client, &b.out).await?;
+            if cli.json {
+                return print_json(&report);
+            }
+            let m = &report.manifest;
+            let secs = (report.elapsed_ms as f64 / 1000.0).max(0.001);
+            println!(
+                "backup written to {}: log index {} (term {}), revision {}, audit seq {}, {} bytes, {} frames, {:.1} s ({:.1} MB/s)",
+                report.dir.display(),
+                m.last_log.index,
+                m.last_log.term,
+                m.revision,
+                m.audit_head.seq,
+                m.size_bytes,
+                m.frames,
+                secs,
+                m.size_bytes as f64 / 1e6 / secs
+            );
+            Ok(())
+        }
+        AdminCommand::VerifyBackup(_) | AdminCommand::Restore(_) => bail!(
+            "`admin verify-backup` and `admin restore` work on local files and are run by the kartotek binary"
+        ),
         AdminCommand::Snapshot(s) => {
             let resp = client.snapshot(s.node.as_deref()).await?;
             if cli.json {
@@ -238,4 +332,30 @@ fn print_membership(cli: &GlobalArgs, view: &MembershipView, verb: &str) -> anyh
     println!("{t}");
     println!("{verb}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rewrite;
+
+    #[test]
+    fn rewrites_parse_and_bad_ones_are_refused() {
+        assert_eq!(
+            parse_rewrite("2=10.0.0.2:7401,10.0.0.2:7501").ok(),
+            Some((2, "10.0.0.2:7401".into(), "10.0.0.2:7501".into()))
+        );
+        for bad in [
+            "",
+            "2",
+            "2=10.0.0.2:7401",
+            "0=a:1,b:2",
+            "x=a:1,b:2",
+            "2=a:1,",
+            "2=a,b:2",
+            "2=a:1,b:2,c:3",
+            "2=http://a:1,b:2",
+        ] {
+            assert!(parse_rewrite(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -28,6 +28,7 @@ pub mod access;
 pub mod admin;
 pub mod args;
 pub mod audit;
+pub mod backup;
 pub mod block;
 pub mod catalog;
 pub mod consent;

@@ -24,6 +24,7 @@ use kartotek_proto::v1::{
     AuditHeadRequest, AuditHeadResponse, QueryAuditRequest, QueryAuditResponse,
     RecordAuditEventsRequest, RecordAuditEventsResponse,
 };
+use kartotek_proto::v1::{BackupChunk, BackupRequest};
 use tokio::time::Instant;
 use tonic::metadata::{AsciiMetadataValue, MetadataKey};
 use tonic::transport::Channel;
@@ -36,6 +37,11 @@ use crate::endpoints::Endpoints;
 use crate::error::ClientError;
 use crate::retry::{Backoff, Refusals, Verdict, classify, is_attempt_timeout, is_connect_failure};
 use crate::token::{BearerToken, StaticToken, TokenSource};
+
+/// How long a backup stream may run (the `grpc-timeout` it is sent with).
+pub const BACKUP_STREAM_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Largest message of a backup stream the client accepts (a chunk is at most 1 MiB).
+pub const BACKUP_MESSAGE_BYTES_MAX: usize = 4 << 20;
 
 /// Where the attempts of a call go.
 #[derive(Debug, Clone)]
@@ -482,6 +488,25 @@ impl KartotekClient {
         self.execute(plan, SnapshotRequest {}, |channel, request| async move {
             AdminServiceClient::new(channel).snapshot(request).await
         })
+        .await
+    }
+
+    /// Opens a backup stream on the leader (following hints): a `BackupManifest` first, then
+    /// the snapshot file in chunks. Only the opening call is retried; a stream that breaks
+    /// must be started again (a backup is one consistent file, not resumable). The stream
+    /// has no deadline of its own (a large backup takes long): the caller bounds it.
+    pub async fn backup(&self) -> Result<tonic::Streaming<BackupChunk>, ClientError> {
+        self.execute(
+            Plan::to_leader("backup"),
+            BackupRequest {},
+            |channel, mut request| async move {
+                request.set_timeout(BACKUP_STREAM_TIMEOUT);
+                AdminServiceClient::new(channel)
+                    .max_decoding_message_size(BACKUP_MESSAGE_BYTES_MAX)
+                    .backup(request)
+                    .await
+            },
+        )
         .await
     }
 

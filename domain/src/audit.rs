@@ -72,6 +72,8 @@ pub mod actions {
     pub const AUDIT_QUERY: &str = "audit.query";
     /// Issuing a security token.
     pub const TOKEN_ISSUE: &str = "token.issue";
+    /// Taking a backup of the whole registry (every record leaves the cluster).
+    pub const ADMIN_BACKUP: &str = "admin.backup";
 }
 
 /// The previous-event hash of the first event in a chain: 32 zero bytes.

@@ -19,9 +19,20 @@
 //!   every call: admission, caller, read mode, audit rule, metrics), the method table
 //!   ([`api::methods`]) and the thin service handlers over it, which never import each other.
 //! - [`server`]: wires one node together and serves it.
-//! - [`cli`]: the `kartotek` command line: `node`, `dev` and `frontend` here; every client-side
-//!   command comes from the `kartotek-cli` crate, which talks to the cluster only through
+//! - [`cli`]: the `kartotek` command line: `node`, `dev` and `frontend` here, and the offline
+//!   `admin verify-backup` / `admin restore` ([`cli::backup`]); every client-side command
+//!   comes from the `kartotek-cli` crate, which talks to the cluster only through
 //!   `kartotek-client`.
+//!
+//! # Backups
+//!
+//! `AdminService.Backup` ([`api::admin`]) streams, from the leader, a snapshot built at or
+//! after a linearizable read index: the state exactly at one log id, holding every write
+//! acknowledged before the backup was asked for, with its revision and audit chain head in
+//! the manifest. A restore ([`cli::backup`], on [`kartotek_storage::backup`]) seeds a new
+//! cluster's empty data directories from it; they start as members of the backed-up
+//! membership, and the change feed and the audit chain continue from the backup. The storage
+//! crate's docs (rule 6) hold the durability contract of a restore.
 
 pub mod api;
 pub mod audit;

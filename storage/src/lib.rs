@@ -27,6 +27,14 @@
 //! 5. **Purge** deletes only log entries up to the id openraft asks for, which is always covered
 //!    by a durable snapshot (rule 4) and by the state machine (rule 3, WAL order).
 //!
+//! 6. **Backups** ([`backup`]): a backup is a snapshot file built as in rule 4 at or after a
+//!    linearizable read index, so it holds every write acknowledged before the backup was
+//!    asked for (and possibly some later ones: it is the state at its log id `L`, exactly).
+//!    Its trailer checksum and a SHA-256 of the whole file in the manifest refuse a truncated
+//!    or altered copy. A restore seeds an empty data directory from it under a marker file
+//!    and the install marker (rule 4), so a crash mid-restore is either finished at the next
+//!    open or refused there, never started as an empty node; see [`backup`] for the steps.
+//!
 //! The state machine is not held in memory; reads go to RocksDB ([`StateReader`]), so the data
 //! set may exceed RAM.
 //!
@@ -50,7 +58,8 @@
 //!   (locator, block, consent, reservation, representation, catalog, client, notification,
 //!   access override, audit chain) holding the glue to the domain's `apply_*` rules.
 //! - [`snapshot_store`] and [`snapshot_file`]: building, serving and installing snapshots, and
-//!   their checksummed file format.
+//!   their checksummed file format; [`backup`]: verifying a backup's snapshot file and
+//!   restoring a data directory from it.
 //!
 //! The read side (what the API calls; none of it depends on `apply`):
 //! - [`reader`]: [`StateReader`], point-in-time reads of the locator and the change history;
@@ -66,6 +75,7 @@
 mod apply;
 pub mod audit_journal;
 pub mod audit_log;
+pub mod backup;
 pub mod codec;
 pub mod db;
 pub mod error;

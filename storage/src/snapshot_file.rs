@@ -150,6 +150,17 @@ impl<R: Read> SnapshotReader<R> {
         &self.meta
     }
 
+    /// The frames read so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// The input, positioned after the checksum once [`SnapshotReader::next_frame`] has
+    /// returned `None`.
+    pub fn into_inner(self) -> R {
+        self.input
+    }
+
     fn take(&mut self, buf: &mut [u8]) -> Result<(), StoreError> {
         self.input.read_exact(buf).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {

@@ -35,8 +35,10 @@ use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership};
 /// Bytes per WriteBatch when loading a snapshot into the state machine.
 pub const INSTALL_BATCH_BYTES_MAX: usize = 4 << 20;
 
-const CURRENT: &str = "current.snap";
-const INCOMING: &str = "incoming.snap";
+/// File name of the latest snapshot in the snapshot directory.
+pub const CURRENT: &str = "current.snap";
+/// File name of a snapshot being installed (before it is renamed to [`CURRENT`]).
+pub(crate) const INCOMING: &str = "incoming.snap";
 
 /// Builds, serves and installs snapshots. Cheap to clone.
 #[derive(Clone)]
@@ -258,7 +260,11 @@ fn clear_sm_unsafely(db: &DB, pause: std::time::Duration) -> Result<(), StoreErr
 }
 
 /// Replaces the `sm` family with the snapshot at `path` and clears the install marker.
-fn load_into_sm(db: &DB, path: &Path, meta: Option<&SnapshotMeta>) -> Result<(), StoreError> {
+pub(crate) fn load_into_sm(
+    db: &DB,
+    path: &Path,
+    meta: Option<&SnapshotMeta>,
+) -> Result<(), StoreError> {
     let sm = cf(db, CF_SM)?;
     let raft = cf(db, CF_RAFT)?;
     let mut reader = SnapshotReader::open(path)?;

@@ -55,7 +55,10 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the storage under `dir` (`dir/db`, `dir/snapshots`), finishing any
     /// snapshot install a crash interrupted.
+    ///
+    /// Refuses a directory a restore did not finish ([`crate::backup::RESTORE_MARKER`]).
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
+        crate::backup::check_no_interrupted_restore(dir)?;
         std::fs::create_dir_all(dir)?;
         let db = db::open(&dir.join("db"), config.block_cache_bytes)?;
         let stats = Arc::new(StorageStats::default());

@@ -238,6 +238,15 @@ impl AdminService for FakeService {
             snapshot_index: Some(42),
         }))
     }
+
+    type BackupStream = tokio_stream::Empty<Result<proto::BackupChunk, Status>>;
+
+    async fn backup(
+        &self,
+        _request: Request<proto::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        Err(Status::unimplemented("the fake node does not back up"))
+    }
 }
 
 /// A fake node serving on a loopback port until dropped.

@@ -86,6 +86,7 @@ methods! {
     ADMIN_PROMOTE = "AdminService" / "Promote": Admin, "Admin/Promote", ADMIN;
     ADMIN_REMOVE = "AdminService" / "Remove": Admin, "Admin/Remove", ADMIN;
     ADMIN_SNAPSHOT = "AdminService" / "Snapshot": Admin, "Admin/Snapshot", ADMIN;
+    ADMIN_BACKUP = "AdminService" / "Backup": Admin, "Admin/Backup", ADMIN;
     BLOCK_ADD = "BlockService" / "Add": Write, "Block/Add", RECORDS_WRITE + CITIZEN;
     BLOCK_REVOKE = "BlockService" / "Revoke": Write, "Block/Revoke", RECORDS_WRITE + CITIZEN;
     BLOCK_LIST = "BlockService" / "List": PatientRead, "Block/List", RECORDS_READ + CITIZEN;

@@ -13,9 +13,14 @@
 //! `node` and `dev` need the node library and the integration tests drive it through
 //! `CARGO_BIN_EXE_kartotek`.
 //!
+//! `admin verify-backup` and `admin restore` are parsed with the other `admin` commands (in
+//! `kartotek-cli`) but run here ([`backup`]): they read and write local files with the
+//! storage crate, which `kartotek-cli` must not depend on.
+//!
 //! Results go to stdout (tables, or one JSON document with `--json`); errors go to stderr
 //! with a non-zero exit code.
 
+pub mod backup;
 pub mod dev;
 pub mod dev_auth;
 pub mod node;
@@ -85,7 +90,16 @@ pub fn run() -> ExitCode {
             }
             Command::Client(cmd) => {
                 init_tracing("warn");
-                kartotek_cli::run(&cli.global, cmd).await
+                use kartotek_cli::admin::AdminCommand;
+                match cmd.as_ref() {
+                    kartotek_cli::Command::Admin(AdminCommand::VerifyBackup(a)) => {
+                        backup::run_verify(a, cli.global.json)
+                    }
+                    kartotek_cli::Command::Admin(AdminCommand::Restore(a)) => {
+                        backup::run_restore(a, cli.global.json)
+                    }
+                    _ => kartotek_cli::run(&cli.global, cmd).await,
+                }
             }
         }
     });

@@ -10,6 +10,7 @@ mod common;
 
 mod audit;
 mod auth;
+mod backup;
 mod bad_input;
 mod catalog_frontend;
 mod cli_client_update;
