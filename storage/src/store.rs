@@ -42,6 +42,8 @@ pub struct Store {
     pub reader: StateReader,
     /// Counters for metrics.
     pub stats: Arc<StorageStats>,
+    /// RocksDB's own figures (write stalls, compaction bytes), for metrics.
+    pub engine: db::EngineStats,
     /// Audit events of the answers this node gave, fsynced, waiting to be shipped to the
     /// chain.
     pub journal: AuditJournal,
@@ -52,7 +54,7 @@ impl Store {
     /// snapshot install a crash interrupted.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
-        let db = db::open(&dir.join("db"), config.block_cache_bytes)?;
+        let (db, engine) = db::open_with_stats(&dir.join("db"), config.block_cache_bytes)?;
         let stats = Arc::new(StorageStats::default());
         let (revisions, revisions_rx) = tokio::sync::watch::channel(0);
         let fence = Arc::new(crate::fence::InstallFence::default());
@@ -75,6 +77,7 @@ impl Store {
             state_machine,
             reader,
             stats,
+            engine,
             journal,
         })
     }

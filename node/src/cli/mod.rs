@@ -54,12 +54,7 @@ pub enum Command {
 }
 
 fn init_tracing(default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    kartotek_frontend::logging::init(default_filter, kartotek_frontend::logging::LogFormat::Text);
 }
 
 /// Parses the command line and runs it.

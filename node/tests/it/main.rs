@@ -14,6 +14,7 @@ mod bad_input;
 mod cli_client_update;
 mod cli_rough_edges;
 mod cluster;
+mod deploy_files;
 mod dev_cli;
 mod locator_feed;
 mod record_paging;
