@@ -153,6 +153,9 @@ struct EventView<'a> {
     emergency_override: bool,
     justification: &'a str,
     correlation_id: &'a str,
+    /// The node that served the request and made the event; absent for forwarded events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    served_by: Option<u64>,
     hash: &'a str,
 }
 
@@ -172,6 +175,7 @@ impl<'a> From<&'a v1::AuditEvent> for EventView<'a> {
             emergency_override: e.emergency_override,
             justification: &e.justification,
             correlation_id: &e.correlation_id,
+            served_by: e.served_by,
             hash: &e.hash,
         }
     }

@@ -13,6 +13,8 @@ use kartotek_proto::v1;
 
 /// Validates an audit event message into the domain's event. An empty `time` becomes `now`.
 /// The actor is written `kind:id` (`personnel:1234567`); errors name the message's field.
+/// `served_by` is left unset: only a node names itself, when it makes an event
+/// ([`chained_from_message`] takes it from a stored event).
 pub fn event_from_message(
     m: &v1::AuditEvent,
     now: Timestamp,
@@ -51,9 +53,11 @@ pub fn chained_from_message(m: &v1::AuditEvent) -> Result<ChainedAuditEvent, Val
             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
             .ok_or_else(|| ValidationError::new(field, "must be 64 hex digits (SHA-256)"))
     };
+    let mut event = event_from_message(m, Timestamp(0))?;
+    event.served_by = m.served_by;
     Ok(ChainedAuditEvent {
         seq: m.seq,
-        event: event_from_message(m, Timestamp(0))?,
+        event,
         prev_hash: hash32("prev_hash", &m.prev_hash)?,
         hash: hash32("hash", &m.hash)?,
     })

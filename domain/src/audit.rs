@@ -81,8 +81,18 @@ pub const GENESIS_PREV_HASH: [u8; 32] = [0; 32];
 /// old events) if the encoding ever changes.
 const ENCODING_TAG: &[u8] = b"kartotek.audit.v1\0";
 
+/// The tag of an event that names its serving node: the v1 encoding followed by `served_by`
+/// (big endian). An event without one is hashed exactly as before, so old chains verify.
+const ENCODING_TAG_SERVED: &[u8] = b"kartotek.audit.v2\0";
+
 /// One audited happening.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Stored and replicated with postcard, whose encoding of a struct has no field names: an
+/// event is written as its fields in order, the last one a [`wire::Tail`] that reads the
+/// bytes of the original `correlation_id: Option<String>` unchanged (variants 0 and 1) and
+/// adds `served_by` as variant 2. Events written before nodes named themselves decode as
+/// they are, with `served_by: None`. Human-readable formats (JSON) see the plain fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
     /// When (leader time, or the frontend's time for a forwarded event).
     pub time: Timestamp,
@@ -108,6 +118,10 @@ pub struct AuditEvent {
     pub justification: Option<String>,
     /// The request id / trace id tying this event to the request.
     pub correlation_id: Option<String>,
+    /// The Kartotek node that served the request and made the event (IHE BALP's server
+    /// agent). `None` for events a frontend forwarded and for events made before nodes named
+    /// themselves. Two events of one retried request served by two nodes differ here.
+    pub served_by: Option<u64>,
 }
 
 /// Raw fields of an audit event, exactly as a frontend forwards them (empty = unset).
@@ -198,7 +212,128 @@ impl AuditEvent {
             emergency_override: input.emergency_override,
             justification,
             correlation_id,
+            served_by: None,
         })
+    }
+}
+
+mod wire {
+    //! The serde form of [`AuditEvent`]; see its docs.
+
+    use serde::ser::SerializeStruct;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{
+        Actor, AuditAction, AuditEvent, Effect, NationalId, OrgNumber, Purpose, Timestamp,
+    };
+
+    /// The last field of the compact form: `correlation_id`, and `served_by` when set. The
+    /// variant index is postcard's first byte of the field, so 0 and 1 are exactly the bytes
+    /// of an `Option<String>` (`None`, `Some`).
+    #[derive(Serialize, Deserialize)]
+    enum Tail<S> {
+        /// No correlation id, no serving node.
+        None,
+        /// A correlation id, no serving node.
+        Some(S),
+        /// The serving node, with or without a correlation id.
+        Served(Option<S>, u64),
+    }
+
+    impl<S> Tail<S> {
+        fn of(correlation_id: Option<S>, served_by: Option<u64>) -> Self {
+            match (correlation_id, served_by) {
+                (None, None) => Tail::None,
+                (Some(id), None) => Tail::Some(id),
+                (id, Some(node)) => Tail::Served(id, node),
+            }
+        }
+    }
+
+    /// The compact form, read back (postcard reads a struct as a tuple of its fields).
+    #[derive(Deserialize)]
+    #[rustfmt::skip]
+    struct Compact(Timestamp, Actor, Option<OrgNumber>, Option<NationalId>, Option<NationalId>,
+        AuditAction, String, Option<Purpose>, Option<Effect>, bool, Option<String>, Tail<String>);
+
+    /// The human-readable form: every field by name (`served_by` may be left out).
+    #[derive(Deserialize)]
+    struct Plain {
+        time: Timestamp,
+        actor: Actor,
+        org: Option<OrgNumber>,
+        on_behalf_of: Option<NationalId>,
+        patient: Option<NationalId>,
+        action: AuditAction,
+        resource: String,
+        purpose: Option<Purpose>,
+        decision: Option<Effect>,
+        emergency_override: bool,
+        justification: Option<String>,
+        correlation_id: Option<String>,
+        #[serde(default)]
+        served_by: Option<u64>,
+    }
+
+    impl Serialize for AuditEvent {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let readable = s.is_human_readable();
+            let mut st = s.serialize_struct("AuditEvent", if readable { 13 } else { 12 })?;
+            st.serialize_field("time", &self.time)?;
+            st.serialize_field("actor", &self.actor)?;
+            st.serialize_field("org", &self.org)?;
+            st.serialize_field("on_behalf_of", &self.on_behalf_of)?;
+            st.serialize_field("patient", &self.patient)?;
+            st.serialize_field("action", &self.action)?;
+            st.serialize_field("resource", &self.resource)?;
+            st.serialize_field("purpose", &self.purpose)?;
+            st.serialize_field("decision", &self.decision)?;
+            st.serialize_field("emergency_override", &self.emergency_override)?;
+            st.serialize_field("justification", &self.justification)?;
+            if readable {
+                st.serialize_field("correlation_id", &self.correlation_id)?;
+                st.serialize_field("served_by", &self.served_by)?;
+            } else {
+                let tail = Tail::of(self.correlation_id.as_deref(), self.served_by);
+                st.serialize_field("tail", &tail)?;
+            }
+            st.end()
+        }
+    }
+
+    impl<'de> Deserialize<'de> for AuditEvent {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let c = if d.is_human_readable() {
+                let p = Plain::deserialize(d)?;
+                let tail = Tail::of(p.correlation_id, p.served_by);
+                #[rustfmt::skip]
+                let c = Compact(p.time, p.actor, p.org, p.on_behalf_of, p.patient, p.action,
+                    p.resource, p.purpose, p.decision, p.emergency_override, p.justification, tail);
+                c
+            } else {
+                Compact::deserialize(d)?
+            };
+            let (correlation_id, served_by) = match c.11 {
+                Tail::None => (None, None),
+                Tail::Some(id) => (Some(id), None),
+                Tail::Served(id, node) => (id, Some(node)),
+            };
+            Ok(AuditEvent {
+                time: c.0,
+                actor: c.1,
+                org: c.2,
+                on_behalf_of: c.3,
+                patient: c.4,
+                action: c.5,
+                resource: c.6,
+                purpose: c.7,
+                decision: c.8,
+                emergency_override: c.9,
+                justification: c.10,
+                correlation_id,
+                served_by,
+            })
+        }
     }
 }
 
@@ -271,10 +406,15 @@ fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
 
 /// The explicit encoding that [`chain`] hashes: a version tag, `prev_hash`, `seq` (big
 /// endian), then every field of the event in declaration order, strings length-prefixed,
-/// optional fields and enums tagged. Injective: different inputs never encode the same.
+/// optional fields and enums tagged; `served_by`, when set, last, under its own tag (v2), so
+/// an event without it hashes as it did before the field existed. Injective: different inputs
+/// never encode the same.
 pub fn canonical_bytes(prev_hash: &[u8; 32], seq: u64, event: &AuditEvent) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + event.resource.len());
-    out.extend_from_slice(ENCODING_TAG);
+    out.extend_from_slice(match event.served_by {
+        None => ENCODING_TAG,
+        Some(_) => ENCODING_TAG_SERVED,
+    });
     out.extend_from_slice(prev_hash);
     out.extend_from_slice(&seq.to_be_bytes());
     out.extend_from_slice(&event.time.0.to_be_bytes());
@@ -304,6 +444,9 @@ pub fn canonical_bytes(prev_hash: &[u8; 32], seq: u64, event: &AuditEvent) -> Ve
     out.push(u8::from(event.emergency_override));
     put_opt(&mut out, event.justification.as_deref().map(str::as_bytes));
     put_opt(&mut out, event.correlation_id.as_deref().map(str::as_bytes));
+    if let Some(node) = event.served_by {
+        out.extend_from_slice(&node.to_be_bytes());
+    }
     out
 }
 
@@ -472,6 +615,95 @@ mod tests {
             },
             day(0),
         ))
+    }
+
+    /// An event as stored before `served_by` existed: serde's derive, fields in order.
+    #[derive(Serialize, Deserialize)]
+    struct BeforeServedBy {
+        time: Timestamp,
+        actor: Actor,
+        org: Option<OrgNumber>,
+        on_behalf_of: Option<NationalId>,
+        patient: Option<NationalId>,
+        action: AuditAction,
+        resource: String,
+        purpose: Option<Purpose>,
+        decision: Option<Effect>,
+        emergency_override: bool,
+        justification: Option<String>,
+        correlation_id: Option<String>,
+    }
+
+    fn before(e: &AuditEvent) -> BeforeServedBy {
+        BeforeServedBy {
+            time: e.time,
+            actor: e.actor.clone(),
+            org: e.org.clone(),
+            on_behalf_of: e.on_behalf_of.clone(),
+            patient: e.patient.clone(),
+            action: e.action.clone(),
+            resource: e.resource.clone(),
+            purpose: e.purpose.clone(),
+            decision: e.decision,
+            emergency_override: e.emergency_override,
+            justification: e.justification.clone(),
+            correlation_id: e.correlation_id.clone(),
+        }
+    }
+
+    #[test]
+    fn events_stored_before_served_by_read_and_write_the_same_bytes() {
+        let mut no_id = event(1);
+        no_id.correlation_id = None;
+        for e in [event(0), event(3), no_id] {
+            let old = ok(postcard::to_allocvec(&before(&e)));
+            // Unchanged bytes for an event that names no node...
+            assert_eq!(ok(postcard::to_allocvec(&e)), old);
+            // ...and old bytes read back as the event, inside a chained event too.
+            assert_eq!(ok(postcard::from_bytes::<AuditEvent>(&old)), e);
+            let chained = ChainedAuditEvent::genesis(e.clone());
+            let bytes = ok(postcard::to_allocvec(&chained));
+            assert_eq!(
+                ok(postcard::from_bytes::<ChainedAuditEvent>(&bytes)),
+                chained
+            );
+            // Its hash is the one it had before (the v1 encoding, no trailing field).
+            let canon = canonical_bytes(&GENESIS_PREV_HASH, 1, &e);
+            assert!(canon.starts_with(ENCODING_TAG));
+        }
+    }
+
+    #[test]
+    fn served_by_round_trips_and_is_hashed() {
+        for id in [None, Some("req-9".to_owned())] {
+            let mut e = event(2);
+            e.correlation_id = id;
+            let plain = e.clone();
+            e.served_by = Some(3);
+            let bytes = ok(postcard::to_allocvec(&e));
+            assert_eq!(ok(postcard::from_bytes::<AuditEvent>(&bytes)), e);
+            let chained = ChainedAuditEvent::genesis(e.clone());
+            let bytes = ok(postcard::to_allocvec(&chained));
+            assert_eq!(
+                ok(postcard::from_bytes::<ChainedAuditEvent>(&bytes)),
+                chained
+            );
+            let json = ok(serde_json::to_string(&e));
+            assert!(json.contains("\"served_by\":3"), "{json}");
+            assert_eq!(ok(serde_json::from_str::<AuditEvent>(&json)), e);
+            // JSON without the field (older output) reads as naming no node.
+            let old_json = ok(serde_json::to_string(&before(&plain)));
+            assert_eq!(ok(serde_json::from_str::<AuditEvent>(&old_json)), plain);
+            // The node is part of the hash: another node, another hash.
+            let canon = canonical_bytes(&GENESIS_PREV_HASH, 1, &e);
+            assert!(canon.starts_with(ENCODING_TAG_SERVED));
+            let other = AuditEvent {
+                served_by: Some(4),
+                ..e.clone()
+            };
+            assert_ne!(chained.hash, ChainedAuditEvent::genesis(other).hash);
+            assert_ne!(chained.hash, ChainedAuditEvent::genesis(plain).hash);
+        }
     }
 
     fn build(n: usize) -> Vec<ChainedAuditEvent> {

@@ -331,6 +331,43 @@ fn random_fault(kind: Kind, nodes: usize, rng: &mut ChaCha8Rng) -> Fault {
     }
 }
 
+/// Why a kill, pause or removal was not started.
+const MAJORITY_DOWN: &str = "would leave a majority of the voters down";
+
+/// Per slot: `None` for a node outside the membership, else whether the voter answers
+/// (started and not paused).
+fn voters_up(c: &Cluster) -> Vec<Option<bool>> {
+    c.nodes
+        .iter()
+        .map(|n| n.member.then(|| n.answers()))
+        .collect()
+}
+
+/// Splits `wanted` into the nodes a kill or pause may take down and those it may not, so that
+/// the voters down stay a minority of the current voters (`up`: see [`voters_up`]). A node
+/// outside the membership, or a voter already down, costs nothing. Without this cap, kills and
+/// pauses of different timelines overlap into a majority down (3 of the 4 voters left after a
+/// removal), and the run measures nothing but unavailability: under `all` most membership
+/// faults then failed to start for want of a leader.
+pub fn within_minority(wanted: &[usize], up: &[Option<bool>]) -> (Vec<usize>, Vec<usize>) {
+    let voters = up.iter().flatten().count();
+    let mut down = up.iter().flatten().filter(|&&a| !a).count();
+    let allowed = voters.saturating_sub(1) / 2;
+    let (mut take, mut capped) = (Vec::new(), Vec::new());
+    for &n in wanted {
+        match up.get(n).copied().flatten() {
+            Some(true) if down >= allowed => capped.push(n),
+            Some(true) => {
+                down += 1;
+                take.push(n);
+            }
+            _ => take.push(n),
+        }
+    }
+    debug_assert_eq!(take.len() + capped.len(), wanted.len());
+    (take, capped)
+}
+
 /// Per node, the nodes it drops packets from, for `split` (`leader`: the current leader).
 pub fn drops(split: &Split, nodes: usize, leader: Option<usize>) -> Vec<Vec<usize>> {
     let leader = leader.unwrap_or(0).min(nodes.saturating_sub(1));
@@ -562,18 +599,22 @@ impl Nemesis {
                 // A slot being re-added belongs to the membership nemesis.
                 let nodes: Vec<usize> = nodes.into_iter().filter(|&n| c.nodes[n].member).collect();
                 anyhow::ensure!(!nodes.is_empty(), "target is not a member");
+                let (nodes, capped) = within_minority(&nodes, &voters_up(&c));
+                anyhow::ensure!(!nodes.is_empty(), "capped: {capped:?} {MAJORITY_DOWN}");
                 for &n in &nodes {
                     c.kill(n);
                 }
-                Ok(json!({"nodes": nodes}))
+                Ok(json!({"nodes": nodes, "capped": capped}))
             }
             Fault::Pause { target } => {
                 let nodes = self.resolve(target).await?;
                 let mut c = self.cluster.lock().await;
+                let (nodes, capped) = within_minority(&nodes, &voters_up(&c));
+                anyhow::ensure!(!nodes.is_empty(), "capped: {capped:?} {MAJORITY_DOWN}");
                 for &n in &nodes {
                     c.pause(n, true);
                 }
-                Ok(json!({"nodes": nodes}))
+                Ok(json!({"nodes": nodes, "capped": capped}))
             }
             Fault::Loss { nodes, loss_pct } => {
                 let c = self.cluster.lock().await;
@@ -625,6 +666,14 @@ impl Nemesis {
                 let nodes = self.resolve(target).await?;
                 let (probe, n, id) = {
                     let c = self.cluster.lock().await;
+                    let up = voters_up(&c);
+                    let voters = up.iter().flatten().count();
+                    let down = up.iter().flatten().filter(|&&a| !a).count();
+                    // One voter fewer must still leave a majority of the rest up.
+                    anyhow::ensure!(
+                        down <= voters.saturating_sub(2) / 2,
+                        "{down} of {voters} voters down: removing one {MAJORITY_DOWN}"
+                    );
                     // The planned slot, or the next one that is still a member.
                     let count = c.nodes.len();
                     let n = (0..count)
@@ -889,6 +938,22 @@ mod tests {
         let d = drops(&Split::Ring(p), 5, None);
         assert!(sees(&d, 3, 1) && sees(&d, 3, 2) && !sees(&d, 3, 4));
         assert!(d.iter().all(|x| x.len() == 2));
+    }
+
+    #[test]
+    fn kills_and_pauses_leave_a_majority_of_the_voters_up() {
+        // 5 voters, all up: 2 may go down.
+        let up = vec![Some(true); 5];
+        assert_eq!(within_minority(&[0, 1], &up), (vec![0, 1], vec![]));
+        // One already down: one more, the rest capped.
+        let up = [Some(true), Some(false), Some(true), Some(true), Some(true)];
+        assert_eq!(within_minority(&[2, 3], &up), (vec![2], vec![3]));
+        // A voter already down and a non-member cost nothing.
+        let up = [Some(true), Some(false), Some(false), None, Some(true)];
+        assert_eq!(within_minority(&[1, 3, 4], &up), (vec![1, 3], vec![4]));
+        // 4 voters after a removal: only 1 may be down.
+        let up = [Some(true), Some(true), None, Some(true), Some(true)];
+        assert_eq!(within_minority(&[0, 1], &up), (vec![0], vec![1]));
     }
 
     #[test]

@@ -19,14 +19,12 @@
 //! The checker reports:
 //! - *lost events*: an operation that answered `ok` whose correlation id is not in the chain
 //!   read from the leader: the guarantee itself;
-//! - *identical events* (counted, not judged): two chain events equal in every field. A
-//!   shipping bug (one journal event chained twice) would make them, but so does a client
-//!   that retries a read within the same millisecond (a refusal that came back at once after
-//!   the attempt's event was journaled): events do not name the node that served them yet, so
-//!   the two cannot be told apart. Exactly-once shipping is proved by the storage tests of
-//!   `Op::AuditShip` instead; once events carry their serving node, identical events become a
-//!   failure here. Events with one correlation id that differ (in time) are retried attempts,
-//!   each audited, and only counted;
+//! - *identical events*: two chain events equal in every field, the serving node
+//!   (`served_by`) included: one journal event chained twice. A client retries the same node
+//!   only after a backoff of at least 10 ms, and an attempt on another node names another
+//!   node, so a retry never makes two identical events (events that name no node, made before
+//!   the field existed, are not compared). Events with one correlation id that differ (in time
+//!   or node) are retried attempts, each audited, and only counted;
 //! - *broken chains*: a copy whose hashes do not recompute, or two copies with different
 //!   hashes at the same seq.
 //!
@@ -198,10 +196,13 @@ async fn read_chain(
                 out.hashes.insert(c.seq, hex::encode(c.hash));
             }
             // The event's own content (without seq and chain links): equal means the same
-            // event chained twice.
+            // event chained twice. Only events that name their serving node can be told
+            // apart from a same-millisecond retry on another node.
             let content = postcard::to_allocvec(&c.event).unwrap_or_default();
             let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&content).into();
-            if let Some(first) = seen_exact.insert(digest, c.seq) {
+            if c.event.served_by.is_some()
+                && let Some(first) = seen_exact.insert(digest, c.seq)
+            {
                 out.exact_duplicates.push(first);
                 out.exact_duplicates.push(c.seq);
             }
@@ -515,11 +516,12 @@ pub fn check_history_with_nemesis(history: &[Event], nemesis: &[LogEntry]) -> Ch
         }
         let _ = i;
     }
-    let valid = if lost.is_empty() && broken.is_empty() && conflicts.is_empty() {
-        Validity::Valid
-    } else {
-        Validity::Invalid
-    };
+    let valid =
+        if lost.is_empty() && duplicates.is_empty() && broken.is_empty() && conflicts.is_empty() {
+            Validity::Valid
+        } else {
+            Validity::Invalid
+        };
     let events = chain.get("events").and_then(Value::as_u64).unwrap_or(0);
     let repeated = chain.get("repeated").and_then(Value::as_u64).unwrap_or(0);
     CheckOutcome {
@@ -709,8 +711,8 @@ mod tests {
         let out = check_history(&dup);
         assert_eq!(
             out.valid,
-            Validity::Valid,
-            "identical events are counted, not judged"
+            Validity::Invalid,
+            "one event chained twice (same serving node, same millisecond)"
         );
         assert_eq!(
             out.details["exact_duplicates"].as_array().map(Vec::len),

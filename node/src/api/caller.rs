@@ -100,6 +100,8 @@ impl Caller {
             emergency_override: false,
             justification: None,
             correlation_id: self.correlation_id.clone(),
+            // Set by the node's journal append (`NodeContext::audit`), which knows its id.
+            served_by: None,
         }
     }
 }

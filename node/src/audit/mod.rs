@@ -43,6 +43,11 @@
 //! Caller-supplied events (`AuditService.Record`, forwarded by the frontends) are committed to
 //! the chain before their answer on every setting: the caller asked for that record.
 //!
+//! **Who served it.** Every event a node makes names that node (`served_by`, its node id:
+//! IHE BALP's server agent), set when it is journaled; forwarded events name none (a caller
+//! cannot claim a node). The field is hashed when set, and an event without it hashes as
+//! events did before the field existed, so chains written by older releases still verify.
+//!
 //! **Tamper evidence.** The state machine chains every event to the previous one
 //! (SHA-256); `Head` reports a node's chain head so that copies can be compared, and clients
 //! can recompute the chain from `Query` pages (`kartotek audit verify`).
@@ -91,13 +96,18 @@ impl NodeContext {
     /// Records `events` (at most `AUDIT_EVENTS_PER_APPEND_MAX`) durably before an answer, as
     /// the module's guarantee says: fsynced in this node's journal, and with
     /// `answer_after = "chain"` also shipped into the chain.
-    pub(crate) async fn audit(&self, events: Vec<AuditEvent>) -> Result<(), NodeError> {
+    pub(crate) async fn audit(&self, mut events: Vec<AuditEvent>) -> Result<(), NodeError> {
         if self.shipping_stuck().load(Ordering::Acquire) {
             return Err(NodeError::Unavailable(format!(
                 "audit events have waited more than {} ms for the audit chain (no leader or \
                  quorum reachable from this node); retry on another node",
                 self.config().audit.ship_lag_ms_max
             )));
+        }
+        // This node served the request (IHE BALP's server agent): two events of one retried
+        // request differ when two nodes served its attempts.
+        for e in &mut events {
+            e.served_by = Some(self.config().node_id);
         }
         let n = events.len() as u64;
         let first = self.journal().append(events).await?;

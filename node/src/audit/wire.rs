@@ -64,6 +64,7 @@ pub fn audit_event_message(
         emergency_override: e.emergency_override,
         justification: e.justification.clone().unwrap_or_default(),
         correlation_id: e.correlation_id.clone().unwrap_or_default(),
+        served_by: e.served_by,
         prev_hash: if seq == 0 {
             String::new()
         } else {

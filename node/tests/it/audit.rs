@@ -233,6 +233,17 @@ async fn every_lookup_is_audited_and_the_chain_verifies() {
     assert_eq!(by("personnel:1234567"), 5);
     assert_eq!(by("personnel:7654321"), 1);
     assert_eq!(by(&format!("citizen:{p}")), 1);
+    // Each event names the node that served it (BALP's server agent): the follower's bounded
+    // lookup the follower, the clinician's lookups the leader they were sent to.
+    let served = |actor: &str| -> Vec<Option<u64>> {
+        lookups
+            .iter()
+            .filter(|e| e["actor"] == actor)
+            .map(|e| e["served_by"].as_u64())
+            .collect()
+    };
+    assert_eq!(served("personnel:7654321"), vec![Some(follower)]);
+    assert_eq!(served("personnel:1234567"), vec![Some(leader); 5]);
     assert!(
         lookups
             .iter()
