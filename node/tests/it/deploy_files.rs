@@ -262,8 +262,12 @@ fn example_and_configmap_configs_load_and_validate() {
         k8s_frontend.public_base_url
     );
 
-    // Every KARTOTEK_* variable the StatefulSet sets overrides a key that exists.
-    let settings = toml::Value::try_from(&k8s_node).unwrap();
+    // Every KARTOTEK_* variable the StatefulSet sets overrides a key that exists (the
+    // optional keys the ConfigMap leaves to the environment filled in, so they serialize).
+    let mut filled = k8s_node.clone();
+    filled.advertise_addr = Some("kartotek-1.example:7401".into());
+    filled.raft_advertise_addr = Some("kartotek-1.example:7501".into());
+    let settings = toml::Value::try_from(&filled).unwrap();
     let statefulset = read(&deploy("k8s/node-statefulset.yaml"));
     let vars: Vec<&str> = statefulset
         .lines()
@@ -544,12 +548,12 @@ async fn json_logs_carry_request_ids_and_dashboard_metrics_exist() {
             v.get("timestamp").is_some() && v.get("level").is_some(),
             "{line}"
         );
-        let in_request = v["spans"].as_array().is_some_and(|spans| {
-            spans.iter().any(|s| {
-                s["name"] == "request"
-                    && s["request_id"] == request_id.as_str()
-                    && s["method"] == "Locator/Register"
-            })
+        // `span`: the event's own (innermost) span; `spans`: the spans entered around it.
+        let spans = v["spans"].as_array().into_iter().flatten();
+        let in_request = std::iter::once(&v["span"]).chain(spans).any(|s| {
+            s["name"] == "request"
+                && s["request_id"] == request_id.as_str()
+                && s["method"] == "Locator/Register"
         });
         found |= in_request;
     }
