@@ -15,12 +15,11 @@
 use crate::common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{TestCluster, free_port, ok, org, patient};
+use common::{TestCluster, free_port, metric_value, metrics_text, ok, org, patient};
 use kartotek_frontend::config::FrontendConfig;
 use kartotek_node::config::NodeConfig;
 use kartotek_proto::v1::RegisterLocatorRequest;
@@ -471,15 +470,6 @@ fn exposed_names(scrape: &str) -> BTreeSet<String> {
     names
 }
 
-fn http_get(addr: &str, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
-    let mut body = String::new();
-    s.read_to_string(&mut body).expect("body");
-    body
-}
-
 fn observability_node(spec: &mut NodeSpec) {
     spec.metrics_addr = Some(format!("127.0.0.1:{}", free_port()));
     // The request layer logs each finished call at debug: an access log.
@@ -563,7 +553,7 @@ async fn json_logs_carry_request_ids_and_dashboard_metrics_exist() {
     );
 
     // Every metric the dashboard and the alert rules name exists.
-    let scrape = http_get(&metrics_addr, "/metrics");
+    let scrape = metrics_text(&metrics_addr);
     let exposed = exposed_names(&scrape);
     let dashboard = read(&deploy("grafana/kartotek.json"));
     let parsed: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard JSON");
@@ -620,13 +610,8 @@ async fn json_logs_carry_request_ids_and_dashboard_metrics_exist() {
         ),
         "{scrape}"
     );
-    let value = |name: &str| {
-        scrape
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("no {name}:\n{scrape}"))
-    };
+    let value =
+        |name: &str| metric_value(&scrape, name).unwrap_or_else(|| panic!("no {name}:\n{scrape}"));
     assert!(value("kartotek_raft_leader_changes_total") >= 1.0);
     assert_eq!(value("kartotek_raft_has_leader"), 1.0);
     assert!(value("kartotek_storage_data_dir_free_bytes") > 0.0);

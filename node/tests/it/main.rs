@@ -17,6 +17,7 @@ mod cluster;
 mod deploy_files;
 mod dev_cli;
 mod locator_feed;
+mod raft_metrics;
 mod record_paging;
 mod records;
 mod request_layer;
