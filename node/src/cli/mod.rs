@@ -127,4 +127,27 @@ mod tests {
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
     }
+
+    /// `--log-format` on `node` and `frontend`: text or json, nothing else.
+    #[test]
+    fn node_and_frontend_take_a_log_format() {
+        use clap::Parser;
+        use kartotek_frontend::logging::LogFormat;
+
+        use super::Command;
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.command);
+        match parse(&["kartotek", "node", "--log-format", "json"]) {
+            Ok(Command::Node(a)) => assert_eq!(a.log_format, Some(LogFormat::Json)),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["kartotek", "frontend", "--log-format", "text"]) {
+            Ok(Command::Frontend(a)) => assert_eq!(a.log_format, Some(LogFormat::Text)),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["kartotek", "node"]) {
+            Ok(Command::Node(a)) => assert_eq!(a.log_format, None, "the config decides"),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["kartotek", "node", "--log-format", "xml"]).is_err());
+    }
 }
