@@ -156,6 +156,9 @@ struct EventView<'a> {
     /// The node that served the request and made the event; absent for forwarded events.
     #[serde(skip_serializing_if = "Option::is_none")]
     served_by: Option<u64>,
+    /// The event's seq in that node's audit journal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    served_journal_seq: Option<u64>,
     hash: &'a str,
 }
 
@@ -176,6 +179,7 @@ impl<'a> From<&'a v1::AuditEvent> for EventView<'a> {
             justification: &e.justification,
             correlation_id: &e.correlation_id,
             served_by: e.served_by,
+            served_journal_seq: e.served_by.map(|_| e.served_journal_seq),
             hash: &e.hash,
         }
     }

@@ -54,7 +54,10 @@ pub fn chained_from_message(m: &v1::AuditEvent) -> Result<ChainedAuditEvent, Val
             .ok_or_else(|| ValidationError::new(field, "must be 64 hex digits (SHA-256)"))
     };
     let mut event = event_from_message(m, Timestamp(0))?;
-    event.served_by = m.served_by;
+    event.served_by = m.served_by.map(|node| kartotek_domain::ServedBy {
+        node,
+        journal_seq: m.served_journal_seq,
+    });
     Ok(ChainedAuditEvent {
         seq: m.seq,
         event,

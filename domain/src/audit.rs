@@ -82,7 +82,7 @@ pub const GENESIS_PREV_HASH: [u8; 32] = [0; 32];
 const ENCODING_TAG: &[u8] = b"kartotek.audit.v1\0";
 
 /// The tag of an event that names its serving node: the v1 encoding followed by `served_by`
-/// (big endian). An event without one is hashed exactly as before, so old chains verify.
+/// (node, journal seq; big endian). An event without one is hashed exactly as before, so old chains verify.
 const ENCODING_TAG_SERVED: &[u8] = b"kartotek.audit.v2\0";
 
 /// One audited happening.
@@ -119,9 +119,21 @@ pub struct AuditEvent {
     /// The request id / trace id tying this event to the request.
     pub correlation_id: Option<String>,
     /// The Kartotek node that served the request and made the event (IHE BALP's server
-    /// agent). `None` for events a frontend forwarded and for events made before nodes named
-    /// themselves. Two events of one retried request served by two nodes differ here.
-    pub served_by: Option<u64>,
+    /// agent), with the event's seq in that node's audit journal. `None` for events a
+    /// frontend forwarded and for events made before nodes named themselves.
+    pub served_by: Option<ServedBy>,
+}
+
+/// Where a node-made event comes from: the node and the event's seq in its audit journal.
+/// No two events share one: a node id is never reused (a wiped node joins under a new id),
+/// and a journal's seqs only grow, across restarts too. So the chain shows by itself that no
+/// journal event was chained twice: two chain events with the same `ServedBy` are a bug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ServedBy {
+    /// The serving node's id.
+    pub node: u64,
+    /// The event's seq in that node's journal (given when the journal writes it; 0 before).
+    pub journal_seq: u64,
 }
 
 /// Raw fields of an audit event, exactly as a frontend forwards them (empty = unset).
@@ -224,7 +236,7 @@ mod wire {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     use super::{
-        Actor, AuditAction, AuditEvent, Effect, NationalId, OrgNumber, Purpose, Timestamp,
+        Actor, AuditAction, AuditEvent, Effect, NationalId, OrgNumber, Purpose, ServedBy, Timestamp,
     };
 
     /// The last field of the compact form: `correlation_id`, and `served_by` when set. The
@@ -236,16 +248,16 @@ mod wire {
         None,
         /// A correlation id, no serving node.
         Some(S),
-        /// The serving node, with or without a correlation id.
-        Served(Option<S>, u64),
+        /// The serving node and journal seq, with or without a correlation id.
+        Served(Option<S>, ServedBy),
     }
 
     impl<S> Tail<S> {
-        fn of(correlation_id: Option<S>, served_by: Option<u64>) -> Self {
+        fn of(correlation_id: Option<S>, served_by: Option<ServedBy>) -> Self {
             match (correlation_id, served_by) {
                 (None, None) => Tail::None,
                 (Some(id), None) => Tail::Some(id),
-                (id, Some(node)) => Tail::Served(id, node),
+                (id, Some(by)) => Tail::Served(id, by),
             }
         }
     }
@@ -272,7 +284,7 @@ mod wire {
         justification: Option<String>,
         correlation_id: Option<String>,
         #[serde(default)]
-        served_by: Option<u64>,
+        served_by: Option<ServedBy>,
     }
 
     impl Serialize for AuditEvent {
@@ -316,7 +328,7 @@ mod wire {
             let (correlation_id, served_by) = match c.11 {
                 Tail::None => (None, None),
                 Tail::Some(id) => (Some(id), None),
-                Tail::Served(id, node) => (id, Some(node)),
+                Tail::Served(id, by) => (id, Some(by)),
             };
             Ok(AuditEvent {
                 time: c.0,
@@ -444,8 +456,9 @@ pub fn canonical_bytes(prev_hash: &[u8; 32], seq: u64, event: &AuditEvent) -> Ve
     out.push(u8::from(event.emergency_override));
     put_opt(&mut out, event.justification.as_deref().map(str::as_bytes));
     put_opt(&mut out, event.correlation_id.as_deref().map(str::as_bytes));
-    if let Some(node) = event.served_by {
-        out.extend_from_slice(&node.to_be_bytes());
+    if let Some(by) = event.served_by {
+        out.extend_from_slice(&by.node.to_be_bytes());
+        out.extend_from_slice(&by.journal_seq.to_be_bytes());
     }
     out
 }
@@ -679,7 +692,10 @@ mod tests {
             let mut e = event(2);
             e.correlation_id = id;
             let plain = e.clone();
-            e.served_by = Some(3);
+            e.served_by = Some(ServedBy {
+                node: 3,
+                journal_seq: 11,
+            });
             let bytes = ok(postcard::to_allocvec(&e));
             assert_eq!(ok(postcard::from_bytes::<AuditEvent>(&bytes)), e);
             let chained = ChainedAuditEvent::genesis(e.clone());
@@ -689,7 +705,10 @@ mod tests {
                 chained
             );
             let json = ok(serde_json::to_string(&e));
-            assert!(json.contains("\"served_by\":3"), "{json}");
+            assert!(
+                json.contains("\"served_by\":{\"node\":3,\"journal_seq\":11}"),
+                "{json}"
+            );
             assert_eq!(ok(serde_json::from_str::<AuditEvent>(&json)), e);
             // JSON without the field (older output) reads as naming no node.
             let old_json = ok(serde_json::to_string(&before(&plain)));
@@ -697,11 +716,16 @@ mod tests {
             // The node is part of the hash: another node, another hash.
             let canon = canonical_bytes(&GENESIS_PREV_HASH, 1, &e);
             assert!(canon.starts_with(ENCODING_TAG_SERVED));
-            let other = AuditEvent {
-                served_by: Some(4),
-                ..e.clone()
-            };
-            assert_ne!(chained.hash, ChainedAuditEvent::genesis(other).hash);
+            for other in [(4, 11), (3, 12)] {
+                let other = AuditEvent {
+                    served_by: Some(ServedBy {
+                        node: other.0,
+                        journal_seq: other.1,
+                    }),
+                    ..e.clone()
+                };
+                assert_ne!(chained.hash, ChainedAuditEvent::genesis(other).hash);
+            }
             assert_ne!(chained.hash, ChainedAuditEvent::genesis(plain).hash);
         }
     }

@@ -52,7 +52,7 @@ pub use access::{
 };
 pub use audit::{
     AuditAction, AuditEvent, AuditEventInput, AuditQuery, ChainBreak, ChainedAuditEvent,
-    GENESIS_PREV_HASH, verify_chain,
+    GENESIS_PREV_HASH, ServedBy, verify_chain,
 };
 pub use block::{
     Block, BlockAdd, BlockAddInput, BlockLevel, BlockRevoke, BlockScope, BlockStatus, BlockTarget,

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::cluster::UnsafeMode;
 use crate::nemesis::parse_kinds;
 use crate::runner::{NetChoice, TestOptions, WorkloadChoice};
 use crate::workload::Validity;
@@ -41,13 +42,6 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-}
-
-/// Unsafe node modes for the self-check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum UnsafeMode {
-    /// Linearizable reads served from local state without confirming leadership.
-    StaleReads,
 }
 
 #[derive(Debug, clap::Args)]
@@ -226,7 +220,7 @@ async fn test(args: TestArgs) -> anyhow::Result<Validity> {
         kartotek_bin,
         concurrency: args.concurrency,
         store: args.store,
-        unsafe_stale_reads: args.unsafe_mode == Some(UnsafeMode::StaleReads),
+        unsafe_mode: args.unsafe_mode,
         op_deadline_ms: args.op_deadline_ms.max(100),
         think_ms: args.think_ms,
         ops_per_key: args.ops_per_key.max(1),

@@ -46,8 +46,8 @@ pub const CONFIG_NAME: &str = "jepsen-node.toml";
 pub struct NodeOptions {
     /// The `kartotek` binary.
     pub binary: PathBuf,
-    /// Start with `[testing] unsafe_stale_reads = true`.
-    pub unsafe_stale_reads: bool,
+    /// Start in an unsafe mode (the self-checks).
+    pub unsafe_mode: Option<UnsafeMode>,
     /// Preload libfaketime (needed by the clock nemesis).
     pub faketime: bool,
     /// Preload libfiu (needed by the disk nemesis).
@@ -118,6 +118,33 @@ impl Probe {
     }
 }
 
+/// Unsafe node modes, for the self-checks: each breaks one guarantee on purpose, and a run in
+/// it must report the anomaly its checker looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnsafeMode {
+    /// Linearizable reads served from local state without confirming leadership; audit
+    /// events journaled in the background after the answer (`[testing] unsafe_stale_reads`).
+    StaleReads,
+    /// Reads not fenced during a snapshot install, which clears the state machine and pauses
+    /// before loading (`[testing] unsafe_unfenced_install_pause_ms`): a follower decision in
+    /// the pause sees no blocks and permits.
+    UnfencedInstall,
+}
+
+impl UnsafeMode {
+    /// As on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnsafeMode::StaleReads => "stale-reads",
+            UnsafeMode::UnfencedInstall => "unfenced-install",
+        }
+    }
+}
+
+/// How long an unfenced install leaves the state machine empty, ms.
+const UNFENCED_INSTALL_PAUSE_MS: u64 = 1_000;
+
 /// The nodes of one test: a testkit cluster plus the network and jepsen's node options.
 #[derive(Debug)]
 pub struct Cluster {
@@ -179,7 +206,13 @@ impl Cluster {
                 // A network of the harness's own; the nemeses need plain packets to drop.
                 None => spec.insecure_plaintext_raft = true,
             }
-            spec.unsafe_stale_reads = opts.unsafe_stale_reads;
+            match opts.unsafe_mode {
+                None => {}
+                Some(UnsafeMode::StaleReads) => spec.unsafe_stale_reads = true,
+                Some(UnsafeMode::UnfencedInstall) => spec.extra_toml.push_str(&format!(
+                    "\n[testing]\nunsafe_unfenced_install_pause_ms = {UNFENCED_INSTALL_PAUSE_MS}\n"
+                )),
+            }
             if let Some(n) = opts.snapshot_logs {
                 spec.raft.snapshot_logs_since_last = Some(n);
                 spec.raft.logs_kept_after_snapshot = Some(n / 10);

@@ -140,10 +140,11 @@ pub fn write(
     if let Some(note) = &verdict.net_note {
         let _ = write!(h, "<p class=\"warn\">{}</p>", esc(note));
     }
-    if verdict.unsafe_stale_reads {
+    if let Some(mode) = verdict.unsafe_mode {
         let _ = write!(
             h,
-            "<p class=\"warn\">Nodes ran with the UNSAFE stale-read mode (self-check): an anomaly is expected.</p>"
+            "<p class=\"warn\">Nodes ran in the UNSAFE {} mode (self-check): an anomaly is expected.</p>",
+            mode.name()
         );
     }
     let _ = write!(

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::cluster::{Cluster, Net, NodeOptions};
+use crate::cluster::{Cluster, Net, NodeOptions, UnsafeMode};
 use crate::history::{EventType, HistoryHandle, Recorder};
 use crate::nemesis::{Kind, Nemesis, NemesisLog, Timing, plan};
 use crate::netns::Network;
@@ -82,8 +82,8 @@ pub struct TestOptions {
     pub concurrency: usize,
     /// Where runs are stored.
     pub store: PathBuf,
-    /// Start the nodes with the unsafe stale-read mode.
-    pub unsafe_stale_reads: bool,
+    /// Start the nodes in an unsafe mode (self-check).
+    pub unsafe_mode: Option<UnsafeMode>,
     /// Deadline of one client operation.
     pub op_deadline_ms: u64,
     /// Mean pause of a worker between operations.
@@ -124,7 +124,7 @@ pub struct Verdict {
     /// Client workers.
     pub concurrency: usize,
     /// Unsafe node mode in force.
-    pub unsafe_stale_reads: bool,
+    pub unsafe_mode: Option<UnsafeMode>,
     /// Fault phase length.
     pub time_limit_s: u64,
     /// Heal phase length.
@@ -188,7 +188,7 @@ pub async fn run(opts: TestOptions) -> anyhow::Result<Verdict> {
     }
     let node_opts = NodeOptions {
         binary: opts.kartotek_bin.clone(),
-        unsafe_stale_reads: opts.unsafe_stale_reads,
+        unsafe_mode: opts.unsafe_mode,
         faketime: kinds.contains(&Kind::Clock),
         fiu: kinds.contains(&Kind::Disk),
         snapshot_logs: opts.snapshot_logs,
@@ -248,7 +248,7 @@ pub async fn run(opts: TestOptions) -> anyhow::Result<Verdict> {
         seed: opts.seed,
         nodes: opts.nodes,
         concurrency: opts.concurrency,
-        unsafe_stale_reads: opts.unsafe_stale_reads,
+        unsafe_mode: opts.unsafe_mode,
         time_limit_s: opts.time_limit_s,
         heal_s: opts.heal_s,
         fault_time_s,
@@ -547,11 +547,10 @@ fn test_name(opts: &TestOptions) -> String {
             .collect::<Vec<_>>()
             .join("+")
     };
-    let unsafe_part = if opts.unsafe_stale_reads {
-        "-unsafe-stale-reads"
-    } else {
-        ""
-    };
+    let unsafe_part = opts
+        .unsafe_mode
+        .map(|m| format!("-unsafe-{}", m.name()))
+        .unwrap_or_default();
     format!("{workload}-{nemesis}{unsafe_part}")
 }
 

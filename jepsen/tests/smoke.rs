@@ -284,7 +284,7 @@ fn self_check_unsafe_stale_reads_is_caught() {
                 seed,
             ],
         );
-        assert!(r.verdict["unsafe_stale_reads"].as_bool().unwrap_or(false));
+        assert_eq!(r.verdict["unsafe_mode"], "stale-reads");
         if r.code == 1 {
             assert_eq!(r.verdict["valid"], "invalid");
             assert!(

@@ -400,12 +400,16 @@ pub struct TestingSettings {
     /// Serve linearizable reads from local state without confirming leadership (a partitioned
     /// node answers stale data as if it were linearizable).
     pub unsafe_stale_reads: bool,
+    /// When non-zero, reads are not fenced during a snapshot install, and the install clears
+    /// the state machine in a write of its own and pauses this long before loading (a
+    /// follower decision in between sees no blocks and permits).
+    pub unsafe_unfenced_install_pause_ms: u64,
 }
 
 impl TestingSettings {
     /// True when any unsafe switch is on.
     pub fn any_unsafe(&self) -> bool {
-        self.unsafe_stale_reads
+        self.unsafe_stale_reads || self.unsafe_unfenced_install_pause_ms > 0
     }
 }
 
@@ -699,6 +703,12 @@ impl NodeConfig {
         }
         if self.audit.drain_on_stop_ms > 600_000 {
             return Err(invalid("audit.drain_on_stop_ms", "must be 0 to 600,000"));
+        }
+        if self.testing.unsafe_unfenced_install_pause_ms > 60_000 {
+            return Err(invalid(
+                "testing.unsafe_unfenced_install_pause_ms",
+                "must be 0 to 60,000",
+            ));
         }
         let ship_max = kartotek_domain::limits::AUDIT_EVENTS_PER_APPEND_MAX;
         if !(1..=ship_max).contains(&(self.audit.ship_events_max as usize)) {

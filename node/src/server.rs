@@ -77,6 +77,8 @@ pub async fn run_node(
                 events_max: config.audit.journal_events_max,
                 ..kartotek_storage::JournalLimits::default()
             },
+            unsafe_unfenced_install_pause: (config.testing.unsafe_unfenced_install_pause_ms > 0)
+                .then(|| Duration::from_millis(config.testing.unsafe_unfenced_install_pause_ms)),
         },
     )
     .map_err(|source| StartError::Storage {

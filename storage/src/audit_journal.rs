@@ -360,7 +360,7 @@ fn write_group(shared: &Shared, group: &mut Vec<Append>, events_max: u64) {
     let prepared: Result<(), StoreError> = (|| {
         let c = cf(&shared.db, CF_OUTBOX)?;
         let room = events_max.saturating_sub(depth(shared));
-        for a in group.drain(..) {
+        for mut a in group.drain(..) {
             let n = a.events.len() as u64;
             if n == 0 {
                 let _ = a
@@ -372,8 +372,14 @@ fn write_group(shared: &Shared, group: &mut Vec<Append>, events_max: u64) {
                 let _ = a.done.send(Err(StoreError::JournalFull(events_max)));
                 continue;
             }
-            for (i, e) in a.events.iter().enumerate() {
-                batch.put_cf(c, (next + i as u64).to_be_bytes(), encode(e)?);
+            for (i, e) in a.events.iter_mut().enumerate() {
+                let seq = next + i as u64;
+                // A node-made event carries its journal seq into the chain, where it makes
+                // the event's origin unique (`ServedBy`).
+                if let Some(by) = &mut e.served_by {
+                    by.journal_seq = seq;
+                }
+                batch.put_cf(c, seq.to_be_bytes(), encode(e)?);
             }
             taken.push((a, next));
             next += n;

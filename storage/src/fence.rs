@@ -21,6 +21,9 @@ use crate::error::StoreError;
 #[derive(Debug, Default)]
 pub struct InstallFence {
     generation: AtomicU64,
+    /// Test only ([`InstallFence::unsafe_open`]): the fence never closes, and an install
+    /// pauses this long with the state machine cleared.
+    unsafe_open_pause: Option<std::time::Duration>,
 }
 
 /// Held while an install writes the state machine; dropping it opens the fence again.
@@ -37,6 +40,22 @@ impl Drop for Installing<'_> {
 }
 
 impl InstallFence {
+    /// **Unsafe, for the Jepsen self-check only**: a fence that never refuses a read, with
+    /// installs that clear the state machine in a write of its own and pause `pause` before
+    /// loading the snapshot — the install of before the fence existed, its window widened so
+    /// that a follower decision lands in it and permits what a block forbids.
+    pub fn unsafe_open(pause: std::time::Duration) -> Self {
+        InstallFence {
+            generation: AtomicU64::new(0),
+            unsafe_open_pause: Some(pause),
+        }
+    }
+
+    /// The pause of an [unsafe open](InstallFence::unsafe_open) fence.
+    pub(crate) fn unsafe_open_pause(&self) -> Option<std::time::Duration> {
+        self.unsafe_open_pause
+    }
+
     /// Closes the fence until the guard is dropped (one install at a time: the snapshot
     /// store's lock).
     pub(crate) fn install(&self) -> Installing<'_> {
@@ -55,6 +74,9 @@ impl InstallFence {
         &self,
         read: impl FnOnce() -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        if self.unsafe_open_pause.is_some() {
+            return read();
+        }
         let before = self.generation.load(Ordering::SeqCst);
         if !before.is_multiple_of(2) {
             return Err(StoreError::Installing);
@@ -98,6 +120,13 @@ mod tests {
             Ok(1)
         });
         assert!(matches!(r, Err(StoreError::Installing)));
+        assert!(fence.fenced(|| Ok(1)).is_ok());
+    }
+
+    #[test]
+    fn an_unsafe_open_fence_refuses_nothing() {
+        let fence = InstallFence::unsafe_open(std::time::Duration::ZERO);
+        let _installing = fence.install();
         assert!(fence.fenced(|| Ok(1)).is_ok());
     }
 }

@@ -230,6 +230,9 @@ impl SnapshotStore {
             std::fs::rename(&incoming, dir.join(CURRENT))?;
             sync_dir(&dir)?;
             let _installing = fence.install();
+            if let Some(pause) = fence.unsafe_open_pause() {
+                clear_sm_unsafely(&db, pause)?;
+            }
             load_into_sm(&db, &dir.join(CURRENT), Some(&expected))?;
             tracing::info!(snapshot_id = %expected.snapshot_id, "snapshot installed");
             Ok(())
@@ -238,6 +241,20 @@ impl SnapshotStore {
         StorageStats::add(&self.stats.snapshots_installed_total, 1);
         Ok(())
     }
+}
+
+/// The unsafe install of the Jepsen self-check ([`InstallFence::unsafe_open`](crate::fence::InstallFence::unsafe_open)):
+/// the state machine cleared in a write of its own, then `pause` with nothing in it.
+fn clear_sm_unsafely(db: &DB, pause: std::time::Duration) -> Result<(), StoreError> {
+    let mut batch = WriteBatch::default();
+    batch.delete_range_cf(cf(db, CF_SM)?, &b""[..], SM_END);
+    db.write_opt(batch, &unsynced())?;
+    tracing::error!(
+        pause_ms = pause.as_millis() as u64,
+        "UNSAFE: state machine cleared, unfenced"
+    );
+    std::thread::sleep(pause);
+    Ok(())
 }
 
 /// Replaces the `sm` family with the snapshot at `path` and clears the install marker.

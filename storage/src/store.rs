@@ -20,6 +20,10 @@ pub struct StoreConfig {
     pub state_machine: StateMachineConfig,
     /// Bounds of this node's audit journal.
     pub journal: JournalLimits,
+    /// **Unsafe, Jepsen self-check only**: reads are not fenced during a snapshot install,
+    /// which pauses this long with the state machine cleared
+    /// ([`InstallFence::unsafe_open`](crate::fence::InstallFence::unsafe_open)).
+    pub unsafe_unfenced_install_pause: Option<std::time::Duration>,
 }
 
 impl Default for StoreConfig {
@@ -28,6 +32,7 @@ impl Default for StoreConfig {
             block_cache_bytes: 128 << 20,
             state_machine: StateMachineConfig::default(),
             journal: JournalLimits::default(),
+            unsafe_unfenced_install_pause: None,
         }
     }
 }
@@ -57,7 +62,10 @@ impl Store {
         let (db, engine) = db::open_with_stats(&dir.join("db"), config.block_cache_bytes)?;
         let stats = Arc::new(StorageStats::default());
         let (revisions, revisions_rx) = tokio::sync::watch::channel(0);
-        let fence = Arc::new(crate::fence::InstallFence::default());
+        let fence = Arc::new(match config.unsafe_unfenced_install_pause {
+            None => crate::fence::InstallFence::default(),
+            Some(pause) => crate::fence::InstallFence::unsafe_open(pause),
+        });
         let state_machine = StateMachine::new(
             db.clone(),
             config.state_machine,

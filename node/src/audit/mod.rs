@@ -43,10 +43,13 @@
 //! Caller-supplied events (`AuditService.Record`, forwarded by the frontends) are committed to
 //! the chain before their answer on every setting: the caller asked for that record.
 //!
-//! **Who served it.** Every event a node makes names that node (`served_by`, its node id:
-//! IHE BALP's server agent), set when it is journaled; forwarded events name none (a caller
-//! cannot claim a node). The field is hashed when set, and an event without it hashes as
-//! events did before the field existed, so chains written by older releases still verify.
+//! **Who served it.** Every event a node makes names that node and the event's seq in the
+//! node's journal (`served_by`: IHE BALP's server agent), set when it is journaled;
+//! forwarded events name none (a caller cannot claim a node). Node ids are never reused and
+//! journal seqs only grow, so no two events share a `served_by`: anyone reading the chain can
+//! check point 3 (no journal event chained twice) without trusting the nodes. The field is
+//! hashed when set, and an event without it hashes as events did before the field existed,
+//! so chains written by older releases still verify.
 //!
 //! **Tamper evidence.** The state machine chains every event to the previous one
 //! (SHA-256); `Head` reports a node's chain head so that copies can be compared, and clients
@@ -107,7 +110,11 @@ impl NodeContext {
         // This node served the request (IHE BALP's server agent): two events of one retried
         // request differ when two nodes served its attempts.
         for e in &mut events {
-            e.served_by = Some(self.config().node_id);
+            e.served_by = Some(kartotek_domain::ServedBy {
+                node: self.config().node_id,
+                // Given by the journal as it writes the event.
+                journal_seq: 0,
+            });
         }
         let n = events.len() as u64;
         let first = self.journal().append(events).await?;

@@ -64,7 +64,8 @@ pub fn audit_event_message(
         emergency_override: e.emergency_override,
         justification: e.justification.clone().unwrap_or_default(),
         correlation_id: e.correlation_id.clone().unwrap_or_default(),
-        served_by: e.served_by,
+        served_by: e.served_by.map(|by| by.node),
+        served_journal_seq: e.served_by.map(|by| by.journal_seq).unwrap_or_default(),
         prev_hash: if seq == 0 {
             String::new()
         } else {

@@ -377,6 +377,36 @@ fn the_journal_keeps_its_id_and_waiting_events_across_a_restart() {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(next, 7, "seqs go on after an emptied journal restarts");
+        // A node-made event gets its journal seq as it is written (in memory and on disk);
+        // one the node did not make is left alone.
+        let mut made = event(&a, 8);
+        made.served_by = Some(kartotek_domain::ServedBy {
+            node: 2,
+            journal_seq: 0,
+        });
+        let next = j
+            .append(vec![made, event(&a, 9)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(next, 8);
+        let pending = j.pending(10).unwrap_or_else(|e| panic!("{e}"));
+        let origins: Vec<_> = pending.iter().map(|p| p.1.served_by).collect();
+        let expected = Some(kartotek_domain::ServedBy {
+            node: 2,
+            journal_seq: 8,
+        });
+        assert_eq!(origins, vec![None, expected, None], "seqs 7 to 9");
+        drop(j);
+        drop(store);
+        let store =
+            Store::open(dir.path(), StoreConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let pending = store.journal.pending(10).unwrap_or_else(|e| panic!("{e}"));
+        let at_8 = pending
+            .iter()
+            .find(|p| p.0 == 8)
+            .and_then(|p| p.1.served_by);
+        assert_eq!(at_8, expected);
+        drop(store);
         // Another data directory is another journal.
         let other = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let s2 =
