@@ -362,6 +362,8 @@ pub struct FrontendConfig {
     pub public_base_url: String,
     /// Log filter (`tracing` env-filter syntax) when `RUST_LOG` is unset.
     pub log_filter: String,
+    /// Log lines as `text` or `json` (one object per line); `--log-format` overrides it.
+    pub log_format: crate::logging::LogFormat,
     /// How the cluster is reached.
     pub cluster: ClusterSettings,
     /// Limits of the HTTP request layer.
@@ -395,6 +397,7 @@ impl Default for FrontendConfig {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_base_url: "http://127.0.0.1:8080".into(),
             log_filter: "info".into(),
+            log_format: crate::logging::LogFormat::Text,
             cluster: ClusterSettings::default(),
             http: HttpSettings::default(),
             token: TokenSettings::default(),

@@ -17,6 +17,7 @@
 //!   span, body size limit, concurrency limit, timeout, problem documents, metrics.
 //! - [`problem`]: RFC 9457 problem details ([`Problem`]) and the request error type
 //!   [`HttpError`].
+//! - [`logging`]: the tracing setup of the binary (text or JSON lines, `log_format`).
 //! - [`metrics`]: Prometheus metrics `kartotek_frontend_*` and `GET /metrics`.
 //! - [`tls`]: TLS on the listener (`[tls]`), handshakes off the accept loop.
 //! - [`health`]: `GET /healthz` (liveness) and `GET /readyz` (the cluster answers and has a
@@ -46,6 +47,7 @@ pub mod config;
 pub mod health;
 pub mod home;
 pub mod layer;
+pub mod logging;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;

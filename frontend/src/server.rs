@@ -37,6 +37,9 @@ pub struct FrontendArgs {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Log lines as text or JSON (overrides `log_format`).
+    #[arg(long, value_enum)]
+    pub log_format: Option<crate::logging::LogFormat>,
 }
 
 /// Why the frontend could not start or stopped with an error.
@@ -81,7 +84,10 @@ pub async fn run(
         print!("{}", config.to_toml()?);
         return Ok(());
     }
-    init_tracing(&config.log_filter);
+    crate::logging::init(
+        &config.log_filter,
+        args.log_format.unwrap_or(config.log_format),
+    );
     let addr = config.listen_addr;
     let listener = TcpListener::bind(addr)
         .await
@@ -348,15 +354,6 @@ async fn not_found(uri: axum::http::Uri) -> HttpError {
     }
 }
 
-fn init_tracing(default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -426,12 +423,14 @@ mod tests {
             let args = FrontendArgs {
                 config: Some(example),
                 print_config: true,
+                log_format: None,
             };
             // Returns at once, without binding 127.0.0.1:8080.
             rt.block_on(run(&args, std::future::pending())).unwrap();
             let args = FrontendArgs {
                 config: Some("/nonexistent/frontend.toml".into()),
                 print_config: true,
+                log_format: None,
             };
             let err = rt.block_on(run(&args, std::future::pending())).unwrap_err();
             assert!(matches!(err, FrontendError::Config(_)), "{err}");

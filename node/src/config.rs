@@ -439,6 +439,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Log filter (`tracing` env-filter syntax) when `RUST_LOG` is unset.
     pub log_filter: String,
+    /// Log lines as `text` or `json` (one object per line); `--log-format` overrides it.
+    pub log_format: kartotek_frontend::logging::LogFormat,
     /// File with the key national ids are pseudonymised under in the log (64 hex characters;
     /// the same file on every node makes one person's hash the same in every node's log). Unset:
     /// a key of this node's own, made at first start in `<data_dir>/log-hash.key`. See
@@ -476,6 +478,7 @@ impl Default for NodeConfig {
             metrics_addr: None,
             data_dir: PathBuf::from("./kartotek-data"),
             log_filter: "info".into(),
+            log_format: kartotek_frontend::logging::LogFormat::Text,
             log_hash_key_file: None,
             raft: RaftSettings::default(),
             storage: StorageSettings::default(),

@@ -190,19 +190,20 @@ impl NodeContext {
             .map_err(|_| NodeError::Unavailable("too many watch streams on this node".into()))
     }
 
-    /// Records a finished request in the metrics.
+    /// Records a finished request in the metrics; returns its status code.
     pub(crate) fn observe<T>(
         &self,
         method: &str,
         started: Instant,
         result: &Result<T, tonic::Status>,
-    ) {
+    ) -> tonic::Code {
         let code = match result {
             Ok(_) => tonic::Code::Ok,
             Err(s) => s.code(),
         };
         self.metrics
             .observe(method, code, started.elapsed().as_secs_f64());
+        code
     }
 
     /// True when this node believes it is the leader.

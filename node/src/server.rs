@@ -15,7 +15,7 @@ use crate::consistency::read_barrier::ReadBarrier;
 use crate::consistency::staleness::StalenessTracker;
 use crate::context::{NodeContext, NodeParts};
 use crate::metrics::{self, Metrics};
-use crate::raft::network::NetworkFactory;
+use crate::raft::network::{NetworkFactory, TransportMetrics};
 use crate::raft::peers::Peers;
 use crate::raft::proposer::{Proposer, ProposerLimits};
 use crate::raft::service::{RaftServiceImpl, Upper};
@@ -100,10 +100,17 @@ pub async fn run_node(
         Duration::from_millis(resolved.rpc_timeout_ms),
         raft_tls.clone(),
     );
+    // Only metric handles are cloned before `with_raft` (which needs the registry alone).
+    let metrics = Metrics::new();
     let network = NetworkFactory::new(
         peers.clone(),
         config.cluster_name.clone(),
         usize::try_from(resolved.append_bytes_max).unwrap_or(usize::MAX),
+        TransportMetrics {
+            append_timeouts: metrics.append_timeouts_total.clone(),
+            snapshot_chunks_sent: metrics.snapshot_chunks_sent_total.clone(),
+            snapshots_sent: metrics.snapshots_sent_total.clone(),
+        },
     );
     let raft = Raft::new(
         config.node_id,
@@ -115,7 +122,12 @@ pub async fn run_node(
     .await
     .map_err(|e| StartError::Raft(e.to_string()))?;
 
-    let metrics = Metrics::new().with_raft(raft.clone(), store.stats.clone());
+    let metrics = metrics.with_raft(
+        raft.clone(),
+        store.stats.clone(),
+        store.engine,
+        config.data_dir.clone(),
+    );
     let read_timeout = Duration::from_millis(config.api.read_timeout_ms);
     let barrier = ReadBarrier::start(
         raft.clone(),
@@ -141,6 +153,7 @@ pub async fn run_node(
             proposal_items_max: usize::try_from(config.api.proposal_items_max).unwrap_or(512),
             proposal_bytes_max: usize::try_from(config.api.proposal_bytes_max).unwrap_or(1 << 20),
         },
+        metrics.entry_proposals.clone(),
     );
     let ctx = NodeContext::new(NodeParts {
         config: config.clone(),

@@ -6,7 +6,7 @@
 //! own. See the crate docs.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, ReadOptions, WriteOptions};
 
@@ -15,7 +15,18 @@ use crate::keys::{CF_AUDIT, CF_LOG, CF_OUTBOX, CF_RAFT, CF_SM};
 
 /// Opens (creating if missing) the database at `path`.
 pub fn open(path: &Path, block_cache_bytes: usize) -> Result<Arc<DB>, StoreError> {
+    open_with_stats(path, block_cache_bytes).map(|(db, _)| db)
+}
+
+/// [`open`], with RocksDB's statistics tickers on (counters only: no histograms or timers,
+/// which cost a clock read per operation) and the handle that reads them.
+pub fn open_with_stats(
+    path: &Path,
+    block_cache_bytes: usize,
+) -> Result<(Arc<DB>, EngineStats), StoreError> {
     let mut opts = Options::default();
+    opts.enable_statistics();
+    opts.set_statistics_level(rocksdb::statistics::StatsLevel::ExceptHistogramOrTimers);
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.set_keep_log_file_num(4);
@@ -34,6 +45,7 @@ pub fn open(path: &Path, block_cache_bytes: usize) -> Result<Arc<DB>, StoreError
     sm_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     let audit_opts = sm_opts.clone();
 
+    debug_assert_eq!(ALL_FAMILIES.len(), 5, "every family is in ALL_FAMILIES");
     let cfs = vec![
         ColumnFamilyDescriptor::new(CF_LOG, log_opts),
         ColumnFamilyDescriptor::new(CF_RAFT, Options::default()),
@@ -41,9 +53,76 @@ pub fn open(path: &Path, block_cache_bytes: usize) -> Result<Arc<DB>, StoreError
         ColumnFamilyDescriptor::new(CF_OUTBOX, Options::default()),
         ColumnFamilyDescriptor::new(CF_AUDIT, audit_opts),
     ];
-    let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-    Ok(Arc::new(db))
+    let db = Arc::new(DB::open_cf_descriptors(&opts, path, cfs)?);
+    let stats = EngineStats {
+        opts,
+        db: Arc::downgrade(&db),
+    };
+    Ok((db, stats))
 }
+
+/// Reads RocksDB's own figures for the node's metrics: statistics tickers (shared by the
+/// options the database was opened with) and database properties. Holds the database
+/// weakly, so it never keeps a closed store open.
+pub struct EngineStats {
+    opts: Options,
+    db: Weak<DB>,
+}
+
+impl std::fmt::Debug for EngineStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EngineStats")
+    }
+}
+
+/// RocksDB's figures at one moment (see [`EngineStats::figures`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineFigures {
+    /// Time writers were delayed or stopped by write stalls (L0 files, pending compaction,
+    /// memtables), microseconds since open.
+    pub stall_micros: u64,
+    /// Bytes read by compactions since open.
+    pub compaction_read_bytes: u64,
+    /// Bytes written by compactions since open.
+    pub compaction_write_bytes: u64,
+    /// Bytes compactions still have to rewrite, estimated, over every column family.
+    pub pending_compaction_bytes: u64,
+    /// Writes are stopped right now (`rocksdb.is-write-stopped`).
+    pub write_stopped: bool,
+    /// The delayed write rate while writes are slowed down, bytes/s (0: not slowed).
+    pub delayed_write_rate_bytes: u64,
+}
+
+impl EngineStats {
+    /// The figures now (zeros once the database is closed).
+    pub fn figures(&self) -> EngineFigures {
+        use rocksdb::statistics::Ticker;
+        let Some(db) = self.db.upgrade() else {
+            return EngineFigures::default();
+        };
+        let int = |name: &str| db.property_int_value(name).ok().flatten().unwrap_or(0);
+        let pending_compaction_bytes = ALL_FAMILIES
+            .iter()
+            .filter_map(|name| db.cf_handle(name))
+            .filter_map(|h| {
+                db.property_int_value_cf(h, "rocksdb.estimate-pending-compaction-bytes")
+                    .ok()
+                    .flatten()
+            })
+            .sum();
+        EngineFigures {
+            stall_micros: self.opts.get_ticker_count(Ticker::StallMicros),
+            compaction_read_bytes: self.opts.get_ticker_count(Ticker::CompactReadBytes),
+            compaction_write_bytes: self.opts.get_ticker_count(Ticker::CompactWriteBytes),
+            pending_compaction_bytes,
+            write_stopped: int("rocksdb.is-write-stopped") != 0,
+            delayed_write_rate_bytes: int("rocksdb.actual-delayed-write-rate"),
+        }
+    }
+}
+
+/// Every column family of the database.
+const ALL_FAMILIES: [&str; 5] = [CF_LOG, CF_RAFT, CF_SM, CF_OUTBOX, CF_AUDIT];
 
 /// A column family handle, or a clear error if the database lacks it.
 pub fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily, StoreError> {
@@ -93,6 +172,33 @@ pub fn prefix_read_options(prefix: &[u8]) -> ReadOptions {
 #[cfg(test)]
 mod tests {
     use super::prefix_end;
+
+    #[test]
+    fn engine_figures_count_compaction_bytes() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (db, stats) =
+            super::open_with_stats(dir.path(), 1 << 20).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(stats.figures().compaction_write_bytes, 0);
+        let sm = super::cf(&db, crate::keys::CF_SM).unwrap_or_else(|e| panic!("{e}"));
+        for round in 0..3u32 {
+            for i in 0..200u32 {
+                db.put_cf(sm, format!("k{i:05}"), format!("v{round}{i:0>100}"))
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            db.flush_cf(sm).unwrap_or_else(|e| panic!("{e}"));
+        }
+        db.compact_range_cf(sm, None::<&[u8]>, None::<&[u8]>);
+        let f = stats.figures();
+        assert!(f.compaction_write_bytes > 0, "{f:?}");
+        assert!(f.compaction_read_bytes > 0, "{f:?}");
+        assert!(!f.write_stopped);
+        drop(db);
+        assert_eq!(
+            stats.figures(),
+            super::EngineFigures::default(),
+            "closed: zeros"
+        );
+    }
 
     #[test]
     fn prefix_end_is_the_next_key_after_the_prefix() {

@@ -163,11 +163,7 @@ fn run_flusher(
         }
         let started = Instant::now();
         let result = db.flush_wal(true);
-        StorageStats::add(&stats.wal_syncs_total, 1);
-        StorageStats::add(
-            &stats.wal_sync_micros_total,
-            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        );
+        stats.observe_wal_sync(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
         for cb in group.drain(..) {
             let r = match &result {
                 Ok(()) => Ok(()),

@@ -47,6 +47,8 @@ pub struct Store {
     pub reader: StateReader,
     /// Counters for metrics.
     pub stats: Arc<StorageStats>,
+    /// RocksDB's own figures (write stalls, compaction bytes), for metrics.
+    pub engine: db::EngineStats,
     /// Audit events of the answers this node gave, fsynced, waiting to be shipped to the
     /// chain.
     pub journal: AuditJournal,
@@ -60,7 +62,7 @@ impl Store {
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
         crate::backup::check_no_interrupted_restore(dir)?;
         std::fs::create_dir_all(dir)?;
-        let db = db::open(&dir.join("db"), config.block_cache_bytes)?;
+        let (db, engine) = db::open_with_stats(&dir.join("db"), config.block_cache_bytes)?;
         let stats = Arc::new(StorageStats::default());
         let (revisions, revisions_rx) = tokio::sync::watch::channel(0);
         let fence = Arc::new(match config.unsafe_unfenced_install_pause {
@@ -86,6 +88,7 @@ impl Store {
             state_machine,
             reader,
             stats,
+            engine,
             journal,
         })
     }

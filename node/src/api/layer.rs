@@ -36,6 +36,7 @@ use kartotek_storage::{StateReader, TypeConfig};
 use openraft::Raft;
 use tokio::sync::OwnedSemaphorePermit;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use super::auth::Authenticator;
 use super::caller::Caller;
@@ -105,12 +106,20 @@ impl Gate {
         Fut: Future<Output = Result<Resp, NodeError>>,
     {
         let started = Instant::now();
+        let span = request_span(method, request.metadata());
         let result = self
             .run(method, request, fingerprint, handler)
+            .instrument(span.clone())
             .await
             .map(Response::new)
             .map_err(Status::from);
-        self.ctx.observe(method.label, started, &result);
+        let code = self.ctx.observe(method.label, started, &result);
+        let elapsed_ms = started.elapsed().as_millis();
+        if matches!(code, tonic::Code::Internal | tonic::Code::DataLoss) {
+            tracing::warn!(parent: &span, code = ?code, elapsed_ms, "request failed");
+        } else {
+            tracing::debug!(parent: &span, code = ?code, elapsed_ms, "request finished");
+        }
         result
     }
 
@@ -146,6 +155,20 @@ impl Gate {
         }
         Ok(answer)
     }
+}
+
+/// The span every call runs in: the method and the request id, which is the caller's
+/// `x-request-id` (a write's own request id, on every retry) or, when it sent none or an
+/// unusable one, one made here (`n<counter>`), so that every line logged for a call names
+/// it. Finished calls are logged at `debug` (`kartotek_node::api::layer=debug` in
+/// `log_filter` gives an access log), failed ones with INTERNAL or DATA_LOSS at `warn`.
+fn request_span(method: &Method, md: &tonic::metadata::MetadataMap) -> tracing::Span {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let request_id = match super::caller::correlation_id(md) {
+        Ok(Some(id)) => id,
+        _ => format!("n{}", NEXT.fetch_add(1, Ordering::Relaxed)),
+    };
+    tracing::info_span!("request", method = method.label, request_id = %request_id)
 }
 
 /// One call in progress: the handler's only handle on the node.

@@ -59,12 +59,7 @@ pub enum Command {
 }
 
 fn init_tracing(default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    kartotek_frontend::logging::init(default_filter, kartotek_frontend::logging::LogFormat::Text);
 }
 
 /// Parses the command line and runs it.
@@ -145,5 +140,28 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// `--log-format` on `node` and `frontend`: text or json, nothing else.
+    #[test]
+    fn node_and_frontend_take_a_log_format() {
+        use clap::Parser;
+        use kartotek_frontend::logging::LogFormat;
+
+        use super::Command;
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.command);
+        match parse(&["kartotek", "node", "--log-format", "json"]) {
+            Ok(Command::Node(a)) => assert_eq!(a.log_format, Some(LogFormat::Json)),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["kartotek", "frontend", "--log-format", "text"]) {
+            Ok(Command::Frontend(a)) => assert_eq!(a.log_format, Some(LogFormat::Text)),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["kartotek", "node"]) {
+            Ok(Command::Node(a)) => assert_eq!(a.log_format, None, "the config decides"),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["kartotek", "node", "--log-format", "xml"]).is_err());
     }
 }

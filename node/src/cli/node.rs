@@ -17,6 +17,9 @@ pub struct NodeArgs {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Log lines as text or JSON (overrides `log_format`).
+    #[arg(long, value_enum)]
+    pub log_format: Option<kartotek_frontend::logging::LogFormat>,
 }
 
 /// Runs the node until SIGINT/SIGTERM.
@@ -26,7 +29,10 @@ pub async fn run(args: &NodeArgs) -> anyhow::Result<()> {
         print!("{}", toml::to_string_pretty(&config)?);
         return Ok(());
     }
-    super::init_tracing(&config.log_filter);
+    kartotek_frontend::logging::init(
+        &config.log_filter,
+        args.log_format.unwrap_or(config.log_format),
+    );
     run_node(config, super::shutdown_signal()).await?;
     Ok(())
 }

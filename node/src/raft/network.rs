@@ -3,7 +3,8 @@
 //! Messages are openraft's own types encoded with postcard in a `RaftPayload`; the reply is
 //! the encoded `Result` of the remote call, so remote Raft errors arrive as such. Transport
 //! failures become `Unreachable` (openraft backs off) and every call carries the cluster name
-//! and a deadline from openraft's `RPCOption`.
+//! and a deadline from openraft's `RPCOption`, also enforced here. Append timeouts and
+//! snapshot sends are counted per target ([`TransportMetrics`]).
 
 use std::time::Duration;
 
@@ -25,7 +26,22 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
 use super::peers::{Peers, with_cluster};
+use crate::metrics::PeerLabels;
+
+/// What the transport counts, per target (handles into the node's metrics).
+#[derive(Clone, Default)]
+pub struct TransportMetrics {
+    /// AppendEntries that got no answer within their deadline.
+    pub append_timeouts: Family<PeerLabels, Counter>,
+    /// Snapshot chunks a peer acknowledged.
+    pub snapshot_chunks_sent: Family<PeerLabels, Counter>,
+    /// Snapshots a peer acknowledged whole.
+    pub snapshots_sent: Family<PeerLabels, Counter>,
+}
 
 /// Creates a [`PeerClient`] per target; channels are shared through [`Peers`].
 #[derive(Clone)]
@@ -33,16 +49,23 @@ pub struct NetworkFactory {
     peers: Peers,
     cluster: String,
     append_bytes_max: usize,
+    metrics: TransportMetrics,
 }
 
 impl NetworkFactory {
     /// A factory for the cluster named `cluster`; appends larger than `append_bytes_max` are
     /// split.
-    pub fn new(peers: Peers, cluster: String, append_bytes_max: usize) -> Self {
+    pub fn new(
+        peers: Peers,
+        cluster: String,
+        append_bytes_max: usize,
+        metrics: TransportMetrics,
+    ) -> Self {
         NetworkFactory {
             peers,
             cluster,
             append_bytes_max,
+            metrics,
         }
     }
 }
@@ -60,6 +83,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
                 .map_err(|e| e.to_string()),
             cluster: self.cluster.clone(),
             append_bytes_max: self.append_bytes_max,
+            metrics: self.metrics.clone(),
+            labels: PeerLabels::of(target),
         }
     }
 }
@@ -71,10 +96,12 @@ pub struct PeerClient {
     client: Result<RaftServiceClient<Channel>, String>,
     cluster: String,
     append_bytes_max: usize,
+    metrics: TransportMetrics,
+    labels: PeerLabels,
 }
 
 /// The kinds of Raft RPC, for dispatch.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Rpc {
     Append,
     Vote,
@@ -127,11 +154,24 @@ impl PeerClient {
             request.metadata_mut().insert(TARGET_NODE_HEADER, v);
         }
         request.set_timeout(timeout);
-        let result = match rpc {
-            Rpc::Append => client.append_entries(request).await,
-            Rpc::Vote => client.vote(request).await,
-            Rpc::Snapshot => client.install_snapshot(request).await,
+        let call = async {
+            match rpc {
+                Rpc::Append => client.append_entries(request).await,
+                Rpc::Vote => client.vote(request).await,
+                Rpc::Snapshot => client.install_snapshot(request).await,
+            }
         };
+        let result = tokio::time::timeout(timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer in time")));
+        if rpc == Rpc::Append
+            && matches!(&result, Err(s) if s.code() == tonic::Code::DeadlineExceeded)
+        {
+            self.metrics
+                .append_timeouts
+                .get_or_create(&self.labels)
+                .inc();
+        }
         let reply = match result {
             Ok(r) => r.into_inner(),
             Err(status) => {
@@ -184,7 +224,21 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         InstallSnapshotResponse<u64>,
         RPCError<u64, KartotekNode, RaftError<u64, InstallSnapshotError>>,
     > {
-        self.call(Rpc::Snapshot, &rpc, option.hard_ttl()).await
+        let done = rpc.done;
+        let answer = self.call(Rpc::Snapshot, &rpc, option.hard_ttl()).await;
+        if answer.is_ok() {
+            self.metrics
+                .snapshot_chunks_sent
+                .get_or_create(&self.labels)
+                .inc();
+            if done {
+                self.metrics
+                    .snapshots_sent
+                    .get_or_create(&self.labels)
+                    .inc();
+            }
+        }
+        answer
     }
 
     async fn vote(

@@ -17,6 +17,7 @@ use kartotek_domain::{BatchItem, Command, Op, Outcome, RequestId, Response, Time
 use kartotek_storage::TypeConfig;
 use openraft::Raft;
 use openraft::error::{ClientWriteError, RaftError};
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::error::NodeError;
@@ -48,10 +49,15 @@ pub struct Proposer {
 }
 
 impl Proposer {
-    /// Starts the proposer for `raft`.
-    pub fn start(raft: Raft<TypeConfig>, limits: ProposerLimits) -> Self {
+    /// Starts the proposer for `raft`; `entry_proposals` gets the number of writes in each
+    /// log entry it proposes.
+    pub fn start(
+        raft: Raft<TypeConfig>,
+        limits: ProposerLimits,
+        entry_proposals: Histogram,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(limits.queue_len_max.max(1));
-        tokio::spawn(run(raft, limits, rx));
+        tokio::spawn(run(raft, limits, rx, entry_proposals));
         Proposer { tx }
     }
 
@@ -76,7 +82,12 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft<TypeConfig>, limits: ProposerLimits, mut rx: mpsc::Receiver<Pending>) {
+async fn run(
+    raft: Raft<TypeConfig>,
+    limits: ProposerLimits,
+    mut rx: mpsc::Receiver<Pending>,
+    entry_proposals: Histogram,
+) {
     let slots = Arc::new(Semaphore::new(limits.proposals_in_flight_max.max(1)));
     // One item that did not fit into the previous batch.
     let mut carry: Option<Pending> = None;
@@ -107,6 +118,7 @@ async fn run(raft: Raft<TypeConfig>, limits: ProposerLimits, mut rx: mpsc::Recei
                 Err(_) => break,
             }
         }
+        entry_proposals.observe(batch.len() as f64);
         let raft = raft.clone();
         tokio::spawn(async move {
             let _permit = permit;

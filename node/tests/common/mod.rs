@@ -73,6 +73,27 @@ pub fn token_of(claims: &AccessClaims) -> String {
 /// One node process (the testkit's node: `n.id`, `n.addr`, `n.process`).
 pub type TestNode = kartotek_testkit::Node;
 
+/// The body of `GET /metrics` on a node's `metrics_addr` (headers included).
+pub fn metrics_text(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap_or_else(|e| panic!("{e}"));
+    let mut body = String::new();
+    s.read_to_string(&mut body)
+        .unwrap_or_else(|e| panic!("{e}"));
+    body
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed, e.g.
+/// `kartotek_raft_snapshots_sent_total{target="2"}`) in a scrape; `None` if absent.
+pub fn metric_value(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     kartotek_testkit::free_port().unwrap_or_else(|e| panic!("no free port: {e}"))

@@ -9,22 +9,12 @@
 
 use crate::common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::raw::{call, described_methods};
-use common::{TestCluster, free_port};
+use common::{TestCluster, free_port, metrics_text};
 use kartotek_testkit::config::NodeSpec;
 use tonic::transport::Channel;
-
-fn metrics_text(addr: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
-    let mut body = String::new();
-    s.read_to_string(&mut body).expect("metrics body");
-    body
-}
 
 fn with_metrics(spec: &mut NodeSpec) {
     spec.metrics_addr = Some(format!("127.0.0.1:{}", free_port()));
