@@ -159,6 +159,9 @@ struct EventView<'a> {
     /// The event's seq in that node's audit journal.
     #[serde(skip_serializing_if = "Option::is_none")]
     served_journal_seq: Option<u64>,
+    /// That journal's id (hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    served_journal_id: Option<String>,
     hash: &'a str,
 }
 
@@ -180,6 +183,7 @@ impl<'a> From<&'a v1::AuditEvent> for EventView<'a> {
             correlation_id: &e.correlation_id,
             served_by: e.served_by,
             served_journal_seq: e.served_by.map(|_| e.served_journal_seq),
+            served_journal_id: e.served_by.map(|_| format!("{:016x}", e.served_journal_id)),
             hash: &e.hash,
         }
     }

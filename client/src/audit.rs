@@ -56,6 +56,7 @@ pub fn chained_from_message(m: &v1::AuditEvent) -> Result<ChainedAuditEvent, Val
     let mut event = event_from_message(m, Timestamp(0))?;
     event.served_by = m.served_by.map(|node| kartotek_domain::ServedBy {
         node,
+        journal: m.served_journal_id,
         journal_seq: m.served_journal_seq,
     });
     Ok(ChainedAuditEvent {

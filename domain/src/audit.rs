@@ -84,7 +84,7 @@ pub const GENESIS_PREV_HASH: [u8; 32] = [0; 32];
 const ENCODING_TAG: &[u8] = b"kartotek.audit.v1\0";
 
 /// The tag of an event that names its serving node: the v1 encoding followed by `served_by`
-/// (node, journal seq; big endian). An event without one is hashed exactly as before, so old chains verify.
+/// (node, journal, journal seq; big endian). An event without one is hashed exactly as before, so old chains verify.
 const ENCODING_TAG_SERVED: &[u8] = b"kartotek.audit.v2\0";
 
 /// One audited happening.
@@ -126,15 +126,18 @@ pub struct AuditEvent {
     pub served_by: Option<ServedBy>,
 }
 
-/// Where a node-made event comes from: the node and the event's seq in its audit journal.
-/// No two events share one: a node id is never reused (a wiped node joins under a new id),
-/// and a journal's seqs only grow, across restarts too. So the chain shows by itself that no
-/// journal event was chained twice: two chain events with the same `ServedBy` are a bug.
+/// Where a node-made event comes from: the node, its audit journal and the event's seq in
+/// it. No two events share one: a journal's id is drawn at random when its data directory is
+/// made (a wiped or restored node has a new journal, even under its old node id), and its
+/// seqs only grow, across restarts too. So the chain shows by itself that no journal event
+/// was chained twice: two chain events with the same `ServedBy` are a bug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ServedBy {
     /// The serving node's id.
     pub node: u64,
-    /// The event's seq in that node's journal (given when the journal writes it; 0 before).
+    /// The id of that node's journal (given when the journal writes the event; 0 before).
+    pub journal: u64,
+    /// The event's seq in that journal (given with `journal`).
     pub journal_seq: u64,
 }
 
@@ -460,6 +463,7 @@ pub fn canonical_bytes(prev_hash: &[u8; 32], seq: u64, event: &AuditEvent) -> Ve
     put_opt(&mut out, event.correlation_id.as_deref().map(str::as_bytes));
     if let Some(by) = event.served_by {
         out.extend_from_slice(&by.node.to_be_bytes());
+        out.extend_from_slice(&by.journal.to_be_bytes());
         out.extend_from_slice(&by.journal_seq.to_be_bytes());
     }
     out
@@ -696,6 +700,7 @@ mod tests {
             let plain = e.clone();
             e.served_by = Some(ServedBy {
                 node: 3,
+                journal: 7,
                 journal_seq: 11,
             });
             let bytes = ok(postcard::to_allocvec(&e));
@@ -708,7 +713,7 @@ mod tests {
             );
             let json = ok(serde_json::to_string(&e));
             assert!(
-                json.contains("\"served_by\":{\"node\":3,\"journal_seq\":11}"),
+                json.contains("\"served_by\":{\"node\":3,\"journal\":7,\"journal_seq\":11}"),
                 "{json}"
             );
             assert_eq!(ok(serde_json::from_str::<AuditEvent>(&json)), e);
@@ -718,11 +723,12 @@ mod tests {
             // The node is part of the hash: another node, another hash.
             let canon = canonical_bytes(&GENESIS_PREV_HASH, 1, &e);
             assert!(canon.starts_with(ENCODING_TAG_SERVED));
-            for other in [(4, 11), (3, 12)] {
+            for other in [(4, 7, 11), (3, 8, 11), (3, 7, 12)] {
                 let other = AuditEvent {
                     served_by: Some(ServedBy {
                         node: other.0,
-                        journal_seq: other.1,
+                        journal: other.1,
+                        journal_seq: other.2,
                     }),
                     ..e.clone()
                 };

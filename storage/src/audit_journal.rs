@@ -377,6 +377,7 @@ fn write_group(shared: &Shared, group: &mut Vec<Append>, events_max: u64) {
                 // A node-made event carries its journal seq into the chain, where it makes
                 // the event's origin unique (`ServedBy`).
                 if let Some(by) = &mut e.served_by {
+                    by.journal = shared.id;
                     by.journal_seq = seq;
                 }
                 batch.put_cf(c, seq.to_be_bytes(), encode(e)?);

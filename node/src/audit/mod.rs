@@ -43,11 +43,12 @@
 //! Caller-supplied events (`AuditService.Record`, forwarded by the frontends) are committed to
 //! the chain before their answer on every setting: the caller asked for that record.
 //!
-//! **Who served it.** Every event a node makes names that node and the event's seq in the
-//! node's journal (`served_by`: IHE BALP's server agent), set when it is journaled;
-//! forwarded events name none (a caller cannot claim a node). Node ids are never reused and
-//! journal seqs only grow, so no two events share a `served_by`: anyone reading the chain can
-//! check point 3 (no journal event chained twice) without trusting the nodes. The field is
+//! **Who served it.** Every event a node makes names that node, its journal and the event's
+//! seq in the journal (`served_by`: IHE BALP's server agent), set when it is journaled;
+//! forwarded events name none (a caller cannot claim a node). A journal's id is random per
+//! data directory (a restored node under its old id has a new one) and its seqs only grow, so
+//! no two events share a `served_by`: anyone reading the chain can check point 3 (no journal
+//! event chained twice) without trusting the nodes. The field is
 //! hashed when set, and an event without it hashes as events did before the field existed,
 //! so chains written by older releases still verify.
 //!
@@ -112,7 +113,8 @@ impl NodeContext {
         for e in &mut events {
             e.served_by = Some(kartotek_domain::ServedBy {
                 node: self.config().node_id,
-                // Given by the journal as it writes the event.
+                // Both given by the journal as it writes the event.
+                journal: 0,
                 journal_seq: 0,
             });
         }

@@ -66,6 +66,7 @@ pub fn audit_event_message(
         correlation_id: e.correlation_id.clone().unwrap_or_default(),
         served_by: e.served_by.map(|by| by.node),
         served_journal_seq: e.served_by.map(|by| by.journal_seq).unwrap_or_default(),
+        served_journal_id: e.served_by.map(|by| by.journal).unwrap_or_default(),
         prev_hash: if seq == 0 {
             String::new()
         } else {

@@ -245,13 +245,19 @@ async fn every_lookup_is_audited_and_the_chain_verifies() {
     assert_eq!(served("personnel:7654321"), vec![Some(follower)]);
     assert_eq!(served("personnel:1234567"), vec![Some(leader); 5]);
     // With its seq in that node's journal: no two events of one node share one.
-    let mut origins: Vec<(u64, u64)> = events
+    let mut origins: Vec<(u64, String, u64)> = events
         .iter()
-        .filter_map(|e| Some((e["served_by"].as_u64()?, e["served_journal_seq"].as_u64()?)))
+        .filter_map(|e| {
+            Some((
+                e["served_by"].as_u64()?,
+                e["served_journal_id"].as_str()?.to_owned(),
+                e["served_journal_seq"].as_u64()?,
+            ))
+        })
         .collect();
     let node_made = origins.len();
     assert!(node_made >= 7, "{events:?}");
-    assert!(origins.iter().all(|o| o.1 > 0), "{origins:?}");
+    assert!(origins.iter().all(|o| o.2 > 0), "{origins:?}");
     origins.sort_unstable();
     origins.dedup();
     assert_eq!(origins.len(), node_made, "an origin twice: {events:?}");

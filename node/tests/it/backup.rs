@@ -308,4 +308,30 @@ async fn backup_under_writes_restores_into_a_new_cluster() {
     assert_eq!(v["ok"], true, "{v}");
     let head_seq = m["audit_head"]["seq"].as_u64().unwrap_or(u64::MAX);
     assert!(v["events"].as_u64().unwrap_or(0) >= head_seq, "{v} vs {m}");
+    // Events made after the restore come from new journals (a restored data dir draws a new
+    // journal id), so no origin repeats one from before the backup, under the same node ids.
+    let (queried, qout, qerr) = run(&endpoints, &["--json", "audit", "query"]);
+    assert!(queried, "audit query: {qerr}");
+    let q: serde_json::Value = ok(serde_json::from_str(&qout));
+    let mut origins: Vec<String> = q["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["served_by"].is_u64())
+        .map(|e| {
+            format!(
+                "{}/{}/{}",
+                e["served_by"], e["served_journal_id"], e["served_journal_seq"]
+            )
+        })
+        .collect();
+    let node_made = origins.len();
+    assert!(node_made > 0, "{q}");
+    origins.sort_unstable();
+    origins.dedup();
+    assert_eq!(
+        origins.len(),
+        node_made,
+        "an origin twice after the restore: {q}"
+    );
 }

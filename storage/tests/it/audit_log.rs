@@ -382,6 +382,7 @@ fn the_journal_keeps_its_id_and_waiting_events_across_a_restart() {
         let mut made = event(&a, 8);
         made.served_by = Some(kartotek_domain::ServedBy {
             node: 2,
+            journal: 0,
             journal_seq: 0,
         });
         let next = j
@@ -393,6 +394,7 @@ fn the_journal_keeps_its_id_and_waiting_events_across_a_restart() {
         let origins: Vec<_> = pending.iter().map(|p| p.1.served_by).collect();
         let expected = Some(kartotek_domain::ServedBy {
             node: 2,
+            journal: id,
             journal_seq: 8,
         });
         assert_eq!(origins, vec![None, expected, None], "seqs 7 to 9");
