@@ -3,10 +3,12 @@
 //! into the replicated, hash-chained audit log.
 //!
 //! **Contract** (the node's audit layer builds its guarantee on it, see `kartotek_node::audit`):
-//! [`AuditJournal::append`] returns only after the events are in RocksDB's WAL **and the WAL is
-//! fsynced**, so they survive kill -9 and power loss of this node. Appends are
-//! group-committed: one writer thread takes every append queued while the previous fsync ran
-//! and writes them as one synced batch, so N concurrent reads cost one fsync, not N.
+//! [`AuditJournal::append`] returns only after the events are written **and synced** to this
+//! node's disk (`O_DIRECT | O_DSYNC` writes of preallocated segment files, see
+//! [`crate::journal_file`]; not RocksDB, whose WAL the Raft log syncs too), so they survive
+//! kill -9 and power loss of this node. Appends are group-committed: one writer thread takes
+//! every append queued while the previous write ran and writes them as one synced write, so N
+//! concurrent reads cost one device flush, not N.
 //!
 //! **Order without holes.** The writer thread is the only one that gives journal seqs, and it
 //! gives them in the order it writes: every write holds a contiguous run of seqs above every
@@ -31,9 +33,12 @@
 //! continues after the greater of it and the newest event still there: a journal emptied by
 //! its shipper and then restarted goes on from where it was, not from 1.
 //!
-//! Keys (family `outbox`, never in snapshots): `seq (u64 BE)` → event; `JOURNAL_ID_KEY` → id;
-//! `JOURNAL_REMOVED_KEY` → the newest removed seq.
+//! Files: `<data dir>/journal/` ([`crate::journal_file`]). A data directory of a version that
+//! kept the journal in the `outbox` column family has its waiting events, its id and its
+//! removal mark moved into the files at the first open (the id file is written last, so a
+//! move cut short is done again from the start).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -42,14 +47,16 @@ use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::codec::{decode, encode};
-use crate::db::{cf, synced, unsynced};
+use crate::db::{cf, synced};
 use crate::error::StoreError;
+use crate::journal_file::{
+    self, JournalFiles, RECORD_PAYLOAD_BYTES_MAX, RemovedMarker, encode_record, record_bytes,
+};
 use crate::keys::CF_OUTBOX;
 
-/// Key of the journal's id: after every seq key (a seq key is 8 bytes; this one has the
-/// greatest 8-byte prefix and is longer).
+/// Key of the journal's id in the `outbox` family of older versions.
 const JOURNAL_ID_KEY: &[u8] = b"\xff\xff\xff\xff\xff\xff\xff\xffid";
-/// Key of the newest removed seq (after every seq key, like the id).
+/// Key of the newest removed seq there.
 const JOURNAL_REMOVED_KEY: &[u8] = b"\xff\xff\xff\xff\xff\xff\xff\xffremoved";
 
 /// Bounds of a journal.
@@ -61,6 +68,9 @@ pub struct JournalLimits {
     pub queue_max: usize,
     /// Most events in one synced write.
     pub group_events_max: usize,
+    /// Size of a journal segment file (at least
+    /// 2 × 264 KiB, room for two of the largest records).
+    pub segment_bytes: u64,
 }
 
 impl Default for JournalLimits {
@@ -69,6 +79,7 @@ impl Default for JournalLimits {
             events_max: 1_000_000,
             queue_max: 4_096,
             group_events_max: 4_096,
+            segment_bytes: 8 << 20,
         }
     }
 }
@@ -79,7 +90,12 @@ struct Append {
 }
 
 struct Shared {
-    db: Arc<DB>,
+    /// The journal's directory (backlog reads).
+    dir: PathBuf,
+    /// Where removals are recorded.
+    removed_marker: RemovedMarker,
+    /// A write failed part way: no more appends (see `write_group`).
+    failed: std::sync::atomic::AtomicBool,
     id: u64,
     /// The next seq the writer gives (only the writer thread moves it).
     next_seq: AtomicU64,
@@ -97,8 +113,7 @@ struct Shared {
     /// The newest removed seq, for [`AuditJournal::wait_removed`].
     removed: tokio::sync::watch::Sender<u64>,
     /// The newest written events (at most [`TAIL_EVENTS_MAX`]), so that the shipper reads
-    /// from memory, not from a column family full of range tombstones (each RocksDB read
-    /// there pays for every tombstone in the memtable, and that grew with every ship).
+    /// from memory; an older backlog is read from the segment files.
     tail: std::sync::Mutex<std::collections::VecDeque<(u64, AuditEvent)>>,
 }
 
@@ -129,66 +144,98 @@ impl Drop for Writer {
 }
 
 impl AuditJournal {
-    /// Opens the journal in `db` (making its id on first use) and starts its writer thread.
-    pub(crate) fn open(db: Arc<DB>, limits: JournalLimits) -> Result<Self, StoreError> {
-        let c = cf(&db, CF_OUTBOX)?;
-        let id = match db.get_cf(c, JOURNAL_ID_KEY)? {
-            Some(v) => decode::<u64>(&v)?,
-            None => {
-                let id = loop {
-                    let id: u64 = rand::random();
-                    if id != 0 {
-                        break id;
-                    }
+    /// Opens the journal in `dir` (making it and its id on first use, or moving an older
+    /// version's journal out of `db`'s `outbox` family) and starts its writer thread.
+    pub(crate) fn open(db: &DB, dir: &Path, limits: JournalLimits) -> Result<Self, StoreError> {
+        let old = if journal_file::has_id(dir)? {
+            None
+        } else {
+            let old = read_outbox(db)?;
+            journal_file::reset(dir, old.as_ref().map(|o| o.first_seq - 1).unwrap_or(0))?;
+            old
+        };
+        let opened = JournalFiles::open(dir, limits.segment_bytes)?;
+        let mut files = opened.files;
+        let mut next_seq = opened.next_seq;
+        let mut records = opened.records;
+        // Invariant: what was read back lies past the removal mark.
+        debug_assert!(
+            records
+                .first()
+                .is_none_or(|(first, _)| *first > opened.removed)
+        );
+        let id = match (opened.id, old) {
+            (Some(id), _) => id,
+            (None, old) => {
+                let id = match &old {
+                    Some(o) => o.id,
+                    None => loop {
+                        let id: u64 = rand::random();
+                        if id != 0 {
+                            break id;
+                        }
+                    },
                 };
-                db.put_cf_opt(c, JOURNAL_ID_KEY, encode(&id)?, &synced())?;
+                if let Some(o) = old {
+                    // Invariant: the new files start where the old journal's events do.
+                    assert_eq!(next_seq, o.first_seq, "moved journal out of step");
+                    let mut buf = Vec::new();
+                    for (seq, payload) in o.events {
+                        if buf.len() + record_bytes(payload.len()) + journal_file::BLOCK_BYTES
+                            > files.room() as usize
+                        {
+                            files.write_synced(&std::mem::take(&mut buf))?;
+                            files.rotate(seq, 0)?;
+                        }
+                        encode_record(&mut buf, seq, &payload);
+                        records.push((seq, payload));
+                        next_seq = seq + 1;
+                    }
+                    if !buf.is_empty() {
+                        files.write_synced(&buf)?;
+                    }
+                }
+                // The commit point of a new (or moved) journal.
+                files.set_id(id)?;
                 id
             }
         };
-        let last = match db
-            .iterator_cf(
-                c,
-                IteratorMode::From(&u64::MAX.to_be_bytes(), Direction::Reverse),
-            )
-            .next()
-        {
-            Some(item) => Some(seq_of(&item?.0)?),
-            None => None,
-        }
-        .unwrap_or(0);
-        let removed: u64 = match db.get_cf(c, JOURNAL_REMOVED_KEY)? {
-            Some(v) => decode(&v)?,
-            None => 0,
+        clear_outbox(db)?;
+        let removed = match records.first() {
+            Some((first, _)) => first - 1,
+            None => next_seq - 1,
         };
-        let last = last.max(removed);
-        let first = match db.iterator_cf(c, IteratorMode::Start).next() {
-            Some(item) => {
-                let (k, _) = item?;
-                if k.len() == 8 { seq_of(&k)? } else { last + 1 }
-            }
-            None => last + 1,
-        };
+        let removed_marker = files.removed_marker()?;
+        let tail: std::collections::VecDeque<(u64, AuditEvent)> = records
+            .iter()
+            .rev()
+            .take(TAIL_EVENTS_MAX)
+            .rev()
+            .map(|(seq, payload)| Ok((*seq, decode(payload)?)))
+            .collect::<Result<_, StoreError>>()?;
         let shared = Arc::new(Shared {
-            db,
+            dir: dir.to_path_buf(),
+            removed_marker,
+            failed: std::sync::atomic::AtomicBool::new(false),
             id,
-            next_seq: AtomicU64::new(last + 1),
-            removed_through: AtomicU64::new(first.saturating_sub(1)),
+            next_seq: AtomicU64::new(next_seq),
+            removed_through: AtomicU64::new(removed),
             written: Notify::new(),
             writes_total: AtomicU64::new(0),
             events_total: AtomicU64::new(0),
-            written_at: std::sync::Mutex::new(if last >= first {
-                [(last, std::time::Instant::now())].into()
+            written_at: std::sync::Mutex::new(if next_seq - 1 > removed {
+                [(next_seq - 1, std::time::Instant::now())].into()
             } else {
                 Default::default()
             }),
-            removed: tokio::sync::watch::Sender::new(first.saturating_sub(1)),
-            tail: Default::default(),
+            removed: tokio::sync::watch::Sender::new(removed),
+            tail: std::sync::Mutex::new(tail),
         });
         let (tx, rx) = mpsc::channel(limits.queue_max.max(1));
         let writer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("audit-journal".into())
-            .spawn(move || write_loop(writer, rx, limits))
+            .spawn(move || write_loop(writer, files, rx, limits))
             .map_err(|e| StoreError::Task(format!("starting the audit journal writer: {e}")))?;
         Ok(AuditJournal {
             shared,
@@ -234,26 +281,15 @@ impl AuditJournal {
         if self.written_through() < from {
             return Ok(Vec::new());
         }
-        let db = &self.shared.db;
-        let c = cf(db, CF_OUTBOX)?;
         let mut out = Vec::new();
-        let from = from.to_be_bytes();
-        for item in db.iterator_cf(c, IteratorMode::From(&from, Direction::Forward)) {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = item?;
-            if k.len() != 8 {
-                break;
-            }
-            let seq = seq_of(&k)?;
+        for (seq, payload) in journal_file::read_from(&self.shared.dir, from, limit)? {
             // Invariant: the writer gives seqs in write order, so what is there is contiguous.
             debug_assert!(
                 out.last()
                     .is_none_or(|(prev, _): &(u64, AuditEvent)| *prev + 1 == seq),
                 "audit journal hole before seq {seq}"
             );
-            out.push((seq, decode(&v)?));
+            out.push((seq, decode(&payload)?));
         }
         Ok(out)
     }
@@ -261,17 +297,18 @@ impl AuditJournal {
     /// Removes every event up to and including `seq` (shipped and chained; a seq that
     /// [`AuditJournal::pending`] returned).
     pub fn remove_through(&self, seq: u64) -> Result<(), StoreError> {
-        let db = &self.shared.db;
-        let c = cf(db, CF_OUTBOX)?;
         let from = self.shared.removed_through.load(Ordering::SeqCst) + 1;
         if seq < from {
             return Ok(());
         }
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(c, from.to_be_bytes(), (seq + 1).to_be_bytes());
-        // In the same batch: lost together with the deletion in a crash, or kept with it.
-        batch.put_cf(c, JOURNAL_REMOVED_KEY, encode(&seq)?);
-        db.write_opt(batch, &unsynced())?;
+        // Invariant: only what was written can have been shipped.
+        debug_assert!(
+            seq <= self.written_through(),
+            "removing unwritten seq {seq}"
+        );
+        // Segments holding only removed events are reused by the writer at its next
+        // rotation; the marker (unsynced) keeps a restart from shipping them again.
+        self.shared.removed_marker.mark(seq)?;
         self.shared.removed_through.fetch_max(seq, Ordering::SeqCst);
         if let Ok(mut w) = self.shared.written_at.lock() {
             while w.front().is_some_and(|(last, _)| *last <= seq) {
@@ -333,8 +370,13 @@ fn depth(s: &Shared) -> u64 {
 }
 
 /// The writer thread: takes every queued append, gives their events seqs in order, writes
-/// them as one synced batch, answers them.
-fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Append>, limits: JournalLimits) {
+/// them as one synced write, answers them.
+fn write_loop(
+    shared: Arc<Shared>,
+    mut files: JournalFiles,
+    mut rx: mpsc::Receiver<Append>,
+    limits: JournalLimits,
+) {
     let mut group: Vec<Append> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         let mut events = first.events.len();
@@ -348,90 +390,208 @@ fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Append>, limits: Journ
                 Err(_) => break,
             }
         }
-        write_group(&shared, &mut group, limits.events_max);
+        write_group(&shared, &mut files, &mut group, limits.events_max);
     }
 }
 
-fn write_group(shared: &Shared, group: &mut Vec<Append>, events_max: u64) {
+fn write_group(
+    shared: &Shared,
+    files: &mut JournalFiles,
+    group: &mut Vec<Append>,
+    events_max: u64,
+) {
+    if shared.failed.load(Ordering::Acquire) {
+        for a in group.drain(..) {
+            let _ = a.done.send(Err(StoreError::Task(
+                "the audit journal failed a write; restart the node".into(),
+            )));
+        }
+        return;
+    }
     let start = shared.next_seq.load(Ordering::SeqCst);
     let mut next = start;
-    let mut batch = WriteBatch::default();
-    let mut taken: Vec<(Append, u64)> = Vec::with_capacity(group.len());
-    let prepared: Result<(), StoreError> = (|| {
-        let c = cf(&shared.db, CF_OUTBOX)?;
-        let room = events_max.saturating_sub(depth(shared));
-        for mut a in group.drain(..) {
-            let n = a.events.len() as u64;
-            if n == 0 {
-                let _ = a
-                    .done
-                    .send(Err(StoreError::Task("an empty audit append".into())));
-                continue;
-            }
-            if next - start + n > room {
-                let _ = a.done.send(Err(StoreError::JournalFull(events_max)));
-                continue;
-            }
-            for (i, e) in a.events.iter_mut().enumerate() {
-                let seq = next + i as u64;
+    // Each taken append with its first seq and its events' encodings.
+    let mut taken: Vec<(Append, u64, Vec<Vec<u8>>)> = Vec::with_capacity(group.len());
+    let room = events_max.saturating_sub(depth(shared));
+    for mut a in group.drain(..) {
+        let n = a.events.len() as u64;
+        if n == 0 {
+            let _ = a
+                .done
+                .send(Err(StoreError::Task("an empty audit append".into())));
+            continue;
+        }
+        if next - start + n > room {
+            let _ = a.done.send(Err(StoreError::JournalFull(events_max)));
+            continue;
+        }
+        let encoded: Result<Vec<Vec<u8>>, StoreError> = a
+            .events
+            .iter_mut()
+            .enumerate()
+            .map(|(i, e)| {
                 // A node-made event carries its journal seq into the chain, where it makes
                 // the event's origin unique (`ServedBy`).
                 if let Some(by) = &mut e.served_by {
                     by.journal = shared.id;
-                    by.journal_seq = seq;
+                    by.journal_seq = next + i as u64;
                 }
-                batch.put_cf(c, seq.to_be_bytes(), encode(e)?);
+                let payload = encode(e)?;
+                if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
+                    return Err(StoreError::Task(format!(
+                        "an audit event of {} bytes (at most {RECORD_PAYLOAD_BYTES_MAX})",
+                        payload.len()
+                    )));
+                }
+                Ok(payload)
+            })
+            .collect();
+        match encoded {
+            Ok(encoded) => {
+                taken.push((a, next, encoded));
+                next += n;
             }
-            taken.push((a, next));
-            next += n;
+            Err(e) => {
+                let _ = a.done.send(Err(e));
+            }
         }
-        if next > start {
-            shared.db.write_opt(std::mem::take(&mut batch), &synced())?;
+    }
+    if taken.is_empty() {
+        return;
+    }
+    // The write (or, for a group larger than a segment, the writes: each fills a segment
+    // and the next starts a new one at its first seq).
+    let mut written_bytes = 0usize;
+    let result: Result<(), StoreError> = (|| {
+        let total: usize = taken
+            .iter()
+            .flat_map(|t| t.2.iter())
+            .map(|p| record_bytes(p.len()))
+            .sum();
+        if total.next_multiple_of(journal_file::BLOCK_BYTES) as u64 > files.room() {
+            // Nothing of the group is written yet, so a failure here costs no seq.
+            files.rotate(start, shared.removed_through.load(Ordering::SeqCst))?;
         }
+        let mut buf: Vec<u8> = Vec::with_capacity(total.min(files.segment_bytes() as usize));
+        for (_, first, encoded) in &taken {
+            for (i, payload) in encoded.iter().enumerate() {
+                let seq = first + i as u64;
+                if buf.len() + record_bytes(payload.len()) + journal_file::BLOCK_BYTES
+                    > files.room() as usize
+                {
+                    files.write_synced(&buf)?;
+                    written_bytes += buf.len();
+                    buf.clear();
+                    files.rotate(seq, shared.removed_through.load(Ordering::SeqCst))?;
+                }
+                encode_record(&mut buf, seq, payload);
+            }
+        }
+        files.write_synced(&buf)?;
+        written_bytes += buf.len();
         Ok(())
     })();
-    match prepared {
+    match result {
         Ok(()) => {
             shared.next_seq.store(next, Ordering::SeqCst);
-            if next > start {
-                if let Ok(mut w) = shared.written_at.lock() {
-                    w.push_back((next - 1, std::time::Instant::now()));
-                }
-                if let Ok(mut t) = shared.tail.lock() {
-                    for (a, first) in &mut taken {
-                        let first = *first;
-                        let events = std::mem::take(&mut a.events);
-                        t.extend(
-                            events
-                                .into_iter()
-                                .enumerate()
-                                .map(|(i, e)| (first + i as u64, e)),
-                        );
-                    }
-                    while t.len() > TAIL_EVENTS_MAX {
-                        t.pop_front();
-                    }
-                }
-                shared.writes_total.fetch_add(1, Ordering::Relaxed);
-                shared
-                    .events_total
-                    .fetch_add(next - start, Ordering::Relaxed);
-                shared.written.notify_one();
+            if let Ok(mut w) = shared.written_at.lock() {
+                w.push_back((next - 1, std::time::Instant::now()));
             }
-            for (a, first) in taken {
+            if let Ok(mut t) = shared.tail.lock() {
+                for (a, first, _) in &mut taken {
+                    let first = *first;
+                    let events = std::mem::take(&mut a.events);
+                    t.extend(
+                        events
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, e)| (first + i as u64, e)),
+                    );
+                }
+                while t.len() > TAIL_EVENTS_MAX {
+                    t.pop_front();
+                }
+            }
+            shared.writes_total.fetch_add(1, Ordering::Relaxed);
+            shared
+                .events_total
+                .fetch_add(next - start, Ordering::Relaxed);
+            shared.written.notify_one();
+            for (a, first, _) in taken {
                 let _ = a.done.send(Ok(first));
             }
         }
         Err(e) => {
-            // Nothing of this group is durable: its seqs are given again to the next group.
-            tracing::error!(error = %e, "audit journal write failed");
-            for (a, _) in taken {
+            // Nothing of this group is acknowledged. If none of it reached the disk its seqs
+            // are given again to the next group; if part of it may have (a write, then a
+            // failed one), the journal stops taking appends until the node restarts and
+            // reads back what is really there (a seq given twice would be an event the
+            // chain drops).
+            if written_bytes > 0 {
+                shared.failed.store(true, Ordering::Release);
+                tracing::error!(error = %e, "audit journal write failed part way; no more appends until a restart");
+            } else {
+                tracing::error!(error = %e, "audit journal write failed");
+            }
+            for (a, _, _) in taken {
                 let _ = a
                     .done
                     .send(Err(StoreError::Task(format!("audit journal write: {e}"))));
             }
         }
     }
+}
+
+/// The journal an older version kept in the `outbox` family, if any.
+struct OldOutbox {
+    id: u64,
+    /// The seq of its first waiting event (the newest removed + 1 when none waits).
+    first_seq: u64,
+    events: Vec<(u64, Vec<u8>)>,
+}
+
+fn read_outbox(db: &DB) -> Result<Option<OldOutbox>, StoreError> {
+    let c = cf(db, CF_OUTBOX)?;
+    let Some(id) = db.get_cf(c, JOURNAL_ID_KEY)? else {
+        return Ok(None);
+    };
+    let id: u64 = decode(&id)?;
+    let removed: u64 = match db.get_cf(c, JOURNAL_REMOVED_KEY)? {
+        Some(v) => decode(&v)?,
+        None => 0,
+    };
+    let mut events = Vec::new();
+    for item in db.iterator_cf(c, IteratorMode::From(&[], Direction::Forward)) {
+        let (k, v) = item?;
+        if k.len() != 8 {
+            break;
+        }
+        events.push((seq_of(&k)?, v.to_vec()));
+    }
+    let last = events.last().map(|e| e.0).unwrap_or(0).max(removed);
+    let first_seq = events.first().map(|e| e.0).unwrap_or(last + 1);
+    // Invariant: the old journal's events were contiguous.
+    debug_assert!(
+        events.windows(2).all(|w| w[0].0 + 1 == w[1].0),
+        "old audit journal with a hole"
+    );
+    Ok(Some(OldOutbox {
+        id,
+        first_seq,
+        events,
+    }))
+}
+
+/// Removes what an older version kept in the `outbox` family (once it is in the files).
+fn clear_outbox(db: &DB) -> Result<(), StoreError> {
+    let c = cf(db, CF_OUTBOX)?;
+    if db.iterator_cf(c, IteratorMode::Start).next().is_none() {
+        return Ok(());
+    }
+    let mut batch = WriteBatch::default();
+    batch.delete_range_cf(c, &[][..], &[0xffu8; 17][..]);
+    db.write_opt(batch, &synced())?;
+    Ok(())
 }
 
 fn seq_of(key: &[u8]) -> Result<u64, StoreError> {

@@ -65,7 +65,7 @@
 //! - [`reader`]: [`StateReader`], point-in-time reads of the locator and the change history;
 //!   [`record_reader`]: reads of the record families and the facts for access decisions;
 //!   [`audit_log`]: the audit chain's keys and reads.
-//! - [`audit_journal`]: this node's fsynced, group-committed journal of the audit events of the
+//! - [`audit_journal`] (on the files of `journal_file`): this node's fsynced, group-committed journal of the audit events of the
 //!   answers it gave, not yet in the chain.
 //!
 //! Dependencies go one way: `state_machine` → `apply` → keys/codec/db (and the audit keys in
@@ -80,6 +80,7 @@ pub mod codec;
 pub mod db;
 pub mod error;
 pub mod fence;
+mod journal_file;
 pub mod keys;
 pub mod log_store;
 pub mod reader;

@@ -80,7 +80,7 @@ impl Store {
         state_machine.snapshots().recover()?;
         move_audit_chain_out_of_sm(&db)?;
         let log = LogStore::new(db.clone(), stats.clone())?;
-        let journal = AuditJournal::open(db.clone(), config.journal)?;
+        let journal = AuditJournal::open(&db, &dir.join("journal"), config.journal)?;
         let reader = StateReader::new(db, revisions_rx, fence);
         revisions.send_replace(reader.position()?.1);
         Ok(Store {

@@ -251,6 +251,20 @@ fn a_journal_batch_is_chained_once_per_journal_seq() {
 /// writing, so a shipper could move past a slow writer's events and never ship them).
 #[test]
 fn the_journal_gives_contiguous_seqs_in_write_order_and_loses_nothing_under_concurrency() {
+    contiguous_under_concurrency(kartotek_storage::JournalLimits::default());
+}
+
+/// The same with the smallest segments, so that writes rotate through (and reuse) segment
+/// files while the shipper removes behind them; then a restart reads back what is left.
+#[test]
+fn the_journal_rotates_segments_under_concurrency_without_losing_an_event() {
+    contiguous_under_concurrency(kartotek_storage::JournalLimits {
+        segment_bytes: 0,
+        ..kartotek_storage::JournalLimits::default()
+    });
+}
+
+fn contiguous_under_concurrency(limits: kartotek_storage::JournalLimits) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -258,8 +272,11 @@ fn the_journal_gives_contiguous_seqs_in_write_order_and_loses_nothing_under_conc
         .unwrap_or_else(|e| panic!("{e}"));
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store =
-            Store::open(dir.path(), StoreConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let config = StoreConfig {
+            journal: limits,
+            ..StoreConfig::default()
+        };
+        let store = Store::open(dir.path(), config.clone()).unwrap_or_else(|e| panic!("{e}"));
         let journal = store.journal.clone();
         let a = patient(3);
         const WRITERS: i64 = 32;
@@ -325,6 +342,114 @@ fn the_journal_gives_contiguous_seqs_in_write_order_and_loses_nothing_under_conc
             journal
                 .wait_removed(total as u64, std::time::Duration::from_millis(10))
                 .await
+        );
+        // More, one at a time (a block each: with small segments, several segments' worth),
+        // all but the last shipped; after a restart the last is what waits, and seqs go on
+        // after it.
+        let more: i64 = if limits.segment_bytes == 0 { 300 } else { 3 };
+        for t in 0..more {
+            journal
+                .append(vec![event(&a, 900_000 + t)])
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        journal
+            .remove_through(total as u64 + more as u64 - 1)
+            .unwrap_or_else(|e| panic!("{e}"));
+        if limits.segment_bytes == 0 {
+            let newest = std::fs::read_dir(dir.path().join("journal"))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .filter_map(|e| {
+                    e.ok()?
+                        .file_name()
+                        .to_str()?
+                        .strip_prefix("seg-")?
+                        .parse()
+                        .ok()
+                })
+                .max()
+                .unwrap_or(0u64);
+            assert!(newest > 1, "the writes went through more than one segment");
+        }
+        drop(journal);
+        drop(store);
+        let store = Store::open(dir.path(), config).unwrap_or_else(|e| panic!("{e}"));
+        let left = store.journal.pending(10).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            left.iter().map(|l| (l.0, l.1.time.0)).collect::<Vec<_>>(),
+            vec![(total as u64 + more as u64, 900_000 + more - 1)]
+        );
+        let next = store
+            .journal
+            .append(vec![event(&a, 1)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(next, total as u64 + more as u64 + 1);
+    });
+}
+
+/// A data directory of a version that kept the journal in the `outbox` column family: the
+/// first open moves its waiting events (same seqs), its id and its removal mark into the
+/// journal files and empties the family; the journal goes on from there.
+#[test]
+fn a_journal_kept_in_rocksdb_by_an_older_version_is_moved_into_files() {
+    use kartotek_storage::codec::encode;
+    use kartotek_storage::keys::CF_OUTBOX;
+    block_on(async {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let a = patient(7);
+        {
+            let db = kartotek_storage::db::open(&dir.path().join("db"), 1 << 20)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let c = kartotek_storage::db::cf(&db, CF_OUTBOX).unwrap_or_else(|e| panic!("{e}"));
+            let put = |k: &[u8], v: Vec<u8>| db.put_cf(c, k, v).unwrap_or_else(|e| panic!("{e}"));
+            put(
+                b"\xff\xff\xff\xff\xff\xff\xff\xffid",
+                encode(&4242u64).unwrap_or_default(),
+            );
+            put(
+                b"\xff\xff\xff\xff\xff\xff\xff\xffremoved",
+                encode(&4u64).unwrap_or_default(),
+            );
+            for seq in 5u64..=7 {
+                put(
+                    &seq.to_be_bytes(),
+                    encode(&event(&a, seq as i64 * 100)).unwrap_or_default(),
+                );
+            }
+        }
+        for round in 0..2 {
+            let store =
+                Store::open(dir.path(), StoreConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(store.journal.id(), 4242, "round {round}: the id is kept");
+            let pending = store.journal.pending(10).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                pending
+                    .iter()
+                    .map(|p| (p.0, p.1.time.0))
+                    .collect::<Vec<_>>(),
+                vec![(5, 500), (6, 600), (7, 700)],
+                "round {round}"
+            );
+            assert_eq!(store.journal.depth(), 3);
+        }
+        let store =
+            Store::open(dir.path(), StoreConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let next = store
+            .journal
+            .append(vec![event(&a, 800)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(next, 8);
+        drop(store);
+        let db = kartotek_storage::db::open(&dir.path().join("db"), 1 << 20)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let c = kartotek_storage::db::cf(&db, CF_OUTBOX).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            db.iterator_cf(c, rocksdb::IteratorMode::Start)
+                .next()
+                .is_none(),
+            "the family is emptied"
         );
     });
 }
