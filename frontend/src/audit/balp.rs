@@ -32,10 +32,10 @@
 use std::collections::HashMap;
 
 use kartotek_client::proto as v1;
+use kartotek_domain::OrgNumber;
 use kartotek_domain::fields::{Actor, Purpose, parse_hpr, parse_timestamp};
 use kartotek_domain::limits::{AUDIT_EVENTS_PER_APPEND_MAX, AUDIT_RESOURCE_BYTES_MAX};
 use kartotek_domain::locator::{parse_national_id, parse_org_number};
-use kartotek_domain::OrgNumber;
 use serde_json::{Value, json};
 
 /// Most `AuditEvent`s one POST may carry (a `Bundle`'s entries); all go into one
@@ -63,7 +63,8 @@ pub const ACTION_SYSTEM: &str = "urn:kartotek:audit-action";
 /// Code system of Kartotek's purposes of use (exported `purposeOfUse`).
 pub const PURPOSE_SYSTEM: &str = "urn:kartotek:purpose";
 /// BALP's entity type code system (`XrequestId`).
-pub const BALP_ENTITY_TYPE_SYSTEM: &str = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType";
+pub const BALP_ENTITY_TYPE_SYSTEM: &str =
+    "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType";
 /// DICOM codes: the agent types of BALP's client and server agents.
 const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
 /// The action of a forwarded read.
@@ -83,7 +84,9 @@ pub enum BalpError {
         reason: String,
     },
     /// An agent names an organisation other than the token's (403).
-    #[error("{field}: organisation {named} is not the caller's ({own}): events are logged only in the token's organisation's name")]
+    #[error(
+        "{field}: organisation {named} is not the caller's ({own}): events are logged only in the token's organisation's name"
+    )]
     OtherOrganisation {
         /// JSON path of the identifier value.
         field: String,
@@ -274,7 +277,10 @@ fn parse_event(e: &Value, path: &str, org: &OrgNumber) -> Result<Forwarded, Balp
             && ident.get("system").and_then(Value::as_str) == Some(ORG_NUMBER_SYSTEM)
         {
             let vpath = format!("{apath}.who.identifier.value");
-            let value = ident.get("value").and_then(Value::as_str).unwrap_or_default();
+            let value = ident
+                .get("value")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let named = parse_org_number(&vpath, value)
                 .map_err(|v| BalpError::invalid(v.field, v.reason))?;
             if named != *org {
@@ -526,7 +532,10 @@ fn entities_of(e: &Value, path: &str) -> Result<(String, String, String), BalpEr
 /// (`served_by`: node, journal, journal seq) as the server agent, the patient and
 /// `X-Request-Id` entities, and the chain position and hashes as extensions.
 pub fn to_fhir(e: &v1::AuditEvent) -> Value {
-    let (kind, id) = e.actor.split_once(':').unwrap_or(("system", e.actor.as_str()));
+    let (kind, id) = e
+        .actor
+        .split_once(':')
+        .unwrap_or(("system", e.actor.as_str()));
     let system = match kind {
         "personnel" => HPR_SYSTEM,
         "citizen" => NATIONAL_ID_SYSTEM,
@@ -541,7 +550,8 @@ pub fn to_fhir(e: &v1::AuditEvent) -> Value {
         "requestor": true,
     });
     if !e.purpose.is_empty() {
-        user["purposeOfUse"] = json!([{ "coding": [{ "system": PURPOSE_SYSTEM, "code": e.purpose }] }]);
+        user["purposeOfUse"] =
+            json!([{ "coding": [{ "system": PURPOSE_SYSTEM, "code": e.purpose }] }]);
     }
     if !e.on_behalf_of.is_empty() {
         user["extension"] = json!([{
@@ -597,7 +607,8 @@ pub fn to_fhir(e: &v1::AuditEvent) -> Value {
     }
     if e.emergency_override {
         extensions.push(json!({ "url": "urn:kartotek:emergency-override", "valueBoolean": true }));
-        extensions.push(json!({ "url": "urn:kartotek:justification", "valueString": e.justification }));
+        extensions
+            .push(json!({ "url": "urn:kartotek:justification", "valueString": e.justification }));
     }
     let verb = if e.action.ends_with(".write") || e.action.ends_with(".ack") {
         "U"
@@ -740,15 +751,30 @@ mod tests {
         );
     }
 
+    /// What a case is about, how it spoils the sample, the field the error must name.
+    type Case = (&'static str, fn(&mut Value), &'static str);
+
     #[test]
     fn other_faults_name_their_field() {
-        let cases: [(&str, fn(&mut Value), &str); 7] = [
-            ("no id", |e| {
-                e.as_object_mut().unwrap().remove("id");
-            }, "id"),
+        let cases: [Case; 7] = [
+            (
+                "no id",
+                |e| {
+                    e.as_object_mut().unwrap().remove("id");
+                },
+                "id",
+            ),
             ("bad id", |e| e["id"] = json!("a b"), "id"),
-            ("bad time", |e| e["recorded"] = json!("yesterday"), "recorded"),
-            ("no user", |e| e["agent"][2]["requestor"] = json!(false), "agent"),
+            (
+                "bad time",
+                |e| e["recorded"] = json!("yesterday"),
+                "recorded",
+            ),
+            (
+                "no user",
+                |e| e["agent"][2]["requestor"] = json!(false),
+                "agent",
+            ),
             (
                 "bad hpr",
                 |e| e["agent"][2]["who"]["identifier"]["value"] = json!("x1"),
@@ -772,7 +798,10 @@ mod tests {
         let twice = json!({ "resourceType": "Bundle", "type": "collection",
             "entry": [{ "resource": sample("a", ORG, PATIENT) }, { "resource": sample("a", ORG, PATIENT) }] });
         assert_eq!(field_of(&twice), "entry[1].resource.id");
-        assert_eq!(field_of(&json!({ "resourceType": "Patient" })), "resourceType");
+        assert_eq!(
+            field_of(&json!({ "resourceType": "Patient" })),
+            "resourceType"
+        );
     }
 
     #[test]

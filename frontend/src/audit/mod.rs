@@ -131,8 +131,8 @@ pub(crate) fn record_request(
                   organisation's name"
             .into(),
     })?;
-    let org = parse_org_number("org", org)
-        .map_err(|e| HttpError::Internal(format!("token org: {e}")))?;
+    let org =
+        parse_org_number("org", org).map_err(|e| HttpError::Internal(format!("token org: {e}")))?;
     let body: Value = serde_json::from_slice(body)
         .map_err(|e| HttpError::bad_request("body", format!("is not JSON: {e}")))?;
     let mut events = balp::parse_post(&body, &org).map_err(refused)?;
@@ -244,7 +244,10 @@ pub(crate) async fn export(
             ..Default::default()
         })
         .await?;
-    let base = format!("{}{AUDIT_EVENTS_PATH}", s.config.public_base_url.trim_end_matches('/'));
+    let base = format!(
+        "{}{AUDIT_EVENTS_PATH}",
+        s.config.public_base_url.trim_end_matches('/')
+    );
     let mut links = vec![json!({ "relation": "self", "url": format!(
         "{base}?patient={patient}&from_seq={}&_count={count}", q.from_seq.unwrap_or(0)) })];
     if answer.next_seq != 0 {

@@ -229,8 +229,14 @@ async fn balp_events_through_the_frontend_into_the_chain() {
         .collect();
     let (status, problem) = call(addr, "POST", path, &token, Some(&bundle(many))).await;
     assert_eq!(status, 400, "{problem}");
-    assert!(problem["detail"].as_str().unwrap().starts_with("entry:"), "{problem}");
-    assert!(forwarded_of(&cluster, &p).await.is_empty(), "refused requests wrote nothing");
+    assert!(
+        problem["detail"].as_str().unwrap().starts_with("entry:"),
+        "{problem}"
+    );
+    assert!(
+        forwarded_of(&cluster, &p).await.is_empty(),
+        "refused requests wrote nothing"
+    );
 
     // A valid event is recorded; a resend is recorded once.
     let event = balp_event("ev-1", &org_a, &p);
@@ -252,14 +258,8 @@ async fn balp_events_through_the_frontend_into_the_chain() {
 
     // The export: a FHIR searchset of BALP AuditEvents, Kartotek's own among them (the
     // serving node as the server agent).
-    let (status, bundle_out) = call(
-        addr,
-        "GET",
-        &format!("{path}?patient={p}"),
-        &token,
-        None,
-    )
-    .await;
+    let (status, bundle_out) =
+        call(addr, "GET", &format!("{path}?patient={p}"), &token, None).await;
     assert_eq!(status, 200, "{bundle_out}");
     assert_eq!(bundle_out["resourceType"], "Bundle");
     assert_eq!(bundle_out["type"], "searchset");
@@ -274,8 +274,14 @@ async fn balp_events_through_the_frontend_into_the_chain() {
         .filter(|r| r["subtype"][0]["code"] == "patient.read")
         .collect();
     assert_eq!(forwarded.len(), 1, "{bundle_out}");
-    assert_eq!(forwarded[0]["agent"][0]["who"]["identifier"]["value"], "1234567");
-    assert_eq!(forwarded[0]["entity"][0]["what"]["identifier"]["value"], p.as_str());
+    assert_eq!(
+        forwarded[0]["agent"][0]["who"]["identifier"]["value"],
+        "1234567"
+    );
+    assert_eq!(
+        forwarded[0]["entity"][0]["what"]["identifier"]["value"],
+        p.as_str()
+    );
     // Export again: now Kartotek's own audit.query event of the first export is there.
     let (_, bundle_out) = call(addr, "GET", &format!("{path}?patient={p}"), &token, None).await;
     let own = bundle_out["entry"]
