@@ -113,9 +113,12 @@ pub fn request_id_of(org: &str, sorted_ids: &[&str]) -> String {
 fn refused(e: balp::BalpError) -> HttpError {
     match e {
         balp::BalpError::Invalid { field, reason } => HttpError::bad_request(field, reason),
-        other @ balp::BalpError::OtherOrganisation { .. } => HttpError::Forbidden {
-            field: other.field().to_owned(),
-            message: other.to_string(),
+        balp::BalpError::OtherOrganisation { field, named, own } => HttpError::Forbidden {
+            field,
+            message: format!(
+                "organisation {named} is not the caller's ({own}): events are logged only in \
+                 the token's organisation's name"
+            ),
         },
     }
 }

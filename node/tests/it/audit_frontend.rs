@@ -224,6 +224,15 @@ async fn balp_events_through_the_frontend_into_the_chain() {
             .starts_with("entry[1].resource.agent[0].who.identifier.value:"),
         "{problem}"
     );
+    assert_eq!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .matches("agent[0]")
+            .count(),
+        1,
+        "the field is named once: {problem}"
+    );
     let many: Vec<Value> = (0..501)
         .map(|i| balp_event(&format!("big-{i}"), &org_a, &p))
         .collect();
