@@ -174,8 +174,11 @@ pub(crate) async fn record(
     Authenticated(caller): Authenticated,
     body: Bytes,
 ) -> Result<Response, HttpError> {
-    let (request, ids) = record_request(&caller, &body)?;
+    let (request, ids) = record_request(&caller, &body).inspect_err(|_| {
+        s.metrics.audit_events("refused", 1);
+    })?;
     let answer = caller.client(&s)?.record_audit(request).await?;
+    s.metrics.audit_events("recorded", ids.len() as u64);
     let recorded = Recorded {
         recorded: ids.len(),
         first_seq: answer.first_seq,

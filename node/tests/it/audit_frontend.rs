@@ -348,4 +348,13 @@ async fn balp_events_through_the_frontend_into_the_chain() {
         latencies.len()
     );
     assert!(verify_whole_chain(&cluster).await >= 5_200);
+    let (_, _, metrics) = http_with(addr, "GET", "/metrics", &[], None).await;
+    assert!(
+        metrics.contains("kartotek_frontend_audit_events_total{outcome=\"refused\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kartotek_frontend_audit_events_total{outcome=\"recorded\"}"),
+        "{metrics}"
+    );
 }
