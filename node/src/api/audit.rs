@@ -1,6 +1,12 @@
 //! `kartotek.v1.AuditService`: Record (events from frontends and forwarding nodes), Query
 //! (by patient, representative or organisation; itself audited) and Head (a node's chain head).
 //! The recording rules live in [`crate::audit`].
+//!
+//! Record takes events only in the caller's own name: every event's `org` must be the
+//! organisation of the caller's token (refused naming `events[i].org`, PERMISSION_DENIED for
+//! another organisation, INVALID_ARGUMENT for none), unless the caller may act for any
+//! organisation (an admin token), so a service cannot log an access as another
+//! organisation's (the frontend's `POST /api/v1/audit-events` checks the same first).
 
 use kartotek_domain::Timestamp;
 use kartotek_domain::ValidationError;

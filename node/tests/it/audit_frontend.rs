@@ -255,6 +255,11 @@ async fn balp_events_through_the_frontend_into_the_chain() {
     let (status, again) = call(addr, "POST", path, &token, Some(&event)).await;
     assert_eq!(status, 201, "{again}");
     assert_eq!(again["first_seq"], first["first_seq"], "{again}");
+    // The same id with other content is refused, not dropped (nor recorded twice).
+    let mut changed = event.clone();
+    changed["recorded"] = json!("2026-12-01T11:00:00Z");
+    let (status, problem) = call(addr, "POST", path, &token, Some(&changed)).await;
+    assert_eq!(status, 409, "{problem}");
     let found = forwarded_of(&cluster, &p).await;
     assert_eq!(found.len(), 1, "{found:?}");
     let e = &found[0];
@@ -350,7 +355,7 @@ async fn balp_events_through_the_frontend_into_the_chain() {
     assert!(verify_whole_chain(&cluster).await >= 5_200);
     let (_, _, metrics) = http_with(addr, "GET", "/metrics", &[], None).await;
     assert!(
-        metrics.contains("kartotek_frontend_audit_events_total{outcome=\"refused\"} 3"),
+        metrics.contains("kartotek_frontend_audit_events_total{outcome=\"refused\"} 3\n"),
         "{metrics}"
     );
     assert!(
