@@ -38,9 +38,14 @@
 //!   browsable at `/openapi`).
 //! - [`home`]: the start page `/` and the HTML layout of every page.
 //!
-//! Future homes, each a module of its own behind the same layer: audit forwarding (`/api/v1/audit-events`), the citizen
+//! - [`audit`]: audit forwarding: `POST /api/v1/audit-events` (IHE BALP `AuditEvent`s, FHIR
+//!   R4, into the cluster's hash-chained audit log) and `GET /api/v1/audit-events?patient=…`
+//!   (the log exported in the same shape).
+//!
+//! Future homes, each a module of its own behind the same layer: the citizen
 //! and organisation pages (`/innsyn`, `/org`) and the FHIR facade (`/fhir/…`).
 
+pub mod audit;
 pub mod caller;
 pub mod catalog;
 pub mod config;

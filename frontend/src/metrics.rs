@@ -7,7 +7,9 @@
 //! `unmatched` for requests no route took, so that its values stay few.
 //!
 //! The token service counts `kartotek_frontend_tokens_issued_total{grant}` and
-//! `kartotek_frontend_token_errors_total{error}` (the RFC 6749 error code).
+//! `kartotek_frontend_token_errors_total{error}` (the RFC 6749 error code). Audit forwarding
+//! counts `kartotek_frontend_audit_events_total{outcome}`: `recorded` (events of a POST the
+//! cluster took, resends included) and `refused` (POSTs refused before anything was sent).
 
 use std::sync::Arc;
 
@@ -57,12 +59,20 @@ pub struct TokenErrorLabels {
     pub error: String,
 }
 
+/// Labels of forwarded audit events.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuditOutcomeLabels {
+    /// `recorded` or `refused`.
+    pub outcome: String,
+}
+
 /// The frontend's metrics. Cheap to clone: clones share the registry.
 #[derive(Clone, Debug)]
 pub struct Metrics {
     registry: Arc<Registry>,
     tokens_issued_total: Family<GrantLabels, Counter>,
     token_errors_total: Family<TokenErrorLabels, Counter>,
+    audit_events_total: Family<AuditOutcomeLabels, Counter>,
     requests_total: Family<RequestLabels, Counter>,
     request_duration_seconds: Family<RouteLabels, Histogram>,
     requests_in_flight: Gauge,
@@ -107,8 +117,15 @@ impl Metrics {
             "Token requests refused, by RFC 6749 error code",
             token_errors_total.clone(),
         );
+        let audit_events_total = Family::<AuditOutcomeLabels, Counter>::default();
+        registry.register(
+            "kartotek_frontend_audit_events",
+            "Forwarded audit events recorded, and POSTs refused, by outcome",
+            audit_events_total.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            audit_events_total,
             tokens_issued_total,
             token_errors_total,
             requests_total,
@@ -155,6 +172,15 @@ impl Metrics {
                 error: error.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts `n` forwarded audit events (or refused POSTs) with `outcome`.
+    pub fn audit_events(&self, outcome: &str, n: u64) {
+        self.audit_events_total
+            .get_or_create(&AuditOutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc_by(n);
     }
 
     /// The text exposition (OpenMetrics).

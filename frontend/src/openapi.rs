@@ -24,7 +24,7 @@ use crate::home::layout;
 #[openapi(
     info(
         title = "Kartotek frontend",
-        description = "The stateless HTTP frontend of Kartotek: the token service, the API catalog, health and metrics. Errors are RFC 9457 problem documents (application/problem+json), except the token service's RFC 6749 errors."
+        description = "The stateless HTTP frontend of Kartotek: the token service, the API catalog, audit forwarding, health and metrics. Errors are RFC 9457 problem documents (application/problem+json), except the token service's RFC 6749 errors."
     ),
     paths(
         crate::home::index,
@@ -44,15 +44,18 @@ use crate::home::layout;
         crate::catalog::rest::register,
         crate::catalog::rest::update,
         crate::catalog::rest::set_lifecycle,
+        crate::audit::record,
+        crate::audit::export,
         crate::catalog::page::catalog_page,
         crate::catalog::dcat::export,
         openapi_json,
         openapi_page,
     ),
-    components(schemas(crate::problem::Problem)),
+    components(schemas(crate::problem::Problem, crate::audit::Recorded)),
     modifiers(&BearerScheme),
     tags(
         (name = "catalog", description = "The API catalog: search, read, register, update, lifecycle; DCAT-AP-NO export"),
+        (name = "audit", description = "Audit forwarding (IHE BALP AuditEvents into the hash-chained audit log) and export"),
         (name = "token", description = "The token service (OAuth 2.0: private_key_jwt, token exchange, revocation, introspection)"),
         (name = "pages", description = "HTML pages"),
         (name = "operations", description = "Health, readiness and metrics"),

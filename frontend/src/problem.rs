@@ -139,6 +139,15 @@ pub enum HttpError {
         /// What is wrong with it.
         message: String,
     },
+    /// The caller may not do this (a field names someone it may not act for); nothing was
+    /// changed.
+    #[error("{field}: {message}")]
+    Forbidden {
+        /// The parameter or field.
+        field: String,
+        /// Why.
+        message: String,
+    },
     /// A bug or an unexpected failure; the detail is logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -216,6 +225,10 @@ impl HttpError {
                 StatusCode::BAD_REQUEST,
             )
             .with_detail(self.to_string()),
+            HttpError::Forbidden { .. } => {
+                Problem::new("forbidden", "Forbidden", StatusCode::FORBIDDEN)
+                    .with_detail(self.to_string())
+            }
             HttpError::Internal(_) => Problem::new(
                 "internal",
                 "Internal error",

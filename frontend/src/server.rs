@@ -25,7 +25,7 @@ use crate::token::dev_login::{self, DevLogin};
 use crate::token::directory::ClusterDirectory;
 use crate::token::login_keys::LoginKeys;
 use crate::token::{FRONTEND_CLIENT_ID, FRONTEND_SCOPES, TokenService, TokenSetupError};
-use crate::{AppState, catalog, health, home, layer, metrics, openapi, token};
+use crate::{AppState, audit, catalog, health, home, layer, metrics, openapi, token};
 
 /// Arguments of `kartotek frontend`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -302,6 +302,8 @@ const ROUTES: &[RouteSpec] = &[
     route("PUT", "/api/v1/catalog/{id}/lifecycle", |m| {
         on(m, catalog::rest::set_lifecycle)
     }),
+    route("POST", audit::AUDIT_EVENTS_PATH, |m| on(m, audit::record)),
+    route("GET", audit::AUDIT_EVENTS_PATH, |m| on(m, audit::export)),
     route("GET", "/catalog", |m| on(m, catalog::page::catalog_page)),
     route("GET", "/catalog.ttl", |m| on(m, catalog::dcat::export)),
     route("GET", "/openapi.json", |m| on(m, openapi::openapi_json)),

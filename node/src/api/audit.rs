@@ -1,6 +1,12 @@
 //! `kartotek.v1.AuditService`: Record (events from frontends and forwarding nodes), Query
 //! (by patient, representative or organisation; itself audited) and Head (a node's chain head).
 //! The recording rules live in [`crate::audit`].
+//!
+//! Record takes events only in the caller's own name: every event's `org` must be the
+//! organisation of the caller's token (refused naming `events[i].org`, PERMISSION_DENIED for
+//! another organisation, INVALID_ARGUMENT for none), unless the caller may act for any
+//! organisation (an admin token), so a service cannot log an access as another
+//! organisation's (the frontend's `POST /api/v1/audit-events` checks the same first).
 
 use kartotek_domain::Timestamp;
 use kartotek_domain::ValidationError;
@@ -15,6 +21,7 @@ use kartotek_proto::v1::{
 use kartotek_storage::AuditSelector;
 use tonic::{Request, Response, Status};
 
+use crate::api::caller::Caller;
 use crate::api::layer::{Call, Gate};
 use crate::api::{methods, read_mode};
 use crate::audit::wire::{chained_message, parse_event};
@@ -50,11 +57,36 @@ async fn record(
         .enumerate()
         .map(|(i, m)| parse_event(i, m, now))
         .collect::<Result<Vec<_>, _>>()?;
+    for (i, e) in events.iter().enumerate() {
+        must_record_for(call.caller(), i, e.org.as_ref())?;
+    }
     let (first_seq, last_seq) = call.record_audit(&r.request_id, events).await?;
     Ok(RecordAuditEventsResponse {
         first_seq,
         last_seq,
     })
+}
+
+/// A caller records events only in its own organisation's name: each event's `org` must be
+/// the organisation of the caller's token (`events[i].org` named when it is not). An event
+/// without an org is refused too when the caller has one, so that a service cannot log an
+/// access as nobody's. Only a caller that may act for any organisation ([`Caller::any_org`]:
+/// an admin token, or auth off with no org named) records for others, as for the catalog.
+fn must_record_for(
+    caller: &Caller,
+    i: usize,
+    org: Option<&kartotek_domain::OrgNumber>,
+) -> Result<(), NodeError> {
+    let field = format!("events[{i}].org");
+    match (org, &caller.org) {
+        (Some(org), _) => caller.must_act_for(&field, org),
+        (None, Some(own)) if !caller.any_org => Err(ValidationError::new(
+            field,
+            format!("is required: the caller's token acts for organisation {own}"),
+        )
+        .into()),
+        (None, _) => Ok(()),
+    }
 }
 
 async fn query(call: Call, r: QueryAuditRequest) -> Result<QueryAuditResponse, NodeError> {

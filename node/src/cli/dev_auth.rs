@@ -51,13 +51,14 @@ pub const DEV_CLIENTS: [DevClient; 3] = [
     DevClient {
         name: "health-service",
         client_id: "dev-health-service",
-        description: "a health service: reads and writes locator entries and privacy records, reads the audit log",
+        description: "a health service: reads and writes locator entries and privacy records, reads the audit log and forwards its own audit events",
         scopes: &[
             scopes::LOCATOR_READ,
             scopes::LOCATOR_WRITE,
             scopes::RECORDS_READ,
             scopes::RECORDS_WRITE,
             scopes::AUDIT_READ,
+            scopes::AUDIT_WRITE,
         ],
     },
     DevClient {

@@ -879,3 +879,76 @@ async fn the_token_ledger_spends_once_and_revoked_tokens_fail_on_every_node() {
         "the ledger moves no revision"
     );
 }
+
+/// `AuditService.Record` records events only in the caller's own organisation's name: an
+/// event naming another org (or none) is refused, naming `events[i].org`, and nothing of the
+/// batch is written; the caller's own org is recorded; an admin token may record for any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_takes_events_only_in_the_callers_organisations_name() {
+    use kartotek_proto::v1::audit_service_client::AuditServiceClient;
+    use kartotek_proto::v1::*;
+
+    let cluster = TestCluster::start_with_token(1, with_auth, Some(admin_token())).await;
+    let channel = connect(&cluster).await;
+    let t = tokens();
+    let p = patient(43);
+    let event = |org: &str| AuditEvent {
+        actor: "personnel:1234567".into(),
+        org: org.into(),
+        patient: p.clone(),
+        action: "patient.read".into(),
+        resource: "DocumentReference/1".into(),
+        ..Default::default()
+    };
+    let record = |events: Vec<AuditEvent>, token: String| {
+        let mut r = tonic::Request::new(RecordAuditEventsRequest {
+            events,
+            request_id: String::new(),
+        });
+        *r.metadata_mut() = bearer(&token);
+        let channel = channel.clone();
+        async move { AuditServiceClient::new(channel).record(r).await }
+    };
+    let writer = || sign(&t.issuer, &claims(scopes::AUDIT_WRITE));
+    // Token of org(1); the second event claims org(2): the whole batch is refused.
+    let err = record(vec![event(&org(1)), event(&org(2))], writer())
+        .await
+        .expect_err("another organisation's name");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("events[1].org"), "{err:?}");
+    let err = record(vec![event("")], writer())
+        .await
+        .expect_err("no organisation");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("events[0].org"), "{err:?}");
+    let count = |org_of: &'static str| {
+        let channel = channel.clone();
+        let p = p.clone();
+        async move {
+            let mut q = tonic::Request::new(QueryAuditRequest {
+                patient: p,
+                ..Default::default()
+            });
+            *q.metadata_mut() = bearer(&admin_token());
+            AuditServiceClient::new(channel)
+                .query(q)
+                .await
+                .unwrap_or_else(|e| panic!("query: {e}"))
+                .into_inner()
+                .events
+                .iter()
+                .filter(|e| e.action == "patient.read" && (org_of.is_empty() || e.org == org_of))
+                .count()
+        }
+    };
+    assert_eq!(count("").await, 0, "a refused batch wrote nothing");
+    // Its own organisation: recorded.
+    record(vec![event(&org(1))], writer())
+        .await
+        .unwrap_or_else(|e| panic!("own org: {e}"));
+    // An admin token may record for another organisation.
+    record(vec![event(&org(2))], admin_token())
+        .await
+        .unwrap_or_else(|e| panic!("admin: {e}"));
+    assert_eq!(count("").await, 2);
+}

@@ -9,6 +9,7 @@
 mod common;
 
 mod audit;
+mod audit_frontend;
 mod auth;
 mod backup;
 mod bad_input;
