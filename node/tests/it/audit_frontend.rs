@@ -180,6 +180,9 @@ async fn balp_events_through_the_frontend_into_the_chain() {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let _frontend = start_frontend(cluster.dir.path(), addr, cluster.addrs());
     wait_listening(addr).await;
+    // Ready against a healthy cluster with its own (self-issued, non-admin) token.
+    let (status, _, body) = http_with(addr, "GET", "/readyz", &[], None).await;
+    assert_eq!((status, body.as_str()), (200, "ready"), "/readyz");
     let token = token_for(addr, &key_a, "ehr-a").await;
     let p = patient(51);
     let path = "/api/v1/audit-events";
