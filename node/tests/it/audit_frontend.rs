@@ -14,13 +14,13 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use common::{TestCluster, free_port, org, patient};
-use kartotek_auth::{SigningKey, scopes, sign_client_assertion};
+use kartotek_auth::{SigningKey, scopes};
 use kartotek_domain::audit::{GENESIS_PREV_HASH, verify_chain};
-use kartotek_proto::v1::{ClientRequest, QueryAuditRequest};
+use kartotek_proto::v1::QueryAuditRequest;
 use serde_json::{Value, json};
 
 use super::token_service::{
-    client_credentials_form, http_with, now_s, start_frontend, wait_listening,
+    frontend_token, http_with, registered_client, start_frontend, wait_listening,
 };
 
 const HPR: &str = "urn:oid:2.16.578.1.12.4.1.4.4";
@@ -64,40 +64,15 @@ fn bundle(events: Vec<Value>) -> Value {
     })
 }
 
+/// The scopes of this test's clients.
+const SCOPES: [&str; 2] = [scopes::AUDIT_WRITE, scopes::AUDIT_READ];
+
 async fn client_of(cluster: &TestCluster, client_id: &str, owner: &str) -> SigningKey {
-    let key = SigningKey::generate_es256().unwrap();
-    cluster
-        .client()
-        .register_client(ClientRequest {
-            client_id: client_id.into(),
-            org: owner.into(),
-            public_keys: vec![key.public_key().jwk().to_string()],
-            allowed_scopes: vec![scopes::AUDIT_WRITE.into(), scopes::AUDIT_READ.into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    key
+    registered_client(cluster, client_id, owner, &SCOPES).await
 }
 
 async fn token_for(addr: SocketAddr, key: &SigningKey, client_id: &str) -> String {
-    let issuer = kartotek_testkit::auth::TEST_ISSUER;
-    let assertion = sign_client_assertion(key, client_id, issuer, now_s(), 30).unwrap();
-    let form = client_credentials_form(
-        &assertion,
-        &format!("{} {}", scopes::AUDIT_WRITE, scopes::AUDIT_READ),
-    );
-    let (status, _, body) = http_with(
-        addr,
-        "POST",
-        "/connect/token",
-        &[],
-        Some(("application/x-www-form-urlencoded", &form)),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let answer: Value = serde_json::from_str(&body).unwrap();
-    answer["access_token"].as_str().unwrap().to_owned()
+    frontend_token(addr, key, client_id, &SCOPES).await
 }
 
 async fn call(

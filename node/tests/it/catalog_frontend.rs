@@ -17,53 +17,26 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::{TestCluster, free_port, org};
-use kartotek_auth::{SigningKey, scopes, sign_client_assertion};
-use kartotek_proto::v1::{CatalogEntryRequest, ClientRequest};
+use kartotek_auth::{SigningKey, scopes};
+use kartotek_proto::v1::CatalogEntryRequest;
 use serde_json::{Value, json};
 
 use super::token_service::{
-    client_credentials_form, http_with, now_s, start_frontend, wait_listening,
+    frontend_token, http_with, registered_client, start_frontend, wait_listening,
 };
 
 /// The unusual word the test searches for.
 const WORD: &str = "blodbankvaktliste";
 
-/// Registers client `client_id` of organisation `owner` with the catalog scopes; its key.
+/// The scopes of this test's clients.
+const SCOPES: [&str; 2] = [scopes::RECORDS_READ, scopes::RECORDS_WRITE];
+
 async fn client_of(cluster: &TestCluster, client_id: &str, owner: &str) -> SigningKey {
-    let key = SigningKey::generate_es256().unwrap();
-    cluster
-        .client()
-        .register_client(ClientRequest {
-            client_id: client_id.into(),
-            org: owner.into(),
-            public_keys: vec![key.public_key().jwk().to_string()],
-            allowed_scopes: vec![scopes::RECORDS_READ.into(), scopes::RECORDS_WRITE.into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    key
+    registered_client(cluster, client_id, owner, &SCOPES).await
 }
 
-/// An access token for `client_id` from the frontend (`client_credentials`).
 async fn token_for(addr: SocketAddr, key: &SigningKey, client_id: &str) -> String {
-    let issuer = kartotek_testkit::auth::TEST_ISSUER;
-    let assertion = sign_client_assertion(key, client_id, issuer, now_s(), 30).unwrap();
-    let form = client_credentials_form(
-        &assertion,
-        &format!("{} {}", scopes::RECORDS_READ, scopes::RECORDS_WRITE),
-    );
-    let (status, _, body) = http_with(
-        addr,
-        "POST",
-        "/connect/token",
-        &[],
-        Some(("application/x-www-form-urlencoded", &form)),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let answer: Value = serde_json::from_str(&body).unwrap();
-    answer["access_token"].as_str().unwrap().to_owned()
+    frontend_token(addr, key, client_id, &SCOPES).await
 }
 
 /// A JSON request with `token` (if any); (status, head, JSON body or the text as a string).

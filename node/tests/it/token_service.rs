@@ -40,6 +40,52 @@ impl Drop for Frontend {
     }
 }
 
+/// Registers client `client_id` of organisation `owner`, allowed `scopes`; its key.
+pub(crate) async fn registered_client(
+    cluster: &TestCluster,
+    client_id: &str,
+    owner: &str,
+    scopes: &[&str],
+) -> SigningKey {
+    let key = SigningKey::generate_es256().unwrap();
+    cluster
+        .client()
+        .register_client(ClientRequest {
+            client_id: client_id.into(),
+            org: owner.into(),
+            public_keys: vec![key.public_key().jwk().to_string()],
+            allowed_scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    key
+}
+
+/// An access token with `scopes` for `client_id` from the frontend at `addr`
+/// (`client_credentials` with a signed client assertion).
+pub(crate) async fn frontend_token(
+    addr: SocketAddr,
+    key: &SigningKey,
+    client_id: &str,
+    scopes: &[&str],
+) -> String {
+    let issuer = kartotek_testkit::auth::TEST_ISSUER;
+    let assertion = sign_client_assertion(key, client_id, issuer, now_s(), 30).unwrap();
+    let form = client_credentials_form(&assertion, &scopes.join(" "));
+    let (status, _, body) = http_with(
+        addr,
+        "POST",
+        "/connect/token",
+        &[],
+        Some(("application/x-www-form-urlencoded", &form)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    answer["access_token"].as_str().unwrap().to_owned()
+}
+
 /// A frontend that issues tokens as the test issuer the nodes trust (its keys), so that its
 /// own calls to the cluster (the client lookups) are accepted.
 pub(crate) fn start_frontend(dir: &Path, addr: SocketAddr, endpoints: Vec<String>) -> Frontend {
