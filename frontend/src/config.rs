@@ -351,6 +351,102 @@ impl CatalogSettings {
     }
 }
 
+/// Most `innsyn.organisations`.
+pub const INNSYN_ORGANISATIONS_MAX: usize = 4096;
+/// Longest organisation name in `innsyn.organisations`, bytes.
+pub const INNSYN_ORG_NAME_BYTES_MAX: usize = 256;
+/// Largest `innsyn.personnel_name_delay_s` (one year).
+pub const INNSYN_NAME_DELAY_S_MAX: u64 = 366 * 24 * 3600;
+/// Largest `innsyn.access_events_max`.
+pub const INNSYN_ACCESS_EVENTS_MAX: u32 = 20_000;
+
+/// The name shown for one organisation number on the citizen page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrganisationName {
+    /// The organisation number.
+    pub org: String,
+    /// Its name, e.g. `Helse Bergen HF`.
+    pub name: String,
+}
+
+/// The citizen page `/innsyn`: who has looked at my data, my notifications, blocks, consents
+/// and reservations, and the same for whom I represent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InnsynSettings {
+    /// The citizen app client the page exchanges a citizen's login as (a client file with
+    /// `kartotek:citizen` allowed; `kartotek dev`: `<data-dir>/clients/citizen-app.json`).
+    /// Read at each login. Unset: nobody can log in to the page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_file: Option<PathBuf>,
+    /// Personnel who looked are shown by organisation at once and by their own identity only
+    /// this many seconds after the access (helsenorge: one week). 0: at once.
+    pub personnel_name_delay_s: u64,
+    /// Most audit events read for one view (oldest first; the page says when there are more).
+    pub access_events_max: u32,
+    /// Names shown for organisation numbers (the audit log has only the number).
+    pub organisations: Vec<OrganisationName>,
+}
+
+impl Default for InnsynSettings {
+    fn default() -> Self {
+        InnsynSettings {
+            client_file: None,
+            personnel_name_delay_s: 7 * 24 * 3600,
+            access_events_max: 2_000,
+            organisations: Vec::new(),
+        }
+    }
+}
+
+impl InnsynSettings {
+    /// The name of organisation `org`, if configured.
+    pub fn organisation_name(&self, org: &str) -> Option<&str> {
+        self.organisations
+            .iter()
+            .find(|o| o.org == org)
+            .map(|o| o.name.as_str())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.personnel_name_delay_s > INNSYN_NAME_DELAY_S_MAX {
+            return Err(invalid(
+                "innsyn.personnel_name_delay_s",
+                format!("at most {INNSYN_NAME_DELAY_S_MAX} s (a year)"),
+            ));
+        }
+        if !(1..=INNSYN_ACCESS_EVENTS_MAX).contains(&self.access_events_max) {
+            return Err(invalid(
+                "innsyn.access_events_max",
+                format!("must be 1 to {INNSYN_ACCESS_EVENTS_MAX}"),
+            ));
+        }
+        if self.organisations.len() > INNSYN_ORGANISATIONS_MAX {
+            return Err(invalid(
+                "innsyn.organisations",
+                format!("at most {INNSYN_ORGANISATIONS_MAX}"),
+            ));
+        }
+        for o in &self.organisations {
+            kartotek_domain::locator::parse_org_number("innsyn.organisations.org", &o.org)
+                .map_err(|e| invalid("innsyn.organisations.org", e.to_string()))?;
+            if o.name.trim().is_empty()
+                || o.name.len() > INNSYN_ORG_NAME_BYTES_MAX
+                || o.name.chars().any(char::is_control)
+            {
+                return Err(invalid(
+                    "innsyn.organisations.name",
+                    format!(
+                        "must be 1 to {INNSYN_ORG_NAME_BYTES_MAX} bytes, no control characters"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One frontend's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -378,6 +474,8 @@ pub struct FrontendConfig {
     /// balancer that terminates TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<HttpTlsFiles>,
+    /// The citizen page `/innsyn` ("who has looked at my data").
+    pub innsyn: InnsynSettings,
 }
 
 /// The frontend's server certificate and key (PEM), e.g. `api-frontend.pem` of
@@ -404,6 +502,7 @@ impl Default for FrontendConfig {
             citizen_login: CitizenLoginSettings::default(),
             catalog: CatalogSettings::default(),
             tls: None,
+            innsyn: InnsynSettings::default(),
         }
     }
 }
@@ -442,6 +541,7 @@ impl FrontendConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_base_url("public_base_url", &self.public_base_url)?;
         self.catalog.validate()?;
+        self.innsyn.validate()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_filter) {
             return Err(invalid("log_filter", e.to_string()));
         }
@@ -944,6 +1044,41 @@ mod tests {
             }
             Ok(())
         });
+    }
+
+    #[test]
+    fn innsyn_settings_are_checked() {
+        let ok = FrontendConfig::default();
+        assert_eq!(ok.innsyn.personnel_name_delay_s, 7 * 24 * 3600);
+        let mut c = ok.clone();
+        c.innsyn.personnel_name_delay_s = INNSYN_NAME_DELAY_S_MAX + 1;
+        assert_eq!(field_of(&c), Some("innsyn.personnel_name_delay_s"));
+        let mut c = ok.clone();
+        c.innsyn.access_events_max = 0;
+        assert_eq!(field_of(&c), Some("innsyn.access_events_max"));
+        let named = |org: &str, name: &str| {
+            let mut c = ok.clone();
+            c.innsyn.organisations.push(OrganisationName {
+                org: org.into(),
+                name: name.into(),
+            });
+            c
+        };
+        assert_eq!(field_of(&named("983974724", "Helse Bergen HF")), None);
+        assert_eq!(
+            named("983974724", "Helse Bergen HF")
+                .innsyn
+                .organisation_name("983974724"),
+            Some("Helse Bergen HF")
+        );
+        assert_eq!(
+            field_of(&named("123", "X")),
+            Some("innsyn.organisations.org")
+        );
+        assert_eq!(
+            field_of(&named("983974724", " ")),
+            Some("innsyn.organisations.name")
+        );
     }
 
     #[test]

@@ -18,13 +18,21 @@ button{background:#0b4f9c;color:#fff;border:0;cursor:pointer}\
 ul.results{list-style:none;padding:0}ul.results>li{border:1px solid #ccc;border-radius:4px;padding:0 1rem;margin:1rem 0}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}dt{font-weight:600}dd{margin:0}\
 .alert{border-left:4px solid #b00020;padding:.5rem 1rem;background:#fdecee}\
-code{background:#f3f3f3;padding:0 .2rem}table{border-collapse:collapse}th,td{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #ddd;vertical-align:top}";
+code{background:#f3f3f3;padding:0 .2rem}\
+tr.override{background:#fdecee}tr.override td:first-child{border-left:4px solid #b00020}.tag{font-weight:700;color:#b00020}\
+form.inline{display:inline}form.inline button{width:auto}.muted{color:#555}.ok{border-left:4px solid #1b7f3b;padding:.5rem 1rem;background:#e8f5ec}\
+table{border-collapse:collapse}th,td{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #ddd;vertical-align:top}";
 
 /// A whole page: `title` in the tab and as context for screen readers, `body` in `<main>`.
 pub(crate) fn layout(title: &str, body: Markup) -> Markup {
+    layout_in("nb", title, body)
+}
+
+/// [`layout`] for a page in language `lang` (`nb`, `en`).
+pub(crate) fn layout_in(lang: &str, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
-        html lang="nb" {
+        html lang=(lang) {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
@@ -37,6 +45,7 @@ pub(crate) fn layout(title: &str, body: Markup) -> Markup {
                     nav aria-label="Hovedmeny" {
                         a href="/" { "Kartotek" }
                         a href="/catalog" { "API-katalog" }
+                        a href="/innsyn" { "Innsyn" }
                         a href="/openapi" { "HTTP-API (OpenAPI)" }
                     }
                 }
@@ -63,6 +72,7 @@ pub(crate) async fn index() -> Html<String> {
                 p { "Tjenestene denne frontenden har:" }
                 ul {
                     li { a href="/catalog" { "API-katalogen" } " – søk blant helsesektorens API-er" }
+                    li { a href="/innsyn" { "Innsyn" } " – hvem har sett mine data? (for innbyggere; " a href="/innsyn?lang=en" lang="en" { "in English" } ")" }
                     li { a href="/catalog.ttl" { "API-katalogen som DCAT-AP-NO" } " (Turtle)" }
                     li { a href="/openapi" { "HTTP-API-et" } " – alle endepunkter, og " a href="/openapi.json" { "/openapi.json" } " (OpenAPI 3)" }
                     li { a href="/.well-known/oauth-authorization-server" { "Tokentjenesten" } " (metadata, RFC 8414)" }

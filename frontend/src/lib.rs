@@ -42,8 +42,12 @@
 //!   R4, into the cluster's hash-chained audit log) and `GET /api/v1/audit-events?patient=…`
 //!   (the log exported in the same shape).
 //!
-//! Future homes, each a module of its own behind the same layer: the citizen
-//! and organisation pages (`/innsyn`, `/org`) and the FHIR facade (`/fhir/…`).
+//! - [`innsyn`]: the citizen page `/innsyn` ("who has looked at my data", Norwegian and
+//!   English): a session from the citizen's login, the accesses to their data, override
+//!   notifications, blocks, consents and reservations, and the same for whom they represent.
+//!
+//! Future homes, each a module of its own behind the same layer: the organisation page
+//! (`/org`) and the FHIR facade (`/fhir/…`).
 
 pub mod audit;
 pub mod caller;
@@ -51,6 +55,7 @@ pub mod catalog;
 pub mod config;
 pub mod health;
 pub mod home;
+pub mod innsyn;
 pub mod layer;
 pub mod logging;
 pub mod metrics;
@@ -69,6 +74,7 @@ pub use config::{
     CatalogSettings, CitizenLoginSettings, ClusterSettings, ConfigError, ContactSettings,
     FrontendConfig, HttpSettings, LoginProviderSettings, OwnerContactSettings, TokenSettings,
 };
+pub use config::{InnsynSettings, OrganisationName};
 pub use layer::RequestId;
 pub use metrics::Metrics;
 pub use problem::{HttpError, PROBLEM_JSON, Problem};

@@ -25,7 +25,7 @@ use crate::token::dev_login::{self, DevLogin};
 use crate::token::directory::ClusterDirectory;
 use crate::token::login_keys::LoginKeys;
 use crate::token::{FRONTEND_CLIENT_ID, FRONTEND_SCOPES, TokenService, TokenSetupError};
-use crate::{AppState, audit, catalog, health, home, layer, metrics, openapi, token};
+use crate::{AppState, audit, catalog, health, home, innsyn, layer, metrics, openapi, token};
 
 /// Arguments of `kartotek frontend`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -308,6 +308,11 @@ const ROUTES: &[RouteSpec] = &[
     route("GET", "/catalog.ttl", |m| on(m, catalog::dcat::export)),
     route("GET", "/openapi.json", |m| on(m, openapi::openapi_json)),
     route("GET", "/openapi", |m| on(m, openapi::openapi_page)),
+    route("GET", innsyn::INNSYN_PATH, |m| on(m, innsyn::innsyn_page)),
+    route("GET", innsyn::FOR_PATH, |m| on(m, innsyn::for_page)),
+    route("POST", innsyn::LOGIN_PATH, |m| on(m, innsyn::login)),
+    route("POST", innsyn::LOGOUT_PATH, |m| on(m, innsyn::logout)),
+    route("POST", innsyn::ACTION_PATH, |m| on(m, innsyn::action)),
 ];
 
 /// Every `(method, path)` of the router, sorted.

@@ -280,6 +280,14 @@ fn write_frontend_config(
             dev_login: true,
             ..kartotek_frontend::CitizenLoginSettings::default()
         },
+        // The citizen page /innsyn logs citizens in as the dev citizen app.
+        innsyn: kartotek_frontend::InnsynSettings {
+            client_file: cluster
+                .auth
+                .as_ref()
+                .map(|auth| auth.client_file("citizen-app")),
+            ..kartotek_frontend::InnsynSettings::default()
+        },
         ..kartotek_frontend::FrontendConfig::default()
     };
     config.validate()?;

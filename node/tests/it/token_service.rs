@@ -29,6 +29,13 @@ pub(crate) struct Frontend {
     log: std::path::PathBuf,
 }
 
+impl Frontend {
+    /// The frontend process `child`, logging to `log`.
+    pub(crate) fn new(child: Child, log: std::path::PathBuf) -> Frontend {
+        Frontend { child, log }
+    }
+}
+
 impl Drop for Frontend {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,209 @@
+//! What one view of the citizen page reads from the cluster, with the viewer's token (each
+//! read is itself audited by the nodes as the viewer's): the person's audit events (up to
+//! `innsyn.access_events_max`), pending override notifications, blocks, consents,
+//! reservations and, on the citizen's own view, whom they represent now. The sections are
+//! read at once; one that fails says so on the page without hiding the others.
+
+use kartotek_client::KartotekClient;
+use kartotek_client::proto as v1;
+
+use crate::AppState;
+use crate::problem::HttpError;
+
+/// Most persons listed as represented (one page of the registry's list).
+pub const REPRESENTED_MAX: usize = 100;
+/// Most records of one kind shown (one page of the registry's list).
+pub const RECORDS_MAX: u32 = 500;
+
+/// One section's records, or why they could not be read.
+pub type Section<T> = Result<Vec<T>, String>;
+
+/// Everything one view shows.
+#[derive(Debug)]
+pub struct View {
+    /// The audit events about the person, oldest first.
+    pub events: Section<v1::AuditEvent>,
+    /// True when there are more events than were read.
+    pub more_events: bool,
+    /// Override notifications not yet acknowledged.
+    pub notifications: Section<v1::PatientNotification>,
+    /// Consents requested or granted (not withdrawn, denied or expired).
+    pub consents: Section<v1::Consent>,
+    /// Blocks not revoked.
+    pub blocks: Section<v1::Block>,
+    /// Active reservations.
+    pub reservations: Section<v1::Reservation>,
+    /// Whom the person represents now (own view only).
+    pub represented: Option<Section<v1::Representation>>,
+}
+
+impl Default for View {
+    /// Nothing in any section.
+    fn default() -> Self {
+        View {
+            events: Ok(Vec::new()),
+            more_events: false,
+            notifications: Ok(Vec::new()),
+            consents: Ok(Vec::new()),
+            blocks: Ok(Vec::new()),
+            reservations: Ok(Vec::new()),
+            represented: None,
+        }
+    }
+}
+
+fn shown(e: kartotek_client::ClientError) -> String {
+    let p = HttpError::Cluster(e).problem();
+    p.detail.unwrap_or(p.title)
+}
+
+/// Reads the view of `person` with `client` (the viewer's token for that person);
+/// `own`: the viewer's own view (then also whom they represent).
+pub(crate) async fn load(s: &AppState, client: &KartotekClient, person: &str, own: bool) -> View {
+    let events = events(client, person, s.config.innsyn.access_events_max);
+    let notifications = async {
+        client
+            .list_notifications(v1::ListNotificationsRequest {
+                patient: person.into(),
+                pending_only: true,
+                page_size: RECORDS_MAX,
+                ..Default::default()
+            })
+            .await
+            .map(|a| a.notifications)
+            .map_err(shown)
+    };
+    let consents = async {
+        client
+            .list_consents(v1::ListConsentsRequest {
+                patient: person.into(),
+                page_size: RECORDS_MAX,
+                ..Default::default()
+            })
+            .await
+            .map(|a| {
+                a.consents
+                    .into_iter()
+                    .filter(|c| {
+                        matches!(
+                            v1::ConsentStatus::try_from(c.status),
+                            Ok(v1::ConsentStatus::Granted | v1::ConsentStatus::Requested)
+                        )
+                    })
+                    .collect()
+            })
+            .map_err(shown)
+    };
+    let blocks = async {
+        client
+            .list_blocks(v1::ListBlocksRequest {
+                patient: person.into(),
+                page_size: RECORDS_MAX,
+                ..Default::default()
+            })
+            .await
+            .map(|a| {
+                a.blocks
+                    .into_iter()
+                    .filter(|b| b.status == v1::BlockStatus::Active as i32)
+                    .collect()
+            })
+            .map_err(shown)
+    };
+    let reservations = async {
+        client
+            .list_reservations(v1::ListReservationsRequest {
+                patient: person.into(),
+                active_only: true,
+                page_size: RECORDS_MAX,
+                ..Default::default()
+            })
+            .await
+            .map(|a| a.reservations)
+            .map_err(shown)
+    };
+    let represented = async {
+        if own {
+            Some(represented(client, person).await.map_err(|e| {
+                let p = e.problem();
+                p.detail.unwrap_or(p.title)
+            }))
+        } else {
+            None
+        }
+    };
+    let ((events, more_events), notifications, consents, blocks, reservations, represented) = tokio::join!(
+        events,
+        notifications,
+        consents,
+        blocks,
+        reservations,
+        represented
+    );
+    View {
+        events,
+        more_events,
+        notifications,
+        consents,
+        blocks,
+        reservations,
+        represented,
+    }
+}
+
+/// The person's audit events, oldest first, at most `max`; and whether there are more.
+async fn events(
+    client: &KartotekClient,
+    person: &str,
+    max: u32,
+) -> (Section<v1::AuditEvent>, bool) {
+    let mut out = Vec::new();
+    let mut from_seq = 0;
+    loop {
+        let room = max.saturating_sub(u32::try_from(out.len()).unwrap_or(u32::MAX));
+        if room == 0 {
+            return (Ok(out), true);
+        }
+        let page = match client
+            .query_audit(v1::QueryAuditRequest {
+                patient: person.into(),
+                from_seq,
+                limit: room.min(kartotek_domain::limits::AUDIT_QUERY_LIMIT_MAX as u32),
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => return (Err(shown(e)), false),
+        };
+        out.extend(page.events);
+        if page.next_seq == 0 {
+            return (Ok(out), false);
+        }
+        from_seq = page.next_seq;
+    }
+}
+
+/// Whom `person` represents now (the registry's list without inactive records, so aged-out
+/// parental responsibility is not there), one entry per represented person, by national id.
+pub async fn represented(
+    client: &KartotekClient,
+    person: &str,
+) -> Result<Vec<v1::Representation>, HttpError> {
+    let answer = client
+        .list_represented_by(v1::ListRepresentationsRequest {
+            person: person.into(),
+            include_inactive: false,
+            page_size: REPRESENTED_MAX as u32,
+            ..Default::default()
+        })
+        .await?;
+    let mut people: Vec<v1::Representation> = answer
+        .representations
+        .into_iter()
+        .filter(|r| !r.effective_areas.is_empty() && r.represented != person)
+        .collect();
+    people.sort_by(|a, b| a.represented.cmp(&b.represented).then(a.id.cmp(&b.id)));
+    people.dedup_by(|a, b| a.represented == b.represented);
+    Ok(people)
+}
