@@ -591,3 +591,128 @@ async fn act(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::FrontendConfig;
+
+    fn app() -> (AppState, axum::Router) {
+        let mut config = FrontendConfig::default();
+        config.cluster.readiness_timeout_ms = 50;
+        let state = crate::server::state(config).unwrap();
+        let router = crate::server::routes(state.clone(), axum::Router::new());
+        (state, router)
+    }
+
+    async fn send(router: &axum::Router, req: Request<Body>) -> (StatusCode, HeaderMap, String) {
+        let response = router.clone().oneshot(req).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, headers, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn set_cookies(h: &HeaderMap) -> Vec<String> {
+        h.get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_login_page_sets_a_strict_csrf_nonce_and_is_never_cached() {
+        let (_, router) = app();
+        let (status, h, body) = send(
+            &router,
+            Request::get("/innsyn?lang=en").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+        assert!(
+            h[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'")
+        );
+        let cookies = set_cookies(&h);
+        let csrf = cookies
+            .iter()
+            .find(|c| c.starts_with("innsyn_csrf="))
+            .unwrap();
+        assert!(
+            csrf.contains("HttpOnly") && csrf.contains("SameSite=Strict"),
+            "{csrf}"
+        );
+        assert!(cookies.iter().any(|c| c.starts_with("innsyn_lang=en")));
+        // No dev login in this configuration: no form, a sentence saying so.
+        assert!(body.contains("<html lang=\"en\">"), "{body}");
+        assert!(!body.contains("id=\"pid\""), "{body}");
+        assert!(
+            body.contains("Login with ID-porten is not set up"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn posts_need_the_csrf_token_of_their_nonce() {
+        let (state, router) = app();
+        let nonce = session::new_nonce();
+        let good = session::csrf_token(&state, &nonce);
+        let other = session::csrf_token(&state, &session::new_nonce());
+        let post = |csrf: &str| {
+            Request::post(ACTION_PATH)
+                .header(header::COOKIE, format!("innsyn_csrf={nonce}"))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(format!("csrf={csrf}&action=ack&id=1")))
+                .unwrap()
+        };
+        for bad in ["", "zz", other.as_str()] {
+            let (status, _, body) = send(&router, post(bad)).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{bad}: {body}");
+            assert!(body.contains("Skjemaet er utløpt"), "{body}");
+        }
+        // The right token passes the check; without a session nothing is done.
+        let (status, _, body) = send(&router, post(&good)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert!(body.contains("Økten er over"), "{body}");
+        // A forged session cookie is no session either.
+        let req = Request::post(ACTION_PATH)
+            .header(
+                header::COOKIE,
+                format!("innsyn_csrf={nonce}; innsyn_session=eyJhbGciOiJFUzI1NiJ9.e30.x"),
+            )
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("csrf={good}&action=ack&id=1")))
+            .unwrap();
+        let (status, _, _) = send(&router, req).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn the_login_is_refused_without_a_configured_login() {
+        let (state, router) = app();
+        let nonce = session::new_nonce();
+        let csrf = session::csrf_token(&state, &nonce);
+        let req = Request::post(LOGIN_PATH)
+            .header(header::COOKIE, format!("innsyn_csrf={nonce}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("csrf={csrf}&pid=15076500565")))
+            .unwrap();
+        let (status, h, body) = send(&router, req).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert!(
+            !set_cookies(&h)
+                .iter()
+                .any(|c| c.starts_with("innsyn_session=ey")),
+            "no session"
+        );
+    }
+}

@@ -495,10 +495,8 @@ async fn citizens_see_who_looked_and_act_on_their_records() {
     browser.goto(&format!("{base}/")).await;
     browser.click("a[href='/innsyn']").await;
     assert!(browser.source().await.contains("label for=\"pid\""));
-    browser.type_into("#pid", &me).await;
-    browser
-        .click("form[action='/innsyn/login'] button[type=submit]")
-        .await;
+    // By keyboard: the national id, then Enter submits the form.
+    browser.type_into("#pid", &format!("{me}\u{E007}")).await;
     let page = browser.wait_for("Innlogget som").await;
     assert!(page.contains("<h1>Hvem har sett mine data?</h1>"), "{page}");
     // The lookup by the named hospital; the clinician not named yet (delay: a week).
@@ -565,6 +563,53 @@ async fn citizens_see_who_looked_and_act_on_their_records() {
         "{consents:?}"
     );
 
+    // A block of an organisation through the form, then revoked.
+    browser
+        .click("#block-kind option[value=organisation]")
+        .await;
+    browser.type_into("#block-target", &other).await;
+    browser
+        .click("form[aria-labelledby=block-add] button")
+        .await;
+    let page = browser.wait_for("Sperringen er lagt til.").await;
+    assert!(
+        page.contains(&format!(
+            "Organisasjonsnummer {other} – kan brytes med nødrett"
+        )),
+        "{page}"
+    );
+    let blocks = admin
+        .list_blocks(v1::ListBlocksRequest {
+            patient: me.clone(),
+            in_force_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .blocks;
+    let added = blocks
+        .iter()
+        .find(|b| b.target == other)
+        .expect("the block is in force");
+    assert_eq!(
+        added.registered_by.as_ref().map(|a| a.id.as_str()),
+        Some(me.as_str())
+    );
+    let row = format!("#block-{}", added.id);
+    browser.click(&format!("{row} button")).await;
+    browser.wait_for("Sperringen er opphevet.").await;
+    assert_eq!(browser.count(&row).await, 0);
+    // A reservation, then withdrawn.
+    browser.type_into("#reserve-service", "kjernejournal").await;
+    browser
+        .click("form[aria-labelledby=reserve-add] button")
+        .await;
+    browser.wait_for("Reservasjonen er registrert.").await;
+    assert_eq!(browser.count("#reservation-kjernejournal").await, 1);
+    browser.click("#reservation-kjernejournal button").await;
+    browser.wait_for("Reservasjonen er trukket.").await;
+    assert_eq!(browser.count("#reservation-kjernejournal").await, 0);
+
     // The parent's view of whom they represent: the 10-year-old, not the 17-year-old.
     let child_masked = format!("{} *****", &child[..6]);
     let teen_masked = format!("{} *****", &teen[..6]);
@@ -581,6 +626,38 @@ async fn citizens_see_who_looked_and_act_on_their_records() {
     assert!(
         page.contains("Du ser dette fordi du representerer personen nå."),
         "{page}"
+    );
+    // Acting for the child: a reservation on the child's page, in the child's records,
+    // audited as the parent's.
+    browser.type_into("#reserve-service", "kjernejournal").await;
+    browser
+        .click("form[aria-labelledby=reserve-add] button")
+        .await;
+    browser.wait_for("Reservasjonen er registrert.").await;
+    assert!(browser.url().await.contains("/innsyn/for/0?done=reserve"));
+    let checked = admin
+        .check_reservation(v1::CheckReservationRequest {
+            patient: child.clone(),
+            service: "kjernejournal".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(checked.reserved, "{checked:?}");
+    let log = admin
+        .query_audit(v1::QueryAuditRequest {
+            patient: child.clone(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        log.events
+            .iter()
+            .any(|e| e.actor == format!("citizen:{me}") && e.action == "reservation.write"),
+        "{:?}",
+        log.events
     );
     browser.screenshot("innsyn-child").await;
     // No second person to see for.
