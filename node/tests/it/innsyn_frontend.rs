@@ -678,7 +678,32 @@ async fn citizens_see_who_looked_and_act_on_their_records() {
     );
     browser.screenshot("innsyn-en").await;
 
-    // Logging out ends the session.
+    // Logging out ends the session: the cookie's token is revoked in the cluster too.
+    let cookie = browser.call("GET", "/cookie/innsyn_session", None).await;
+    let token = cookie["value"].as_str().unwrap().to_owned();
+    let as_citizen = |token: &str| {
+        kartotek_client::KartotekClient::with_tokens(
+            kartotek_client::ClientConfig {
+                endpoints: cluster.addrs(),
+                ..kartotek_client::ClientConfig::default()
+            },
+            std::sync::Arc::new(kartotek_client::StaticToken::new(token).unwrap()),
+        )
+        .unwrap()
+    };
+    let own_blocks = v1::ListBlocksRequest {
+        patient: me.clone(),
+        ..Default::default()
+    };
+    as_citizen(&token)
+        .list_blocks(own_blocks.clone())
+        .await
+        .expect("the session's token works before logout");
     browser.click("form[action='/innsyn/logout'] button").await;
     browser.wait_for("id=\"pid\"").await;
+    let refused = as_citizen(&token)
+        .list_blocks(own_blocks)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("revoked"), "{refused}");
 }
