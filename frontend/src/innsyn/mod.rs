@@ -349,7 +349,8 @@ async fn subject_of(
     let Some(person) = people.get(index) else {
         return Err(PageError::NoSuchPerson);
     };
-    let token = session::act_for(s, session, &person.represented).await?;
+    let area = view::view_area(person).ok_or(PageError::NotForLog)?;
+    let token = session::act_for(s, session, &person.represented, area).await?;
     let client = session::client_with(s, &token)?;
     Ok((Some((index, person.represented.clone())), client))
 }

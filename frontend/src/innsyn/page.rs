@@ -589,10 +589,17 @@ fn represented(ctx: &Ctx, view: &View) -> Markup {
                     ul {
                         @for (i, r) in list.iter().enumerate() {
                             li {
-                                a href=(format!("{INNSYN_PATH}/for/{i}")) {
-                                    (t(l, "Innsyn for ", "View for ")) (masked(&r.represented))
+                                @if super::view::view_area(r).is_some() {
+                                    a href=(format!("{INNSYN_PATH}/for/{i}")) {
+                                        (t(l, "Innsyn for ", "View for ")) (masked(&r.represented))
+                                    }
+                                    " (" (kind_text(l, r.kind)) ")"
+                                } @else {
+                                    (masked(&r.represented)) " (" (kind_text(l, r.kind)) "): "
+                                    (t(l, "du representerer personen nå bare for ", "you represent the person now only for "))
+                                    (r.effective_areas.join(", "))
+                                    (t(l, ", ikke for innsyn i loggen.", ", not for viewing the log."))
                                 }
-                                " (" (kind_text(l, r.kind)) ")"
                             }
                         }
                     }
@@ -701,6 +708,8 @@ fn error_text(l: Lang, e: &PageError) -> String {
                              "The form is out of date or did not come from this page. Load the page again and retry.").into(),
         PageError::SessionExpired => t(l, "Økten er over. Logg inn på nytt.", "The session is over. Log in again.").into(),
         PageError::NoSuchPerson => t(l, "Du representerer ingen slik person nå.", "You represent no such person now.").into(),
+        PageError::NotForLog => t(l, "Du representerer personen nå, men ikke for innsyn i loggen (registerets regler).",
+                                  "You represent the person now, but not for viewing the log (the registry's rules).").into(),
         PageError::Refused(reason) => format!("{} {reason}", t(l, "Ikke tillatt:", "Not allowed:")),
         PageError::Bad { field, reason } => format!("{} {field}: {reason}", t(l, "Feil i skjemaet:", "Error in the form:")),
         other => format!("{} {}", t(l, "Det gikk ikke:", "It failed:"), other.detail()),
@@ -863,6 +872,40 @@ mod tests {
             html.contains("Kartotek (kontroll ved innlogging)"),
             "{html}"
         );
+    }
+
+    #[test]
+    fn only_representations_that_give_the_log_are_links() {
+        let rep = |id: &str, areas: &[&str]| v1::Representation {
+            represented: id.into(),
+            kind: v1::RepresentationKind::ParentalResponsibility as i32,
+            effective_areas: areas.iter().map(|a| (*a).to_owned()).collect(),
+            ..Default::default()
+        };
+        let names = InnsynSettings::default();
+        let ctx = Ctx {
+            lang: Lang::Nb,
+            csrf: "c",
+            me: "15076500565",
+            subject: None,
+            show_all: false,
+            done: None,
+            delay_s: 0,
+            names: &names,
+        };
+        let view = View {
+            represented: Some(Ok(vec![
+                rep("14031650055", &["*"]),
+                rep("14031350000", &["appointments", "vaccinations"]),
+                rep("14031450000", &["audit"]),
+            ])),
+            ..View::default()
+        };
+        let html = represented(&ctx, &view).into_string();
+        assert!(html.contains("href=\"/innsyn/for/0\""), "{html}");
+        assert!(!html.contains("href=\"/innsyn/for/1\""), "{html}");
+        assert!(html.contains("140313 ***** (foreldreansvar): du representerer personen nå bare for appointments, vaccinations"), "{html}");
+        assert!(html.contains("href=\"/innsyn/for/2\""), "{html}");
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub enum PageError {
     /// The token service refused (the login, or acting for the person).
     #[error("{0}")]
     Refused(String),
+    /// The representation gives areas other than the log only.
+    #[error("the representation does not give you the person's log now")]
+    NotForLog,
     /// No such person in the list of whom the citizen represents.
     #[error("no such person among those you represent now")]
     NoSuchPerson,
@@ -108,7 +111,7 @@ impl PageError {
             PageError::NoLogin => StatusCode::NOT_FOUND,
             PageError::ClientFile(_) => StatusCode::SERVICE_UNAVAILABLE,
             PageError::Bad { .. } => StatusCode::BAD_REQUEST,
-            PageError::Csrf | PageError::Refused(_) => StatusCode::FORBIDDEN,
+            PageError::Csrf | PageError::Refused(_) | PageError::NotForLog => StatusCode::FORBIDDEN,
             PageError::SessionExpired => StatusCode::UNAUTHORIZED,
             PageError::NoSuchPerson => StatusCode::NOT_FOUND,
             PageError::Cluster(e) => e.problem().status_code(),
@@ -401,7 +404,7 @@ fn client_auth(s: &AppState) -> Result<Vec<(String, String)>, PageError> {
 async fn exchange(
     s: &AppState,
     login: &str,
-    act_for: Option<&str>,
+    act_for: Option<(&str, &str)>,
 ) -> Result<(String, i64), PageError> {
     let mut params = client_auth(s)?;
     params.extend([
@@ -411,8 +414,9 @@ async fn exchange(
         ("requested_token_type".into(), ACCESS_TOKEN_TYPE_URN.into()),
         ("scope".into(), scopes::CITIZEN.into()),
     ]);
-    if let Some(p) = act_for {
-        params.push(("act_for".into(), p.to_owned()));
+    if let Some((person, area)) = act_for {
+        params.push(("act_for".into(), person.to_owned()));
+        params.push(("area".into(), area.to_owned()));
     }
     let answer = s.token.token(&params, now_s()).await.map_err(refused)?;
     if answer.token_type != "Bearer" {
@@ -421,15 +425,17 @@ async fn exchange(
     Ok((answer.access_token, answer.expires_in))
 }
 
-/// A token for `person`, whom the session's citizen represents: exchanged `act_for` them,
-/// so the token service checks the representation now (refused otherwise).
+/// A token for `person`, whom the session's citizen represents, in representation `area`
+/// (`*` or `audit`): exchanged `act_for` them, so the token service checks the
+/// representation now (refused otherwise).
 pub(crate) async fn act_for(
     s: &AppState,
     session: &Session,
     person: &str,
+    area: &str,
 ) -> Result<String, PageError> {
     let login = session.login.as_deref().ok_or(PageError::SessionExpired)?;
-    match exchange(s, login, Some(person)).await {
+    match exchange(s, login, Some((person, area))).await {
         Ok((token, _)) => Ok(token),
         Err(PageError::Refused(reason)) if reason.starts_with("subject_token") => {
             Err(PageError::SessionExpired)

@@ -184,6 +184,21 @@ async fn events(
     }
 }
 
+/// The representation area a view of the represented person is asked in: `*` when the
+/// representation gives every area now, else `audit` (the area `AuditService.Query` takes for
+/// a representative) when it gives that; none when it gives neither (e.g. parental
+/// responsibility for a child of 12 to 15 gives only the policy's limited areas), and then
+/// the registry does not let the representative see the person's log.
+pub fn view_area(r: &v1::Representation) -> Option<&'static str> {
+    if r.effective_areas.iter().any(|a| a == "*") {
+        Some("*")
+    } else if r.effective_areas.iter().any(|a| a == "audit") {
+        Some("audit")
+    } else {
+        None
+    }
+}
+
 /// Whom `person` represents now (the registry's list without inactive records, so aged-out
 /// parental responsibility is not there), one entry per represented person, by national id.
 pub async fn represented(

@@ -391,6 +391,7 @@ async fn citizens_see_who_looked_and_act_on_their_records() {
     let me = person_born(1980, 7);
     let child = person_born(2016, 3);
     let teen = person_born(2009, 3);
+    let young_teen = person_born(2013, 3);
 
     // A lookup just made on the citizen by a clinician of the named hospital.
     let clinician = cluster.client_as(common::clinician("1234567", &hospital));
@@ -454,9 +455,9 @@ async fn citizens_see_who_looked_and_act_on_their_records() {
         .unwrap()
         .consent
         .unwrap();
-    // The parent has parental responsibility for a 10- and a 17-year-old (the registry's
-    // rule: it gives nothing from 16).
-    for c in [&child, &teen] {
+    // The parent has parental responsibility for a 10-, a 13- and a 17-year-old (the
+    // registry's rules: from 12 only limited areas, not the log; nothing from 16).
+    for c in [&child, &young_teen, &teen] {
         admin
             .grant_representation(v1::GrantRepresentationRequest {
                 representative: me.clone(),
@@ -615,10 +616,25 @@ async fn citizens_see_who_looked_and_act_on_their_records() {
     let teen_masked = format!("{} *****", &teen[..6]);
     assert!(page.contains(&child_masked), "{page}");
     assert!(!page.contains(&teen_masked), "{page}");
+    let young_masked = format!("{} *****", &young_teen[..6]);
+    assert!(
+        page.contains(&format!(
+            "{young_masked} (foreldreansvar): du representerer personen nå bare for"
+        )),
+        "{page}"
+    );
     assert_eq!(browser.count("#represented ~ ul a").await, 1, "{page}");
+    // The list is by national id: the 13-year-old (no link) may come first.
+    let child_index = usize::from(young_teen < child);
     browser.click("#represented ~ ul a").await;
     let page = browser.wait_for("<h1>Innsyn for").await;
-    assert!(browser.url().await.ends_with("/innsyn/for/0"), "{page}");
+    assert!(
+        browser
+            .url()
+            .await
+            .ends_with(&format!("/innsyn/for/{child_index}")),
+        "{page}"
+    );
     assert!(
         page.contains(&format!("<h1>Innsyn for {child_masked}</h1>")),
         "{page}"
@@ -634,7 +650,12 @@ async fn citizens_see_who_looked_and_act_on_their_records() {
         .click("form[aria-labelledby=reserve-add] button")
         .await;
     browser.wait_for("Reservasjonen er registrert.").await;
-    assert!(browser.url().await.contains("/innsyn/for/0?done=reserve"));
+    assert!(
+        browser
+            .url()
+            .await
+            .contains(&format!("/innsyn/for/{child_index}?done=reserve"))
+    );
     let checked = admin
         .check_reservation(v1::CheckReservationRequest {
             patient: child.clone(),
@@ -661,7 +682,11 @@ async fn citizens_see_who_looked_and_act_on_their_records() {
     );
     browser.screenshot("innsyn-child").await;
     // No second person to see for.
-    browser.goto(&format!("{base}/innsyn/for/1")).await;
+    browser
+        .goto(&format!("{base}/innsyn/for/{}", 1 - child_index))
+        .await;
+    browser.wait_for("men ikke for innsyn i loggen").await;
+    browser.goto(&format!("{base}/innsyn/for/2")).await;
     browser
         .wait_for("Du representerer ingen slik person nå.")
         .await;
