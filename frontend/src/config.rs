@@ -383,7 +383,7 @@ pub struct InnsynSettings {
     /// Personnel who looked are shown by organisation at once and by their own identity only
     /// this many seconds after the access (helsenorge: one week). 0: at once.
     pub personnel_name_delay_s: u64,
-    /// Most audit events read for one view (oldest first; the page says when there are more).
+    /// Most audit events shown in one view (the latest; the page says when there are more).
     pub access_events_max: u32,
     /// Names shown for organisation numbers (the audit log has only the number).
     pub organisations: Vec<OrganisationName>,

@@ -312,8 +312,8 @@ fn accesses(ctx: &Ctx, view: &View, now: DateTime<Utc>) -> Markup {
                         }
                     }
                     @if view.more_events {
-                        p { (t(l, "Det finnes flere oppslag enn siden viser (de eldste vises).",
-                               "There are more accesses than the page shows (the oldest are shown).")) }
+                        p { (t(l, "Det finnes flere oppslag enn siden viser (de nyeste vises).",
+                               "There are more accesses than the page shows (the latest are shown).")) }
                     }
                     @if !ctx.show_all && hidden_count > 0 {
                         p {

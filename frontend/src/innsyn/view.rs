@@ -1,7 +1,8 @@
 //! What one view of the citizen page reads from the cluster, with the viewer's token (each
-//! read is itself audited by the nodes as the viewer's): the person's audit events (up to
-//! `innsyn.access_events_max`), pending override notifications, blocks, consents,
-//! reservations and, on the citizen's own view, whom they represent now. The sections are
+//! read is itself audited by the nodes as the viewer's): the person's latest audit events (up
+//! to `innsyn.access_events_max`, from at most [`AUDIT_PAGES_MAX`] pages of the log),
+//! pending override notifications, blocks, consents, reservations and, on the citizen's own
+//! view, whom they represent now. The sections are
 //! read at once; one that fails says so on the page without hiding the others.
 
 use kartotek_client::KartotekClient;
@@ -151,24 +152,42 @@ pub(crate) async fn load(s: &AppState, client: &KartotekClient, person: &str, ow
     }
 }
 
-/// The person's audit events, oldest first, at most `max`; and whether there are more.
+/// Appends `events` to `kept`, keeping the latest `max`; true when one was dropped.
+fn keep_latest<T>(kept: &mut std::collections::VecDeque<T>, events: Vec<T>, max: usize) -> bool {
+    let mut dropped = false;
+    for e in events {
+        if max == 0 {
+            return true;
+        }
+        if kept.len() == max {
+            kept.pop_front();
+            dropped = true;
+        }
+        kept.push_back(e);
+    }
+    dropped
+}
+
+/// Most pages of the audit log read for one view (of up to 1000 events each).
+pub const AUDIT_PAGES_MAX: usize = 50;
+
+/// The person's latest audit events, at most `max`, in chain order; and whether there are
+/// more (older ones dropped, or more than [`AUDIT_PAGES_MAX`] pages).
 async fn events(
     client: &KartotekClient,
     person: &str,
     max: u32,
 ) -> (Section<v1::AuditEvent>, bool) {
-    let mut out = Vec::new();
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let mut kept = std::collections::VecDeque::new();
+    let mut dropped = false;
     let mut from_seq = 0;
-    loop {
-        let room = max.saturating_sub(u32::try_from(out.len()).unwrap_or(u32::MAX));
-        if room == 0 {
-            return (Ok(out), true);
-        }
+    for _ in 0..AUDIT_PAGES_MAX {
         let page = match client
             .query_audit(v1::QueryAuditRequest {
                 patient: person.into(),
                 from_seq,
-                limit: room.min(kartotek_domain::limits::AUDIT_QUERY_LIMIT_MAX as u32),
+                limit: kartotek_domain::limits::AUDIT_QUERY_LIMIT_MAX as u32,
                 ..Default::default()
             })
             .await
@@ -176,12 +195,13 @@ async fn events(
             Ok(p) => p,
             Err(e) => return (Err(shown(e)), false),
         };
-        out.extend(page.events);
+        dropped |= keep_latest(&mut kept, page.events, max);
         if page.next_seq == 0 {
-            return (Ok(out), false);
+            return (Ok(kept.into()), dropped);
         }
         from_seq = page.next_seq;
     }
+    (Ok(kept.into()), true)
 }
 
 /// The representation area a view of the represented person is asked in: `*` when the
@@ -221,4 +241,20 @@ pub async fn represented(
     people.sort_by(|a, b| a.represented.cmp(&b.represented).then(a.id.cmp(&b.id)));
     people.dedup_by(|a, b| a.represented == b.represented);
     Ok(people)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latest_events_are_kept() {
+        let mut kept = std::collections::VecDeque::new();
+        assert!(!keep_latest(&mut kept, vec![1, 2], 3));
+        assert!(keep_latest(&mut kept, vec![3, 4, 5], 3));
+        assert_eq!(Vec::from(kept), vec![3, 4, 5]);
+        let mut none = std::collections::VecDeque::new();
+        assert!(keep_latest(&mut none, vec![1], 0));
+        assert!(none.is_empty());
+    }
 }

@@ -610,6 +610,28 @@ async fn citizens_see_who_looked_and_act_on_their_records() {
     browser.click("#reservation-kjernejournal button").await;
     browser.wait_for("Reservasjonen er trukket.").await;
     assert_eq!(browser.count("#reservation-kjernejournal").await, 0);
+    // A block of a malformed HPR number: refused by the registry, the reason shown, nothing
+    // changed.
+    browser.type_into("#block-target", "not-a-number").await;
+    browser
+        .click("form[aria-labelledby=block-add] button")
+        .await;
+    let page = browser.wait_for("Ingenting ble endret.").await;
+    assert!(page.contains("role=\"alert\""), "{page}");
+    let blocks = admin
+        .list_blocks(v1::ListBlocksRequest {
+            patient: me.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .blocks;
+    assert!(
+        blocks.iter().all(|b| b.target != "not-a-number"),
+        "{blocks:?}"
+    );
+    browser.goto(&format!("{base}/innsyn")).await;
+    let page = browser.wait_for("Personer du representerer").await;
 
     // The parent's view of whom they represent: the 10-year-old, not the 17-year-old.
     let child_masked = format!("{} *****", &child[..6]);
