@@ -42,13 +42,18 @@
 //!   R4, into the cluster's hash-chained audit log) and `GET /api/v1/audit-events?patient=…`
 //!   (the log exported in the same shape).
 //!
+//! - [`fhir`]: the FHIR R4 facade of the locator: `GET /fhir/DocumentReference`, `POST
+//!   /fhir/DocumentReference/_search` (searchset Bundles of DocumentReference pointers,
+//!   audited like the gRPC lookup) and `GET /fhir/metadata` (CapabilityStatement).
+//!
 //! Future homes, each a module of its own behind the same layer: the citizen
-//! and organisation pages (`/innsyn`, `/org`) and the FHIR facade (`/fhir/…`).
+//! and organisation pages (`/innsyn`, `/org`).
 
 pub mod audit;
 pub mod caller;
 pub mod catalog;
 pub mod config;
+pub mod fhir;
 pub mod health;
 pub mod home;
 pub mod layer;

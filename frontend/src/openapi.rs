@@ -24,7 +24,7 @@ use crate::home::layout;
 #[openapi(
     info(
         title = "Kartotek frontend",
-        description = "The stateless HTTP frontend of Kartotek: the token service, the API catalog, audit forwarding, health and metrics. Errors are RFC 9457 problem documents (application/problem+json), except the token service's RFC 6749 errors."
+        description = "The stateless HTTP frontend of Kartotek: the token service, the API catalog, audit forwarding, health and metrics. Errors are RFC 9457 problem documents (application/problem+json), except the token service's RFC 6749 errors and the FHIR facade's OperationOutcomes (application/fhir+json)."
     ),
     paths(
         crate::home::index,
@@ -50,6 +50,9 @@ use crate::home::layout;
         crate::catalog::dcat::export,
         openapi_json,
         openapi_page,
+        crate::fhir::search_get,
+        crate::fhir::search_post,
+        crate::fhir::metadata,
     ),
     components(schemas(crate::problem::Problem, crate::audit::Recorded)),
     modifiers(&BearerScheme),
@@ -60,6 +63,7 @@ use crate::home::layout;
         (name = "pages", description = "HTML pages"),
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "dev", description = "DEV ONLY: the dev login (kartotek dev)"),
+        (name = "fhir", description = "FHIR R4 facade of the locator: DocumentReference search (NRL/MHD style) and the CapabilityStatement; errors are OperationOutcomes (application/fhir+json)"),
     )
 )]
 pub struct ApiDoc;

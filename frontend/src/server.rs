@@ -25,7 +25,7 @@ use crate::token::dev_login::{self, DevLogin};
 use crate::token::directory::ClusterDirectory;
 use crate::token::login_keys::LoginKeys;
 use crate::token::{FRONTEND_CLIENT_ID, FRONTEND_SCOPES, TokenService, TokenSetupError};
-use crate::{AppState, audit, catalog, health, home, layer, metrics, openapi, token};
+use crate::{AppState, audit, catalog, fhir, health, home, layer, metrics, openapi, token};
 
 /// Arguments of `kartotek frontend`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -308,6 +308,11 @@ const ROUTES: &[RouteSpec] = &[
     route("GET", "/catalog.ttl", |m| on(m, catalog::dcat::export)),
     route("GET", "/openapi.json", |m| on(m, openapi::openapi_json)),
     route("GET", "/openapi", |m| on(m, openapi::openapi_page)),
+    route("GET", fhir::DOCUMENT_REFERENCE_PATH, |m| {
+        on(m, fhir::search_get)
+    }),
+    route("POST", fhir::SEARCH_PATH, |m| on(m, fhir::search_post)),
+    route("GET", fhir::METADATA_PATH, |m| on(m, fhir::metadata)),
 ];
 
 /// Every `(method, path)` of the router, sorted.

@@ -19,6 +19,7 @@ mod cli_rough_edges;
 mod cluster;
 mod deploy_files;
 mod dev_cli;
+mod fhir_frontend;
 mod locator_feed;
 mod raft_metrics;
 mod record_paging;
