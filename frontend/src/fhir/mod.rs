@@ -65,6 +65,11 @@ pub const METADATA_PATH: &str = "/fhir/metadata";
 /// Most distinct API catalog entries one search reads (the pointers' endpoints); pointers
 /// to further ones carry the catalog id without the URL.
 pub const CATALOG_LOOKUPS_MAX: usize = 32;
+/// How stale a catalog entry read for a pointer may be: catalog entries change rarely and
+/// are not patient data, so they are read from the nearest node (bounded staleness) rather
+/// than through the leader; a node further behind answers FAILED_PRECONDITION and the read
+/// is made linearizable instead.
+pub const CATALOG_STALENESS_MS_MAX: u64 = 5_000;
 
 /// `body` as FHIR JSON with `status`.
 pub(crate) fn fhir_json(status: StatusCode, body: &Value) -> Response {
@@ -255,12 +260,7 @@ async fn catalog_entries(s: &AppState, entries: &[v1::LocatorEntry]) -> BTreeMap
     ids.sort_unstable();
     ids.dedup();
     ids.truncate(CATALOG_LOOKUPS_MAX);
-    let reads = ids.iter().map(|id| {
-        s.client.get_catalog_entry(v1::GetCatalogEntryRequest {
-            id: (*id).to_owned(),
-            read: None,
-        })
-    });
+    let reads = ids.iter().map(|id| catalog_entry(s, id));
     futures::future::join_all(reads)
         .await
         .into_iter()
@@ -276,6 +276,28 @@ async fn catalog_entries(s: &AppState, entries: &[v1::LocatorEntry]) -> BTreeMap
         .filter(|e| matches!(e.lifecycle, Lifecycle::Published | Lifecycle::Deprecated))
         .map(|e| (e.id.clone(), e))
         .collect()
+}
+
+/// One catalog entry, read with bounded staleness ([`CATALOG_STALENESS_MS_MAX`]), else
+/// linearizably.
+async fn catalog_entry(
+    s: &AppState,
+    id: &str,
+) -> Result<v1::CatalogEntryResponse, kartotek_client::ClientError> {
+    let bounded = v1::ReadOptions {
+        consistency: v1::Consistency::BoundedStaleness as i32,
+        max_staleness_ms: CATALOG_STALENESS_MS_MAX,
+    };
+    let request = |read| v1::GetCatalogEntryRequest {
+        id: id.to_owned(),
+        read,
+    };
+    match s.client.get_catalog_entry(request(Some(bounded))).await {
+        Err(kartotek_client::ClientError::FailedPrecondition(_)) => {
+            s.client.get_catalog_entry(request(None)).await
+        }
+        answer => answer,
+    }
 }
 
 /// The CapabilityStatement of the FHIR facade.
