@@ -46,8 +46,11 @@
 //!   /fhir/DocumentReference/_search` (searchset Bundles of DocumentReference pointers,
 //!   audited like the gRPC lookup) and `GET /fhir/metadata` (CapabilityStatement).
 //!
-//! Future homes, each a module of its own behind the same layer: the citizen
-//! and organisation pages (`/innsyn`, `/org`).
+//! - [`org`]: the organisation view for its compliance officer: `GET /org` (page), `GET
+//!   /org/accesses.csv` and `GET /org/accesses` (FHIR Bundle of BALP AuditEvents).
+//!
+//! Future homes, each a module of its own behind the same layer: the citizen page
+//! (`/innsyn`).
 
 pub mod audit;
 pub mod caller;
@@ -60,6 +63,7 @@ pub mod layer;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;
+pub mod org;
 pub mod problem;
 pub mod server;
 pub mod tls;

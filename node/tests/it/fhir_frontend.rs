@@ -33,12 +33,12 @@ const ORGNR: &str = "urn:oid:2.16.578.1.12.4.1.4.101";
 const FHIR_JSON: &str = "application/fhir+json";
 
 /// The FHIR R4 JSON schema subset (`frontend/tests/fhir-schema/`), compiled.
-struct FhirSchema {
+pub(crate) struct FhirSchema {
     root: jsonschema::Validator,
     schema: Value,
 }
 
-fn validator() -> FhirSchema {
+pub(crate) fn validator() -> FhirSchema {
     let schema: Value = serde_json::from_str(include_str!(
         "../../../frontend/tests/fhir-schema/fhir-r4-subset.schema.json"
     ))
@@ -49,7 +49,7 @@ fn validator() -> FhirSchema {
 
 /// Panics with every schema error of `resource`, found against its own resource type's
 /// definition (the root's `oneOf` only says that none matched).
-fn assert_valid(v: &FhirSchema, resource: &Value) {
+pub(crate) fn assert_valid(v: &FhirSchema, resource: &Value) {
     if v.root.is_valid(resource) {
         return;
     }
