@@ -356,3 +356,74 @@ pub(crate) async fn org_fhir(
     let bundle = export::bundle(&found, &q, base);
     Ok(crate::fhir::fhir_json(StatusCode::OK, &bundle))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_take_dates_and_times_and_refuse_the_rest() {
+        let day = time_param("from", "2026-12-01", false).unwrap().unwrap();
+        assert_eq!(day.to_rfc3339(), "2026-12-01T00:00:00.000Z");
+        let end = time_param("to", "2026-12-01", true).unwrap().unwrap();
+        assert_eq!(end.to_rfc3339(), "2026-12-02T00:00:00.000Z");
+        let t = time_param("from", "2026-12-01T10:00:00+01:00", false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-12-01T09:00:00.000Z");
+        assert_eq!(time_param("from", "", false).unwrap(), None);
+        for bad in [
+            "yesterday",
+            "2026-13-01",
+            &"1".repeat(ORG_PARAM_BYTES_MAX + 1),
+        ] {
+            match time_param("from", bad, false) {
+                Err(HttpError::BadRequest { field, .. }) => assert_eq!(field, "from"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_view_matches_by_period_purpose_and_override() {
+        let view = OrgView {
+            org: "974760673".into(),
+            from: time_param("from", "2026-12-01", false).unwrap(),
+            to: time_param("to", "2026-12-01", true).unwrap(),
+            purpose: Some("treatment".into()),
+            overrides_only: false,
+            from_seq: 0,
+        };
+        let e = v1::AuditEvent {
+            time: "2026-12-01T23:59:59.000Z".into(),
+            patient: "15076500565".into(),
+            purpose: "treatment".into(),
+            ..Default::default()
+        };
+        assert!(view.matches(&e));
+        let late = v1::AuditEvent {
+            time: "2026-12-02T00:00:00.000Z".into(),
+            ..e.clone()
+        };
+        assert!(!view.matches(&late), "to is the end of its day");
+        let other = v1::AuditEvent {
+            purpose: "research".into(),
+            ..e.clone()
+        };
+        assert!(!view.matches(&other));
+        let no_patient = v1::AuditEvent {
+            patient: String::new(),
+            ..e.clone()
+        };
+        assert!(!view.matches(&no_patient), "not an access to patient data");
+        let overrides = OrgView {
+            overrides_only: true,
+            ..view
+        };
+        assert!(!overrides.matches(&e));
+        assert!(overrides.matches(&v1::AuditEvent {
+            emergency_override: true,
+            ..e
+        }));
+    }
+}
