@@ -42,7 +42,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::caller::{Authenticated, HttpCaller};
+use crate::caller::{Authenticated, HttpCaller, MaybeCaller};
 use crate::problem::HttpError;
 
 /// The page.
@@ -270,16 +270,20 @@ pub(crate) async fn accesses(
     responses(
         (status = 200, description = "The organisation view (HTML)", content_type = "text/html"),
         (status = 400, description = "A parameter is invalid", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid access token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No access token: a page saying how to get one (a token that does not verify: a problem document)", content_type = "text/html"),
         (status = 403, description = "Another organisation, or the token lacks kartotek:audit.read", body = crate::problem::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
 pub(crate) async fn org_page(
     State(s): State<AppState>,
-    Authenticated(caller): Authenticated,
+    MaybeCaller(caller): MaybeCaller,
     Query(q): Query<OrgQuery>,
 ) -> Result<Response, HttpError> {
+    // A person who follows the link from `/` without a token learns how to get one.
+    let Some(caller) = caller else {
+        return Ok(page::needs_token());
+    };
     let view = q.check(&caller)?;
     let found = accesses(&s, &caller, &view).await?;
     Ok(page::render(&q, &view, &found).into_response())

@@ -5,12 +5,41 @@
 
 use std::collections::BTreeMap;
 
-use axum::response::Html;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 use maud::html;
 
 use super::export::query_string;
 use super::{Accesses, ORG_CSV_PATH, ORG_FHIR_PATH, OrgQuery, OrgView};
 use crate::home::layout;
+use crate::layer::OwnErrorFormat;
+
+/// The answer to `/org` without `Authorization`: 401, with a page that says how to
+/// authenticate (a browser cannot add a bearer token by itself).
+pub fn needs_token() -> Response {
+    let body = html! {
+        h1 { "Organisasjonens tilganger" }
+        p class="alert" { "Denne siden krever et tilgangstoken for virksomhetens egen klient med scope " code { "kartotek:audit.read" } "." }
+        p {
+            "Hent et token med " code { "POST /connect/token" } " (client_credentials med private_key_jwt; under "
+            code { "kartotek dev" } ": " code { "kartotek token" } ") og send det som "
+            code { "Authorization: Bearer <token>" } ", for eksempel med "
+            code { "curl -H \"authorization: Bearer $TOKEN\" /org" } "."
+        }
+        p { "Eksportene av samme utvalg: " code { "/org/accesses.csv" } " (CSV) og " code { "/org/accesses" } " (FHIR Bundle av AuditEvent)." }
+    };
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        Html(layout("Organisasjonens tilganger", body).into_string()),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"kartotek\""),
+    );
+    response.extensions_mut().insert(OwnErrorFormat);
+    response
+}
 
 /// The page of `view`'s `found` accesses.
 pub fn render(q: &OrgQuery, view: &OrgView, found: &Accesses) -> Html<String> {

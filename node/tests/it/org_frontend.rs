@@ -163,7 +163,14 @@ async fn an_organisation_reviews_its_personnels_accesses() {
     let plain = frontend_token(addr, &plain_key, "ehr-a", &[scopes::LOCATOR_READ]).await;
     let (status, _, body) = get(addr, "/org/accesses", Some(&plain)).await;
     assert_eq!(status, 403, "{body}");
-    let (status, _, body) = get(addr, "/org", None).await;
+    let (status, head, body) = get(addr, "/org", None).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        head.contains("content-type: text/html"),
+        "a page says how: {head}"
+    );
+    assert!(body.contains("kartotek:audit.read"), "{body}");
+    let (status, _, body) = get(addr, "/org/accesses.csv", None).await;
     assert_eq!(status, 401, "{body}");
     let (status, _, body) = get(addr, "/org/accesses.csv?from=yesterday", Some(&officer)).await;
     assert_eq!(status, 400, "{body}");
