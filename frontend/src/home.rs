@@ -77,6 +77,8 @@ pub(crate) async fn index() -> Html<String> {
                     li { a href="/openapi" { "HTTP-API-et" } " – alle endepunkter, og " a href="/openapi.json" { "/openapi.json" } " (OpenAPI 3)" }
                     li { a href="/.well-known/oauth-authorization-server" { "Tokentjenesten" } " (metadata, RFC 8414)" }
                     li { a href="/readyz" { "/readyz" } " – svarer klyngen?" }
+                    li { a href="/org" { "Organisasjonens tilganger" } " – for virksomhetens personvernombud (token med " code { "kartotek:audit.read" } "), også som CSV og FHIR" }
+                    li { a href="/fhir/metadata" { "FHIR-fasaden" } " for pasientinformasjonslokatoren (CapabilityStatement; " code { "DocumentReference" } "-søk)" }
                 }
             },
         )

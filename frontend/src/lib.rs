@@ -46,13 +46,18 @@
 //!   English): a session from the citizen's login, the accesses to their data, override
 //!   notifications, blocks, consents and reservations, and the same for whom they represent.
 //!
-//! Future homes, each a module of its own behind the same layer: the organisation page
-//! (`/org`) and the FHIR facade (`/fhir/…`).
+//! - [`fhir`]: the FHIR R4 facade of the locator: `GET /fhir/DocumentReference`, `POST
+//!   /fhir/DocumentReference/_search` (searchset Bundles of DocumentReference pointers,
+//!   audited like the gRPC lookup) and `GET /fhir/metadata` (CapabilityStatement).
+//!
+//! - [`org`]: the organisation view for its compliance officer: `GET /org` (page), `GET
+//!   /org/accesses.csv` and `GET /org/accesses` (FHIR Bundle of BALP AuditEvents).
 
 pub mod audit;
 pub mod caller;
 pub mod catalog;
 pub mod config;
+pub mod fhir;
 pub mod health;
 pub mod home;
 pub mod innsyn;
@@ -60,6 +65,7 @@ pub mod layer;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;
+pub mod org;
 pub mod problem;
 pub mod server;
 pub mod tls;

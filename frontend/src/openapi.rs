@@ -24,7 +24,7 @@ use crate::home::layout;
 #[openapi(
     info(
         title = "Kartotek frontend",
-        description = "The stateless HTTP frontend of Kartotek: the token service, the API catalog, audit forwarding, health and metrics. Errors are RFC 9457 problem documents (application/problem+json), except the token service's RFC 6749 errors."
+        description = "The stateless HTTP frontend of Kartotek: the token service, the API catalog, audit forwarding, health and metrics. Errors are RFC 9457 problem documents (application/problem+json), except the token service's RFC 6749 errors and the FHIR facade's OperationOutcomes (application/fhir+json)."
     ),
     paths(
         crate::home::index,
@@ -55,6 +55,12 @@ use crate::home::layout;
         crate::innsyn::login,
         crate::innsyn::logout,
         crate::innsyn::action,
+        crate::fhir::search_get,
+        crate::fhir::search_post,
+        crate::fhir::metadata,
+        crate::org::org_page,
+        crate::org::org_csv,
+        crate::org::org_fhir,
     ),
     components(schemas(crate::problem::Problem, crate::audit::Recorded)),
     modifiers(&BearerScheme),
@@ -65,6 +71,7 @@ use crate::home::layout;
         (name = "pages", description = "HTML pages"),
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "dev", description = "DEV ONLY: the dev login (kartotek dev)"),
+        (name = "fhir", description = "FHIR R4 facade of the locator: DocumentReference search (NRL/MHD style) and the CapabilityStatement; errors are OperationOutcomes (application/fhir+json)"),
     )
 )]
 pub struct ApiDoc;

@@ -25,7 +25,9 @@ use crate::token::dev_login::{self, DevLogin};
 use crate::token::directory::ClusterDirectory;
 use crate::token::login_keys::LoginKeys;
 use crate::token::{FRONTEND_CLIENT_ID, FRONTEND_SCOPES, TokenService, TokenSetupError};
-use crate::{AppState, audit, catalog, health, home, innsyn, layer, metrics, openapi, token};
+use crate::{
+    AppState, audit, catalog, fhir, health, home, innsyn, layer, metrics, openapi, org, token,
+};
 
 /// Arguments of `kartotek frontend`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -313,6 +315,14 @@ const ROUTES: &[RouteSpec] = &[
     route("POST", innsyn::LOGIN_PATH, |m| on(m, innsyn::login)),
     route("POST", innsyn::LOGOUT_PATH, |m| on(m, innsyn::logout)),
     route("POST", innsyn::ACTION_PATH, |m| on(m, innsyn::action)),
+    route("GET", fhir::DOCUMENT_REFERENCE_PATH, |m| {
+        on(m, fhir::search_get)
+    }),
+    route("POST", fhir::SEARCH_PATH, |m| on(m, fhir::search_post)),
+    route("GET", fhir::METADATA_PATH, |m| on(m, fhir::metadata)),
+    route("GET", org::ORG_PATH, |m| on(m, org::org_page)),
+    route("GET", org::ORG_CSV_PATH, |m| on(m, org::org_csv)),
+    route("GET", org::ORG_FHIR_PATH, |m| on(m, org::org_fhir)),
 ];
 
 /// Every `(method, path)` of the router, sorted.

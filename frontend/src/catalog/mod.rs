@@ -190,7 +190,7 @@ pub struct ApiEntry {
 
 impl ApiEntry {
     /// The view of a cluster entry (`None` for an entry with an unknown enum value).
-    fn from_proto(e: v1::CatalogEntry) -> Option<ApiEntry> {
+    pub(crate) fn from_proto(e: v1::CatalogEntry) -> Option<ApiEntry> {
         Some(ApiEntry {
             audience: Audience::from_proto(e.audience)?,
             lifecycle: Lifecycle::from_proto(e.lifecycle)?,
