@@ -8,7 +8,9 @@
 use std::path::Path;
 use std::sync::{Arc, Weak};
 
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, ReadOptions, WriteOptions};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, Options, ReadOptions, SliceTransform, WriteOptions,
+};
 
 use crate::error::StoreError;
 use crate::keys::{CF_AUDIT, CF_LOG, CF_OUTBOX, CF_RAFT, CF_SM};
@@ -44,6 +46,14 @@ pub fn open_with_stats(
     sm_opts.set_block_based_table_factory(&table);
     sm_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     let audit_opts = sm_opts.clone();
+    // Patient-keyed families of the state machine ('L', 'B', 'C'...: a tag byte and the
+    // 11-digit national id) share their first SM_PREFIX_BYTES: the tables keep a bloom filter
+    // of those prefixes too, so a scan of one patient's keys seeks only in the files (and
+    // memtables) that hold some, instead of in every file of every level. Point reads keep
+    // the whole-key filter. Tables written before this have no prefix filter and are simply
+    // read without one (RocksDB records the extractor per table).
+    sm_opts.set_prefix_extractor(SliceTransform::create_fixed_prefix(SM_PREFIX_BYTES));
+    sm_opts.set_memtable_prefix_bloom_ratio(0.05);
 
     debug_assert_eq!(ALL_FAMILIES.len(), 5, "every family is in ALL_FAMILIES");
     let cfs = vec![
@@ -156,16 +166,39 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// The length of the key prefix the `sm` family's tables filter on (see [`open`]): a tag
+/// byte and an 11-digit national id.
+pub const SM_PREFIX_BYTES: usize = 12;
+
 /// Read options for a scan of the keys that start with `prefix`: the iterator stops at the
 /// prefix's end instead of stepping on into the next table. Without the bound, a scan that
 /// finds nothing of its own walks every tombstone that follows (deleted dedup index keys,
 /// say) until it meets a live key, which made an access decision for a patient without
 /// representations cost 30 ms after a few minutes of writes.
+///
+/// A `prefix` of at least [`SM_PREFIX_BYTES`] lies inside one filtered prefix, so the scan
+/// seeks in prefix mode (the `sm` family's prefix bloom skips files without it); every
+/// key it can return shares those bytes, so nothing is skipped that it should see. A
+/// shorter prefix spans many filtered prefixes and seeks in total order: in prefix mode a
+/// seek would skip every file without the *seek key's* prefix and lose later keys. Any
+/// seek start inside `prefix` is fine either way (it begins with `prefix`).
 pub fn prefix_read_options(prefix: &[u8]) -> ReadOptions {
     let mut ro = ReadOptions::default();
+    if prefix.len() >= SM_PREFIX_BYTES {
+        ro.set_prefix_same_as_start(true);
+    } else {
+        ro.set_total_order_seek(true);
+    }
     if let Some(end) = prefix_end(prefix) {
         ro.set_iterate_upper_bound(end);
     }
+    ro
+}
+
+/// Read options for a scan in key order across prefixes (a whole family): no prefix filter.
+pub fn total_order_read_options() -> ReadOptions {
+    let mut ro = ReadOptions::default();
+    ro.set_total_order_seek(true);
     ro
 }
 
@@ -198,6 +231,82 @@ mod tests {
             super::EngineFigures::default(),
             "closed: zeros"
         );
+    }
+
+    /// Scans with [`super::prefix_read_options`] see exactly the keys a brute-force filter
+    /// sees, for prefixes longer and shorter than the filtered one and seeks from inside
+    /// them, with keys spread over several tables and the memtable (where a seek in prefix
+    /// mode would skip tables that lack the seek key's prefix).
+    #[test]
+    fn prefix_scans_see_every_key_across_tables() {
+        use proptest::prelude::*;
+        use proptest::strategy::ValueTree;
+        use rocksdb::{Direction, IteratorMode};
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (db, stats) =
+            super::open_with_stats(dir.path(), 1 << 20).unwrap_or_else(|e| panic!("{e}"));
+        let sm = super::cf(&db, crate::keys::CF_SM).unwrap_or_else(|e| panic!("{e}"));
+        // Tag byte + 11 digits (+ a suffix), few distinct patients so prefixes repeat.
+        let key = (0u8..3, 0u32..40, 0u32..5).prop_map(|(tag, patient, suffix)| {
+            let mut k = vec![b'B' + tag];
+            k.extend_from_slice(format!("{:011}", patient * 7919).as_bytes());
+            if suffix > 0 {
+                k.extend_from_slice(format!("/{suffix}").as_bytes());
+            }
+            k
+        });
+        let mut all = std::collections::BTreeSet::new();
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        for round in 0..4 {
+            let keys = proptest::collection::vec(key.clone(), 1..60)
+                .new_tree(&mut runner)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .current();
+            for k in keys {
+                db.put_cf(sm, &k, b"v").unwrap_or_else(|e| panic!("{e}"));
+                all.insert(k);
+            }
+            if round < 3 {
+                db.flush_cf(sm).unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+        let scan = |prefix: &[u8], from: &[u8]| -> Vec<Vec<u8>> {
+            db.iterator_cf_opt(
+                sm,
+                super::prefix_read_options(prefix),
+                IteratorMode::From(from, Direction::Forward),
+            )
+            .map(|item| item.unwrap_or_else(|e| panic!("{e}")).0.to_vec())
+            .take_while(|k| k.starts_with(prefix))
+            .collect()
+        };
+        let mut checked = 0;
+        for k in all.iter() {
+            for len in [1, 5, super::SM_PREFIX_BYTES, k.len()] {
+                let prefix = &k[..len.min(k.len())];
+                let want: Vec<Vec<u8>> = all
+                    .iter()
+                    .filter(|x| x.starts_with(prefix) && x.as_slice() >= k.as_slice())
+                    .cloned()
+                    .collect();
+                assert_eq!(scan(prefix, k), want, "prefix {prefix:?} from {k:?}");
+                let whole: Vec<Vec<u8>> = all
+                    .iter()
+                    .filter(|x| x.starts_with(prefix))
+                    .cloned()
+                    .collect();
+                assert_eq!(scan(prefix, prefix), whole, "prefix {prefix:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 40, "{checked}");
+        // ...and the long-prefix scans did use the filter: some table was skipped.
+        use rocksdb::statistics::Ticker;
+        let filtered = stats
+            .opts
+            .get_ticker_count(Ticker::NonLastLevelSeekFiltered)
+            + stats.opts.get_ticker_count(Ticker::LastLevelSeekFiltered);
+        assert!(filtered > 0, "no seek was filtered by the prefix bloom");
     }
 
     #[test]

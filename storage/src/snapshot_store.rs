@@ -136,7 +136,11 @@ impl SnapshotStore {
             let mut w = SnapshotWriter::create(&tmp, &meta)?;
             // The state machine is both families; a key says which it belongs to.
             for family in [sm, cf(&db, CF_AUDIT)?] {
-                for item in view.iterator_cf(family, IteratorMode::Start) {
+                for item in view.iterator_cf_opt(
+                    family,
+                    crate::db::total_order_read_options(),
+                    IteratorMode::Start,
+                ) {
                     let (k, v) = item?;
                     w.frame(&k, &v)?;
                 }
