@@ -98,6 +98,21 @@ async fn query(call: Call, r: QueryAuditRequest) -> Result<QueryAuditResponse, N
         (true, false) => AuditSelector::Org(parse_org_number("org", &r.org)?),
         (true, true) => AuditSelector::All,
     };
+    // A service reviews its own organisation's log (its compliance officer, `/org`), never
+    // another's; the whole log is for callers that act for every organisation (an admin
+    // token). A patient's log is open to audit readers and, through the own-data rule, to
+    // the patient.
+    match &selector {
+        AuditSelector::Org(org) => call.caller().must_act_for("org", org)?,
+        AuditSelector::All if !call.caller().any_org => {
+            return Err(NodeError::Forbidden(
+                "AuditService/Query: the whole audit log is for admin tokens; name the \
+                 patient, or your organisation as org"
+                    .into(),
+            ));
+        }
+        _ => {}
+    }
     if !r.representative.is_empty() {
         let representative = parse_national_id("representative", &r.representative)?;
         let AuditSelector::Patient(patient) = &selector else {

@@ -292,7 +292,7 @@ async fn the_audit_event_names_the_token_not_the_headers() {
         ..Default::default()
     });
     *query.metadata_mut() = bearer(&sign(&t.issuer, &claims(scopes::AUDIT_READ)));
-    let events = AuditServiceClient::new(channel)
+    let events = AuditServiceClient::new(channel.clone())
         .query(query)
         .await
         .unwrap_or_else(|e| panic!("audit query: {e}"))
@@ -305,6 +305,35 @@ async fn the_audit_event_names_the_token_not_the_headers() {
     assert_eq!(looked.actor, "personnel:1234567", "{looked:?}");
     assert_eq!(looked.purpose, "treatment", "{looked:?}");
     assert_eq!(looked.org, org(1), "{looked:?}");
+
+    // An audit reader of org 1 reviews org 1's log, not org 2's, and not the whole log.
+    let by_org = |o: String| {
+        let mut q = tonic::Request::new(QueryAuditRequest {
+            org: o,
+            ..Default::default()
+        });
+        *q.metadata_mut() = bearer(&sign(&t.issuer, &claims(scopes::AUDIT_READ)));
+        q
+    };
+    let own = AuditServiceClient::new(channel.clone())
+        .query(by_org(org(1)))
+        .await
+        .unwrap_or_else(|e| panic!("own org's audit log: {e}"))
+        .into_inner()
+        .events;
+    assert!(own.iter().any(|e| e.action.contains("lookup")), "{own:?}");
+    let other = AuditServiceClient::new(channel.clone())
+        .query(by_org(org(2)))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("another org's audit log was answered"));
+    assert_eq!(other.code(), tonic::Code::PermissionDenied, "{other:?}");
+    let all = AuditServiceClient::new(channel)
+        .query(by_org(String::new()))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("the whole audit log was answered"));
+    assert_eq!(all.code(), tonic::Code::PermissionDenied, "{all:?}");
 }
 
 /// A citizen's token (scope `kartotek:citizen`, `sub` the citizen) reaches the citizen's own
