@@ -355,6 +355,14 @@ async fn subject_of(
     Ok((Some((index, person.represented.clone())), client))
 }
 
+/// A POST's form, once its CSRF token matches the browser's cookie (every form of the page
+/// carries one; see [`session::check_csrf`]).
+fn checked_form(s: &AppState, cookies: &Cookies, body: &[u8]) -> Result<session::Form, PageError> {
+    let form = session::form(body)?;
+    session::check_csrf(s, cookies, form.get("csrf"))?;
+    Ok(form)
+}
+
 /// `POST /innsyn/login`.
 #[utoipa::path(
     post,
@@ -370,10 +378,7 @@ async fn subject_of(
 )]
 pub(crate) async fn login(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let setup = setup(&s, &headers, None);
-    let form = match session::form(&body).and_then(|f| {
-        session::check_csrf(&s, &setup.cookies, f.get("csrf"))?;
-        Ok(f)
-    }) {
+    let form = match checked_form(&s, &setup.cookies, &body) {
         Ok(f) => f,
         Err(e) => return login_answer(&s, setup, Some(e)),
     };
@@ -401,10 +406,7 @@ pub(crate) async fn login(State(s): State<AppState>, headers: HeaderMap, body: B
 )]
 pub(crate) async fn logout(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let setup = setup(&s, &headers, None);
-    if let Err(e) = session::form(&body).and_then(|f| {
-        session::check_csrf(&s, &setup.cookies, f.get("csrf"))?;
-        Ok(f)
-    }) {
+    if let Err(e) = checked_form(&s, &setup.cookies, &body) {
         return error_answer(&s, setup, e);
     }
     session::revoke(&s, &setup.cookies).await;
@@ -427,10 +429,7 @@ pub(crate) async fn logout(State(s): State<AppState>, headers: HeaderMap, body: 
 )]
 pub(crate) async fn action(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let setup = setup(&s, &headers, None);
-    let form = match session::form(&body).and_then(|f| {
-        session::check_csrf(&s, &setup.cookies, f.get("csrf"))?;
-        Ok(f)
-    }) {
+    let form = match checked_form(&s, &setup.cookies, &body) {
         Ok(f) => f,
         Err(e) => return error_answer(&s, setup, e),
     };
