@@ -94,18 +94,7 @@ fn start_frontend(
         },
         ..kartotek_frontend::FrontendConfig::default()
     };
-    let file = dir.join("frontend.toml");
-    std::fs::write(&file, config.to_toml().unwrap()).unwrap();
-    let log = dir.join("frontend.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_kartotek"))
-        .arg("frontend")
-        .arg("--config")
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    Frontend::new(child, log)
+    Frontend::spawn(&config, dir)
 }
 
 /// The target dir (`CARGO_TARGET_DIR`, else the workspace's `target/`).

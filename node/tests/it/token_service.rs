@@ -30,8 +30,20 @@ pub(crate) struct Frontend {
 }
 
 impl Frontend {
-    /// The frontend process `child`, logging to `log`.
-    pub(crate) fn new(child: Child, log: std::path::PathBuf) -> Frontend {
+    /// Starts `kartotek frontend` on `config`, written to `dir/frontend.toml`; its log goes
+    /// to `dir/frontend.log` (printed if the test panics).
+    pub(crate) fn spawn(config: &kartotek_frontend::FrontendConfig, dir: &Path) -> Frontend {
+        let file = dir.join("frontend.toml");
+        std::fs::write(&file, config.to_toml().unwrap()).unwrap();
+        let log = dir.join("frontend.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_kartotek"))
+            .arg("frontend")
+            .arg("--config")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
         Frontend { child, log }
     }
 }
@@ -112,18 +124,7 @@ pub(crate) fn start_frontend(dir: &Path, addr: SocketAddr, endpoints: Vec<String
         },
         ..kartotek_frontend::FrontendConfig::default()
     };
-    let file = dir.join("frontend.toml");
-    std::fs::write(&file, config.to_toml().unwrap()).unwrap();
-    let log = dir.join("frontend.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_kartotek"))
-        .arg("frontend")
-        .arg("--config")
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    Frontend { child, log }
+    Frontend::spawn(&config, dir)
 }
 
 /// Waits (up to 30 s) until something listens on `addr`.
