@@ -20,7 +20,10 @@
 //! 6. the national id: `pid` (ID-porten's claim for the fødselsnummer or D-number), else
 //!    `sub`, valid by the domain's rules (check digits);
 //! 7. `acr` one of the provider's accepted values (default: ID-porten's substantial and high
-//!    levels), mapped to the HelseID security level (`3` substantial, `4` high).
+//!    levels), mapped to the HelseID security level (`3` substantial, `4` high);
+//! 8. `nonce`, when present, at most [`LOGIN_NONCE_BYTES_MAX`] bytes; it is returned, not
+//!    compared: the relying party that sent one (the citizen page's authorisation-code login)
+//!    compares it with its own.
 //!
 //! Time is passed in; nothing is logged here (a login token names a person).
 
@@ -43,6 +46,8 @@ pub const LOGIN_TOKEN_BYTES_MAX: usize = 16 * 1024;
 /// Longest login-token life (`exp - iat`) accepted, in seconds (ID-porten's ID tokens live
 /// two minutes; a login is fresh or it is not a login).
 pub const LOGIN_TOKEN_LIFETIME_S_MAX: i64 = 3600;
+/// Longest `nonce` claim accepted, in bytes.
+pub const LOGIN_NONCE_BYTES_MAX: usize = 256;
 /// Most login providers of one verifier.
 pub const LOGIN_PROVIDERS_MAX: usize = 8;
 /// Most accepted `acr` values of one provider.
@@ -88,6 +93,8 @@ struct LoginClaims {
     pid: Option<String>,
     #[serde(default)]
     acr: Option<String>,
+    #[serde(default)]
+    nonce: Option<String>,
 }
 
 /// A citizen, as a verified login token names them.
@@ -103,6 +110,9 @@ pub struct Citizen {
     pub issuer: String,
     /// When the login token expires (seconds since the epoch).
     pub exp: i64,
+    /// The token's `nonce` (OpenID Connect Core §3.1.3.7: the relying party that sent one in
+    /// its authentication request compares it), at most [`LOGIN_NONCE_BYTES_MAX`] bytes.
+    pub nonce: Option<String>,
 }
 
 /// One verification key of a provider.
@@ -373,12 +383,23 @@ impl LoginVerifier {
                     provider.acr_allowed.join(", ")
                 ),
             })?;
+        if claims
+            .nonce
+            .as_ref()
+            .is_some_and(|n| n.len() > LOGIN_NONCE_BYTES_MAX)
+        {
+            return Err(VerifyError::BadClaim {
+                claim: "nonce",
+                reason: format!("longer than {LOGIN_NONCE_BYTES_MAX} bytes"),
+            });
+        }
         Ok(Citizen {
             national_id,
             acr,
             security_level,
             issuer: provider.issuer.clone(),
             exp: claims.exp,
+            nonce: claims.nonce,
         })
     }
 }

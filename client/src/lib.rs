@@ -45,7 +45,7 @@ pub use error::{ClientError, ERROR_TEXT_MAX};
 pub use streams::{IMPORT_WINDOW_BATCHES_MAX, LocatorWatch};
 pub use token::{
     BearerToken, ClientCredentials, ClientFile, Exchange, SelfIssued, StaticToken, TokenSource,
-    dev_login, fetch_bytes,
+    dev_login, fetch_bytes, post_form_bytes,
 };
 
 /// The `kartotek.v1` messages the client's methods take and return.

@@ -592,6 +592,24 @@ pub async fn fetch_bytes(url: &str, bytes_max: usize) -> Result<Bytes, ClientErr
         .map_err(fail)
 }
 
+/// `POST url` of the form `form` (`application/x-www-form-urlencoded`; an `http://` or
+/// `https://` URL, TLS with the system's CA certificates) and the body of a 2xx answer (at
+/// most [`TOKEN_RESPONSE_BYTES_MAX`], within [`TOKEN_FETCH_TIMEOUT_MS`]); a refusal's reason
+/// names the RFC 6749 `error` and `error_description` when the answer had them. How the
+/// citizen page redeems an authorisation code at an OpenID provider's token endpoint.
+pub async fn post_form_bytes(url: &str, form: &[(&str, &str)]) -> Result<Bytes, ClientError> {
+    let fail = |reason: String| ClientError::Token {
+        endpoint: url.to_owned(),
+        reason,
+    };
+    let uri = endpoint_uri(url).map_err(&fail)?;
+    let http = Http::for_endpoint(&uri)?;
+    post_form(&http, &uri, form, None)
+        .await
+        .map(|a| a.body)
+        .map_err(|r| fail(r.reason))
+}
+
 /// RFC 8693's grant type.
 const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// RFC 8693's token type of an OpenID Connect ID token (the citizen's login).

@@ -387,6 +387,197 @@ pub struct InnsynSettings {
     pub access_events_max: u32,
     /// Names shown for organisation numbers (the audit log has only the number).
     pub organisations: Vec<OrganisationName>,
+    /// The production login: the OpenID Connect authorisation-code flow (with PKCE) at an
+    /// external provider, ID-porten. Unset: only the dev login (when on) is offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcLoginSettings>,
+}
+
+/// Longest `innsyn.oidc` URL, client id, scope or `acr_values`, in bytes.
+pub const OIDC_FIELD_BYTES_MAX: usize = 512;
+
+/// How the citizen page authenticates at the provider's token endpoint (ID-porten offers
+/// both; `private_key_jwt` keeps no shared secret).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OidcClientAuth {
+    /// `client_secret_post`: `client_secret` from `client_secret_file` in the form.
+    #[default]
+    ClientSecretPost,
+    /// `private_key_jwt` (RFC 7523): a client assertion signed with the key in
+    /// `client_key_file` (one private JWK), `aud` the provider's issuer.
+    PrivateKeyJwt,
+}
+
+/// The citizen page's login at an external OpenID provider (ID-porten): authorisation code
+/// with PKCE (S256), `state` and `nonce`. The provider must also be one of
+/// `citizen_login.providers` (same issuer), whose checks the ID token then passes in the
+/// token exchange; its `audience` there must be this `client_id` (or empty, when the
+/// provider's client id is the citizen app's own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcLoginSettings {
+    /// The provider's issuer (`https://idporten.no`), compared exactly with the discovery
+    /// document's and the authorisation response's `iss` (RFC 9207).
+    pub issuer: String,
+    /// The page's client id at the provider.
+    pub client_id: String,
+    /// How the page authenticates at the token endpoint.
+    #[serde(default)]
+    pub client_auth: OidcClientAuth,
+    /// `client_secret_post`: a file holding the client secret (one line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_file: Option<PathBuf>,
+    /// `private_key_jwt`: a file with the page's private key as one JWK (ES256 or EdDSA;
+    /// its public key is registered at the provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<PathBuf>,
+    /// The authorisation endpoint; empty: from the discovery document
+    /// (`<issuer>/.well-known/openid-configuration`).
+    #[serde(default)]
+    pub authorization_endpoint: String,
+    /// The token endpoint; empty: from the discovery document.
+    #[serde(default)]
+    pub token_endpoint: String,
+    /// The end-session endpoint (logout at the provider too); empty: from the discovery
+    /// document, if it names one.
+    #[serde(default)]
+    pub end_session_endpoint: String,
+    /// Scopes asked for (`openid` is required; ID-porten: `openid profile`).
+    #[serde(default = "default_oidc_scope")]
+    pub scope: String,
+    /// `acr_values` asked for (ID-porten: `idporten-loa-substantial` or `idporten-loa-high`).
+    #[serde(default = "default_oidc_acr")]
+    pub acr_values: String,
+    /// How long a started login may take (the flow cookie's life), seconds; 30 to 1800.
+    #[serde(default = "default_oidc_flow_s")]
+    pub flow_timeout_s: u64,
+}
+
+fn default_oidc_scope() -> String {
+    "openid profile".into()
+}
+
+fn default_oidc_acr() -> String {
+    kartotek_auth::login::ACR_SUBSTANTIAL.into()
+}
+
+fn default_oidc_flow_s() -> u64 {
+    600
+}
+
+impl OidcLoginSettings {
+    fn validate(&self, providers: &[LoginProviderSettings]) -> Result<(), ConfigError> {
+        validate_base_url("innsyn.oidc.issuer", &self.issuer)?;
+        for (field, url) in [
+            (
+                "innsyn.oidc.authorization_endpoint",
+                &self.authorization_endpoint,
+            ),
+            ("innsyn.oidc.token_endpoint", &self.token_endpoint),
+            (
+                "innsyn.oidc.end_session_endpoint",
+                &self.end_session_endpoint,
+            ),
+        ] {
+            if !url.is_empty() {
+                validate_endpoint_url(field, url)?;
+            }
+        }
+        for (field, text) in [
+            ("innsyn.oidc.client_id", &self.client_id),
+            ("innsyn.oidc.scope", &self.scope),
+            ("innsyn.oidc.acr_values", &self.acr_values),
+        ] {
+            if text.trim().is_empty()
+                || text.len() > OIDC_FIELD_BYTES_MAX
+                || text.chars().any(char::is_control)
+            {
+                return Err(invalid(
+                    field,
+                    format!("must be 1 to {OIDC_FIELD_BYTES_MAX} bytes, no control characters"),
+                ));
+            }
+        }
+        if !self.scope.split(' ').any(|s| s == "openid") {
+            return Err(invalid("innsyn.oidc.scope", "must contain openid"));
+        }
+        if let Some(bad) = self
+            .acr_values
+            .split(' ')
+            .find(|a| kartotek_auth::login::security_level_of(a).is_none())
+        {
+            return Err(invalid(
+                "innsyn.oidc.acr_values",
+                format!(
+                    "{bad:?} is not an ID-porten level (idporten-loa-substantial, idporten-loa-high)"
+                ),
+            ));
+        }
+        match self.client_auth {
+            OidcClientAuth::ClientSecretPost if self.client_secret_file.is_none() => {
+                return Err(invalid(
+                    "innsyn.oidc.client_secret_file",
+                    "required with client_auth = \"client_secret_post\"",
+                ));
+            }
+            OidcClientAuth::PrivateKeyJwt if self.client_key_file.is_none() => {
+                return Err(invalid(
+                    "innsyn.oidc.client_key_file",
+                    "required with client_auth = \"private_key_jwt\"",
+                ));
+            }
+            _ => {}
+        }
+        if !(30..=1800).contains(&self.flow_timeout_s) {
+            return Err(invalid("innsyn.oidc.flow_timeout_s", "must be 30 to 1800"));
+        }
+        let Some(provider) = providers.iter().find(|p| p.issuer == self.issuer) else {
+            return Err(invalid(
+                "innsyn.oidc.issuer",
+                "must also be one of citizen_login.providers (whose keys check the ID token)",
+            ));
+        };
+        if !provider.audience.is_empty() && provider.audience != self.client_id {
+            return Err(invalid(
+                "innsyn.oidc.client_id",
+                format!(
+                    "the provider's ID tokens are for {:?} (citizen_login.providers.audience), not this client id",
+                    provider.audience
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An endpoint URL: `https://`, or `http://` on a loopback host (tests), with a host; a
+/// query is allowed (some providers put one in their endpoints), a fragment is not.
+fn validate_endpoint_url(field: &'static str, url: &str) -> Result<(), ConfigError> {
+    if url.len() > OIDC_FIELD_BYTES_MAX {
+        return Err(invalid(
+            field,
+            format!("at most {OIDC_FIELD_BYTES_MAX} bytes"),
+        ));
+    }
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| invalid(field, format!("not a URL: {e}")))?;
+    let loopback = matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if loopback => {}
+        _ => {
+            return Err(invalid(
+                field,
+                "must be https:// (http:// only on a loopback host)",
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) || url.contains('#') {
+        return Err(invalid(field, "needs a host and no fragment"));
+    }
+    Ok(())
 }
 
 impl Default for InnsynSettings {
@@ -396,6 +587,7 @@ impl Default for InnsynSettings {
             personnel_name_delay_s: 7 * 24 * 3600,
             access_events_max: 2_000,
             organisations: Vec::new(),
+            oidc: None,
         }
     }
 }
@@ -542,6 +734,9 @@ impl FrontendConfig {
         validate_base_url("public_base_url", &self.public_base_url)?;
         self.catalog.validate()?;
         self.innsyn.validate()?;
+        if let Some(o) = &self.innsyn.oidc {
+            o.validate(&self.citizen_login.providers)?;
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_filter) {
             return Err(invalid("log_filter", e.to_string()));
         }
@@ -1078,6 +1273,81 @@ mod tests {
         assert_eq!(
             field_of(&named("983974724", " ")),
             Some("innsyn.organisations.name")
+        );
+    }
+
+    #[test]
+    fn the_provider_login_is_checked() {
+        let mut ok = FrontendConfig::default();
+        ok.citizen_login.providers.push(LoginProviderSettings {
+            issuer: "https://idporten.no".into(),
+            audience: "innsyn-app".into(),
+            jwks_file: None,
+            jwks_uri: Some("https://idporten.no/jwks.json".into()),
+            acr_allowed: vec![kartotek_auth::login::ACR_HIGH.into()],
+        });
+        ok.innsyn.oidc = Some(OidcLoginSettings {
+            issuer: "https://idporten.no".into(),
+            client_id: "innsyn-app".into(),
+            client_auth: OidcClientAuth::ClientSecretPost,
+            client_secret_file: Some("/etc/kartotek/idporten-secret".into()),
+            client_key_file: None,
+            authorization_endpoint: String::new(),
+            token_endpoint: String::new(),
+            end_session_endpoint: String::new(),
+            scope: default_oidc_scope(),
+            acr_values: default_oidc_acr(),
+            flow_timeout_s: default_oidc_flow_s(),
+        });
+        assert_eq!(field_of(&ok), None);
+        let with = |f: &dyn Fn(&mut OidcLoginSettings)| {
+            let mut c = ok.clone();
+            if let Some(o) = c.innsyn.oidc.as_mut() {
+                f(o);
+            }
+            field_of(&c)
+        };
+        assert_eq!(
+            with(&|o| o.issuer = "https://other.example".into()),
+            Some("innsyn.oidc.issuer")
+        );
+        assert_eq!(
+            with(&|o| o.client_id = "someone-else".into()),
+            Some("innsyn.oidc.client_id")
+        );
+        assert_eq!(
+            with(&|o| o.scope = "profile".into()),
+            Some("innsyn.oidc.scope")
+        );
+        assert_eq!(
+            with(&|o| o.acr_values = "Level2".into()),
+            Some("innsyn.oidc.acr_values")
+        );
+        assert_eq!(
+            with(&|o| o.client_secret_file = None),
+            Some("innsyn.oidc.client_secret_file")
+        );
+        assert_eq!(
+            with(&|o| o.client_auth = OidcClientAuth::PrivateKeyJwt),
+            Some("innsyn.oidc.client_key_file")
+        );
+        assert_eq!(
+            with(&|o| o.token_endpoint = "http://idporten.no/token".into()),
+            Some("innsyn.oidc.token_endpoint")
+        );
+        assert_eq!(
+            with(&|o| o.token_endpoint = "http://127.0.0.1:9/token".into()),
+            None
+        );
+        assert_eq!(
+            with(&|o| o.flow_timeout_s = 5),
+            Some("innsyn.oidc.flow_timeout_s")
+        );
+        // TOML names, as an operator writes them.
+        let text = ok.to_toml().unwrap();
+        assert!(
+            text.contains("[innsyn.oidc]") && text.contains("client_auth = \"client_secret_post\""),
+            "{text}"
         );
     }
 

@@ -80,7 +80,7 @@ pub use config::{
     CatalogSettings, CitizenLoginSettings, ClusterSettings, ConfigError, ContactSettings,
     FrontendConfig, HttpSettings, LoginProviderSettings, OwnerContactSettings, TokenSettings,
 };
-pub use config::{InnsynSettings, OrganisationName};
+pub use config::{InnsynSettings, OidcClientAuth, OidcLoginSettings, OrganisationName};
 pub use layer::RequestId;
 pub use metrics::Metrics;
 pub use problem::{HttpError, PROBLEM_JSON, Problem};
@@ -103,4 +103,6 @@ pub(crate) struct AppState {
     pub(crate) dev_login: Option<Arc<token::dev_login::DevLogin>>,
     /// The citizen login providers' keys, refreshed while the frontend serves.
     pub(crate) login_keys: Option<Arc<token::login_keys::LoginKeys>>,
+    /// The citizen page's production login (`innsyn.oidc`).
+    pub(crate) oidc: Option<Arc<innsyn::oidc::Provider>>,
 }

@@ -53,6 +53,8 @@ use crate::home::layout;
         crate::innsyn::innsyn_page,
         crate::innsyn::for_page,
         crate::innsyn::login,
+        crate::innsyn::oidc_start,
+        crate::innsyn::oidc_callback,
         crate::innsyn::logout,
         crate::innsyn::action,
         crate::fhir::search_get,

@@ -228,6 +228,11 @@ pub(crate) fn state_with(
     token: TokenService,
 ) -> AppState {
     let slots = usize::try_from(config.http.concurrent_requests_max).unwrap_or(usize::MAX);
+    let oidc = config
+        .innsyn
+        .oidc
+        .clone()
+        .map(crate::innsyn::oidc::Provider::new);
     AppState {
         config: Arc::new(config),
         client,
@@ -236,6 +241,7 @@ pub(crate) fn state_with(
         token: Arc::new(token),
         dev_login: None,
         login_keys: None,
+        oidc,
     }
 }
 
@@ -313,6 +319,12 @@ const ROUTES: &[RouteSpec] = &[
     route("GET", innsyn::INNSYN_PATH, |m| on(m, innsyn::innsyn_page)),
     route("GET", innsyn::FOR_PATH, |m| on(m, innsyn::for_page)),
     route("POST", innsyn::LOGIN_PATH, |m| on(m, innsyn::login)),
+    route("GET", innsyn::oidc::START_PATH, |m| {
+        on(m, innsyn::oidc_start)
+    }),
+    route("GET", innsyn::oidc::CALLBACK_PATH, |m| {
+        on(m, innsyn::oidc_callback)
+    }),
     route("POST", innsyn::LOGOUT_PATH, |m| on(m, innsyn::logout)),
     route("POST", innsyn::ACTION_PATH, |m| on(m, innsyn::action)),
     route("GET", fhir::DOCUMENT_REFERENCE_PATH, |m| {

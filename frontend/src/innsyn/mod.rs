@@ -25,15 +25,17 @@
 //! registry's rules: parental responsibility ends at 16, so a parent gets their 10-year-old's
 //! view and not their 17-year-old's). Identity comes only from the verified token.
 //!
-//! Login: under `kartotek dev` the form at `/innsyn` takes a synthetic national id and logs
-//! in through the dev login ([`crate::token::dev_login`]); with `citizen_login.dev_login`
-//! off it is not offered. A production login (authorisation-code flow at the external
-//! OpenID provider, e.g. ID-porten, whose ID token the same exchange takes) is not wired to
-//! this page yet.
+//! Login: in production, "Log in with ID-porten" runs the OpenID Connect authorisation-code
+//! flow with PKCE at the provider of `innsyn.oidc` ([`oidc`]), whose verified ID token the
+//! exchange takes. Under `kartotek dev` the form at `/innsyn` takes a synthetic national id
+//! and logs in through the dev login ([`crate::token::dev_login`]); with
+//! `citizen_login.dev_login` off it is not offered.
 //!
 //! # Module map
 //!
 //! - this module: routes, the language, the actions' handler.
+//! - [`oidc`]: the login at the external OpenID provider (authorisation code, PKCE, state,
+//!   nonce, the callback, the provider's logout).
 //! - [`session`]: cookies (HttpOnly, SameSite=Strict, `Secure` on https), CSRF tokens
 //!   (HMAC of a per-browser nonce under a secret derived from the token signing keys, so any
 //!   frontend instance checks another's), login and the token exchanges.
@@ -41,6 +43,7 @@
 //!   consents, reservations, representations).
 //! - [`page`]: the HTML, in Norwegian and English.
 
+pub mod oidc;
 pub mod page;
 pub mod session;
 pub mod view;
@@ -256,8 +259,12 @@ pub(crate) async fn innsyn_page(
 
 fn login_answer(s: &AppState, setup: Setup, error: Option<PageError>) -> Response {
     let status = error.as_ref().map_or(StatusCode::OK, PageError::status);
-    let dev = s.dev_login.is_some() && s.config.innsyn.client_file.is_some();
-    let body = page::login_page(setup.lang, &setup.csrf, dev, error.as_ref()).into_string();
+    let app = s.config.innsyn.client_file.is_some();
+    let ways = page::LoginWays {
+        dev: s.dev_login.is_some() && app,
+        provider: s.oidc.is_some() && app,
+    };
+    let body = page::login_page(setup.lang, &setup.csrf, ways, error.as_ref()).into_string();
     let mut set = setup.set;
     if error.is_some() {
         set.extend(session::clear_session(s));
@@ -401,6 +408,7 @@ pub(crate) async fn login(State(s): State<AppState>, headers: HeaderMap, body: B
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf (from the page)"),
     responses(
         (status = 303, description = "Logged out (the access token revoked in the cluster, the cookies cleared): to /innsyn"),
+        (status = 200, description = "Logged out here; a page that goes on to the provider's end-session endpoint (innsyn.oidc) to end its single sign-on too", content_type = "text/html"),
         (status = 403, description = "The page: the form's CSRF token is missing or wrong", content_type = "text/html"),
     )
 )]
@@ -410,9 +418,101 @@ pub(crate) async fn logout(State(s): State<AppState>, headers: HeaderMap, body: 
         return error_answer(&s, setup, e);
     }
     session::revoke(&s, &setup.cookies).await;
+    let at_provider = match &s.oidc {
+        Some(p) => oidc::logout_url(&s, p, &setup.cookies).await,
+        None => None,
+    };
+    let lang = setup.lang;
     let mut set = setup.set;
     set.extend(session::clear_session(&s));
-    see_other(INNSYN_PATH, set)
+    match at_provider {
+        Some(to) => html(
+            StatusCode::OK,
+            page::logged_out_page(lang, &to).into_string(),
+            set,
+        ),
+        None => see_other(INNSYN_PATH, set),
+    }
+}
+
+/// The query of the login start.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StartQuery {
+    /// `nb` (default) or `en`: the page's language, passed to the provider as `ui_locales`.
+    #[serde(default)]
+    pub lang: Option<String>,
+}
+
+/// `GET /innsyn/login/idporten`.
+#[utoipa::path(
+    get,
+    path = "/innsyn/login/idporten",
+    tag = "pages",
+    params(StartQuery),
+    responses(
+        (status = 303, description = "To the provider's authorisation endpoint (code flow, PKCE S256, state, nonce), with the flow cookie (HttpOnly, SameSite=Lax)"),
+        (status = 404, description = "The page: no provider login is configured (innsyn.oidc)", content_type = "text/html"),
+        (status = 502, description = "The page: the provider's discovery document could not be had", content_type = "text/html"),
+    )
+)]
+pub(crate) async fn oidc_start(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<StartQuery>,
+) -> Response {
+    let setup = setup(&s, &headers, q.lang.as_deref());
+    let Some(provider) = s.oidc.clone() else {
+        return login_answer(&s, setup, Some(PageError::NoLogin));
+    };
+    match oidc::start(&s, &provider, setup.lang).await {
+        Ok((cookie, to)) => {
+            let mut set = setup.set;
+            set.push(cookie);
+            see_other(&to, set)
+        }
+        Err(e) => login_answer(&s, setup, Some(e)),
+    }
+}
+
+/// `GET /innsyn/callback`.
+#[utoipa::path(
+    get,
+    path = "/innsyn/callback",
+    tag = "pages",
+    params(oidc::CallbackQuery),
+    responses(
+        (status = 200, description = "Logged in (the code redeemed, the ID token verified, its nonce the flow's, exchanged): a page that moves on to /innsyn, with the session cookies", content_type = "text/html"),
+        (status = 400, description = "The page: a parameter is missing or too long; nothing redeemed", content_type = "text/html"),
+        (status = 403, description = "The page: the login failed (the provider's error, no or a stale flow cookie, state, iss or nonce not this login's, the ID token refused)", content_type = "text/html"),
+        (status = 502, description = "The page: the provider could not be reached", content_type = "text/html"),
+    )
+)]
+pub(crate) async fn oidc_callback(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<oidc::CallbackQuery>,
+) -> Response {
+    let setup = setup(&s, &headers, None);
+    let Some(provider) = s.oidc.clone() else {
+        return login_answer(&s, setup, Some(PageError::NoLogin));
+    };
+    match oidc::callback(&s, &provider, &setup.cookies, &q).await {
+        Ok((cookies, lang)) => {
+            let mut set = setup.set;
+            set.extend(cookies);
+            html(
+                StatusCode::OK,
+                page::logged_in_page(lang).into_string(),
+                set,
+            )
+        }
+        Err(e) => {
+            let mut setup = setup;
+            setup.set.push(oidc::clear_flow(&s));
+            login_answer(&s, setup, Some(e))
+        }
+    }
 }
 
 /// `POST /innsyn/action`.
@@ -655,10 +755,8 @@ mod tests {
         // No dev login in this configuration: no form, a sentence saying so.
         assert!(body.contains("<html lang=\"en\">"), "{body}");
         assert!(!body.contains("id=\"pid\""), "{body}");
-        assert!(
-            body.contains("Login with ID-porten is not set up"),
-            "{body}"
-        );
+        assert!(body.contains("No login is set up"), "{body}");
+        assert!(!body.contains("idporten-login"), "{body}");
     }
 
     #[tokio::test]

@@ -712,6 +712,8 @@ fn error_text(l: Lang, e: &PageError) -> String {
                                   "You represent the person now, but not for viewing the log (the registry's rules).").into(),
         PageError::Refused(reason) => format!("{} {reason}", t(l, "Ikke tillatt:", "Not allowed:")),
         PageError::Bad { field, reason } => format!("{} {field}: {reason}", t(l, "Feil i skjemaet:", "Error in the form:")),
+        PageError::Login(reason) => format!("{} {reason}", t(l, "Innloggingen mislyktes:", "The login failed:")),
+        PageError::ProviderUnavailable(reason) => format!("{} {reason}", t(l, "ID-porten svarer ikke nå; prøv igjen senere.", "ID-porten does not answer now; try again later.")),
         other => format!("{} {}", t(l, "Det gikk ikke:", "It failed:"), other.detail()),
     }
 }
@@ -730,8 +732,18 @@ pub fn error_page(l: Lang, e: &PageError) -> Markup {
     )
 }
 
-/// The login page (no session): the dev login form when it is available.
-pub fn login_page(l: Lang, csrf: &str, dev: bool, error: Option<&PageError>) -> Markup {
+/// Which logins the login page offers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoginWays {
+    /// The dev login form (`kartotek dev`).
+    pub dev: bool,
+    /// The external provider (ID-porten, `innsyn.oidc`).
+    pub provider: bool,
+}
+
+/// The login page (no session): the provider's login and the dev login form, when they are
+/// available.
+pub fn login_page(l: Lang, csrf: &str, ways: LoginWays, error: Option<&PageError>) -> Markup {
     let title = t(l, "Hvem har sett mine data?", "Who has seen my data?");
     layout_in(
         l.code(),
@@ -744,7 +756,14 @@ pub fn login_page(l: Lang, csrf: &str, dev: bool, error: Option<&PageError>) -> 
             @if let Some(e) = error {
                 p class="alert" role="alert" { (error_text(l, e)) }
             }
-            @if dev {
+            @if ways.provider {
+                section aria-labelledby="idporten-heading" {
+                    h2 id="idporten-heading" { (t(l, "Logg inn", "Log in")) }
+                    p { a id="idporten-login" class="button" href=(format!("{}?lang={}", super::oidc::START_PATH, l.code())) {
+                        (t(l, "Logg inn med ID-porten", "Log in with ID-porten")) } }
+                }
+            }
+            @if ways.dev {
                 form method="post" action=(LOGIN_PATH) aria-labelledby="login-heading" {
                     h2 id="login-heading" { (t(l, "Logg inn (utvikling)", "Log in (development)")) }
                     p class="alert" { strong { (t(l, "KUN UTVIKLING: ", "DEV ONLY: ")) }
@@ -758,12 +777,54 @@ pub fn login_page(l: Lang, csrf: &str, dev: bool, error: Option<&PageError>) -> 
                     }
                     div { button type="submit" style="width:auto" { (t(l, "Logg inn", "Log in")) } }
                 }
-            } @else {
-                p { (t(l, "Innlogging med ID-porten er ikke satt opp i denne frontenden ennå.",
-                       "Login with ID-porten is not set up in this frontend yet.")) }
+            }
+            @if !ways.provider && !ways.dev {
+                p { (t(l, "Innlogging er ikke satt opp i denne frontenden (innsyn.oidc).",
+                       "No login is set up in this frontend (innsyn.oidc).")) }
             }
         },
     )
+}
+
+/// The page after the provider's login: it moves on to `/innsyn` by itself (a same-site
+/// navigation, so the new `SameSite=Strict` session cookies go with it), and says so.
+pub fn logged_in_page(l: Lang) -> Markup {
+    moving_on_page(
+        l,
+        t(l, "Du er logget inn", "You are logged in"),
+        &format!("{INNSYN_PATH}?lang={}", l.code()),
+        t(l, "Gå videre til innsyn", "Continue to the page"),
+    )
+}
+
+/// The page after logout when the provider is to end its session too: on to its
+/// end-session endpoint (a page, not a redirect: the CSP's `form-action 'self'` would stop
+/// a form's redirect to another site).
+pub fn logged_out_page(l: Lang, provider_logout: &str) -> Markup {
+    moving_on_page(
+        l,
+        t(l, "Du er logget ut", "You are logged out"),
+        provider_logout,
+        t(l, "Logg ut av ID-porten også", "Log out of ID-porten too"),
+    )
+}
+
+/// A page that navigates to `to` at once (meta refresh), with a link for when it does not.
+fn moving_on_page(l: Lang, title: &str, to: &str, link: &str) -> Markup {
+    html! {
+        (maud::DOCTYPE)
+        html lang=(l.code()) {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content=(format!("0;url={to}"));
+                title { (title) }
+            }
+            body {
+                h1 { (title) }
+                p { a id="continue" href=(to) { (link) } }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

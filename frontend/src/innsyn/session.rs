@@ -7,7 +7,11 @@
 //!   request: signature, issuer, audience, expiry, scope `kartotek:citizen`, no `act`);
 //! - [`LOGIN_COOKIE`]: their login token (the provider's ID token), needed for the `act_for`
 //!   exchanges of the represented persons' views and to renew an expired access token; the
-//!   session ends when it expires (dev login: 10 min);
+//!   session ends when it expires (dev login: 10 min; ID-porten's ID tokens live 2 min, so
+//!   there the session is the access token's life, and the cookie keeps the ID token as
+//!   long, for the provider's logout);
+//! - `innsyn_oidc` ([`super::oidc`]): a login started at the external provider, `SameSite=Lax`
+//!   (it must come back on the provider's redirect), MAC-protected, gone after the callback;
 //! - [`CSRF_COOKIE`]: a random nonce. Every POST form carries `csrf` = HMAC-SHA256 of the nonce
 //!   under a secret derived from the token signing keys (a signed double submit: a site that
 //!   can plant a cookie still cannot make the matching token);
@@ -89,6 +93,13 @@ pub enum PageError {
     /// The cluster refused or failed.
     #[error("{0}")]
     Cluster(HttpError),
+    /// The login at the external provider failed or was refused (the provider's error, or
+    /// a callback that does not belong to a login this browser started).
+    #[error("the login failed: {0}")]
+    Login(String),
+    /// The external provider could not be reached or answered nonsense.
+    #[error("the login provider is unavailable: {0}")]
+    ProviderUnavailable(String),
 }
 
 impl PageError {
@@ -114,6 +125,8 @@ impl PageError {
             PageError::Csrf | PageError::Refused(_) | PageError::NotForLog => StatusCode::FORBIDDEN,
             PageError::SessionExpired => StatusCode::UNAUTHORIZED,
             PageError::NoSuchPerson => StatusCode::NOT_FOUND,
+            PageError::Login(_) => StatusCode::FORBIDDEN,
+            PageError::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             PageError::Cluster(e) => e.problem().status_code(),
         }
     }
@@ -182,8 +195,20 @@ pub(crate) fn secure(s: &AppState) -> bool {
 /// A `Set-Cookie` value: `name=value`, HttpOnly, SameSite=Strict, Path=/innsyn, `max_age_s`
 /// (0 clears it).
 pub fn cookie(name: &str, value: &str, max_age_s: i64, secure: bool) -> HeaderValue {
+    cookie_same_site(name, value, max_age_s, secure, "Strict")
+}
+
+/// [`cookie`] with another `SameSite` (`Lax`: the login flow's cookie, which must come back
+/// on the provider's cross-site redirect to the callback).
+pub fn cookie_same_site(
+    name: &str,
+    value: &str,
+    max_age_s: i64,
+    secure: bool,
+    same_site: &str,
+) -> HeaderValue {
     let text = format!(
-        "{name}={value}; Path={}; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        "{name}={value}; Path={}; HttpOnly; SameSite={same_site}; Max-Age={}{}",
         super::INNSYN_PATH,
         max_age_s.max(0),
         if secure { "; Secure" } else { "" }
@@ -212,13 +237,19 @@ pub fn nonce_ok(nonce: &str) -> bool {
 }
 
 fn csrf_mac(s: &AppState, nonce: &str) -> Hmac<Sha256> {
-    let secret = s.token.issuer().keys().derived_secret(CSRF_SECRET_LABEL);
+    keyed_mac(s, CSRF_SECRET_LABEL, nonce.as_bytes())
+}
+
+/// HMAC-SHA256 of `data` under the secret derived as `label` from the token signing keys
+/// (the same on every frontend instance that shares the keys).
+pub(crate) fn keyed_mac(s: &AppState, label: &str, data: &[u8]) -> Hmac<Sha256> {
+    let secret = s.token.issuer().keys().derived_secret(label);
     let mut mac = match Hmac::<Sha256>::new_from_slice(&secret[..]) {
         Ok(m) => m,
         // HMAC takes a key of any length.
         Err(_) => unreachable_mac(),
     };
-    mac.update(nonce.as_bytes());
+    mac.update(data);
     mac
 }
 
@@ -454,16 +485,38 @@ pub(crate) async fn login(s: &AppState, pid: &str) -> Result<Vec<HeaderValue>, P
             field: "pid",
             reason: e.description,
         })?;
-    let (token, expires_in) = exchange(s, &id_token, None).await?;
-    own_citizen(s, &token).ok_or(PageError::SessionExpired)?;
+    let cookies = start_session(
+        s,
+        &id_token,
+        crate::token::dev_login::DEV_LOGIN_TOKEN_LIFETIME_S,
+    )
+    .await?;
     tracing::info!("innsyn: a citizen logged in (dev login)");
+    Ok(cookies)
+}
+
+/// The id of the page's client (the citizen app of `innsyn.client_file`).
+pub(crate) fn page_client_id(s: &AppState) -> Result<String, PageError> {
+    Ok(page_client(s)?.0.client_id)
+}
+
+/// A session for the citizen of the verified login `id_token`: the exchange, then the
+/// session's cookies (the login cookie kept `login_max_age_s`, or as long as the access
+/// token when that is longer, so that logout can name the login to the provider).
+pub(crate) async fn start_session(
+    s: &AppState,
+    id_token: &str,
+    login_max_age_s: i64,
+) -> Result<Vec<HeaderValue>, PageError> {
+    let (token, expires_in) = exchange(s, id_token, None).await?;
+    own_citizen(s, &token).ok_or(PageError::SessionExpired)?;
     let secure = secure(s);
     Ok(vec![
         cookie(SESSION_COOKIE, &token, expires_in, secure),
         cookie(
             LOGIN_COOKIE,
-            &id_token,
-            crate::token::dev_login::DEV_LOGIN_TOKEN_LIFETIME_S,
+            id_token,
+            login_max_age_s.max(expires_in),
             secure,
         ),
     ])

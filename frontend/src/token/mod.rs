@@ -383,7 +383,7 @@ impl TokenService {
     }
 
     /// The login verifier now.
-    fn logins(&self) -> Arc<LoginVerifier> {
+    pub(crate) fn logins(&self) -> Arc<LoginVerifier> {
         self.logins
             .read()
             .unwrap_or_else(|e| e.into_inner())
