@@ -5,9 +5,10 @@
 //! `public_base_url` is `https://`), so no script and no other site's request carries them:
 //! - [`SESSION_COOKIE`]: the citizen's access token from the exchange (verified on every
 //!   request: signature, issuer, audience, expiry, scope `kartotek:citizen`, no `act`);
-//! - [`LOGIN_COOKIE`]: their login token (the provider's ID token), needed for the `act_for`
-//!   exchanges of the represented persons' views and to renew an expired access token; the
-//!   session ends when it expires (dev login: 10 min; ID-porten's ID tokens live 2 min, so
+//! - [`LOGIN_COOKIE`]: their login token (the provider's ID token), needed to renew an
+//!   expired access token (the represented persons' views are exchanged `act_for` from the
+//!   access token, and live no longer than it); the session ends when it expires (dev
+//!   login: 10 min; ID-porten's ID tokens live 2 min, so
 //!   there the session is the access token's life, and the cookie keeps the ID token as
 //!   long, for the provider's logout);
 //! - `innsyn_oidc` ([`super::oidc`]): a login started at the external provider, `SameSite=Lax`
@@ -334,7 +335,6 @@ pub struct Session {
     /// The citizen's national id (`sub` of the verified token).
     pub person: String,
     token: String,
-    login: Option<String>,
     /// Cookies to set when the access token was renewed.
     pub set_cookies: Vec<HeaderValue>,
 }
@@ -375,7 +375,6 @@ pub(crate) async fn resume(s: &AppState, cookies: &Cookies) -> Result<Option<Ses
         return Ok(Some(Session {
             person,
             token: token.to_owned(),
-            login,
             set_cookies: Vec::new(),
         }));
     }
@@ -389,7 +388,6 @@ pub(crate) async fn resume(s: &AppState, cookies: &Cookies) -> Result<Option<Ses
                 person,
                 set_cookies: vec![cookie(SESSION_COOKIE, &token, expires_in, secure(s))],
                 token,
-                login: Some(login),
             }))
         }
         Err(PageError::Refused(_)) => Err(PageError::SessionExpired),
@@ -430,18 +428,29 @@ fn client_auth(s: &AppState) -> Result<Vec<(String, String)>, PageError> {
     ])
 }
 
-/// The token exchange of `login` for the citizen, or `act_for` a person they represent:
-/// (access token, seconds it lives).
+/// The token exchange of `login` (the citizen's login token) for the citizen: (access
+/// token, seconds it lives).
 async fn exchange(
     s: &AppState,
     login: &str,
     act_for: Option<(&str, &str)>,
 ) -> Result<(String, i64), PageError> {
+    exchange_of(s, login, ID_TOKEN_TYPE, act_for).await
+}
+
+/// The token exchange of `subject` (of RFC 8693 type `subject_type`) for the citizen, or
+/// `act_for` a person they represent: (access token, seconds it lives).
+async fn exchange_of(
+    s: &AppState,
+    subject: &str,
+    subject_type: &str,
+    act_for: Option<(&str, &str)>,
+) -> Result<(String, i64), PageError> {
     let mut params = client_auth(s)?;
     params.extend([
         ("grant_type".into(), GRANT_TOKEN_EXCHANGE.into()),
-        ("subject_token".into(), login.to_owned()),
-        ("subject_token_type".into(), ID_TOKEN_TYPE.into()),
+        ("subject_token".into(), subject.to_owned()),
+        ("subject_token_type".into(), subject_type.into()),
         ("requested_token_type".into(), ACCESS_TOKEN_TYPE_URN.into()),
         ("scope".into(), scopes::CITIZEN.into()),
     ]);
@@ -458,15 +467,23 @@ async fn exchange(
 
 /// A token for `person`, whom the session's citizen represents, in representation `area`
 /// (`*` or `audit`): exchanged `act_for` them, so the token service checks the
-/// representation now (refused otherwise).
+/// representation now (refused otherwise). The subject is the citizen's own access token of
+/// this session (not the login, which at ID-porten lives two minutes); the token got lives
+/// no longer than it.
 pub(crate) async fn act_for(
     s: &AppState,
     session: &Session,
     person: &str,
     area: &str,
 ) -> Result<String, PageError> {
-    let login = session.login.as_deref().ok_or(PageError::SessionExpired)?;
-    match exchange(s, login, Some((person, area))).await {
+    match exchange_of(
+        s,
+        &session.token,
+        ACCESS_TOKEN_TYPE_URN,
+        Some((person, area)),
+    )
+    .await
+    {
         Ok((token, _)) => Ok(token),
         Err(PageError::Refused(reason)) if reason.starts_with("subject_token") => {
             Err(PageError::SessionExpired)

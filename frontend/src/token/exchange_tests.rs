@@ -94,6 +94,16 @@ impl Fixture {
         login: &str,
         extra: &[(&str, &str)],
     ) -> Result<(TokenResponse, AccessClaims), OAuthError> {
+        self.exchange_of(client, login, ID_TOKEN_TYPE, extra).await
+    }
+
+    async fn exchange_of(
+        &self,
+        client: &str,
+        login: &str,
+        subject_type: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<(TokenResponse, AccessClaims), OAuthError> {
         let assertion = sign_client_assertion(&self.app_key, client, ISS, now(), 30).unwrap();
         let mut params: Vec<(String, String)> = [
             ("grant_type", GRANT_TOKEN_EXCHANGE),
@@ -103,7 +113,7 @@ impl Fixture {
             ),
             ("client_assertion", &assertion),
             ("subject_token", login),
-            ("subject_token_type", ID_TOKEN_TYPE),
+            ("subject_token_type", subject_type),
         ]
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -187,6 +197,86 @@ async fn acting_for_someone_needs_a_representation_in_the_area() {
         "and names the parent as actor"
     );
     assert_eq!(claims.representation_area.as_deref(), Some("*"));
+}
+
+#[tokio::test]
+async fn the_citizens_own_token_acts_for_whom_they_represent_and_no_longer() {
+    let f = fixture();
+    let (parent, child, stranger) = (person(1980), person(2020), person(2019));
+    f.directory.represent(parent.as_str(), child.as_str(), "*");
+    let (own, _) = f.exchange(APP, &f.login(&parent), &[]).await.unwrap();
+    let access = super::ACCESS_TOKEN_TYPE_URN;
+    let (answer, claims) = f
+        .exchange_of(
+            APP,
+            &own.access_token,
+            access,
+            &[("act_for", child.as_str())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(claims.sub, child.as_str());
+    assert_eq!(claims.act.map(|a| a.sub), Some(parent.as_str().to_owned()));
+    assert_eq!(
+        claims.security_level.as_deref(),
+        Some("4"),
+        "the login's level"
+    );
+    let own_claims = f.verifier.verify(&own.access_token, now()).unwrap();
+    assert!(
+        claims.exp <= own_claims.exp,
+        "never outlives the citizen's token"
+    );
+    assert!(answer.expires_in <= own.expires_in);
+    // The registry's rules still apply.
+    let why = refused(
+        f.exchange_of(
+            APP,
+            &own.access_token,
+            access,
+            &[("act_for", stranger.as_str())],
+        )
+        .await,
+        "invalid_grant",
+    );
+    assert!(why.contains("may not act for"), "{why}");
+    // Never a renewal of the citizen's own token from itself.
+    refused(
+        f.exchange_of(APP, &own.access_token, access, &[]).await,
+        "invalid_request",
+    );
+    // Not another client's token, not a token acting for someone, not garbage.
+    let (other, _) = f.exchange(APP, &f.login(&parent), &[]).await.unwrap();
+    refused(
+        f.exchange_of(
+            "ehr-1",
+            &other.access_token,
+            access,
+            &[("act_for", child.as_str())],
+        )
+        .await,
+        "unauthorized_client",
+    );
+    let (acting, _) = f
+        .exchange(APP, &f.login(&parent), &[("act_for", child.as_str())])
+        .await
+        .unwrap();
+    let why = refused(
+        f.exchange_of(
+            APP,
+            &acting.access_token,
+            access,
+            &[("act_for", child.as_str())],
+        )
+        .await,
+        "invalid_grant",
+    );
+    assert!(why.contains("own bearer token"), "{why}");
+    refused(
+        f.exchange_of(APP, "ey.garbage.x", access, &[("act_for", child.as_str())])
+            .await,
+        "invalid_grant",
+    );
 }
 
 #[tokio::test]

@@ -769,15 +769,17 @@ impl TokenService {
                 scopes::CITIZEN
             )));
         }
-        match form.get("subject_token_type")? {
-            Some(ID_TOKEN_TYPE | JWT_TOKEN_TYPE) => {}
+        let by_access_token = match form.get("subject_token_type")? {
+            Some(ID_TOKEN_TYPE | JWT_TOKEN_TYPE) => false,
+            Some(ACCESS_TOKEN_TYPE_URN) => true,
             Some(_) => {
                 return Err(OAuthError::invalid_request(format!(
-                    "subject_token_type must be {ID_TOKEN_TYPE} (the citizen's login)"
+                    "subject_token_type must be {ID_TOKEN_TYPE} (the citizen's login) or \
+                     {ACCESS_TOKEN_TYPE_URN} (this service's token for the citizen, with act_for)"
                 )));
             }
             None => return Err(OAuthError::invalid_request("subject_token_type is missing")),
-        }
+        };
         if form.get("actor_token")?.is_some() {
             return Err(OAuthError::invalid_request(
                 "actor_token is not supported: the subject token's citizen is the actor; name \
@@ -794,16 +796,25 @@ impl TokenService {
         let login = form
             .get("subject_token")?
             .ok_or_else(|| OAuthError::invalid_request("subject_token is missing"))?;
-        let logins = self.logins();
-        if logins.is_empty() {
-            return Err(OAuthError::unauthorized_client(
-                "no citizen login provider is configured ([citizen_login]), or none has keys yet",
-            ));
-        }
-        let citizen = logins
-            .verify(login, &client.client_id, now_s)
-            .map_err(|e| OAuthError::invalid_grant(format!("subject_token: {e}")))?;
-        let own = citizen.national_id.as_str().to_owned();
+        let subject = if by_access_token {
+            self.citizen_of_own_token(login, form.get("act_for")?.is_some(), client, now_s)?
+        } else {
+            let logins = self.logins();
+            if logins.is_empty() {
+                return Err(OAuthError::unauthorized_client(
+                    "no citizen login provider is configured ([citizen_login]), or none has keys yet",
+                ));
+            }
+            let citizen = logins
+                .verify(login, &client.client_id, now_s)
+                .map_err(|e| OAuthError::invalid_grant(format!("subject_token: {e}")))?;
+            Subject {
+                national_id: citizen.national_id.as_str().to_owned(),
+                security_level: citizen.security_level.to_owned(),
+                exp_max: None,
+            }
+        };
+        let own = subject.national_id.clone();
         let person = match form.get("act_for")? {
             None => own.clone(),
             Some(p) => parse_national_id("act_for", p)
@@ -875,7 +886,7 @@ impl TokenService {
             sub: person,
             aud: audiences,
             org_parent: Some(client.org.clone()),
-            security_level: Some(citizen.security_level.to_owned()),
+            security_level: Some(subject.security_level),
             act: acting.then_some(kartotek_auth::Actor { sub: own }),
             representation_area: acting.then_some(area),
             ..AccessClaims::for_client(
@@ -885,7 +896,51 @@ impl TokenService {
                 granted.join(" "),
             )
         };
-        self.sign(claims, jkt, now_s)
+        self.sign_until(claims, jkt, now_s, subject.exp_max)
+    }
+
+    /// The citizen of `token` when it is this service's own token for a citizen, issued to
+    /// `client` (the same citizen app), not acting for anyone, not sender-bound: the subject
+    /// of an `act_for` exchange after the citizen's login token has expired (ID-porten's
+    /// live two minutes). Only `act_for`: a token is never renewed from itself, and the new
+    /// token expires no later than this one, so the session is never longer than the login
+    /// gave. (A revoked token is not looked up here: the client must still authenticate as
+    /// the app the token was issued to, and what it gets ends when the revoked token would.)
+    fn citizen_of_own_token(
+        &self,
+        token: &str,
+        act_for: bool,
+        client: &DirectoryClient,
+        now_s: i64,
+    ) -> Result<Subject, OAuthError> {
+        if !act_for {
+            return Err(OAuthError::invalid_request(format!(
+                "subject_token_type {ACCESS_TOKEN_TYPE_URN} is only for act_for: renew a \
+                 citizen's own token with their login"
+            )));
+        }
+        let claims = self.own_token(token, now_s).ok_or_else(|| {
+            OAuthError::invalid_grant("subject_token: not a valid token of this service")
+        })?;
+        let citizen = claims.scope.split(' ').any(|sc| sc == scopes::CITIZEN);
+        if !citizen || claims.act.is_some() || claims.cnf.is_some() {
+            return Err(OAuthError::invalid_grant(
+                "subject_token: not a citizen's own bearer token",
+            ));
+        }
+        if claims.client_id != client.client_id {
+            return Err(OAuthError::invalid_grant(
+                "subject_token: issued to another client",
+            ));
+        }
+        let security_level = claims
+            .security_level
+            .ok_or_else(|| OAuthError::invalid_grant("subject_token: no security level"))?;
+        Ok(Subject {
+            national_id: claims.sub,
+            security_level,
+            exp_max: Some(claims.exp),
+        })
     }
 
     /// Signs `claims` with fresh times and `jti`, living the configured lifetime, bound to
@@ -896,7 +951,24 @@ impl TokenService {
         jkt: Option<&str>,
         now_s: i64,
     ) -> Result<TokenResponse, OAuthError> {
-        let lifetime_s = self.lifetime_s;
+        self.sign_until(claims, jkt, now_s, None)
+    }
+
+    /// [`sign`](Self::sign), expiring no later than `exp_max` when given.
+    fn sign_until(
+        &self,
+        claims: AccessClaims,
+        jkt: Option<&str>,
+        now_s: i64,
+        exp_max: Option<i64>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let lifetime_s = match exp_max {
+            Some(exp) => self.lifetime_s.min(exp.saturating_sub(now_s)),
+            None => self.lifetime_s,
+        };
+        if lifetime_s <= 0 {
+            return Err(OAuthError::invalid_grant("subject_token: expired"));
+        }
         let exchange = claims.act.is_some() || claims.sub != claims.client_id;
         let claims = AccessClaims {
             exp: now_s.saturating_add(lifetime_s),
@@ -923,6 +995,16 @@ impl TokenService {
             issued_token_type: exchange.then(|| ACCESS_TOKEN_TYPE_URN.to_owned()),
         })
     }
+}
+
+/// Whom a token exchange is for, from its subject token.
+struct Subject {
+    /// The citizen's national id.
+    national_id: String,
+    /// Their HelseID security level (from the login's `acr`).
+    security_level: String,
+    /// The subject token's own expiry, when the new token may not outlive it.
+    exp_max: Option<i64>,
 }
 
 /// A token request's form: at most [`FORM_PARAMS_MAX`] parameters, each at most once.

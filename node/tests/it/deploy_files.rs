@@ -239,6 +239,10 @@ fn example_and_configmap_configs_load_and_validate() {
     let frontend = load_frontend(&read(&deploy("frontend.example.toml")));
     assert!(frontend.tls.is_some() && frontend.cluster.ca_file.is_some());
     assert!(!frontend.citizen_login.dev_login);
+    assert!(
+        frontend.innsyn.oidc.is_some(),
+        "the production citizen login"
+    );
 
     let k8s_node = load_node(&config_map_entry(
         &read(&deploy("k8s/node-config.yaml")),

@@ -39,6 +39,11 @@ static FRONTEND: OnceLock<(SocketAddr, PathBuf)> = OnceLock::new();
 /// Node tweak: trust the test issuer and the frontend's.
 fn trust_frontend(spec: &mut NodeSpec) {
     let (addr, jwks) = FRONTEND.get().expect("frontend set before the cluster");
+    trust_frontend_at(spec, addr, jwks);
+}
+
+/// Node tweak: trust the test issuer and the frontend at `addr` with public keys `jwks`.
+pub(crate) fn trust_frontend_at(spec: &mut NodeSpec, addr: &SocketAddr, jwks: &Path) {
     spec.extra_toml.push_str(&common::issuer().node_toml());
     spec.extra_toml.push_str(&format!(
         "\n[[auth.trusted_issuers]]\nissuer = \"http://{addr}\"\naudience = \"kartotek\"\njwks_file = \"{}\"\n",
@@ -47,7 +52,7 @@ fn trust_frontend(spec: &mut NodeSpec) {
 }
 
 /// A fresh signing key for the frontend in `dir`: (private key set file, public JWK Set file).
-fn frontend_keys(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn frontend_keys(dir: &Path) -> (PathBuf, PathBuf) {
     let key = kartotek_auth::SigningKey::generate_es256().unwrap();
     let public = json!({ "keys": [key.public_key().jwk()] });
     let keys = kartotek_auth::SigningKeySet::single(key);
@@ -105,7 +110,7 @@ fn target_dir() -> PathBuf {
 }
 
 /// chromedriver, killed when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     addr: SocketAddr,
     _profile: tempfile::TempDir,
@@ -119,7 +124,7 @@ impl Drop for Driver {
 }
 
 /// One WebDriver session in headless Chromium.
-struct Browser {
+pub(crate) struct Browser {
     driver: Driver,
     session: String,
 }
@@ -129,7 +134,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 impl Browser {
     /// Starts chromedriver and a headless Chromium session; none (said so) when chromedriver
     /// is missing and `CI` is unset.
-    async fn start() -> Option<Browser> {
+    pub(crate) async fn start() -> Option<Browser> {
         let driver_bin = Path::new("/usr/bin/chromedriver");
         if !driver_bin.exists() {
             assert!(
@@ -184,12 +189,12 @@ impl Browser {
         answer["value"].clone()
     }
 
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.call("POST", "/url", Some(&json!({ "url": url })))
             .await;
     }
 
-    async fn source(&self) -> String {
+    pub(crate) async fn source(&self) -> String {
         self.call("GET", "/source", None)
             .await
             .as_str()
@@ -197,7 +202,7 @@ impl Browser {
             .to_owned()
     }
 
-    async fn url(&self) -> String {
+    pub(crate) async fn url(&self) -> String {
         self.call("GET", "/url", None)
             .await
             .as_str()
@@ -207,7 +212,7 @@ impl Browser {
 
     /// The page source once it contains `text` (waits up to 15 s: a click's navigation may
     /// still be loading when the click answers).
-    async fn wait_for(&self, text: &str) -> String {
+    pub(crate) async fn wait_for(&self, text: &str) -> String {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
         loop {
             let page = self.source().await;
@@ -223,7 +228,7 @@ impl Browser {
     }
 
     /// The element of CSS `selector` (it must exist).
-    async fn find(&self, selector: &str) -> String {
+    pub(crate) async fn find(&self, selector: &str) -> String {
         let v = self
             .call(
                 "POST",
@@ -238,7 +243,7 @@ impl Browser {
     }
 
     /// How many elements match `selector`.
-    async fn count(&self, selector: &str) -> usize {
+    pub(crate) async fn count(&self, selector: &str) -> usize {
         let v = self
             .call(
                 "POST",
@@ -249,7 +254,7 @@ impl Browser {
         v.as_array().map_or(0, Vec::len)
     }
 
-    async fn type_into(&self, selector: &str, text: &str) {
+    pub(crate) async fn type_into(&self, selector: &str, text: &str) {
         let e = self.find(selector).await;
         self.call(
             "POST",
@@ -259,14 +264,14 @@ impl Browser {
         .await;
     }
 
-    async fn click(&self, selector: &str) {
+    pub(crate) async fn click(&self, selector: &str) {
         let e = self.find(selector).await;
         self.call("POST", &format!("/element/{e}/click"), Some(&json!({})))
             .await;
     }
 
     /// Saves a screenshot to `<target>/screenshots/<name>.png`.
-    async fn screenshot(&self, name: &str) {
+    pub(crate) async fn screenshot(&self, name: &str) {
         let b64 = self.call("GET", "/screenshot", None).await;
         let png = base64::engine::general_purpose::STANDARD
             .decode(b64.as_str().unwrap())
@@ -332,7 +337,7 @@ async fn wd(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) ->
 }
 
 /// Writes the citizen app's client file (what `kartotek dev` writes for dev-citizen-app).
-fn client_file(
+pub(crate) fn client_file(
     dir: &Path,
     addr: SocketAddr,
     client_id: &str,

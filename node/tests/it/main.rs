@@ -21,6 +21,7 @@ mod deploy_files;
 mod dev_cli;
 mod fhir_frontend;
 mod innsyn_frontend;
+mod innsyn_oidc;
 mod locator_feed;
 mod org_frontend;
 mod raft_metrics;

@@ -152,6 +152,18 @@ pub(crate) async fn http_with(
     headers: &[(&str, &str)],
     body: Option<(&str, &str)>,
 ) -> (u16, String, String) {
+    let (status, head, body) = http_raw(addr, method, path, headers, body).await;
+    (status, head.to_ascii_lowercase(), body)
+}
+
+/// [`http_with`], the response head as sent (cookie values keep their case).
+pub(crate) async fn http_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &str)>,
+) -> (u16, String, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
     for (name, value) in headers {
@@ -175,13 +187,15 @@ pub(crate) async fn http_with(
     let raw = String::from_utf8(raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let head = head.to_ascii_lowercase();
-    let body = if head.contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_owned()
     };
-    (status, head, body)
+    (status, head.to_owned(), body)
 }
 
 fn dechunk(mut rest: &str) -> String {
