@@ -387,6 +387,11 @@ pub struct InnsynSettings {
     pub access_events_max: u32,
     /// Names shown for organisation numbers (the audit log has only the number).
     pub organisations: Vec<OrganisationName>,
+    /// Health personnel's names (the audit log has only the HPR number), shown after the
+    /// delay: a CSV export of HPR, `hpr_number,name` per line; re-read when it changes.
+    /// Unset: personnel are shown by HPR number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personnel_names_file: Option<PathBuf>,
     /// The production login: the OpenID Connect authorisation-code flow (with PKCE) at an
     /// external provider, ID-porten. Unset: only the dev login (when on) is offered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -587,6 +592,7 @@ impl Default for InnsynSettings {
             personnel_name_delay_s: 7 * 24 * 3600,
             access_events_max: 2_000,
             organisations: Vec::new(),
+            personnel_names_file: None,
             oidc: None,
         }
     }

@@ -105,4 +105,6 @@ pub(crate) struct AppState {
     pub(crate) login_keys: Option<Arc<token::login_keys::LoginKeys>>,
     /// The citizen page's production login (`innsyn.oidc`).
     pub(crate) oidc: Option<Arc<innsyn::oidc::Provider>>,
+    /// Health personnel's names by HPR number (`innsyn.personnel_names_file`).
+    pub(crate) personnel: Arc<innsyn::personnel::PersonnelNames>,
 }

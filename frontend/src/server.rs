@@ -71,6 +71,9 @@ pub enum FrontendError {
     /// The `[tls]` files could not be used.
     #[error("{0}")]
     Tls(String),
+    /// `innsyn.personnel_names_file` could not be used.
+    #[error("innsyn.personnel_names_file: {0}")]
+    PersonnelNames(#[from] crate::innsyn::personnel::NamesError),
 }
 
 /// Runs `kartotek frontend`: loads the configuration (file from `--config`, then
@@ -213,9 +216,14 @@ pub(crate) fn state(config: FrontendConfig) -> Result<AppState, FrontendError> {
         metrics.clone(),
     )
     .with_logins(logins);
+    let personnel = match &config.innsyn.personnel_names_file {
+        Some(path) => crate::innsyn::personnel::PersonnelNames::load(path)?,
+        None => crate::innsyn::personnel::PersonnelNames::none(),
+    };
     let mut state = state_with(config, client, metrics, token);
     state.dev_login = dev_login;
     state.login_keys = Some(login_keys);
+    state.personnel = Arc::new(personnel);
     Ok(state)
 }
 
@@ -242,6 +250,7 @@ pub(crate) fn state_with(
         dev_login: None,
         login_keys: None,
         oidc,
+        personnel: Arc::new(crate::innsyn::personnel::PersonnelNames::none()),
     }
 }
 

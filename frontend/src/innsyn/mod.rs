@@ -36,6 +36,7 @@
 //! - this module: routes, the language, the actions' handler.
 //! - [`oidc`]: the login at the external OpenID provider (authorisation code, PKCE, state,
 //!   nonce, the callback, the provider's logout).
+//! - [`personnel`]: health personnel's names by HPR number, from an HPR export file.
 //! - [`session`]: cookies (HttpOnly, SameSite=Strict, `Secure` on https), CSRF tokens
 //!   (HMAC of a per-browser nonce under a secret derived from the token signing keys, so any
 //!   frontend instance checks another's), login and the token exchanges.
@@ -45,6 +46,7 @@
 
 pub mod oidc;
 pub mod page;
+pub mod personnel;
 pub mod session;
 pub mod view;
 
@@ -240,6 +242,7 @@ pub(crate) async fn innsyn_page(
         Err(e) => return login_answer(&s, setup, Some(e)),
     };
     let data = view::load(&s, &client, &session.person, true).await;
+    let personnel = s.personnel.names();
     let ctx = page::Ctx {
         lang,
         csrf: &setup.csrf,
@@ -249,6 +252,7 @@ pub(crate) async fn innsyn_page(
         done: q.done.as_deref(),
         delay_s: s.config.innsyn.personnel_name_delay_s,
         names: &s.config.innsyn,
+        personnel: &personnel,
     };
     html(
         StatusCode::OK,
@@ -307,6 +311,7 @@ pub(crate) async fn for_page(
         Err(e) => return error_answer(&s, setup, e),
     };
     let data = view::load(&s, &client, &person.1, false).await;
+    let personnel = s.personnel.names();
     let ctx = page::Ctx {
         lang,
         csrf: &setup.csrf,
@@ -316,6 +321,7 @@ pub(crate) async fn for_page(
         done: q.done.as_deref(),
         delay_s: s.config.innsyn.personnel_name_delay_s,
         names: &s.config.innsyn,
+        personnel: &personnel,
     };
     html(
         StatusCode::OK,

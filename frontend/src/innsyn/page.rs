@@ -2,9 +2,9 @@
 //!
 //! One `h1`, an `h2` per section, tables with captions and column headers, a label for every
 //! field; emergency overrides are marked with a word ("Nødrett" / "Emergency override") and
-//! the justification, not only a colour. Personnel are named by their identity (the HPR
-//! number: the audit log carries no names) only once `innsyn.personnel_name_delay_s` has
-//! passed since the access; until then the page says when it will show it. (A notification's
+//! the justification, not only a colour. Personnel are named by their identity (their name
+//! from `innsyn.personnel_names_file` and HPR number, or the number alone: the audit log
+//! carries no names) only once `innsyn.personnel_name_delay_s` has passed since the access; until then the page says when it will show it. (A notification's
 //! `summary` names the personnel, so the page does not show it.)
 
 use chrono::{DateTime, Utc};
@@ -44,6 +44,8 @@ pub struct Ctx<'a> {
     pub delay_s: u64,
     /// The organisation names.
     pub names: &'a InnsynSettings,
+    /// Health personnel's names by HPR number.
+    pub personnel: &'a std::collections::HashMap<String, String>,
 }
 
 impl Ctx<'_> {
@@ -130,8 +132,13 @@ fn who(ctx: &Ctx, actor: &str, time: &str, now: DateTime<Utc>) -> Markup {
     let l = ctx.lang;
     if let Some(hpr) = hpr_of(actor) {
         return match name_shown_from(time, ctx.delay_s, now) {
-            Ok(()) => html! {
-                (t(l, "Helsepersonell, HPR-nummer ", "Health personnel, HPR number ")) (hpr)
+            Ok(()) => match ctx.personnel.get(hpr) {
+                Some(name) => html! {
+                    (name) " (" (t(l, "helsepersonell, HPR-nummer ", "health personnel, HPR number ")) (hpr) ")"
+                },
+                None => html! {
+                    (t(l, "Helsepersonell, HPR-nummer ", "Health personnel, HPR number ")) (hpr)
+                },
             },
             Err(from) => html! {
                 span class="muted" {
@@ -867,6 +874,9 @@ mod tests {
             done: Some("ack"),
             delay_s: 7 * 86_400,
             names: &names,
+            personnel: &[("1111111".to_owned(), "Kari Lege".to_owned())]
+                .into_iter()
+                .collect(),
         };
         let view = View {
             events: Ok(events),
@@ -885,7 +895,10 @@ mod tests {
             event("personnel:2222222", "2026-12-01T10:00:00Z", false),
         ];
         let html = render(Lang::Nb, events, "2026-12-03T10:00:00Z", false);
-        assert!(html.contains("HPR-nummer 1111111"), "{html}");
+        assert!(
+            html.contains("Kari Lege (helsepersonell, HPR-nummer 1111111)"),
+            "the name from the HPR file: {html}"
+        );
         assert!(!html.contains("2222222"), "named before the delay: {html}");
         assert!(
             html.contains("hvem vises fra 08.12.2026 kl. 10:00 UTC"),
@@ -953,6 +966,7 @@ mod tests {
             done: None,
             delay_s: 0,
             names: &names,
+            personnel: &Default::default(),
         };
         let view = View {
             represented: Some(Ok(vec![

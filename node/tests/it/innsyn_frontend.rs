@@ -91,6 +91,7 @@ fn start_frontend(
         },
         innsyn: kartotek_frontend::InnsynSettings {
             client_file: Some(app_file.to_path_buf()),
+            personnel_names_file: Some(personnel_names(dir)),
             organisations: vec![kartotek_frontend::OrganisationName {
                 org: named_org.into(),
                 name: ORG_NAME.into(),
@@ -100,6 +101,17 @@ fn start_frontend(
         ..kartotek_frontend::FrontendConfig::default()
     };
     Frontend::spawn(&config, dir)
+}
+
+/// An HPR export naming the personnel of the forwarded access (the only one shown by now).
+fn personnel_names(dir: &Path) -> PathBuf {
+    let path = dir.join("hpr-names.csv");
+    std::fs::write(
+        &path,
+        "hpr_number,name\n7654321,Ola Nordlege\n1234567,Kari Lege\n",
+    )
+    .unwrap();
+    path
 }
 
 /// The target dir (`CARGO_TARGET_DIR`, else the workspace's `target/`).
@@ -508,8 +520,15 @@ async fn citizens_see_who_looked_and_act_on_their_records() {
         page.contains("Helsepersonell ved organisasjonen – hvem vises fra"),
         "{page}"
     );
-    // The forwarded access of ten days ago names the personnel.
-    assert!(page.contains("HPR-nummer 7654321"), "{page}");
+    // The forwarded access of ten days ago names the personnel (name from the HPR file).
+    assert!(
+        page.contains("Ola Nordlege (helsepersonell, HPR-nummer 7654321)"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("Kari Lege"),
+        "named before the delay: {page}"
+    );
     assert!(
         page.contains(&format!("Organisasjonsnummer {other}")),
         "{page}"
@@ -714,7 +733,7 @@ async fn citizens_see_who_looked_and_act_on_their_records() {
     assert!(page.contains("<h1>Who has seen my data?</h1>"), "{page}");
     assert!(page.contains("No new notifications."), "{page}");
     assert!(
-        page.contains("Health personnel, HPR number 7654321"),
+        page.contains("Ola Nordlege (health personnel, HPR number 7654321)"),
         "{page}"
     );
     browser.screenshot("innsyn-en").await;
