@@ -387,8 +387,8 @@ pub struct InnsynSettings {
     pub access_events_max: u32,
     /// Names shown for organisation numbers (the audit log has only the number).
     pub organisations: Vec<OrganisationName>,
-    /// Health personnel's names (the audit log has only the HPR number), shown after the
-    /// delay: a CSV export of HPR, `hpr_number,name` per line; re-read when it changes.
+    /// Health personnel's names (the audit log has only the HPR number), shown on this page
+    /// after the delay and on `/org` at once: a CSV export of HPR, `hpr_number,name` per line; re-read when it changes.
     /// Unset: personnel are shown by HPR number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub personnel_names_file: Option<PathBuf>,

@@ -66,6 +66,7 @@ pub mod logging;
 pub mod metrics;
 pub mod openapi;
 pub mod org;
+pub mod personnel;
 pub mod problem;
 pub mod server;
 pub mod tls;
@@ -106,5 +107,5 @@ pub(crate) struct AppState {
     /// The citizen page's production login (`innsyn.oidc`).
     pub(crate) oidc: Option<Arc<innsyn::oidc::Provider>>,
     /// Health personnel's names by HPR number (`innsyn.personnel_names_file`).
-    pub(crate) personnel: Arc<innsyn::personnel::PersonnelNames>,
+    pub(crate) personnel: Arc<personnel::PersonnelNames>,
 }

@@ -73,7 +73,7 @@ pub enum FrontendError {
     Tls(String),
     /// `innsyn.personnel_names_file` could not be used.
     #[error("innsyn.personnel_names_file: {0}")]
-    PersonnelNames(#[from] crate::innsyn::personnel::NamesError),
+    PersonnelNames(#[from] crate::personnel::NamesError),
 }
 
 /// Runs `kartotek frontend`: loads the configuration (file from `--config`, then
@@ -217,8 +217,8 @@ pub(crate) fn state(config: FrontendConfig) -> Result<AppState, FrontendError> {
     )
     .with_logins(logins);
     let personnel = match &config.innsyn.personnel_names_file {
-        Some(path) => crate::innsyn::personnel::PersonnelNames::load(path)?,
-        None => crate::innsyn::personnel::PersonnelNames::none(),
+        Some(path) => crate::personnel::PersonnelNames::load(path)?,
+        None => crate::personnel::PersonnelNames::none(),
     };
     let mut state = state_with(config, client, metrics, token);
     state.dev_login = dev_login;
@@ -250,7 +250,7 @@ pub(crate) fn state_with(
         dev_login: None,
         login_keys: None,
         oidc,
-        personnel: Arc::new(crate::innsyn::personnel::PersonnelNames::none()),
+        personnel: Arc::new(crate::personnel::PersonnelNames::none()),
     }
 }
 

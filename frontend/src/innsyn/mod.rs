@@ -36,7 +36,6 @@
 //! - this module: routes, the language, the actions' handler.
 //! - [`oidc`]: the login at the external OpenID provider (authorisation code, PKCE, state,
 //!   nonce, the callback, the provider's logout).
-//! - [`personnel`]: health personnel's names by HPR number, from an HPR export file.
 //! - [`session`]: cookies (HttpOnly, SameSite=Strict, `Secure` on https), CSRF tokens
 //!   (HMAC of a per-browser nonce under a secret derived from the token signing keys, so any
 //!   frontend instance checks another's), login and the token exchanges.
@@ -46,7 +45,6 @@
 
 pub mod oidc;
 pub mod page;
-pub mod personnel;
 pub mod session;
 pub mod view;
 

@@ -286,7 +286,7 @@ pub(crate) async fn org_page(
     };
     let view = q.check(&caller)?;
     let found = accesses(&s, &caller, &view).await?;
-    Ok(page::render(&q, &view, &found).into_response())
+    Ok(page::render(&q, &view, &found, &s.personnel.names()).into_response())
 }
 
 /// The organisation's accesses as CSV.

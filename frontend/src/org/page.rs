@@ -42,7 +42,12 @@ pub fn needs_token() -> Response {
 }
 
 /// The page of `view`'s `found` accesses.
-pub fn render(q: &OrgQuery, view: &OrgView, found: &Accesses) -> Html<String> {
+pub fn render(
+    q: &OrgQuery,
+    view: &OrgView,
+    found: &Accesses,
+    personnel: &std::collections::HashMap<String, String>,
+) -> Html<String> {
     let mut per_purpose: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for e in &found.events {
         let p = if e.purpose.is_empty() {
@@ -119,7 +124,12 @@ pub fn render(q: &OrgQuery, view: &OrgView, found: &Accesses) -> Html<String> {
                         @for e in &found.events {
                             tr class=[e.emergency_override.then_some("alert")] {
                                 td { (e.time) }
-                                td { (e.actor) }
+                                td {
+                                    (e.actor)
+                                    @if let Some(name) = e.actor.strip_prefix("personnel:").and_then(|h| personnel.get(h)) {
+                                        br; (name)
+                                    }
+                                }
                                 td { (e.patient) }
                                 td { (e.action) }
                                 td { (e.purpose) }

@@ -282,6 +282,26 @@ impl Browser {
             .await;
     }
 
+    /// Sends `headers` with every request of the browser from now on (Chrome DevTools'
+    /// `Network.setExtraHTTPHeaders`, through chromedriver): a page that takes a bearer
+    /// token, as an API client's browser extension or proxy would send it.
+    pub(crate) async fn send_headers(&self, headers: &Value) {
+        self.call(
+            "POST",
+            "/goog/cdp/execute",
+            Some(&json!({ "cmd": "Network.enable", "params": {} })),
+        )
+        .await;
+        self.call(
+            "POST",
+            "/goog/cdp/execute",
+            Some(
+                &json!({ "cmd": "Network.setExtraHTTPHeaders", "params": { "headers": headers } }),
+            ),
+        )
+        .await;
+    }
+
     /// Saves a screenshot to `<target>/screenshots/<name>.png`.
     pub(crate) async fn screenshot(&self, name: &str) {
         let b64 = self.call("GET", "/screenshot", None).await;

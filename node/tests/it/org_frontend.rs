@@ -4,6 +4,7 @@
 //! `kartotek:audit.read`) sees A's accesses only, overrides first, filtered by purpose and
 //! period, on the page, as CSV and as a FHIR Bundle of AuditEvents (valid FHIR R4); asking
 //! for B's is refused (403), as is a client of A without the audit scope, and no token (401).
+//! The page is also loaded in headless Chromium (screenshot `<target>/screenshots/org.png`).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -155,6 +156,20 @@ async fn an_organisation_reviews_its_personnels_accesses() {
     assert!(first_override < first_p1, "override first on the page");
     assert!(html.contains("Nødtilgang"), "{html}");
     assert!(html.contains("/org/accesses.csv"), "{html}");
+    // The same page in headless Chromium (the officer's token sent as a header).
+    if let Some(browser) = super::innsyn_frontend::Browser::start().await {
+        browser
+            .send_headers(&serde_json::json!({ "Authorization": format!("Bearer {officer}") }))
+            .await;
+        browser.goto(&format!("http://{addr}/org?purpose=")).await;
+        let page = browser.wait_for("Nødtilgang").await;
+        assert!(page.contains(&p3), "{page}");
+        assert!(
+            browser.count("a[href*='/org/accesses.csv']").await >= 1,
+            "{page}"
+        );
+        browser.screenshot("org").await;
+    }
 
     // Refusals: another organisation (403), no audit scope (403, the cluster's), no token
     // (401), a bad period (400).

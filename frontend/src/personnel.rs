@@ -1,4 +1,5 @@
-//! The names of health personnel, for the citizen page: the audit log names personnel only
+//! The names of health personnel, for the citizen page (after the delay) and the
+//! organisation view (at once): the audit log names personnel only
 //! by HPR number (the token's `hpr_number`; a name in the chain would be one more copy of
 //! personal data in every replica, kept for as long as the chain), so the page looks the
 //! name up when it may show it (after `innsyn.personnel_name_delay_s`) in
