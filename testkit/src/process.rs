@@ -110,6 +110,17 @@ impl Process {
         }
     }
 
+    /// The program it runs.
+    pub fn program(&self) -> &Path {
+        &self.launch.program
+    }
+
+    /// Runs `program` from its next start (a rolling upgrade: the same arguments, config and
+    /// data dir, another binary).
+    pub fn set_program(&mut self, program: &Path) {
+        self.launch.program = program.to_path_buf();
+    }
+
     /// Runs the launch through `wrapper`.
     pub fn with_wrapper(mut self, wrapper: Wrapper) -> Process {
         self.wrapper = Some(wrapper);

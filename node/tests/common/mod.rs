@@ -392,6 +392,15 @@ impl TestCluster {
             .unwrap_or_else(|e| panic!("node {id}: {e:#}"));
     }
 
+    /// Stops node `id` (SIGTERM, as `systemctl restart` does) and starts it again on
+    /// `binary`, with the same config and data dir: one step of a rolling upgrade.
+    pub fn upgrade(&mut self, id: u64, binary: &Path) {
+        self.stop(id);
+        let idx = self.idx(id);
+        self.kit.nodes[idx].process.set_program(binary);
+        self.restart(id);
+    }
+
     /// The log of node `id`.
     pub fn log(&self, id: u64) -> String {
         self.nodes[self.idx(id)].process.log()

@@ -28,5 +28,6 @@ mod raft_metrics;
 mod record_paging;
 mod records;
 mod request_layer;
+mod rolling_upgrade;
 mod testkit_config;
 mod token_service;
