@@ -1,4 +1,4 @@
-//! `kartotek admin status|init|add-learner|promote|remove|snapshot|backup`, and the
+//! `kartotek admin status|init|bootstrap|add-learner|promote|remove|snapshot|backup`, and the
 //! arguments of the offline `admin verify-backup|restore`, which the `kartotek` binary runs
 //! itself (they read and write a data directory, which this crate must not reach; see
 //! `kartotek_node::cli::backup`).
@@ -18,6 +18,10 @@ pub enum AdminCommand {
     Status,
     /// Initialise a new cluster with the nodes at `--endpoints` as voters.
     Init,
+    /// Register the first operator client of a cluster with a token signed by the token
+    /// service's own keys (no window without tokens), and write its client file; `--init`
+    /// initialises the cluster first.
+    Bootstrap(crate::bootstrap::BootstrapArgs),
     /// Add a node as a learner (it catches up from the log or a snapshot).
     AddLearner(AddLearnerArgs),
     /// Make a learner a voter.
@@ -142,6 +146,35 @@ struct MembershipView {
     members: Vec<MemberView>,
 }
 
+/// Initialises a new cluster with the nodes at `--endpoints` as voters (each must not be
+/// part of one yet), through `client`.
+pub(crate) async fn init_cluster(
+    cli: &GlobalArgs,
+    client: &kartotek_client::KartotekClient,
+) -> anyhow::Result<kartotek_proto::v1::InitResponse> {
+    let mut members = Vec::new();
+    for ep in &cli.endpoints {
+        let s = client
+            .status(ep)
+            .await
+            .with_context(|| format!("asking {ep} for its node id"))?;
+        if s.initialized {
+            bail!(
+                "node {} at {ep} is already part of an initialised cluster",
+                s.node_id
+            );
+        }
+        members.push(Member {
+            node_id: s.node_id,
+            addr: s.addr,
+            voter: true,
+            raft_addr: s.raft_addr,
+        });
+    }
+    let first = cli.endpoints.first().context("no endpoints")?;
+    Ok(client.init(first, members).await?)
+}
+
 /// Runs an admin subcommand.
 pub async fn run(cli: &GlobalArgs, cmd: &AdminCommand) -> anyhow::Result<()> {
     let client = cli.client()?;
@@ -206,28 +239,9 @@ pub async fn run(cli: &GlobalArgs, cmd: &AdminCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        AdminCommand::Bootstrap(a) => crate::bootstrap::run(cli, a).await,
         AdminCommand::Init => {
-            let mut members = Vec::new();
-            for ep in &cli.endpoints {
-                let s = client
-                    .status(ep)
-                    .await
-                    .with_context(|| format!("asking {ep} for its node id"))?;
-                if s.initialized {
-                    bail!(
-                        "node {} at {ep} is already part of an initialised cluster",
-                        s.node_id
-                    );
-                }
-                members.push(Member {
-                    node_id: s.node_id,
-                    addr: s.addr,
-                    voter: true,
-                    raft_addr: s.raft_addr,
-                });
-            }
-            let first = cli.endpoints.first().context("no endpoints")?;
-            let resp = client.init(first, members).await?;
+            let resp = init_cluster(cli, &client).await?;
             let view = MembershipView {
                 log_index: 0,
                 members: resp.members.iter().map(MemberView::from).collect(),

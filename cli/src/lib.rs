@@ -30,6 +30,7 @@ pub mod args;
 pub mod audit;
 pub mod backup;
 pub mod block;
+pub mod bootstrap;
 pub mod catalog;
 pub mod consent;
 pub mod import;

@@ -13,6 +13,7 @@ mod audit_frontend;
 mod auth;
 mod backup;
 mod bad_input;
+mod bootstrap;
 mod catalog_frontend;
 mod cli_client_update;
 mod cli_rough_edges;
