@@ -318,8 +318,26 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Ends the session, which closes Chromium: killing chromedriver (Driver's drop) leaves
+    /// the browser processes running. A plain blocking request, as drop cannot await.
     fn drop(&mut self) {
-        // chromedriver ends its browsers when killed (Driver's drop).
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect_timeout(
+            &self.driver.addr,
+            std::time::Duration::from_secs(2),
+        ) else {
+            return;
+        };
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+        let request = format!(
+            "DELETE /session/{} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+            self.session, self.driver.addr
+        );
+        if stream.write_all(request.as_bytes()).is_ok() {
+            let mut buf = [0u8; 1024];
+            // The answer's head is enough: the session is gone once chromedriver answers.
+            let _ = stream.read(&mut buf);
+        }
     }
 }
 
