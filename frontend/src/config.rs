@@ -658,6 +658,8 @@ pub struct FrontendConfig {
     pub log_filter: String,
     /// Log lines as `text` or `json` (one object per line); `--log-format` overrides it.
     pub log_format: crate::logging::LogFormat,
+    /// Optional OpenTelemetry traces (OTLP; off unless `otlp_endpoint` is set).
+    pub telemetry: crate::logging::TelemetrySettings,
     /// How the cluster is reached.
     pub cluster: ClusterSettings,
     /// Limits of the HTTP request layer.
@@ -694,6 +696,7 @@ impl Default for FrontendConfig {
             public_base_url: "http://127.0.0.1:8080".into(),
             log_filter: "info".into(),
             log_format: crate::logging::LogFormat::Text,
+            telemetry: crate::logging::TelemetrySettings::default(),
             cluster: ClusterSettings::default(),
             http: HttpSettings::default(),
             token: TokenSettings::default(),
@@ -737,6 +740,9 @@ impl FrontendConfig {
 
     /// Checks ranges and relations between settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.telemetry
+            .validate()
+            .map_err(|(field, reason)| invalid(field, reason))?;
         validate_base_url("public_base_url", &self.public_base_url)?;
         self.catalog.validate()?;
         self.innsyn.validate()?;

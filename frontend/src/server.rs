@@ -89,15 +89,18 @@ pub async fn run(
         print!("{}", config.to_toml()?);
         return Ok(());
     }
-    crate::logging::init(
+    crate::logging::init_with(
         &config.log_filter,
         args.log_format.unwrap_or(config.log_format),
+        Some((&config.telemetry, "kartotek-frontend")),
     );
     let addr = config.listen_addr;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| FrontendError::Bind { addr, source })?;
-    serve(config, listener, shutdown).await
+    let result = serve(config, listener, shutdown).await;
+    let _ = tokio::task::spawn_blocking(crate::logging::shutdown).await;
+    result
 }
 
 /// Serves the frontend on `listener` until `shutdown` completes, then stops taking

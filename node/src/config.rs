@@ -441,6 +441,8 @@ pub struct NodeConfig {
     pub log_filter: String,
     /// Log lines as `text` or `json` (one object per line); `--log-format` overrides it.
     pub log_format: kartotek_frontend::logging::LogFormat,
+    /// Optional OpenTelemetry traces (OTLP; off unless `otlp_endpoint` is set).
+    pub telemetry: kartotek_frontend::logging::TelemetrySettings,
     /// File with the key national ids are pseudonymised under in the log (64 hex characters;
     /// the same file on every node makes one person's hash the same in every node's log). Unset:
     /// a key of this node's own, made at first start in `<data_dir>/log-hash.key`. See
@@ -479,6 +481,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("./kartotek-data"),
             log_filter: "info".into(),
             log_format: kartotek_frontend::logging::LogFormat::Text,
+            telemetry: kartotek_frontend::logging::TelemetrySettings::default(),
             log_hash_key_file: None,
             raft: RaftSettings::default(),
             storage: StorageSettings::default(),
@@ -546,6 +549,9 @@ impl NodeConfig {
 
     /// Checks ranges and relations between settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.telemetry
+            .validate()
+            .map_err(|(field, reason)| invalid(field, reason))?;
         if self.node_id == 0 {
             return Err(invalid("node_id", "must be at least 1"));
         }

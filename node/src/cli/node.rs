@@ -29,10 +29,14 @@ pub async fn run(args: &NodeArgs) -> anyhow::Result<()> {
         print!("{}", toml::to_string_pretty(&config)?);
         return Ok(());
     }
-    kartotek_frontend::logging::init(
+    kartotek_frontend::logging::init_with(
         &config.log_filter,
         args.log_format.unwrap_or(config.log_format),
+        Some((&config.telemetry, "kartotek-node")),
     );
-    run_node(config, super::shutdown_signal()).await?;
+    let result = run_node(config, super::shutdown_signal()).await;
+    // The last spans (the shutdown's) go out before the process ends.
+    let _ = tokio::task::spawn_blocking(kartotek_frontend::logging::shutdown).await;
+    result?;
     Ok(())
 }

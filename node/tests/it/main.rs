@@ -30,5 +30,6 @@ mod record_paging;
 mod records;
 mod request_layer;
 mod rolling_upgrade;
+mod telemetry;
 mod testkit_config;
 mod token_service;
