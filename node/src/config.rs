@@ -145,6 +145,13 @@ pub struct StorageSettings {
     /// Change events kept for the watch feed (older revisions are compacted). Must be the
     /// same on every node: it is applied in the replicated state machine.
     pub change_history_max: u64,
+    /// Free space kept on the data disk: below it the node turns **read-only** (client writes
+    /// refused with RESOURCE_EXHAUSTED; reads, their audit, replication and audit shipping go
+    /// on in this reserve), and it takes writes again above 1.25 times it (see
+    /// [`crate::disk`]). At least 1 MiB.
+    pub disk_free_bytes_min: u64,
+    /// How often the data disk's free space is looked at, ms (100 to 60 000).
+    pub disk_check_interval_ms: u64,
 }
 
 impl Default for StorageSettings {
@@ -154,6 +161,8 @@ impl Default for StorageSettings {
             dedup_ttl_ms: 600_000,
             dedup_entries_max: 1_000_000,
             change_history_max: 1_000_000,
+            disk_free_bytes_min: 256 << 20,
+            disk_check_interval_ms: 1_000,
         }
     }
 }
@@ -732,6 +741,15 @@ impl NodeConfig {
         }
         if let Err(e) = self.policy.validate() {
             return Err(invalid("policy", e.to_string()));
+        }
+        if self.storage.disk_free_bytes_min < 1 << 20 {
+            return Err(invalid(
+                "storage.disk_free_bytes_min",
+                "at least 1048576 (1 MiB)",
+            ));
+        }
+        if !(100..=60_000).contains(&self.storage.disk_check_interval_ms) {
+            return Err(invalid("storage.disk_check_interval_ms", "100 to 60000"));
         }
         if self.storage.change_history_max == 0 {
             return Err(invalid("storage.change_history_max", "must be positive"));

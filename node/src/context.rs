@@ -42,6 +42,8 @@ pub struct NodeContext {
     /// Set by the audit shipper while the journal's oldest event has waited longer than
     /// `audit.ship_lag_ms_max` for the chain: reads are refused meanwhile.
     shipping_stuck: Arc<std::sync::atomic::AtomicBool>,
+    /// The data disk's free space and read-only mode.
+    disk: Arc<crate::disk::DiskWatch>,
 }
 
 /// What [`NodeContext::new`] is made of (the server builds these).
@@ -76,6 +78,10 @@ impl NodeContext {
         let watches = Arc::new(Semaphore::new(
             usize::try_from(api.watches_max).unwrap_or(usize::MAX),
         ));
+        let disk = crate::disk::DiskWatch::new(
+            &parts.config.data_dir,
+            parts.config.storage.disk_free_bytes_min,
+        );
         NodeContext {
             config: parts.config,
             raft: parts.raft,
@@ -89,6 +95,7 @@ impl NodeContext {
             peers: parts.peers,
             journal: parts.journal,
             shipping_stuck: Arc::default(),
+            disk,
         }
     }
 
@@ -105,6 +112,25 @@ impl NodeContext {
     /// The state machine's reader. Handlers get it only through the request layer.
     pub(crate) fn reader(&self) -> &StateReader {
         &self.reader
+    }
+
+    /// The data disk's state.
+    pub(crate) fn disk(&self) -> &Arc<crate::disk::DiskWatch> {
+        &self.disk
+    }
+
+    /// Refuses a client write while the data disk is below its minimum.
+    pub(crate) fn writable(&self) -> Result<(), NodeError> {
+        if !self.disk.read_only() {
+            return Ok(());
+        }
+        Err(NodeError::ReadOnly(format!(
+            "node {} is read-only: its data disk has {} bytes free, below storage.disk_free_bytes_min = {}; \
+             reads go on, writes resume when space returns (or write through another node)",
+            self.config.node_id,
+            self.disk.free_bytes(),
+            self.disk.free_bytes_min()
+        )))
     }
 
     /// The node's metrics.

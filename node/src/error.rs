@@ -58,6 +58,9 @@ pub enum NodeError {
     /// The token is valid but does not allow this call (a scope it lacks).
     #[error("permission denied: {0}")]
     Forbidden(String),
+    /// The node's data disk is nearly full: client writes are refused ([`crate::disk`]).
+    #[error("resource exhausted: {0}")]
+    ReadOnly(String),
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(#[from] kartotek_storage::StoreError),
@@ -79,6 +82,7 @@ impl NodeError {
             },
             NodeError::Unavailable(m) => NodeError::Unavailable(m.clone()),
             NodeError::Timeout(m) => NodeError::Timeout(m.clone()),
+            NodeError::ReadOnly(m) => NodeError::ReadOnly(m.clone()),
             other => NodeError::Internal(other.to_string()),
         }
     }
@@ -154,6 +158,8 @@ impl From<NodeError> for Status {
             NodeError::Precondition(_) => Status::failed_precondition(msg),
             NodeError::Unauthenticated(_) => Status::unauthenticated(msg),
             NodeError::Forbidden(_) => Status::permission_denied(msg),
+            // Not retried by the client (it would fail the same way until space returns).
+            NodeError::ReadOnly(_) => Status::resource_exhausted(msg),
             // A read during a snapshot install: another node (or this one soon) can answer.
             // A full audit journal: the read waits for the chain (or another node) to take it.
             NodeError::Storage(

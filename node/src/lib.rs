@@ -40,6 +40,7 @@ pub mod cli;
 pub mod config;
 pub mod consistency;
 pub mod context;
+pub mod disk;
 pub mod error;
 pub mod log_hash;
 pub mod metrics;

@@ -97,6 +97,8 @@ pub struct Metrics {
     pub audit_shipped_events_total: Counter,
     /// Journal seqs found missing in the chain when shipping.
     pub audit_ship_gaps_total: Counter,
+    /// 1 while this node refuses client writes for lack of disk space ([`crate::disk`]).
+    pub read_only: Gauge,
 }
 
 struct RaftCollector {
@@ -427,7 +429,13 @@ impl Metrics {
         let audit_journal_age_ms = Gauge::default();
         let audit_shipped_events_total = Counter::default();
         let audit_ship_gaps_total = Counter::default();
+        let read_only = Gauge::default();
         let mut registry = Registry::default();
+        registry.register(
+            "kartotek_storage_read_only",
+            "1 while this node refuses client writes because its data disk is below storage.disk_free_bytes_min",
+            read_only.clone(),
+        );
         registry.register(
             "kartotek_audit_journal_writes",
             "Synced writes of the audit journal (each covers a group of concurrent answers)",
@@ -538,6 +546,7 @@ impl Metrics {
             audit_journal_age_ms,
             audit_shipped_events_total,
             audit_ship_gaps_total,
+            read_only,
         }
     }
 

@@ -196,6 +196,11 @@ pub async fn run_node(
     ))
     .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
     .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
+    crate::disk::spawn(
+        ctx.disk().clone(),
+        metrics.clone(),
+        std::time::Duration::from_millis(config.storage.disk_check_interval_ms),
+    );
     crate::audit::spawn_retention(ctx.clone());
     crate::audit::spawn_shipper(ctx.clone());
     crate::sweep::spawn_consent_sweep(ctx.clone());

@@ -414,6 +414,10 @@ impl Call {
             return Err(self.refuse("write"));
         }
         self.own_write(&op)?;
+        // An access decision is a read of the privacy records plus its audit: it goes on.
+        if self.method.class == Class::Write {
+            self.ctx.writable()?;
+        }
         let rid = self.scoped_request_id(raw_request_id, fingerprint)?;
         // A write about a patient is audited as one (its answer may carry the stored record,
         // and the patient sees who changed their data): the event is made durable alongside
@@ -463,6 +467,7 @@ impl Call {
         if self.method.class != Class::Write {
             return Err(self.refuse("record audit events"));
         }
+        self.ctx.writable()?;
         let Some(fingerprint) = self.fingerprint else {
             return Err(self.refuse("record audit events without the request's fingerprint"));
         };

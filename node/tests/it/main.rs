@@ -20,6 +20,7 @@ mod cli_rough_edges;
 mod cluster;
 mod deploy_files;
 mod dev_cli;
+mod disk_full;
 mod fhir_frontend;
 mod innsyn_frontend;
 mod innsyn_oidc;
