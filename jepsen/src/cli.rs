@@ -1,5 +1,5 @@
 //! Command line: `test` runs one test, `check` re-checks a stored history, `cleanup` removes
-//! what killed runs left behind.
+//! what killed runs left behind; `delay-proxy` and `site-probe` serve `deploy/multi-site/`.
 //!
 //! Exit codes: 0 valid, 1 anomaly found, 2 undecided (checker budget, no final read), 3 the
 //! harness failed, 130 interrupted.
@@ -34,6 +34,37 @@ enum Command {
         workload: WorkloadChoice,
         /// The history file.
         history: PathBuf,
+    },
+    /// A TCP proxy holding each chunk for a one-way delay (deploy/multi-site/run.sh puts one
+    /// in front of each site's node).
+    DelayProxy {
+        /// Where it listens.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Where it forwards to.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// One-way delay, ms (the round trip through it is twice that).
+        #[arg(long)]
+        delay_ms: u64,
+    },
+    /// Sequential writes or reads against endpoints, with p50/p99/max (deploy/multi-site).
+    SiteProbe {
+        /// Endpoints, comma-separated (the first preferred).
+        #[arg(long, value_delimiter = ',')]
+        endpoints: Vec<String>,
+        /// What to do.
+        #[arg(long, value_enum, default_value = "write")]
+        mode: crate::sites::ProbeMode,
+        /// How many (unless --seconds).
+        #[arg(long, default_value_t = 200)]
+        requests: u32,
+        /// Run for this long instead.
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Bound of the bounded-staleness reads, ms.
+        #[arg(long, default_value_t = 5_000)]
+        staleness_ms: u64,
     },
     /// Removes network namespaces, links and node processes left by killed runs (those of a
     /// harness still running are kept unless --force).
@@ -139,6 +170,34 @@ async fn dispatch(cli: Cli) -> u8 {
             }
             0
         }
+        Command::DelayProxy {
+            listen,
+            to,
+            delay_ms,
+        } => {
+            match crate::sites::delay_proxy(listen, to, std::time::Duration::from_millis(delay_ms))
+                .await
+            {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("kartotek-jepsen: {e:#}");
+                    3
+                }
+            }
+        }
+        Command::SiteProbe {
+            endpoints,
+            mode,
+            requests,
+            seconds,
+            staleness_ms,
+        } => match crate::sites::probe(endpoints, mode, requests, seconds, staleness_ms).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("kartotek-jepsen: {e:#}");
+                3
+            }
+        },
         Command::Check { workload, history } => match check(workload, &history) {
             Ok(v) => exit_code(v),
             Err(e) => {

@@ -15,4 +15,5 @@ pub mod nemesis;
 pub mod netns;
 pub mod report;
 pub mod runner;
+pub mod sites;
 pub mod workload;
