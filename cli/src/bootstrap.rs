@@ -182,15 +182,17 @@ async fn init(cli: &GlobalArgs, admin: &KartotekClient) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` (new), readable by the owner only: a temporary name, synced,
-/// renamed.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes `bytes` to `path`, readable by the owner only: a temporary name (`path` with the
+/// extension `tmp`), synced, renamed over `path`. Client files with private keys are
+/// written so (here and by `kartotek dev`).
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
-        .create_new(true)
+        .create(true)
         .write(true)
+        .truncate(true)
         .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("writing {}", tmp.display()))?;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use kartotek_auth::{Issuer, SigningKey, SigningKeySet, scopes};
+use kartotek_cli::bootstrap::write_private;
 use kartotek_client::{ClientConfig, ClientError, ClientFile, KartotekClient, SelfIssued};
 use kartotek_proto::v1::{ClientRequest, GetClientRequest};
 use serde::{Deserialize, Serialize};
@@ -222,22 +223,4 @@ impl AuthEntry {
 
 fn now_s() -> i64 {
     kartotek_domain::Timestamp::now().0.div_euclid(1000)
-}
-
-/// Writes `bytes` to `path`, readable by the owner only.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
