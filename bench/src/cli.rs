@@ -141,6 +141,10 @@ pub struct ScaleArgs {
     /// Lookups in flight.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// Then back the cluster up with `kartotek admin backup`, verify the backup, restore every
+    /// node from it and check lookups on the restored cluster; times and sizes in the report.
+    #[arg(long)]
+    pub backup: bool,
 }
 
 /// Arguments of `auth-cost`.

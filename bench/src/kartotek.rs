@@ -250,13 +250,45 @@ impl Cluster {
         metrics::scrape(&addr).await.unwrap_or_default()
     }
 
-    /// Stops the nodes this benchmark started (SIGTERM, SIGKILL after 10 s).
+    /// Stops the nodes this benchmark started (SIGTERM, SIGKILL after 10 s); they can be
+    /// started again with [`Cluster::restart_on`].
     pub fn stop(&mut self) {
-        if let Some(mut started) = self.started.take() {
+        if let Some(started) = self.started.as_mut() {
             for n in &mut started.nodes {
                 n.process.stop(STOP_TIMEOUT);
             }
         }
+        for n in &mut self.nodes {
+            n.pid = None;
+        }
+    }
+
+    /// A token of the benchmark's client, for `kartotek` CLI runs (`--token`); None when the
+    /// nodes take calls without one.
+    pub async fn bearer(&self) -> anyhow::Result<Option<String>> {
+        match &self.tokens {
+            Some(t) => Ok(Some(t.token().await?.secret().to_owned())),
+            None => Ok(None),
+        }
+    }
+
+    /// Starts the stopped nodes this benchmark started again, node `id` on data dir `dir`
+    /// for each `(id, dir)` (a restored one), on the same addresses.
+    pub async fn restart_on(&mut self, dirs: &[(u64, PathBuf)]) -> anyhow::Result<()> {
+        let Some(started) = self.started.as_mut() else {
+            bail!("this cluster was not started by the benchmark");
+        };
+        for n in &mut started.nodes {
+            if let Some((_, d)) = dirs.iter().find(|(id, _)| *id == n.id) {
+                n.spec.data_dir = d.clone();
+            }
+            n.start()?;
+        }
+        for (node, s) in self.nodes.iter_mut().zip(&started.nodes) {
+            node.data_dir = Some(s.data_dir.clone());
+            node.pid = s.process.pid().and_then(|p| u32::try_from(p.as_raw()).ok());
+        }
+        Ok(())
     }
 
     /// Bulk-imports keys `range` of `keyspace` through the Import stream (batches of

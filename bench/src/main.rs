@@ -2,6 +2,7 @@
 //! report (`bench/REPORT.md`). See `bench/README.md`.
 
 mod auth_cost;
+mod backup;
 mod cli;
 mod compare;
 mod data;

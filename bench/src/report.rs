@@ -545,6 +545,32 @@ fn scale_section(md: &mut String, s: &ScaleResults) {
     if let Some(x) = &s.extrapolation {
         let _ = writeln!(md, "- {x}");
     }
+    if let Some(b) = &s.backup {
+        let restore_total: f64 = b.restore_seconds.iter().sum();
+        let _ = writeln!(
+            md,
+            "- Backup (`kartotek admin backup`, online, from the leader): **{:.0} MB in {:.1} s** ({:.1} MB/s, {:.0} bytes per entry), revision {}; `verify-backup` {:.1} s",
+            b.backup_bytes as f64 / 1e6,
+            b.backup_seconds,
+            b.backup_bytes as f64 / 1e6 / b.backup_seconds.max(0.001),
+            b.backup_bytes as f64 / s.entries.max(1) as f64,
+            b.revision,
+            b.verify_seconds
+        );
+        let _ = writeln!(
+            md,
+            "- Restore (`kartotek admin restore`, one after another on this machine): {} s per node (**{:.1} s** for all), restored data dirs {} MiB; the restored cluster agreed on a leader {:.1} s after its nodes started and answered {} checked lookups, all right",
+            b.restore_seconds
+                .iter()
+                .map(|x| format!("{x:.1}"))
+                .collect::<Vec<_>>()
+                .join(" / "),
+            restore_total,
+            mib_list(&b.restored_dir_bytes),
+            b.restart_to_leader_seconds,
+            b.checked_lookups
+        );
+    }
     let _ = writeln!(md);
 }
 

@@ -1,5 +1,6 @@
 //! `scale`: bulk-import many locator entries into a fresh 3-node Kartotek cluster, then
-//! measure lookup latency, memory and disk bytes per entry at that size.
+//! measure lookup latency, memory and disk bytes per entry at that size; with `--backup`, also
+//! the operator's backup, verify and restore of it ([`crate::backup`]).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::backup::{self, BackupResults};
 use crate::cli::ScaleArgs;
 use crate::data::Keyspace;
 use crate::kartotek::{self, IMPORT_BATCH_ENTRIES, IMPORT_WINDOW_BATCHES, KartotekTarget};
@@ -68,6 +70,9 @@ pub struct ScaleResults {
     /// … and during the lookups.
     #[serde(default)]
     pub lookup_busy: Busyness,
+    /// Backup, verify and restore at this size (`--backup`).
+    #[serde(default)]
+    pub backup: Option<BackupResults>,
 }
 
 /// Runs `scale`.
@@ -79,7 +84,8 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     let out_dir = setup::out_dir(args.setup.out_dir.as_deref());
     println!("generating {} entries…", args.entries);
     let keyspace = Arc::new(Keyspace::new(args.entries, args.entries_per_patient));
-    let cluster = kartotek::Cluster::start(&bin, &work.path().join("kartotek"), 3, &env).await?;
+    let mut cluster =
+        kartotek::Cluster::start(&bin, &work.path().join("kartotek"), 3, &env).await?;
     println!("cluster up in {}; importing", work.path().display());
     let progress = Progress::new(keyspace.len() as u64, "import");
     let last_line = std::sync::Mutex::new(Instant::now());
@@ -157,6 +163,15 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
             disk_bytes_per_entry * TARGET_ENTRIES as f64 / (1u64 << 30) as f64
         )
     });
+    let backup = if args.backup {
+        Some(
+            backup::run(&mut cluster, &bin, work.path(), keyspace.clone())
+                .await
+                .context("backup and restore")?,
+        )
+    } else {
+        None
+    };
     let results = ScaleResults {
         started: started.to_rfc3339(),
         finished: chrono::Utc::now().to_rfc3339(),
@@ -180,6 +195,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
         extrapolation,
         import_busy,
         lookup_busy,
+        backup,
     };
     drop(cluster);
     let json = report::save_json(&out_dir, report::SCALE_JSON, &results)?;

@@ -53,6 +53,11 @@ pub struct BackupArgs {
 pub struct VerifyBackupArgs {
     /// The backup directory.
     pub dir: std::path::PathBuf,
+    /// When it verifies, write its age, size and revision here for Prometheus (node_exporter's
+    /// textfile collector, e.g. /var/lib/prometheus/node-exporter/kartotek_backup.prom; the
+    /// alert KartotekBackupTooOld reads it). Untouched when it does not verify.
+    #[arg(long)]
+    pub metrics_file: Option<std::path::PathBuf>,
 }
 
 /// Arguments of `admin restore`.

@@ -305,7 +305,74 @@ pub struct BackupReport {
     pub elapsed_ms: u64,
 }
 
-fn unix_ms() -> u64 {
+/// The series [`metrics_text`] writes for Prometheus' textfile collector (the alert rules in
+/// `deploy/prometheus/alerts.yml` name them; they are not on a node's `/metrics`).
+pub const METRIC_NAMES: [&str; 4] = [
+    "kartotek_backup_verified_timestamp_seconds",
+    "kartotek_backup_created_timestamp_seconds",
+    "kartotek_backup_size_bytes",
+    "kartotek_backup_revision",
+];
+
+/// The Prometheus text exposition of a backup that verified at `verified_unix_ms`, one
+/// series each of [`METRIC_NAMES`] labelled with the cluster name (for node_exporter's
+/// textfile collector: `verify-backup --metrics-file`).
+pub fn metrics_text(m: &Manifest, verified_unix_ms: u64) -> String {
+    let cluster = m.cluster_name.replace('\\', "\\\\").replace('"', "\\\"");
+    let values = [
+        (
+            METRIC_NAMES[0],
+            "Unix time the newest backup passed kartotek admin verify-backup.",
+            verified_unix_ms as f64 / 1e3,
+        ),
+        (
+            METRIC_NAMES[1],
+            "Unix time that backup was taken (its manifest's created_unix_ms).",
+            m.created_unix_ms as f64 / 1e3,
+        ),
+        (
+            METRIC_NAMES[2],
+            "Size of its snapshot file.",
+            m.size_bytes as f64,
+        ),
+        (
+            METRIC_NAMES[3],
+            "The revision it holds: every write at or below it.",
+            m.revision as f64,
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, v) in values {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{cluster=\"{cluster}\"}} {v}\n"
+        ));
+    }
+    out
+}
+
+/// Writes `text` to `path` as a whole, mode 0644: a temporary file beside it, fsynced,
+/// renamed (a collector reading it meanwhile sees the old file or the new one, never half).
+pub fn write_file_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    write_synced(&tmp, text.as_bytes())?;
+    // Readable by the collector's user whatever the umask (it holds no secret).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("chmod {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -513,6 +580,35 @@ mod tests {
                 other => panic!("{field}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_metrics_file_has_every_series_once_with_the_cluster_label() {
+        let mut m = sample();
+        m.cluster_name = "nasjonal \"a\"".into();
+        let text = metrics_text(&m, 1_700_000_123_456);
+        for name in METRIC_NAMES {
+            assert_eq!(
+                text.matches(&format!("# TYPE {name} gauge")).count(),
+                1,
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!("{name}{{cluster=\"nasjonal \\\"a\\\"\"}} ")),
+                "{text}"
+            );
+        }
+        assert!(text.contains("kartotek_backup_verified_timestamp_seconds{cluster=\"nasjonal \\\"a\\\"\"} 1700000123.456\n"), "{text}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kartotek_backup.prom");
+        write_file_atomically(&path, &text).unwrap();
+        write_file_atomically(&path, "new\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "a temporary file is left"
+        );
     }
 
     #[test]

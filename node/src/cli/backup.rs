@@ -118,6 +118,11 @@ struct VerifyView<'a> {
 /// `admin verify-backup`.
 pub fn run_verify(args: &VerifyBackupArgs, json: bool) -> anyhow::Result<()> {
     let v = verify(&args.dir)?;
+    if let Some(path) = &args.metrics_file {
+        let text = kartotek_cli::backup::metrics_text(&v.manifest, kartotek_cli::backup::unix_ms());
+        kartotek_cli::backup::write_file_atomically(path, &text)
+            .with_context(|| format!("writing the metrics file {}", path.display()))?;
+    }
     if json {
         let view = VerifyView {
             ok: true,

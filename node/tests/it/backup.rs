@@ -61,9 +61,15 @@ fn damaged_copy(from: &Path, to: &Path, change: impl FnOnce(&mut Vec<u8>)) {
 /// restore, which leaves no data directory behind.
 fn assert_refused(dir: &Path, why: &str) {
     let d = dir.display().to_string();
-    let (verified, _, err) = run("127.0.0.1:1", &["admin", "verify-backup", &d]);
+    let prom = dir.with_extension("prom");
+    let prom_s = prom.display().to_string();
+    let (verified, _, err) = run(
+        "127.0.0.1:1",
+        &["admin", "verify-backup", "--metrics-file", &prom_s, &d],
+    );
     assert!(!verified, "verify-backup accepted {d}");
     assert!(err.contains(why), "verify-backup of {d}: {err}");
+    assert!(!prom.exists(), "a refused backup wrote metrics");
     let data = dir.with_extension("restored");
     let data_s = data.display().to_string();
     let (restored, _, err) = run(
@@ -177,9 +183,35 @@ async fn backup_under_writes_restores_into_a_new_cluster() {
         );
     }
     assert!(!backup_dir.join("backup.snap.tmp").exists());
-    let (verified, vout, verr) = run(&endpoints, &["--json", "admin", "verify-backup", &out]);
+    let prom = c.dir.path().join("kartotek_backup.prom");
+    let prom_s = prom.display().to_string();
+    let (verified, vout, verr) = run(
+        &endpoints,
+        &[
+            "--json",
+            "admin",
+            "verify-backup",
+            "--metrics-file",
+            &prom_s,
+            &out,
+        ],
+    );
     assert!(verified, "verify-backup: {verr}");
     assert!(vout.contains("\"ok\": true"), "{vout}");
+    // The metrics file the backup alerts read: every series, this backup's revision.
+    let text = std::fs::read_to_string(&prom).unwrap_or_else(|e| panic!("{prom_s}: {e}"));
+    for name in kartotek_cli::backup::METRIC_NAMES {
+        assert!(
+            text.contains(&format!("\n{name}{{cluster=")),
+            "{name}:\n{text}"
+        );
+    }
+    assert!(
+        text.contains(&format!(
+            "kartotek_backup_revision{{cluster=\"kartotek-test\"}} {revision}\n"
+        )),
+        "{text}"
+    );
     // A second backup into the same directory is refused.
     let (again, _, err) = run(&endpoints, &["admin", "backup", "--out", &out]);
     assert!(!again && err.contains("already holds a backup"), "{err}");
