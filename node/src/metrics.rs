@@ -637,7 +637,8 @@ struct HttpState {
     raft: Raft<TypeConfig>,
 }
 
-/// The HTTP router: `/metrics`, `/healthz` (the Raft task runs), `/readyz` (a leader is known).
+/// The HTTP router: `/metrics`, `/healthz` (the Raft task runs), `/readyz` (a leader is known;
+/// the body says READ-ONLY when the node refuses writes for lack of disk).
 pub fn router(metrics: Metrics, raft: Raft<TypeConfig>) -> Router {
     Router::new()
         .route("/metrics", get(serve_metrics))
@@ -666,9 +667,19 @@ async fn healthz(State(s): State<HttpState>) -> (StatusCode, &'static str) {
     }
 }
 
+/// Ready while a leader is known. A read-only node (data disk nearly full, [`crate::disk`])
+/// stays ready, because it still serves reads and access decisions, but says so in the body for
+/// whoever looks (a load balancer only sees the 200).
 async fn readyz(State(s): State<HttpState>) -> (StatusCode, &'static str) {
     if s.raft.metrics().borrow().current_leader.is_some() {
-        (StatusCode::OK, "ready\n")
+        if s.metrics.read_only.get() != 0 {
+            (
+                StatusCode::OK,
+                "ready, READ-ONLY: the data disk is nearly full; writes are refused\n",
+            )
+        } else {
+            (StatusCode::OK, "ready\n")
+        }
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "no leader known\n")
     }

@@ -75,10 +75,15 @@ pub type TestNode = kartotek_testkit::Node;
 
 /// The body of `GET /metrics` on a node's `metrics_addr` (headers included).
 pub fn metrics_text(addr: &str) -> String {
+    http_get(addr, "/metrics")
+}
+
+/// The whole HTTP/1.0 response (status line, headers, body) to `GET path` at `addr`.
+pub fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap_or_else(|e| panic!("{e}"));
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap_or_else(|e| panic!("{e}"));
     let mut body = String::new();
     s.read_to_string(&mut body)
         .unwrap_or_else(|e| panic!("{e}"));

@@ -110,6 +110,16 @@ async fn metric(cluster: &TestCluster, name: &str) -> Option<f64> {
     common::metric_value(&text, name)
 }
 
+async fn readyz(cluster: &TestCluster) -> String {
+    let addr = cluster.nodes[cluster.idx(1)]
+        .metrics_addr
+        .clone()
+        .expect("metrics address");
+    tokio::task::spawn_blocking(move || common::http_get(&addr, "/readyz"))
+        .await
+        .expect("readyz")
+}
+
 async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !check().await {
@@ -170,6 +180,13 @@ async fn a_full_disk_makes_the_node_read_only_until_space_returns() {
     );
     let log = cluster.log(1);
     assert!(log.contains("READ-ONLY"), "the node says so");
+    // Still ready (it serves reads), and /readyz says why writes fail.
+    let ready = readyz(&cluster).await;
+    assert!(
+        ready.starts_with("HTTP/1.0 200") || ready.starts_with("HTTP/1.1 200"),
+        "{ready}"
+    );
+    assert!(ready.contains("READ-ONLY"), "{ready}");
 
     // Space returns: writes resume by themselves.
     std::fs::remove_file(&filler).unwrap();
@@ -178,6 +195,8 @@ async fn a_full_disk_makes_the_node_read_only_until_space_returns() {
     })
     .await;
     client.register_locator(register(21)).await.unwrap();
+    let ready = readyz(&cluster).await;
+    assert!(ready.ends_with("\r\n\r\nready\n"), "{ready}");
     for n in 1..=21 {
         assert_eq!(
             client
