@@ -66,7 +66,7 @@ pub struct RestoreArgs {
     /// The backup directory.
     #[arg(long)]
     pub from: std::path::PathBuf,
-    /// The node's data directory (missing or empty).
+    /// The node's data directory (missing or empty; a fresh volume's `lost+found` is allowed).
     #[arg(long)]
     pub data_dir: std::path::PathBuf,
     /// The node's id: a voter of the backed-up membership.

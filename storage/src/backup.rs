@@ -204,6 +204,18 @@ pub struct Restored {
     pub frames: u64,
 }
 
+/// Whether `dir` holds nothing but, perhaps, an ext4 `lost+found` (the root of a freshly
+/// formatted volume, e.g. a Kubernetes PVC mounted as the data dir: the node keeps its data in
+/// subdirectories and never touches `lost+found`).
+fn is_empty_but_lost_found(dir: &Path) -> std::io::Result<bool> {
+    for entry in std::fs::read_dir(dir)? {
+        if entry?.file_name() != "lost+found" {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Seeds the empty (or missing) data directory `data_dir` for node `node_id` from the
 /// snapshot file `backup`, with `membership` (the snapshot's own, or one from
 /// [`rewrite_addrs`]). Follows the contract in the module docs. Refuses a non-empty
@@ -216,7 +228,7 @@ pub fn restore(
     membership: StoredMembership,
 ) -> Result<Restored, StoreError> {
     check_no_interrupted_restore(data_dir)?;
-    if data_dir.exists() && std::fs::read_dir(data_dir)?.next().is_some() {
+    if data_dir.exists() && !is_empty_but_lost_found(data_dir)? {
         return Err(StoreError::Corrupt(format!(
             "{} is not empty: a restore seeds a new, empty data directory",
             data_dir.display()
@@ -416,6 +428,32 @@ mod tests {
         assert!(restore(&data, &backup, 2, membership()).is_err());
         assert!(restore(&dir.path().join("node-9"), &backup, 9, membership()).is_err());
         assert!(rewrite_addrs(&membership(), &BTreeMap::from([(9, new_addr)])).is_err());
+    }
+
+    #[test]
+    fn restore_takes_the_root_of_a_fresh_volume_but_nothing_else_in_the_dir() {
+        let dir = ok(tempfile::tempdir());
+        let backup = sample(dir.path());
+        // A freshly formatted ext4 volume (a Kubernetes PVC mounted as the data dir).
+        let volume = dir.path().join("pvc");
+        ok(std::fs::create_dir_all(volume.join("lost+found")));
+        let r = ok(restore(&volume, &backup, 1, membership()));
+        assert_eq!(r.frames, 52);
+        assert!(volume.join("lost+found").is_dir(), "left alone");
+        // Any other entry, even an empty file, is refused and left as it was.
+        let other = dir.path().join("other");
+        ok(std::fs::create_dir_all(other.join("lost+found")));
+        ok(std::fs::write(other.join("notes.txt"), b""));
+        let e = restore(&other, &backup, 1, membership()).err();
+        assert!(
+            matches!(e, Some(StoreError::Corrupt(ref m)) if m.contains("is not empty")),
+            "{e:?}"
+        );
+        let mut left: Vec<_> = ok(std::fs::read_dir(&other))
+            .map(|e| ok(e).file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["lost+found", "notes.txt"]);
     }
 
     #[test]

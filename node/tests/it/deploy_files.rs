@@ -83,8 +83,19 @@ fn run(cmd: &mut Command) -> (bool, String) {
 /// The Kubernetes manifests (every `.yaml` in `deploy/k8s/` but the kustomization, which is
 /// not an API object).
 fn manifests() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(deploy("k8s"))
-        .expect("deploy/k8s")
+    yaml_files_in("k8s")
+}
+
+/// The restore's manifests (`deploy/k8s/restore/`): applied by hand during a restore
+/// (RUNBOOK §6.3), never by the kustomization.
+fn restore_manifests() -> Vec<PathBuf> {
+    yaml_files_in("k8s/restore")
+}
+
+/// Every `.yaml` in `deploy/<dir>` but a kustomization.
+fn yaml_files_in(dir: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(deploy(dir))
+        .unwrap_or_else(|e| panic!("deploy/{dir}: {e}"))
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .filter(|p| !p.ends_with("kustomization.yaml"))
@@ -106,6 +117,7 @@ fn kubernetes_manifests_pass_strict_schema_validation() {
         "node-pdb.yaml",
         "node-config.yaml",
         "frontend.yaml",
+        "backup-cronjob.yaml",
     ] {
         assert!(
             names.iter().any(|n| n == needed),
@@ -120,14 +132,23 @@ fn kubernetes_manifests_pass_strict_schema_validation() {
             "{n} not in kustomization.yaml"
         );
     }
+    // The restore's are not (applying them is a step of a restore).
+    let restore = restore_manifests();
+    let restore_names: Vec<String> = restore
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(restore_names, ["data-pvcs.yaml", "restore-job.yaml"]);
+    assert!(!kustomization.contains("restore"), "{kustomization}");
     let Some(validate) = tool("CI_KUBERNETES_VALIDATE", "kubernetes-validate") else {
         return;
     };
     let (ok, out) = run(Command::new(&validate)
         .args(["--strict", "--no-warn", "-k", KUBERNETES_VERSION])
-        .args(&files));
+        .args(&files)
+        .args(&restore));
     assert!(ok, "kubernetes-validate --strict failed:\n{out}");
-    for n in &names {
+    for n in names.iter().chain(&restore_names) {
         assert!(out.contains(n.as_str()), "{n} was not checked:\n{out}");
     }
     // The check can fail: a misspelt field is refused.
@@ -341,6 +362,161 @@ fn systemd_units_pass_systemd_analyze_verify() {
         .args(["verify", "--man=no"])
         .arg(&bad));
     assert!(out.contains("ProtectHom"), "a misspelt key passed:\n{out}");
+}
+
+/// The shell script of the (first) container's `args: - |` in `yaml`, unindented.
+fn container_script(yaml: &str) -> String {
+    let mut lines = yaml.lines().skip_while(|l| l.trim() != "args:");
+    lines.next().expect("args:");
+    let first = lines.next().expect("the script");
+    assert_eq!(first.trim(), "- |", "args is not a block scalar");
+    let indent = first.len() - first.trim_start().len() + 2;
+    let mut out = String::new();
+    for l in lines {
+        if !l.trim().is_empty() && l.len() - l.trim_start().len() < indent {
+            break;
+        }
+        out.push_str(l.get(indent..).unwrap_or(""));
+        out.push('\n');
+    }
+    out
+}
+
+/// A stand-in `kartotek` in `dir` that logs its arguments to `$LOG` and does what the real one
+/// does to the files the Kubernetes scripts look at (`FAIL_BACKUP`, `FAIL_VERIFY`: fail that
+/// step; a failed verify writes no metrics file, as the real one).
+fn fake_kartotek(dir: &Path) {
+    let path = dir.join("kartotek");
+    std::fs::write(
+        &path,
+        r#"#!/bin/sh
+echo "$*" >>"$LOG"
+case "$1 $2" in
+  "admin backup") mkdir -p "$4" && : >"$4/manifest.json"; exit "${FAIL_BACKUP:-0}" ;;
+  "admin verify-backup")
+    [ "${FAIL_VERIFY:-0}" = 0 ] || exit 1
+    if [ "$3" = --metrics-file ]; then echo verified >"$4"; fi ;;
+  "admin restore") ;;
+  *) exit 9 ;;
+esac
+"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The Kubernetes backup CronJob's script does what the systemd unit's does: a dated backup,
+/// verified with the metrics file, the newest 14 kept; a failed backup removes its directory
+/// and prunes nothing, and so does one that does not verify (which stays for inspection). The
+/// restore Job's script refuses to run without a complete backup named, and restores nodes
+/// 1, 2, 3 into the volume roots after verifying.
+#[test]
+fn the_kubernetes_backup_and_restore_scripts_keep_their_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    fake_kartotek(&bin);
+    let backups = dir.path().join("backups");
+    for day in 1..=15 {
+        std::fs::create_dir_all(backups.join(format!("202611{day:02}T023000Z"))).unwrap();
+    }
+    let log = dir.path().join("log");
+    let cron = read(&deploy("k8s/backup-cronjob.yaml"));
+    let script = container_script(&cron).replace("/backups", &backups.to_string_lossy());
+    assert!(script.contains("verify-backup --metrics-file"), "{script}");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let run_backup = |envs: &[(&str, &str)]| {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-euc", &script])
+            .env("PATH", &path)
+            .env("LOG", &log)
+            .env("KARTOTEK_BACKUP_KEEP", "14");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        run(&mut cmd)
+    };
+    let dated = |b: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(b)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with('Z'))
+            .collect();
+        v.sort();
+        v
+    };
+    let metrics = backups.join("kartotek_backup.prom");
+
+    // A failed backup: its directory is gone, nothing pruned, no metrics, the Job fails.
+    let (ok, out) = run_backup(&[("FAIL_BACKUP", "1")]);
+    assert!(!ok, "{out}");
+    assert_eq!(dated(&backups).len(), 15, "{out}");
+    assert!(!metrics.exists());
+    // One that does not verify: kept for inspection, nothing pruned, no metrics, fails.
+    let (ok, out) = run_backup(&[("FAIL_VERIFY", "1")]);
+    assert!(!ok, "{out}");
+    let after = dated(&backups);
+    assert_eq!(after.len(), 16, "{out}");
+    assert!(!metrics.exists());
+    let unverified = after.last().unwrap().clone();
+    assert!(unverified.starts_with("20"), "{after:?}");
+    std::fs::remove_dir_all(backups.join(&unverified)).unwrap();
+    std::thread::sleep(Duration::from_millis(1100)); // a new second: a new directory name
+    // A good one: dated, verified with the metrics file, the newest 14 kept.
+    let (ok, out) = run_backup(&[]);
+    assert!(ok, "{out}");
+    let kept = dated(&backups);
+    assert_eq!(kept.len(), 14, "{kept:?}");
+    assert_eq!(
+        kept[0], "20261103T023000Z",
+        "the oldest two pruned: {kept:?}"
+    );
+    assert!(!kept.last().unwrap().starts_with("202611"), "{kept:?}");
+    assert_eq!(read(&metrics).trim(), "verified");
+    let calls = read(&log);
+    assert!(
+        calls.contains(&format!(
+            "admin verify-backup --metrics-file {} {}",
+            metrics.display(),
+            backups.join(kept.last().unwrap()).display()
+        )),
+        "{calls}"
+    );
+
+    // The restore Job.
+    let job = read(&deploy("k8s/restore/restore-job.yaml"));
+    let data = dir.path().join("data");
+    let script = container_script(&job)
+        .replace("/backups", &backups.to_string_lossy())
+        .replace("/data/", &format!("{}/", data.display()));
+    std::fs::write(&log, "").unwrap();
+    let restore = |backup: &str| {
+        run(Command::new("/bin/sh")
+            .args(["-euc", &script])
+            .env("PATH", &path)
+            .env("LOG", &log)
+            .env("BACKUP", backup)
+            .env("NODES", "1 2 3"))
+    };
+    let (ok, out) = restore("");
+    assert!(!ok && out.contains("set 'backup'"), "{out}");
+    let (ok, out) = restore("20261101T023000Z"); // pruned: no such backup
+    assert!(!ok && out.contains("no complete backup"), "{out}");
+    assert_eq!(read(&log), "", "nothing ran");
+    let newest = kept.last().unwrap();
+    let (ok, out) = restore(newest);
+    assert!(ok, "{out}");
+    let from = backups.join(newest);
+    let mut want = format!("admin verify-backup {}\n", from.display());
+    for n in 1..=3 {
+        want.push_str(&format!(
+            "admin restore --from {} --data-dir {}/{n} --node-id {n}\n",
+            from.display(),
+            data.display()
+        ));
+    }
+    assert_eq!(read(&log), want);
 }
 
 #[test]
