@@ -505,3 +505,46 @@ async fn calls_can_be_spawned() {
     }
     assert_eq!(node.calls(), 8);
 }
+
+// A leader cut off (it never answers): the followers still name it until they elect another.
+// After one attempt timeout at it, the client does not follow their hints back to it within
+// the attempt timeout, but asks the other nodes until one answers as the new leader.
+#[tokio::test]
+async fn hints_naming_a_leader_that_just_timed_out_are_not_followed_back() {
+    let old = FakeNode::start(1, |_, _| Reply::Delay(Duration::from_secs(60))).await;
+    let old_addr = old.addr();
+    let hint = old_addr.clone();
+    // Node 2 wins the election after it has named the old leader three times.
+    let new_leader = FakeNode::start(2, move |n, _| {
+        if n < 3 {
+            Reply::Fail(not_leader(Some((1, hint.as_str()))))
+        } else {
+            Reply::Ok
+        }
+    })
+    .await;
+    let hint = old_addr.clone();
+    let follower = FakeNode::start(3, move |_, _| {
+        Reply::Fail(not_leader(Some((1, hint.as_str()))))
+    })
+    .await;
+    let client = client(vec![old.addr(), new_leader.addr(), follower.addr()]);
+
+    let started = Instant::now();
+    let answer = client
+        .register_locator(register_request())
+        .await
+        .expect("the new leader takes the write");
+    assert_eq!(answer.header.map(|h| h.node_id), Some(2));
+    assert_eq!(
+        old.calls(),
+        1,
+        "a stale hint was followed back to the lost leader"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1900),
+        "one attempt timeout (1 s) and backoffs, not two timeouts: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(new_leader.calls(), 4);
+}

@@ -79,7 +79,7 @@ net_down() {
 start_one() { # id (from $here: data_dir is relative to it)
   local id=$1 cfg
   cfg=$(config_of "$id")
-  ip netns exec "ksite-$(site_of "$id")" setsid "$K" node --config "$cfg" \
+  ip netns exec "ksite-$(site_of "$id")" env -u KARTOTEK_BIN setsid "$K" node --config "$cfg" \
     >>"$run/node-$id.log" 2>&1 </dev/null &
   echo $! >"$run/node-$id.pid"
 }
@@ -172,6 +172,7 @@ case "${1:-}" in
     probe=$!
     sleep 3
     cut "$s"
+    echo "site $s cut off at $(date -u +%T.%3N) UTC (elections: grep 'vote is changing' run/node-*.log)"
     wait $probe   # the longest write is the failover time (plus one write)
     echo "new leader: node $(leader_id); '$0 heal' brings site $s back"
     ;;
