@@ -139,6 +139,12 @@ async fn run_case<T: Target>(
     let pids = systems.pids(case.system);
     let before = systems.leader_counters(case.system).await;
     let cpu_before = procfs::cpu_seconds(&pids);
+    let node_cpu_before: Vec<f64> = pids
+        .iter()
+        .map(|p| procfs::process_cpu_seconds(*p))
+        .collect();
+    let client_cpu_before = procfs::process_cpu_seconds(std::process::id());
+    let written_before = procfs::write_bytes_sum(&pids);
     let busy = BusySampler::start(systems.all_pids());
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let sampled = pids.clone();
@@ -164,6 +170,17 @@ async fn run_case<T: Target>(
     let cpu = procfs::cpu_seconds(&pids) - cpu_before;
     let after = systems.leader_counters(case.system).await;
     let ops_all = (out.writes_total + out.reads_total).max(1);
+    let per_op_us = |seconds: f64| seconds * 1e6 / ops_all as f64;
+    let node_cpu_us_per_op = pids
+        .iter()
+        .zip(&node_cpu_before)
+        .map(|(p, before)| per_op_us(procfs::process_cpu_seconds(*p) - before))
+        .collect();
+    let client_cpu_us_per_op =
+        per_op_us(procfs::process_cpu_seconds(std::process::id()) - client_cpu_before);
+    let disk_write_bytes_per_op = written_before
+        .zip(procfs::write_bytes_sum(&pids))
+        .map(|(b, a)| a.saturating_sub(b) as f64 / ops_all as f64);
     let record = RunRecord {
         system: case.system,
         workload: case.spec.workload,
@@ -178,6 +195,9 @@ async fn run_case<T: Target>(
         latency: Percentiles::of(&out.latency_us),
         server_cpu_seconds: cpu,
         server_cpu_us_per_op: cpu * 1e6 / ops_all as f64,
+        node_cpu_us_per_op,
+        client_cpu_us_per_op,
+        disk_write_bytes_per_op,
         peak_rss_bytes,
         busy,
         disturbed: busy.other_cpu_fraction > case.busy_max,
@@ -189,7 +209,7 @@ async fn run_case<T: Target>(
 
 fn describe(r: &RunRecord) -> String {
     format!(
-        "{:<8} {:<17} load {:>6}  rep {} try {}: {:>8.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  cpu {:>5.0} µs/op  other-cpu {:>3.0}% kernel {:>3.0}%{}{}",
+        "{:<8} {:<17} load {:>6}  rep {} try {}: {:>8.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  cpu {:>5.0} µs/op (busiest {:>4.0}, load gen {:>3.0})  other-cpu {:>3.0}% kernel {:>3.0}%{}{}",
         r.system.name(),
         r.workload.name(),
         r.load.label(),
@@ -199,6 +219,8 @@ fn describe(r: &RunRecord) -> String {
         r.latency.p50_us / 1e3,
         r.latency.p99_us / 1e3,
         r.server_cpu_us_per_op,
+        r.node_cpu_us_per_op.iter().copied().fold(0.0, f64::max),
+        r.client_cpu_us_per_op,
         r.busy.other_cpu_fraction * 100.0,
         r.busy.kernel_cpu_fraction * 100.0,
         if r.disturbed { "  DISTURBED" } else { "" },

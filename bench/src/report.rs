@@ -220,20 +220,23 @@ fn compare_sections(md: &mut String, dir: &Path, c: &CompareResults) -> anyhow::
     let _ = writeln!(md, "### Tails, server CPU and memory\n");
     let _ = writeln!(
         md,
-        "Server CPU is the user+system time of all three server processes of the system (from `/proc/<pid>/stat`) per answered operation, warm-up included; peak RSS is the largest sum of the three processes' resident memory sampled every 200 ms during a run (`VmRSS`).\n"
+        "Server CPU is the user+system time of all three server processes of the system (from `/proc/<pid>/stat`) per answered operation, warm-up included; the busiest server is the one of the three that used the most (the leader for writes and linearizable reads, which bounds throughput when the machine is shared); the load generator is this bench process (the client library: Kartotek's adds tokens, request ids and retries), which shares the CPUs with the servers; bytes written are what the three servers caused to be written to storage (`write_bytes` of `/proc/<pid>/io`: Raft log, WAL, audit journal, and whatever flushes and compactions ran during the run); peak RSS is the largest sum of the three processes' resident memory sampled every 200 ms during a run (`VmRSS`).\n"
     );
     let _ = writeln!(
         md,
-        "| workload | {load_name} | system | p99.9 | max | throughput min–max | CPU µs/op | peak RSS MiB | failed / wrong | disturbed runs |"
+        "| workload | {load_name} | system | p99.9 | max | throughput min–max | CPU µs/op | busiest server µs/op | load generator µs/op | bytes written/op | peak RSS MiB | failed / wrong | disturbed runs |"
     );
-    let _ = writeln!(md, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        md,
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for w in &workloads {
         for l in &loads {
             for s in [System::Kartotek, System::Etcd] {
                 if let Some(a) = find(&c.aggregates, s, *w, l) {
                     let _ = writeln!(
                         md,
-                        "| {} | {} | {} | {} | {} | {:.0}–{:.0} | {:.0} | {} | {} / {} | {} |",
+                        "| {} | {} | {} | {} | {} | {:.0}–{:.0} | {:.0} | {} | {} | {} | {} | {} / {} | {} |",
                         w.name(),
                         l.label(),
                         s.name(),
@@ -242,6 +245,10 @@ fn compare_sections(md: &mut String, dir: &Path, c: &CompareResults) -> anyhow::
                         a.throughput_min_per_s,
                         a.throughput_max_per_s,
                         a.server_cpu_us_per_op,
+                        optional_us(a.busiest_node_cpu_us_per_op),
+                        optional_us(a.client_cpu_us_per_op),
+                        a.disk_write_bytes_per_op
+                            .map_or_else(|| "n/a".to_owned(), |b| format!("{b:.0}")),
                         mib(a.peak_rss_bytes),
                         a.errors,
                         a.wrong,
@@ -608,4 +615,49 @@ fn runs_section(md: &mut String, c: &CompareResults) {
         );
     }
     let _ = writeln!(md, "\n</details>\n");
+}
+
+/// A CPU time per op, or `n/a` when the run recorded none (results from before it was kept).
+fn optional_us(us: f64) -> String {
+    if us > 0.0 {
+        format!("{us:.0}")
+    } else {
+        "n/a".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Results saved before the per-server, load-generator and bytes-written columns existed
+    /// (the committed `results/compare.json`) still load, and the report says `n/a` for them
+    /// instead of inventing zeros.
+    #[test]
+    fn older_results_render_with_the_new_columns_unknown() -> anyhow::Result<()> {
+        let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join(COMPARE_JSON);
+        let dir =
+            std::env::temp_dir().join(format!("kartotek-bench-report-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("results"))?;
+        std::fs::copy(&committed, dir.join(COMPARE_JSON))?;
+        let report = std::fs::read_to_string(write(&dir)?)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            report.contains("| busiest server µs/op | load generator µs/op | bytes written/op |")
+        );
+        let rows: Vec<&str> = report
+            .lines()
+            .filter(|l| l.starts_with("| linearizable read | 64 | Kartotek |"))
+            .collect();
+        assert_eq!(
+            rows.len(),
+            1,
+            "one Kartotek row at 64 in the tails table: {rows:?}"
+        );
+        assert!(
+            rows.iter().all(|r| r.contains("| n/a | n/a | n/a |")),
+            "{rows:?}"
+        );
+        Ok(())
+    }
 }

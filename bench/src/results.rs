@@ -136,6 +136,19 @@ pub struct RunRecord {
     pub server_cpu_seconds: f64,
     /// That CPU time per operation (warm-up included), microseconds.
     pub server_cpu_us_per_op: f64,
+    /// CPU time of each server process per operation (warm-up included), microseconds, in
+    /// node order: shows the busiest server (the leader, for writes and linearizable reads).
+    #[serde(default)]
+    pub node_cpu_us_per_op: Vec<f64>,
+    /// CPU time of the load generator (this process) per operation, microseconds: the client
+    /// library's cost, which shares the machine with the servers.
+    #[serde(default)]
+    pub client_cpu_us_per_op: f64,
+    /// Bytes the servers caused to be written to storage per operation (`/proc/<pid>/io`
+    /// `write_bytes`: WAL, Raft log, audit journal, flushes and compactions that ran in the
+    /// run), when readable.
+    #[serde(default)]
+    pub disk_write_bytes_per_op: Option<f64>,
     /// Largest sum of the servers' resident memory seen during the run, bytes.
     pub peak_rss_bytes: u64,
     /// How busy the machine was with other work.
@@ -174,6 +187,15 @@ pub struct Aggregate {
     pub cdf: Vec<CdfPoint>,
     /// Mean server CPU per operation, microseconds.
     pub server_cpu_us_per_op: f64,
+    /// Mean CPU per operation of the busiest server of each run, microseconds.
+    #[serde(default)]
+    pub busiest_node_cpu_us_per_op: f64,
+    /// Mean load-generator CPU per operation, microseconds.
+    #[serde(default)]
+    pub client_cpu_us_per_op: f64,
+    /// Mean bytes written to storage per operation (`None` unless every run had it).
+    #[serde(default)]
+    pub disk_write_bytes_per_op: Option<f64>,
     /// Highest peak RSS of the runs, bytes.
     pub peak_rss_bytes: u64,
     /// Correct answers, failures, wrong answers over all runs.
@@ -265,6 +287,18 @@ impl Collector {
                     },
                     server_cpu_us_per_op: runs.iter().map(|r| r.server_cpu_us_per_op).sum::<f64>()
                         / n,
+                    busiest_node_cpu_us_per_op: runs
+                        .iter()
+                        .map(|r| r.node_cpu_us_per_op.iter().copied().fold(0.0, f64::max))
+                        .sum::<f64>()
+                        / n,
+                    client_cpu_us_per_op: runs.iter().map(|r| r.client_cpu_us_per_op).sum::<f64>()
+                        / n,
+                    disk_write_bytes_per_op: runs
+                        .iter()
+                        .map(|r| r.disk_write_bytes_per_op)
+                        .sum::<Option<f64>>()
+                        .map(|b| b / n),
                     peak_rss_bytes: runs.iter().map(|r| r.peak_rss_bytes).max().unwrap_or(0),
                     ok: runs.iter().map(|r| r.ok).sum(),
                     errors: runs.iter().map(|r| r.errors).sum(),
