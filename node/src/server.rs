@@ -75,6 +75,7 @@ pub async fn run_node(
             },
             journal: kartotek_storage::JournalLimits {
                 events_max: config.audit.journal_events_max,
+                gather: Duration::from_micros(config.audit.journal_gather_us),
                 ..kartotek_storage::JournalLimits::default()
             },
             unsafe_unfenced_install_pause: (config.testing.unsafe_unfenced_install_pause_ms > 0)

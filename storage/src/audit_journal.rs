@@ -25,7 +25,9 @@
 //! Bounded: at most `events_max` events wait (appends beyond it are refused with
 //! [`StoreError::JournalFull`]: the read is refused rather than answered without a durable
 //! event), the queue to the writer holds at most `queue_max` appends, and one write takes at
-//! most `group_events_max` events.
+//! most `group_events_max` events. With `gather` set, a writer that found more than one append
+//! waiting waits that long for more before its write (one synced write for more callers; a
+//! lone caller is never delayed), so an answer waits at most `gather` longer.
 //!
 //! **Seqs are never given twice.** The chain skips every seq at or below its watermark for
 //! this journal, so a seq given again would be an event silently dropped. Removal writes the
@@ -71,6 +73,9 @@ pub struct JournalLimits {
     /// Size of a journal segment file (at least
     /// 2 × 264 KiB, room for two of the largest records).
     pub segment_bytes: u64,
+    /// How long the writer waits for more appends before a write when more than one was
+    /// already waiting (zero: never waits; see [`gathers`]).
+    pub gather: std::time::Duration,
 }
 
 impl Default for JournalLimits {
@@ -80,6 +85,7 @@ impl Default for JournalLimits {
             queue_max: 4_096,
             group_events_max: 4_096,
             segment_bytes: 8 << 20,
+            gather: std::time::Duration::ZERO,
         }
     }
 }
@@ -381,17 +387,39 @@ fn write_loop(
     while let Some(first) = rx.blocking_recv() {
         let mut events = first.events.len();
         group.push(first);
-        while events < limits.group_events_max {
-            match rx.try_recv() {
-                Ok(a) => {
-                    events += a.events.len();
-                    group.push(a);
-                }
-                Err(_) => break,
-            }
+        drain(&mut rx, &mut group, &mut events, limits.group_events_max);
+        if gathers(limits.gather, group.len(), events, limits.group_events_max) {
+            std::thread::sleep(limits.gather);
+            drain(&mut rx, &mut group, &mut events, limits.group_events_max);
         }
         write_group(&shared, &mut files, &mut group, limits.events_max);
     }
+}
+
+/// Moves the appends already queued into `group`, up to `group_events_max` events.
+fn drain(
+    rx: &mut mpsc::Receiver<Append>,
+    group: &mut Vec<Append>,
+    events: &mut usize,
+    group_events_max: usize,
+) {
+    while *events < group_events_max {
+        match rx.try_recv() {
+            Ok(a) => {
+                *events += a.events.len();
+                group.push(a);
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+/// Whether the writer waits `gather` for more appends before writing a group of `appends`
+/// appends holding `events` events: only when gathering is on, the group has room, and more
+/// than one append was already waiting. That is a sign of concurrent callers, who then share
+/// one synced write; a lone caller (one append) is written at once and never pays the wait.
+fn gathers(gather: std::time::Duration, appends: usize, events: usize, events_max: usize) -> bool {
+    !gather.is_zero() && appends > 1 && events < events_max
 }
 
 fn write_group(
@@ -599,4 +627,26 @@ fn seq_of(key: &[u8]) -> Result<u64, StoreError> {
         .try_into()
         .map_err(|_| StoreError::Corrupt("bad audit journal key".into()))?;
     Ok(u64::from_be_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gathers;
+    use std::time::Duration;
+
+    #[test]
+    fn only_a_group_of_concurrent_appends_with_room_waits() {
+        let g = Duration::from_micros(150);
+        assert!(gathers(g, 2, 2, 4_096));
+        assert!(!gathers(g, 1, 1, 4_096), "a lone caller is written at once");
+        assert!(
+            !gathers(g, 1, 500, 4_096),
+            "one large append is written at once"
+        );
+        assert!(
+            !gathers(g, 8, 4_096, 4_096),
+            "a full group is written at once"
+        );
+        assert!(!gathers(Duration::ZERO, 8, 8, 4_096), "off by default");
+    }
 }

@@ -264,6 +264,15 @@ fn the_journal_rotates_segments_under_concurrency_without_losing_an_event() {
     });
 }
 
+/// The same with the writer gathering appends before each write (`audit.journal_gather_us`).
+#[test]
+fn the_journal_gathering_appends_still_gives_contiguous_seqs_and_loses_nothing() {
+    contiguous_under_concurrency(kartotek_storage::JournalLimits {
+        gather: std::time::Duration::from_micros(500),
+        ..kartotek_storage::JournalLimits::default()
+    });
+}
+
 fn contiguous_under_concurrency(limits: kartotek_storage::JournalLimits) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
