@@ -138,7 +138,6 @@ async fn run_case<T: Target>(
     }
     let pids = systems.pids(case.system);
     let before = systems.leader_counters(case.system).await;
-    let cpu_before = procfs::cpu_seconds(&pids);
     let node_cpu_before: Vec<f64> = pids
         .iter()
         .map(|p| procfs::process_cpu_seconds(*p))
@@ -167,15 +166,16 @@ async fn run_case<T: Target>(
     let busy = busy.finish();
     let _ = stop_tx.send(true);
     let peak_rss_bytes = rss.await.unwrap_or(0);
-    let cpu = procfs::cpu_seconds(&pids) - cpu_before;
+    let node_cpu_seconds: Vec<f64> = pids
+        .iter()
+        .zip(&node_cpu_before)
+        .map(|(p, before)| procfs::process_cpu_seconds(*p) - before)
+        .collect();
+    let cpu: f64 = node_cpu_seconds.iter().sum();
     let after = systems.leader_counters(case.system).await;
     let ops_all = (out.writes_total + out.reads_total).max(1);
     let per_op_us = |seconds: f64| seconds * 1e6 / ops_all as f64;
-    let node_cpu_us_per_op = pids
-        .iter()
-        .zip(&node_cpu_before)
-        .map(|(p, before)| per_op_us(procfs::process_cpu_seconds(*p) - before))
-        .collect();
+    let node_cpu_us_per_op = node_cpu_seconds.iter().map(|s| per_op_us(*s)).collect();
     let client_cpu_us_per_op =
         per_op_us(procfs::process_cpu_seconds(std::process::id()) - client_cpu_before);
     let disk_write_bytes_per_op = written_before
@@ -194,7 +194,7 @@ async fn run_case<T: Target>(
         throughput_per_s: out.ok as f64 / out.elapsed_seconds,
         latency: Percentiles::of(&out.latency_us),
         server_cpu_seconds: cpu,
-        server_cpu_us_per_op: cpu * 1e6 / ops_all as f64,
+        server_cpu_us_per_op: per_op_us(cpu),
         node_cpu_us_per_op,
         client_cpu_us_per_op,
         disk_write_bytes_per_op,
